@@ -1,0 +1,111 @@
+//! Hand-written CRD schemas for field types whose derived schema would not be structural, or
+//! whose type (from `k8s-openapi`, built here without its `schemars` feature) has none.
+//!
+//! Each function is used through `#[schemars(schema_with = "…")]`. Embedded Kubernetes types
+//! (the pod template, a Job spec) use k8s-openapi's own schemas; [`without_embedded_descriptions`]
+//! trims them once the CRD is generated.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use schemars::{Schema, SchemaGenerator, json_schema};
+use serde_json::Value;
+
+/// Properties whose schema comes from k8s-openapi: `(parent property, property)`.
+const EMBEDDED: [(&str, &str); 2] = [("spec", "template"), ("job", "spec")];
+
+/// Drops the descriptions inside embedded Kubernetes types of a generated CRD (see [`super::crds`]).
+pub(crate) fn without_embedded_descriptions(
+    crd: CustomResourceDefinition,
+) -> CustomResourceDefinition {
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    if let Some(versions) = value
+        .pointer_mut("/spec/versions")
+        .and_then(Value::as_array_mut)
+    {
+        for version in versions {
+            if let Some(schema) = version.pointer_mut("/schema/openAPIV3Schema") {
+                trim_embedded(schema, "");
+            }
+        }
+    }
+    serde_json::from_value(value).unwrap_or(crd)
+}
+
+/// Walks a schema; below a property listed in [`EMBEDDED`], removes every description.
+fn trim_embedded(schema: &mut Value, name: &str) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(properties)) = object.get_mut("properties") {
+        for (child, child_schema) in properties.iter_mut() {
+            if EMBEDDED.contains(&(name, child.as_str())) {
+                strip_descriptions(child_schema);
+            } else {
+                trim_embedded(child_schema, child);
+            }
+        }
+    }
+    for nested in ["items", "additionalProperties"] {
+        if let Some(child) = object.get_mut(nested) {
+            trim_embedded(child, name);
+        }
+    }
+}
+
+/// Removes `description` strings from a schema and all its sub-schemas (a property that happens
+/// to be named `description` is a schema object, not a string, and stays).
+fn strip_descriptions(schema: &mut Value) {
+    match schema {
+        Value::Object(object) => {
+            if object.get("description").is_some_and(Value::is_string) {
+                object.remove("description");
+            }
+            object.values_mut().for_each(strip_descriptions);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_descriptions),
+        _ => {}
+    }
+}
+
+/// `metav1.Time`: an RFC 3339 timestamp string.
+pub(crate) fn time(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "format": "date-time" })
+}
+
+/// Any JSON value, kept as written (plugin configuration, a web metric's `jsonBody`).
+pub(crate) fn any_json(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// A JSON object whose content is kept as written (embedded Kubernetes objects, plugin maps).
+pub(crate) fn open_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// `metav1.LabelSelector`, spelled out so the apiserver checks its shape.
+pub(crate) fn label_selector(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": "Selects the pods of the rollout; must match the pod template's labels.",
+        "properties": {
+            "matchLabels": {
+                "type": "object",
+                "additionalProperties": { "type": "string" }
+            },
+            "matchExpressions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": { "type": "string" },
+                        "operator": { "type": "string" },
+                        "values": { "type": "array", "items": { "type": "string" } }
+                    }
+                }
+            }
+        },
+        "x-kubernetes-map-type": "atomic"
+    })
+}

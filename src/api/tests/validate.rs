@@ -1,0 +1,214 @@
+//! Table tests of `validate`: one change to a valid spec, and the problem it must produce.
+
+use super::super::{
+    ProblemKind::{Invalid, Unsupported},
+    *,
+};
+
+/// A minimal canary that Sluice runs as written.
+fn canary() -> Rollout {
+    serde_norway::from_str(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: { name: web }
+spec:
+  replicas: 3
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web, tier: front } }
+    spec: { containers: [{ name: web, image: nginx }] }
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      steps: [{ setWeight: 20 }, { pause: { duration: 1m } }, { setWeight: 60 }, { pause: {} }]
+"#,
+    )
+    .expect("valid canary")
+}
+
+/// A minimal blue/green rollout that Sluice runs as written.
+fn blue_green() -> Rollout {
+    let mut rollout = canary();
+    rollout.spec.strategy = Some(RolloutStrategy {
+        blue_green: Some(BlueGreenStrategy {
+            active_service: "web-active".into(),
+            preview_service: Some("web-preview".into()),
+            ..Default::default()
+        }),
+        canary: None,
+    });
+    rollout
+}
+
+/// Mutable access to the canary strategy of a test rollout.
+fn canary_mut(r: &mut Rollout) -> &mut CanaryStrategy {
+    r.spec
+        .strategy
+        .as_mut()
+        .and_then(|s| s.canary.as_mut())
+        .expect("canary")
+}
+
+/// Mutable access to the blue/green strategy of a test rollout.
+fn blue_green_mut(r: &mut Rollout) -> &mut BlueGreenStrategy {
+    r.spec
+        .strategy
+        .as_mut()
+        .and_then(|s| s.blue_green.as_mut())
+        .expect("blue/green")
+}
+
+/// A JSON value parsed into a typed field, for table entries.
+fn parse<T: serde::de::DeserializeOwned>(json: serde_json::Value) -> T {
+    serde_json::from_value(json).expect("valid JSON for the type")
+}
+
+type Case = (
+    &'static str,
+    fn() -> Rollout,
+    fn(&mut Rollout),
+    &'static str,
+    ProblemKind,
+    &'static str,
+);
+
+#[rustfmt::skip]
+const CASES: &[Case] = &[
+    ("no strategy", canary, |r| r.spec.strategy = None,
+        "spec.strategy", Invalid, "one of canary or blueGreen is required"),
+    ("both strategies", canary, |r| {
+        let bg = blue_green().spec.strategy.and_then(|s| s.blue_green);
+        r.spec.strategy.as_mut().expect("strategy").blue_green = bg;
+    }, "spec.strategy", Invalid, "mutually exclusive"),
+    ("selector missing", canary, |r| r.spec.selector = None,
+        "spec.selector", Invalid, "is required"),
+    ("selector empty", canary, |r| r.spec.selector = Some(Default::default()),
+        "spec.selector", Invalid, "every pod"),
+    ("selector does not match", canary, |r| r.spec.selector = parse(serde_json::json!({"matchLabels": {"app": "api"}})),
+        "spec.selector", Invalid, "does not match"),
+    ("selector expression does not match", canary, |r| r.spec.selector = parse(serde_json::json!(
+        {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["front"]}]})),
+        "spec.selector", Invalid, "does not match"),
+    ("selector bad operator", canary, |r| r.spec.selector = parse(serde_json::json!(
+        {"matchExpressions": [{"key": "tier", "operator": "Equals"}]})),
+        "spec.selector.matchExpressions[0].operator", Invalid, "not one of In"),
+    ("setWeight above 100", canary, |r| canary_mut(r).steps[2] = CanaryStep::SetWeight(150),
+        "spec.strategy.canary.steps[2].setWeight", Invalid, "between 0 and 100 (got 150)"),
+    ("setWeight negative", canary, |r| canary_mut(r).steps[0] = CanaryStep::SetWeight(-1),
+        "spec.strategy.canary.steps[0].setWeight", Invalid, "between 0 and 100 (got -1)"),
+    ("maxSurge and maxUnavailable zero", canary, |r| {
+        let c = canary_mut(r);
+        c.max_surge = Some(IntOrPercent::Percent(0));
+        c.max_unavailable = Some(IntOrPercent::Int(0));
+    }, "spec.strategy.canary.maxSurge", Invalid, "cannot both be zero"),
+    ("maxUnavailable above 100%", canary, |r| canary_mut(r).max_unavailable = Some(IntOrPercent::Percent(150)),
+        "spec.strategy.canary.maxUnavailable", Invalid, "cannot exceed 100% (got 150%)"),
+    ("negative replicas", canary, |r| r.spec.replicas = Some(-2),
+        "spec.replicas", Invalid, "must not be negative (got -2)"),
+    ("negative minReadySeconds", canary, |r| r.spec.min_ready_seconds = Some(-5),
+        "spec.minReadySeconds", Invalid, "must not be negative"),
+    ("negative scaleDownDelaySeconds", canary, |r| canary_mut(r).scale_down_delay_seconds = Some(-30),
+        "spec.strategy.canary.scaleDownDelaySeconds", Invalid, "must not be negative"),
+    ("negative autoPromotionSeconds", blue_green, |r| blue_green_mut(r).auto_promotion_seconds = Some(-1),
+        "spec.strategy.blueGreen.autoPromotionSeconds", Invalid, "must not be negative"),
+    ("deadline not above minReadySeconds", canary, |r| {
+        r.spec.min_ready_seconds = Some(60);
+        r.spec.progress_deadline_seconds = Some(60);
+    }, "spec.progressDeadlineSeconds", Invalid, "greater than minReadySeconds"),
+    ("canaryService equals stableService", canary, |r| canary_mut(r).stable_service = Some("web-canary".into()),
+        "spec.strategy.canary.stableService", Invalid, "must differ from canaryService"),
+    ("activeService empty", blue_green, |r| blue_green_mut(r).active_service.clear(),
+        "spec.strategy.blueGreen.activeService", Invalid, "is required"),
+    ("previewService equals activeService", blue_green, |r| blue_green_mut(r).preview_service = Some("web-active".into()),
+        "spec.strategy.blueGreen.previewService", Invalid, "must differ from activeService"),
+    ("workloadRef with template", canary, |r| r.spec.workload_ref = Some(Default::default()),
+        "spec.template", Invalid, "must be empty when spec.workloadRef is set"),
+    ("neither template nor workloadRef", canary, |r| r.spec.template = None,
+        "spec.template", Invalid, "is required unless spec.workloadRef is set"),
+    ("workloadRef", canary, |r| { r.spec.template = None; r.spec.workload_ref = Some(Default::default()); },
+        "spec.workloadRef", Unsupported, "not supported"),
+    ("nginx", canary, |r| canary_mut(r).traffic_routing = parse(serde_json::json!({"nginx": {"stableIngress": "web"}})),
+        "spec.strategy.canary.trafficRouting.nginx", Unsupported, "not supported"),
+    ("router plugin", canary, |r| canary_mut(r).traffic_routing = parse(serde_json::json!({"plugins": {"x/y": {}}})),
+        "spec.strategy.canary.trafficRouting.plugins", Unsupported, "not supported"),
+    ("experiment step", canary, |r| canary_mut(r).steps[1] = CanaryStep::Experiment(Default::default()),
+        "spec.strategy.canary.steps[1].experiment", Unsupported, "not supported"),
+    ("analysis step", canary, |r| canary_mut(r).steps[3] = CanaryStep::Analysis(Default::default()),
+        "spec.strategy.canary.steps[3].analysis", Unsupported, "not supported"),
+    ("header route step", canary, |r| canary_mut(r).steps[1] = CanaryStep::SetHeaderRoute(Default::default()),
+        "spec.strategy.canary.steps[1].setHeaderRoute", Unsupported, "not supported"),
+    ("plugin step", canary, |r| canary_mut(r).steps[1] = CanaryStep::Plugin(Default::default()),
+        "spec.strategy.canary.steps[1].plugin", Unsupported, "not supported"),
+    ("background analysis", canary, |r| canary_mut(r).analysis = Some(Default::default()),
+        "spec.strategy.canary.analysis", Unsupported, "not supported"),
+    ("pingPong", canary, |r| canary_mut(r).ping_pong = Some(Default::default()),
+        "spec.strategy.canary.pingPong", Unsupported, "not supported"),
+    ("dynamicStableScale", canary, |r| canary_mut(r).dynamic_stable_scale = Some(true),
+        "spec.strategy.canary.dynamicStableScale", Unsupported, "not supported"),
+    ("canaryMetadata", canary, |r| canary_mut(r).canary_metadata = Some(Default::default()),
+        "spec.strategy.canary.canaryMetadata", Unsupported, "not supported"),
+    ("prePromotionAnalysis", blue_green, |r| blue_green_mut(r).pre_promotion_analysis = Some(Default::default()),
+        "spec.strategy.blueGreen.prePromotionAnalysis", Unsupported, "not supported"),
+    ("postPromotionAnalysis", blue_green, |r| blue_green_mut(r).post_promotion_analysis = Some(Default::default()),
+        "spec.strategy.blueGreen.postPromotionAnalysis", Unsupported, "not supported"),
+    ("rollbackWindow", canary, |r| r.spec.rollback_window = Some(Default::default()),
+        "spec.rollbackWindow", Unsupported, "not supported"),
+    ("rollout analysis history", canary, |r| r.spec.analysis = Some(Default::default()),
+        "spec.analysis", Unsupported, "not supported"),
+];
+
+#[test]
+fn valid_specs_have_no_problems() {
+    assert_eq!(validate(&canary()), []);
+    assert_eq!(validate(&blue_green()), []);
+}
+
+#[test]
+fn each_rule_reports_its_field() {
+    for (name, base, change, field, kind, message) in CASES {
+        let mut rollout = base();
+        change(&mut rollout);
+        let problems = validate(&rollout);
+        let found = problems
+            .iter()
+            .any(|p| p.field == *field && p.kind == *kind && p.message.contains(message));
+        assert!(
+            found,
+            "{name}: expected {kind:?} {field}: …{message}…, got {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn false_flags_are_not_reported() {
+    let mut rollout = canary();
+    canary_mut(&mut rollout).dynamic_stable_scale = Some(false);
+    rollout.spec.progress_deadline_abort = Some(false);
+    assert_eq!(validate(&rollout), []);
+}
+
+#[test]
+fn fixtures_report_only_their_unsupported_features() {
+    let rollout: Rollout =
+        serde_norway::from_str(&super::fixture("canary-nginx.yaml")).expect("parses");
+    let problems = validate(&rollout);
+    assert!(
+        problems.iter().all(|p| p.kind == Unsupported),
+        "{problems:#?}"
+    );
+    let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert!(
+        fields.contains(&"spec.strategy.canary.trafficRouting.nginx"),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"spec.strategy.canary.steps[4].setCanaryScale"),
+        "{fields:?}"
+    );
+    assert_eq!(
+        problems[0].to_string(),
+        format!("{}: {}", problems[0].field, problems[0].message)
+    );
+}

@@ -1,0 +1,2 @@
+//! The kubectl plugin.
+fn main() {}

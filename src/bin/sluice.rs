@@ -1,0 +1,2 @@
+//! The Sluice controller process.
+fn main() {}
