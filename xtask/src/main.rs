@@ -1,0 +1,91 @@
+//! Developer commands for Sluice (`cargo xtask …`): the local cluster, CRDs, the demo and the tests.
+
+mod cluster;
+mod crds;
+mod gobuild;
+mod paths;
+
+use std::process::Command;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Developer commands for Sluice.
+#[derive(Parser)]
+#[command(name = "cargo xtask", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The local Kubernetes control plane (built from Go modules, nodes played by kwok).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
+    },
+    /// Writes crds/*.yaml from the API types; with --check, fails when they drifted.
+    Crds {
+        /// Compare instead of writing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Brings up the local cluster and installs the CRDs, ready for a Rollout.
+    Demo,
+    /// Runs the whole test suite: starts the local cluster, then `cargo test --workspace`.
+    Test {
+        /// Extra arguments for `cargo test` (for example a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Builds (first time only) and starts the cluster; writes target/cluster/kubeconfig.
+    Up(cluster::UpOptions),
+    /// Stops every process `up` started.
+    Down,
+    /// Shows the processes, their memory, and the apiserver's health.
+    Status,
+    /// Builds every Go binary into the shared cache without starting anything.
+    Build,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Cluster { action } => match action {
+            ClusterCmd::Up(options) => cluster::up(&options).await,
+            ClusterCmd::Down => cluster::down(),
+            ClusterCmd::Status => cluster::status().await,
+            ClusterCmd::Build => cluster::build(),
+        },
+        Cmd::Crds { check } => crds::run(check),
+        Cmd::Demo => demo().await,
+        Cmd::Test { args } => test(&args).await,
+    }
+}
+
+async fn demo() -> Result<()> {
+    cluster::up(&cluster::UpOptions::default()).await?;
+    let client = cluster::ready(&paths::kubeconfig()).await?;
+    crds::install(&client).await?;
+    let kubectl = gobuild::kubectl()?;
+    println!("\nThe local cluster is up with Sluice's CRDs installed.");
+    println!("  export KUBECONFIG={}", paths::kubeconfig().display());
+    println!("  {} get crd", kubectl.display());
+    Ok(())
+}
+
+async fn test(args: &[String]) -> Result<()> {
+    cluster::up(&cluster::UpOptions::default()).await?;
+    gobuild::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(paths::repo_root())
+            .env("KUBECONFIG", paths::kubeconfig())
+            .args(["test", "--workspace"])
+            .args(args),
+    )
+}
