@@ -21,7 +21,7 @@ use kube::{
     api::{Patch, PatchParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
-use procs::Proc;
+use procs::{Proc, Started};
 
 use crate::{
     gobuild::{self, ETCD, KUBERNETES, KWOK},
@@ -132,30 +132,31 @@ pub async fn up(options: &UpOptions) -> Result<()> {
             .context("unknown process")
     };
     let etcd = by_name("etcd")?;
-    etcd.start(&ETCD.binary("etcd")?, &etcd_args(&etcd_data))?;
+    let mut children = vec![etcd.start(&ETCD.binary("etcd")?, &etcd_args(&etcd_data))?];
     let apiserver = by_name("kube-apiserver")?;
-    apiserver.start(&KUBERNETES.binary("kube-apiserver")?, &apiserver_args(&pki))?;
-    wait_ready(&kubeconfig, &procs[..2]).await?;
+    let apiserver_bin = KUBERNETES.binary("kube-apiserver")?;
+    children.push(apiserver.start(&apiserver_bin, &apiserver_args(&pki))?);
+    wait_ready(&kubeconfig, &mut children, &apiserver.log_file()).await?;
     eprintln!("kube-apiserver ready after {:.1?}", started.elapsed());
 
     let controller_manager = by_name("kube-controller-manager")?;
-    controller_manager.start(
+    children.push(controller_manager.start(
         &KUBERNETES.binary("kube-controller-manager")?,
         &controller_manager_args(&pki, &kubeconfig, &dir),
-    )?;
+    )?);
     let scheduler = by_name("kube-scheduler")?;
-    scheduler.start(
+    children.push(scheduler.start(
         &KUBERNETES.binary("kube-scheduler")?,
         &scheduler_args(&kubeconfig),
-    )?;
+    )?);
     let stages = dir.join("kwok-stages.yaml");
     std::fs::write(&stages, include_str!("../../cluster/kwok-stages.yaml"))
         .context("writing the kwok stages")?;
     let kwok = by_name("kwok")?;
-    kwok.start(&KWOK.binary("kwok")?, &kwok_args(&kubeconfig, &stages))?;
+    children.push(kwok.start(&KWOK.binary("kwok")?, &kwok_args(&kubeconfig, &stages))?);
 
     ensure_nodes(options).await?;
-    wait_usable(&kubeconfig, &procs).await?;
+    wait_usable(&kubeconfig, &mut children).await?;
     eprintln!(
         "cluster up in {:.1?} (Kubernetes {}, {} nodes); kubeconfig: {}",
         started.elapsed(),
@@ -238,7 +239,7 @@ pub async fn client(kubeconfig: &Path) -> Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-async fn wait_ready(kubeconfig: &Path, procs: &[Proc]) -> Result<Client> {
+async fn wait_ready(kubeconfig: &Path, procs: &mut [Started], log: &Path) -> Result<Client> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(client) = ready(kubeconfig).await {
@@ -248,7 +249,7 @@ async fn wait_ready(kubeconfig: &Path, procs: &[Proc]) -> Result<Client> {
         if Instant::now() > deadline {
             bail!(
                 "the apiserver was not ready within 60 s; see {}",
-                procs[1].log_file().display()
+                log.display()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -256,7 +257,7 @@ async fn wait_ready(kubeconfig: &Path, procs: &[Proc]) -> Result<Client> {
 }
 
 /// Waits until the nodes are Ready and the default ServiceAccount exists (pods can be created).
-async fn wait_usable(kubeconfig: &Path, procs: &[Proc]) -> Result<()> {
+async fn wait_usable(kubeconfig: &Path, procs: &mut [Started]) -> Result<()> {
     let client = ready(kubeconfig).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
@@ -278,18 +279,8 @@ async fn wait_usable(kubeconfig: &Path, procs: &[Proc]) -> Result<()> {
     }
 }
 
-fn check_alive(procs: &[Proc]) -> Result<()> {
-    for proc in procs {
-        if proc.running_pid().is_none() {
-            bail!(
-                "{} exited; the end of {}:\n{}",
-                proc.name,
-                proc.log_file().display(),
-                proc.log_tail(20)
-            );
-        }
-    }
-    Ok(())
+fn check_alive(procs: &mut [Started]) -> Result<()> {
+    procs.iter_mut().try_for_each(Started::check_alive)
 }
 
 fn node_ready(node: &Node) -> bool {

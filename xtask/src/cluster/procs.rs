@@ -6,7 +6,7 @@ use std::{
     fs::File,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -55,7 +55,12 @@ impl Proc {
     }
 
     /// Starts `program args…` in its own process group, detached from the caller.
-    pub fn start(&self, program: &Path, args: &[OsString]) -> Result<u32> {
+    ///
+    /// The returned [`Started`] is how the caller learns that the process died while it waits for
+    /// it: `running_pid` cannot tell so soon after the start, because `spawn` returns before the
+    /// kernel has set up the new program's arguments, and its `/proc/<pid>/cmdline` reads empty
+    /// for a moment.
+    pub fn start(&self, program: &Path, args: &[OsString]) -> Result<Started> {
         for sub in ["pids", "logs"] {
             std::fs::create_dir_all(self.dir.join(sub))?;
         }
@@ -73,7 +78,11 @@ impl Proc {
             .spawn()
             .with_context(|| format!("starting {}", program.display()))?;
         std::fs::write(self.pid_file(), child.id().to_string())?;
-        Ok(child.id())
+        Ok(Started {
+            name: self.name,
+            log: self.log_file(),
+            child,
+        })
     }
 
     /// Stops the process (SIGTERM, then SIGKILL after `grace`) and forgets its pid.
@@ -103,13 +112,35 @@ impl Proc {
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     }
+}
 
-    /// The last lines of the process's log, for error messages.
-    pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.log_file()).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+/// A process this invocation started, and can therefore wait for.
+pub struct Started {
+    name: &'static str,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Started {
+    /// Fails, with the exit status and the end of the log, when the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}); the end of {}:\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.log, 20)
+            );
+        }
+        Ok(())
     }
+}
+
+/// The last `lines` lines of a log file, for error messages.
+fn tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn signal(pid: u32, sig: &str) -> Result<()> {
