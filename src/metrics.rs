@@ -1,0 +1,581 @@
+//! The controller's Prometheus metrics, served as OpenMetrics text on `/metrics`.
+//!
+//! Names and labels follow Argo Rollouts where users' dashboards and alerts query them, so a
+//! dashboard built for Argo keeps working when Sluice runs the same rollouts:
+//!
+//! | series                                                     | type      | as in Argo |
+//! |------------------------------------------------------------|-----------|------------|
+//! | `rollout_info{namespace,name,strategy,phase}` = 1          | gauge     | yes (Argo adds `traffic_router`) |
+//! | `rollout_phase{namespace,name,strategy,phase}` = 0/1       | gauge     | yes (deprecated in Argo, kept for old dashboards) |
+//! | `rollout_reconcile_bucket/_sum/_count{namespace,name}`     | histogram | yes (finer buckets, 1 ms – 10 s) |
+//! | `rollout_reconcile_error{namespace,name,reason}`           | unknown   | yes (Sluice adds `reason`) |
+//! | `sluice_kube_requests_total{verb,resource,status_code}`    | counter   | Sluice's own |
+//! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | as every Prometheus client |
+//!
+//! `rollout_reconcile_error` is a counter in meaning, but OpenMetrics requires a counter's sample to
+//! end in `_total`, and Argo (which serves the classic text format) exposes it without the suffix,
+//! which is the name stored in Prometheus and used by existing queries. Sluice therefore exposes it
+//! with the OpenMetrics type `unknown`, whose sample keeps the bare name; `rate()` and `increase()`
+//! work on it as before. Counters that are Sluice's own carry the standard `_total` suffix.
+//!
+//! The `phase` label holds Argo's *metric* phase (`Completed`, `Progressing`, `Paused`, `Timeout`,
+//! `Error`, `Abort`, or `InvalidSpec`), not `status.phase`: [`phase_label`] derives it from a status
+//! as Argo does, and [`strategy_label`] gives the `strategy` label.
+//!
+//! Per-rollout series live in one map keyed by namespace and name and are written out at scrape
+//! time, so a rollout has exactly one `rollout_info` series and [`Metrics::forget_rollout`] drops
+//! all of its series at once.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Instant,
+};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::ConstGauge,
+        histogram::Histogram,
+    },
+    registry::Registry,
+};
+
+use crate::api::{ConditionStatus, RolloutConditionType, RolloutSpec, RolloutStatus};
+
+/// Upper bounds (seconds) of the `rollout_reconcile` buckets: 1 ms to 10 s.
+const RECONCILE_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The values of `rollout_phase`'s `phase` label, as Argo Rollouts writes them. A rollout whose
+/// phase is not among them (`InvalidSpec`) has all of them at 0, as in Argo.
+pub const PHASES: [&str; 6] = [
+    "Completed",
+    "Progressing",
+    "Paused",
+    "Timeout",
+    "Error",
+    "Abort",
+];
+
+/// The controller's metrics: one registry, shared by the reconcilers and the HTTP server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rollouts: Arc<RolloutSeries>,
+    kube_requests: Family<KubeRequestLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KubeRequestLabels {
+    verb: String,
+    resource: String,
+    status_code: u16,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered, including the process metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let rollouts = Arc::new(RolloutSeries::default());
+        registry.register_collector(Box::new(rollouts.clone()));
+        let kube_requests = Family::<KubeRequestLabels, Counter>::default();
+        registry.register(
+            "sluice_kube_requests",
+            "Kubernetes API requests made by the controller, by verb, resource and HTTP status.",
+            kube_requests.clone(),
+        );
+        registry.register_collector(Box::new(ProcessCollector));
+        Self {
+            registry,
+            rollouts,
+            kube_requests,
+        }
+    }
+
+    /// Starts timing one reconcile of a rollout; the time is recorded in `rollout_reconcile` when
+    /// the timer is dropped.
+    pub fn reconcile_timer(&self, namespace: &str, name: &str) -> ReconcileTimer {
+        let histogram = self
+            .rollouts
+            .lock()
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default()
+            .reconcile
+            .clone();
+        ReconcileTimer {
+            histogram,
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconcile of a rollout; `reason` is the error's short reason (the one its
+    /// event carries), so the label's values stay few.
+    pub fn reconcile_error(&self, namespace: &str, name: &str, reason: &str) {
+        *self
+            .rollouts
+            .lock()
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default()
+            .errors
+            .entry(reason.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Counts one Kubernetes API request (`verb` such as `create` or `patch`, `resource` such as
+    /// `replicasets`, `status` the HTTP status code).
+    pub fn api_request(&self, verb: &str, resource: &str, status: u16) {
+        self.kube_requests
+            .get_or_create(&KubeRequestLabels {
+                verb: verb.to_owned(),
+                resource: resource.to_owned(),
+                status_code: status,
+            })
+            .inc();
+    }
+
+    /// Records a rollout's strategy ([`strategy_label`]) and phase ([`phase_label`]), replacing
+    /// the previous ones: `rollout_info` has one series per rollout, `rollout_phase` one per phase.
+    pub fn set_rollout(&self, namespace: &str, name: &str, strategy: &str, phase: &str) {
+        self.rollouts
+            .lock()
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default()
+            .info = Some(Info {
+            strategy: strategy.to_owned(),
+            phase: phase.to_owned(),
+        });
+    }
+
+    /// Drops every series of a rollout; call it once the rollout is deleted, after its last
+    /// reconcile (a timer still running records into the dropped series, not a new one).
+    pub fn forget_rollout(&self, namespace: &str, name: &str) {
+        self.rollouts
+            .lock()
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// The OpenMetrics text of every metric, ending in `# EOF`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if text::encode(&mut out, &self.registry).is_err() {
+            // Writing to a String cannot fail and the collectors skip what they cannot read, so
+            // this is unreachable; a partial scrape still beats none.
+            tracing::warn!("encoding the metrics failed; the scrape is incomplete");
+        }
+        out
+    }
+}
+
+/// Times one reconcile; see [`Metrics::reconcile_timer`].
+#[derive(Debug)]
+#[must_use = "the reconcile is timed until the timer is dropped"]
+pub struct ReconcileTimer {
+    histogram: Histogram,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// The `strategy` label of `rollout_info`: `canary`, `blueGreen`, or `none`, as Argo writes it.
+pub fn strategy_label(spec: &RolloutSpec) -> &'static str {
+    if spec.blue_green().is_some() {
+        "blueGreen"
+    } else if spec.canary().is_some() {
+        "canary"
+    } else {
+        "none"
+    }
+}
+
+/// The `phase` label of `rollout_info`, computed from the status as Argo Rollouts does: from the
+/// reason of the `Progressing` condition, with `InvalidSpec` winning over everything.
+pub fn phase_label(status: &RolloutStatus) -> &'static str {
+    let condition = |type_| status.conditions.iter().find(|c| c.type_ == type_);
+    if condition(RolloutConditionType::InvalidSpec)
+        .is_some_and(|c| c.status == ConditionStatus::True)
+    {
+        return "InvalidSpec";
+    }
+    match condition(RolloutConditionType::Progressing).map(|c| c.reason.as_str()) {
+        Some("NewReplicaSetAvailable") => "Completed",
+        Some("RolloutPaused") => "Paused",
+        Some("ReplicaSetCreateError") => "Error",
+        Some("ProgressDeadlineExceeded") => "Timeout",
+        Some("RolloutAborted") => "Abort",
+        _ => "Progressing",
+    }
+}
+
+/// The series of every rollout the controller has seen, keyed by (namespace, name).
+#[derive(Debug, Default)]
+struct RolloutSeries(Mutex<BTreeMap<(String, String), Rollout>>);
+
+#[derive(Debug)]
+struct Rollout {
+    info: Option<Info>,
+    reconcile: Histogram,
+    errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug)]
+struct Info {
+    strategy: String,
+    phase: String,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Self {
+            info: None,
+            reconcile: Histogram::new(RECONCILE_BUCKETS),
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+impl RolloutSeries {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, String), Rollout>> {
+        // The map stays consistent even if a holder panicked: every update is one assignment.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Collector for RolloutSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let rollouts = self.lock();
+        let infos = || {
+            rollouts
+                .iter()
+                .filter_map(|((ns, name), r)| r.info.as_ref().map(|i| (ns, name, i)))
+        };
+
+        let mut family = encoder.encode_descriptor(
+            "rollout_info",
+            "Information about rollout.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (ns, name, info) in infos() {
+            let labels = [
+                ("namespace", ns.as_str()),
+                ("name", name.as_str()),
+                ("strategy", &info.strategy),
+                ("phase", &info.phase),
+            ];
+            ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "rollout_phase",
+            "Information on the state of the rollout (deprecated in Argo Rollouts: use rollout_info).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (ns, name, info) in infos() {
+            for phase in PHASES {
+                let labels = [
+                    ("namespace", ns.as_str()),
+                    ("name", name.as_str()),
+                    ("strategy", &info.strategy),
+                    ("phase", phase),
+                ];
+                let value = i64::from(info.phase == phase);
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "rollout_reconcile",
+            "Rollout reconciliation performance.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for ((ns, name), rollout) in rollouts.iter() {
+            let labels = [("namespace", ns.as_str()), ("name", name.as_str())];
+            rollout.reconcile.encode(family.encode_family(&labels)?)?;
+        }
+
+        // `unknown`, not `counter`: the sample keeps Argo's bare name (see the module's header).
+        let mut family = encoder.encode_descriptor(
+            "rollout_reconcile_error",
+            "Errors during rollout reconciles, by reason.",
+            None,
+            MetricType::Unknown,
+        )?;
+        for ((ns, name), rollout) in rollouts.iter() {
+            for (reason, count) in &rollout.errors {
+                let labels = [
+                    ("namespace", ns.as_str()),
+                    ("name", name.as_str()),
+                    ("reason", reason),
+                ];
+                family.encode_family(&labels)?.encode_gauge(count)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The standard `process_*` metrics, read from `/proc/self` at scrape time (Linux only; elsewhere
+/// they are absent).
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// Clock ticks per second of the times in `/proc/<pid>/stat` (`USER_HZ`, fixed at 100 by the
+/// Linux ABI whatever the kernel's internal tick rate).
+const USER_HZ: f64 = 100.0;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let read = |path| std::fs::read_to_string(path).ok();
+        let stat = read("/proc/self/stat").and_then(|s| parse_stat(&s));
+        if let Some((cpu_ticks, _)) = stat {
+            let metric = ConstCounter::new(cpu_ticks as f64 / USER_HZ);
+            metric.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                metric.metric_type(),
+            )?)?;
+        }
+        if let Some(bytes) = read("/proc/self/status").and_then(|s| parse_rss_bytes(&s)) {
+            let metric = ConstGauge::new(bytes);
+            metric.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                None,
+                metric.metric_type(),
+            )?)?;
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            // The count includes the directory handle read_dir holds open, as Go's client does.
+            let metric = ConstGauge::new(fds.count() as u64);
+            metric.encode(encoder.encode_descriptor(
+                "process_open_fds",
+                "Number of open file descriptors.",
+                None,
+                metric.metric_type(),
+            )?)?;
+        }
+        let boot_time = read("/proc/stat").and_then(|s| parse_boot_time(&s));
+        if let (Some((_, start_ticks)), Some(boot_time)) = (stat, boot_time) {
+            let metric = ConstGauge::new(boot_time as f64 + start_ticks as f64 / USER_HZ);
+            metric.encode(encoder.encode_descriptor(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                None,
+                metric.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// `(utime + stime, starttime)` in clock ticks from `/proc/self/stat`.
+fn parse_stat(stat: &str) -> Option<(u64, u64)> {
+    // The command name (field 2) may hold spaces and parentheses: fields are counted after the
+    // last ')'. There, field 3 (state) has index 0, so field n has index n - 3.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some((field(14)? + field(15)?, field(22)?))
+}
+
+/// `VmRSS` from `/proc/self/status`, in bytes.
+fn parse_rss_bytes(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kib = line.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+    Some(kib * 1024)
+}
+
+/// `btime` (seconds since the epoch at boot) from `/proc/stat`.
+fn parse_boot_time(stat: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_starting(text: &str, prefix: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn encode_contains_the_recorded_series() {
+        let metrics = Metrics::new();
+        drop(metrics.reconcile_timer("shop", "web"));
+        metrics.reconcile_error("shop", "web", "ServiceNotFound");
+        metrics.reconcile_error("shop", "web", "ServiceNotFound");
+        metrics.api_request("patch", "replicasets", 200);
+        metrics.set_rollout("shop", "web", "canary", "Paused");
+
+        let text = metrics.encode();
+        eprintln!("{text}"); // SCRATCH
+        for line in [
+            "# TYPE rollout_info gauge",
+            r#"rollout_info{namespace="shop",name="web",strategy="canary",phase="Paused"} 1"#,
+            r#"rollout_phase{namespace="shop",name="web",strategy="canary",phase="Paused"} 1"#,
+            r#"rollout_phase{namespace="shop",name="web",strategy="canary",phase="Completed"} 0"#,
+            "# TYPE rollout_reconcile histogram",
+            r#"rollout_reconcile_count{namespace="shop",name="web"} 1"#,
+            r#"rollout_reconcile_bucket{le="10.0",namespace="shop",name="web"} 1"#,
+            "# TYPE rollout_reconcile_error unknown",
+            r#"rollout_reconcile_error{namespace="shop",name="web",reason="ServiceNotFound"} 2"#,
+            "# TYPE sluice_kube_requests counter",
+            r#"sluice_kube_requests_total{verb="patch",resource="replicasets",status_code="200"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+        assert_eq!(lines_starting(&text, "rollout_phase{").len(), PHASES.len());
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn a_phase_change_leaves_one_info_series() {
+        let metrics = Metrics::new();
+        metrics.set_rollout("shop", "web", "canary", "Progressing");
+        metrics.set_rollout("shop", "web", "blueGreen", "Completed");
+        metrics.set_rollout("shop", "api", "canary", "Progressing");
+
+        let text = metrics.encode();
+        let web = lines_starting(&text, r#"rollout_info{namespace="shop",name="web""#);
+        assert_eq!(
+            web,
+            [
+                r#"rollout_info{namespace="shop",name="web",strategy="blueGreen",phase="Completed"} 1"#
+            ]
+        );
+        let phases = lines_starting(&text, r#"rollout_phase{namespace="shop",name="web""#);
+        assert_eq!(phases.len(), PHASES.len());
+        assert_eq!(phases.iter().filter(|l| l.ends_with(" 1")).count(), 1);
+        assert!(phases.iter().all(|l| l.contains(r#"strategy="blueGreen""#)));
+        assert_eq!(lines_starting(&text, "rollout_info{").len(), 2);
+    }
+
+    #[test]
+    fn forget_removes_every_series_of_the_rollout() {
+        let metrics = Metrics::new();
+        let timer = metrics.reconcile_timer("shop", "web");
+        metrics.reconcile_error("shop", "web", "Conflict");
+        metrics.set_rollout("shop", "web", "canary", "Progressing");
+        metrics.set_rollout("shop", "api", "canary", "Progressing");
+
+        metrics.forget_rollout("shop", "web");
+        drop(timer); // a reconcile that ends after the forget does not bring the series back
+
+        let text = metrics.encode();
+        assert!(!text.contains(r#"name="web""#), "{text}");
+        assert!(text.contains(r#"name="api""#), "{text}");
+    }
+
+    #[test]
+    fn process_metrics_are_read_from_proc() {
+        let text = Metrics::new().encode();
+        if cfg!(target_os = "linux") {
+            for name in [
+                "process_cpu_seconds_total ",
+                "process_resident_memory_bytes ",
+                "process_open_fds ",
+                "process_start_time_seconds ",
+            ] {
+                assert_eq!(lines_starting(&text, name).len(), 1, "{name} in:\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn proc_files_are_parsed() {
+        let stat = "4242 (tokio (rt) worker) S 1 4242 4242 0 -1 4194560 3000 0 0 0 \
+                    150 50 0 0 20 0 9 0 123456 1000000 2000 18446744073709551615";
+        assert_eq!(parse_stat(stat), Some((200, 123456)));
+        assert_eq!(parse_stat("garbage"), None);
+        let status = "Name:\tsluice\nVmPeak:\t  9000 kB\nVmRSS:\t    1536 kB\nThreads:\t9\n";
+        assert_eq!(parse_rss_bytes(status), Some(1536 * 1024));
+        assert_eq!(
+            parse_boot_time("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n"),
+            Some(1_700_000_000)
+        );
+    }
+
+    fn status_with(conditions: serde_json::Value) -> RolloutStatus {
+        serde_json::from_value(serde_json::json!({ "conditions": conditions }))
+            .expect("a rollout status")
+    }
+
+    fn condition(type_: &str, status: &str, reason: &str) -> serde_json::Value {
+        serde_json::json!({
+            "type": type_, "status": status, "reason": reason, "message": "",
+            "lastUpdateTime": "2024-01-01T00:00:00Z", "lastTransitionTime": "2024-01-01T00:00:00Z",
+        })
+    }
+
+    #[test]
+    fn phase_label_follows_argo() {
+        let cases = [
+            (vec![], "Progressing"),
+            (
+                vec![condition("Progressing", "True", "NewReplicaSetAvailable")],
+                "Completed",
+            ),
+            (
+                vec![condition("Progressing", "Unknown", "RolloutPaused")],
+                "Paused",
+            ),
+            (
+                vec![condition(
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                )],
+                "Timeout",
+            ),
+            (
+                vec![condition("Progressing", "False", "RolloutAborted")],
+                "Abort",
+            ),
+            (
+                vec![condition("Progressing", "False", "ReplicaSetCreateError")],
+                "Error",
+            ),
+            (
+                vec![
+                    condition("Progressing", "True", "NewReplicaSetAvailable"),
+                    condition("InvalidSpec", "True", "InvalidFieldValue"),
+                ],
+                "InvalidSpec",
+            ),
+        ];
+        for (conditions, phase) in cases {
+            let status = status_with(serde_json::Value::Array(conditions.clone()));
+            assert_eq!(phase_label(&status), phase, "{conditions:?}");
+        }
+    }
+}
