@@ -1,0 +1,412 @@
+//! The canary strategy: which ReplicaSet is stable and which is the canary, where the steps
+//! stand, and how many pods each set gets, decided from the status and the sets alone.
+//!
+//! The step index, pause start times and the abort flag live in the status, so a restarted
+//! controller resumes the same step with the same timer.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+
+use super::{
+    Action, EventType, Planner,
+    replicas::{Limits, ScaleInput, SetCounts, canary_for_weight, next_scale, reached},
+    replicasets::{SetView, new_replica_set, steps_hash},
+};
+use crate::api::{CanaryStep, CanaryStrategy, PauseCondition, PauseReason};
+
+/// Plans one reconcile of a canary rollout whose current pod template hashes to `hash`.
+pub fn plan(
+    p: &mut Planner<'_>,
+    strategy: &CanaryStrategy,
+    template: &PodTemplateSpec,
+    hash: &str,
+) {
+    let desired = p.rollout.spec.desired_replicas();
+    let limits = Limits::resolve(
+        desired,
+        &strategy.max_surge_or_default(),
+        &strategy.max_unavailable_or_default(),
+    );
+    let steps = &strategy.steps;
+    let step_count = i32::try_from(steps.len()).unwrap_or(i32::MAX);
+    let steps_hash = steps_hash(steps);
+
+    let new_revision = p.prev.current_pod_hash.as_deref() != Some(hash);
+    let steps_changed = p
+        .prev
+        .current_step_hash
+        .as_ref()
+        .is_some_and(|h| *h != steps_hash);
+    if new_revision || steps_changed {
+        // A new version (or new steps) starts over: the old abort, pause and promotion are spent.
+        let status = &mut p.status;
+        status.abort = None;
+        status.aborted_at = None;
+        status.pause_conditions.clear();
+        status.controller_pause = None;
+        status.promote_full = None;
+        status.current_step_index = Some(0);
+    }
+    p.status.current_pod_hash = Some(hash.to_string());
+    p.status.current_step_hash = Some(steps_hash);
+
+    let stable_hash = p
+        .status
+        .stable_rs
+        .clone()
+        .filter(|h| p.sets.iter().any(|s| s.hash == *h));
+    let new_set = p.sets.iter().find(|s| s.hash == hash).cloned();
+    let canary_running = stable_hash.as_deref().is_some_and(|h| h != hash);
+
+    let mut index = p
+        .status
+        .current_step_index
+        .unwrap_or(0)
+        .clamp(0, step_count);
+    if !canary_running || p.status.promote_full == Some(true) {
+        // First deploy, fully promoted, or rolled back to the stable template: no steps to run.
+        index = step_count;
+    }
+    let aborted = canary_running && p.status.abort == Some(true);
+    let user_paused = p.rollout.spec.is_paused();
+    if aborted {
+        // Back to the start: a retry (abort cleared) runs every step again.
+        index = 0;
+        if p.status.aborted_at.is_none() {
+            p.status.aborted_at = Some(p.now_time());
+            p.event(EventType::Warning, "RolloutAborted", format!("Rollout aborted update to {hash}; traffic and replicas go back to the stable version"));
+        }
+    }
+
+    let counts = Counts::of(&p.sets, hash, stable_hash.as_deref());
+    if canary_running && !aborted && !user_paused {
+        index = advance(p, steps, index, desired, limits, &counts);
+    }
+    let at_pause = usize::try_from(index)
+        .ok()
+        .and_then(|i| steps.get(i))
+        .is_some_and(|s| matches!(s, CanaryStep::Pause(_)));
+    if aborted || !at_pause {
+        // Skipped, promoted past or aborted: a pause the rollout no longer stands at is over.
+        p.status
+            .pause_conditions
+            .retain(|c| c.reason != PauseReason::CanaryPauseStep);
+        p.status.controller_pause = None;
+    }
+    if !steps.is_empty() {
+        p.status.current_step_index = Some(index);
+    }
+    if index >= step_count && p.status.promote_full == Some(true) && !canary_running {
+        p.status.promote_full = None;
+    }
+
+    // Where each set should be for the step the rollout stands at.
+    let weight = if aborted { 0 } else { weight_at(steps, index) };
+    let target_canary = if canary_running {
+        canary_for_weight(desired, weight)
+    } else {
+        desired
+    };
+    let input = ScaleInput {
+        desired,
+        limits,
+        canary: counts.canary,
+        stable: counts.stable,
+        others: &counts.others,
+        target_canary,
+        target_stable: desired - target_canary,
+    };
+
+    // The canary has reached the whole rollout (or a first rollout its full size): it becomes the
+    // stable version.
+    let canary_complete = canary_running
+        && !aborted
+        && index >= step_count
+        && new_set
+            .as_ref()
+            .is_some_and(|s| s.replicas >= desired && s.available >= desired);
+    let first_complete = stable_hash.is_none()
+        && new_set
+            .as_ref()
+            .is_some_and(|s| s.available >= desired && s.replicas == desired);
+    if canary_complete || first_complete {
+        p.status.stable_rs = Some(hash.to_string());
+        p.progressed();
+        p.event(
+            EventType::Normal,
+            "RolloutCompleted",
+            format!("Rollout completed update to {hash}"),
+        );
+    }
+
+    if !user_paused || aborted {
+        scale(
+            p,
+            &input,
+            template,
+            hash,
+            new_set.as_ref(),
+            stable_hash.as_deref(),
+            aborted,
+        );
+    }
+    delete_old_sets(p, hash);
+
+    let stable_now = p
+        .status
+        .stable_rs
+        .clone()
+        .unwrap_or_else(|| hash.to_string());
+    let canary_serves = !aborted && new_set.as_ref().is_some_and(|s| s.available > 0);
+    let canary_hash = if canary_serves {
+        hash.to_string()
+    } else {
+        stable_now.clone()
+    };
+    p.point_services(&[
+        (strategy.stable_service.as_ref(), &stable_now),
+        (strategy.canary_service.as_ref(), &canary_hash),
+    ]);
+}
+
+/// Pods and availability of the canary, the stable, and the older sets.
+struct Counts {
+    canary: SetCounts,
+    stable: Option<SetCounts>,
+    others: Vec<SetCounts>,
+}
+
+impl Counts {
+    /// Sets are told apart by hash; `stable` equal to `hash` means there is no separate stable.
+    fn of(sets: &[SetView], hash: &str, stable: Option<&str>) -> Self {
+        let counts = |s: &SetView| SetCounts {
+            replicas: s.replicas,
+            available: s.available,
+        };
+        let stable = stable.filter(|h| *h != hash);
+        Self {
+            canary: sets
+                .iter()
+                .find(|s| s.hash == hash)
+                .map(counts)
+                .unwrap_or_default(),
+            stable: stable
+                .and_then(|h| sets.iter().find(|s| s.hash == h))
+                .map(counts),
+            others: sets
+                .iter()
+                .filter(|s| s.hash != hash && Some(s.hash.as_str()) != stable)
+                .map(counts)
+                .collect(),
+        }
+    }
+}
+
+/// Moves through the steps that are already satisfied; returns the index to stand at.
+fn advance(
+    p: &mut Planner<'_>,
+    steps: &[CanaryStep],
+    mut index: i32,
+    desired: i32,
+    limits: Limits,
+    counts: &Counts,
+) -> i32 {
+    let total = steps.len();
+    while let Some(step) = usize::try_from(index).ok().and_then(|i| steps.get(i)) {
+        let position = format!("{}/{total}", index + 1);
+        let done = match step {
+            CanaryStep::SetWeight(weight) => {
+                let target_canary = canary_for_weight(desired, *weight);
+                let input = ScaleInput {
+                    desired,
+                    limits,
+                    canary: counts.canary,
+                    stable: counts.stable,
+                    others: &counts.others,
+                    target_canary,
+                    target_stable: desired - target_canary,
+                };
+                reached(&input)
+            }
+            CanaryStep::Pause(pause) => pause_done(p, pause.duration.as_ref().map(|d| d.as_std())),
+            // Other kinds are refused by validate() until they are built.
+            _ => false,
+        };
+        if !done {
+            break;
+        }
+        p.progressed();
+        p.event(
+            EventType::Normal,
+            "RolloutStepCompleted",
+            format!("Rollout step {position} completed ({})", step.kind()),
+        );
+        index += 1;
+    }
+    index
+}
+
+/// Whether the pause step the rollout stands at is over; starts it when it has not begun.
+fn pause_done(p: &mut Planner<'_>, duration: Option<Duration>) -> bool {
+    let reason = PauseReason::CanaryPauseStep;
+    let started = p
+        .status
+        .pause_conditions
+        .iter()
+        .find(|c| c.reason == reason)
+        .map(|c| c.start_time.0);
+    match (started, duration) {
+        (Some(start), Some(duration)) => {
+            let elapsed = p.now.duration_since(start).unsigned_abs();
+            if elapsed >= duration {
+                p.status.pause_conditions.retain(|c| c.reason != reason);
+                p.status.controller_pause = None;
+                return true;
+            }
+            p.requeue_in(duration - elapsed);
+            false
+        }
+        (Some(_), None) => false,
+        // Sluice paused here and someone cleared the condition: the rollout was promoted.
+        (None, _) if p.status.controller_pause == Some(true) => {
+            p.status.controller_pause = None;
+            p.event(EventType::Normal, "RolloutResumed", "Rollout resumed");
+            true
+        }
+        (None, Some(duration)) if duration.is_zero() => true,
+        (None, duration) => {
+            p.status.pause_conditions.push(PauseCondition {
+                reason,
+                start_time: p.now_time(),
+            });
+            p.status.controller_pause = Some(true);
+            p.progressed();
+            match duration {
+                Some(d) => {
+                    p.requeue_in(d);
+                    p.event(
+                        EventType::Normal,
+                        "RolloutPaused",
+                        format!("Rollout paused for {}s", d.as_secs()),
+                    );
+                }
+                None => p.event(
+                    EventType::Normal,
+                    "RolloutPaused",
+                    "Rollout paused until promoted",
+                ),
+            }
+            false
+        }
+    }
+}
+
+/// The canary weight at a step: the last `setWeight` at or before it, 100 past the last step.
+pub fn weight_at(steps: &[CanaryStep], index: i32) -> i32 {
+    let Ok(index) = usize::try_from(index) else {
+        return 0;
+    };
+    if index >= steps.len() {
+        return 100;
+    }
+    steps[..=index]
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            CanaryStep::SetWeight(w) => Some(*w),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// Creates the new set or scales every set one safe move toward the targets.
+fn scale(
+    p: &mut Planner<'_>,
+    input: &ScaleInput<'_>,
+    template: &PodTemplateSpec,
+    hash: &str,
+    new_set: Option<&SetView>,
+    stable: Option<&str>,
+    aborted: bool,
+) {
+    let next = next_scale(input);
+    let stable = stable.filter(|h| *h != hash);
+    match new_set {
+        // An aborted version is not brought back: it stays at zero until retried.
+        None if !aborted => {
+            let revision = p.sets.iter().map(|s| s.revision).max().unwrap_or(0) + 1;
+            let rs = new_replica_set(p.rollout, template, hash, next.canary, revision);
+            p.event(
+                EventType::Normal,
+                "NewReplicaSetCreated",
+                format!(
+                    "Created ReplicaSet {}-{hash} (revision {revision}) with {} replicas",
+                    p.rollout.metadata.name.as_deref().unwrap_or(""),
+                    next.canary
+                ),
+            );
+            p.act(Action::CreateReplicaSet(Box::new(rs)));
+        }
+        None => {}
+        Some(set) => scale_one(p, set, next.canary),
+    }
+    let stable_set = stable
+        .and_then(|h| p.sets.iter().find(|s| s.hash == h))
+        .cloned();
+    if let (Some(set), Some(to)) = (stable_set, next.stable) {
+        scale_one(p, &set, to);
+    }
+    let others: Vec<SetView> = p
+        .sets
+        .iter()
+        .filter(|s| s.hash != hash && Some(s.hash.as_str()) != stable)
+        .cloned()
+        .collect();
+    for (set, to) in others.iter().zip(next.others) {
+        scale_one(p, set, to);
+    }
+}
+
+fn scale_one(p: &mut Planner<'_>, set: &SetView, to: i32) {
+    if set.replicas == to {
+        return;
+    }
+    let direction = if to > set.replicas { "up" } else { "down" };
+    p.event(
+        EventType::Normal,
+        "ScalingReplicaSet",
+        format!(
+            "Scaled {direction} ReplicaSet {} (revision {}) from {} to {to}",
+            set.name, set.revision, set.replicas
+        ),
+    );
+    p.act(Action::ScaleReplicaSet {
+        name: set.name.clone(),
+        from: set.replicas,
+        to,
+    });
+}
+
+/// Deletes scaled-down old sets beyond `revisionHistoryLimit`, oldest first.
+fn delete_old_sets(p: &mut Planner<'_>, hash: &str) {
+    let keep = usize::try_from(p.rollout.spec.history_limit()).unwrap_or(0);
+    let stable = p.status.stable_rs.clone();
+    let idle: Vec<String> = p
+        .sets
+        .iter()
+        .filter(|s| {
+            s.hash != hash && Some(&s.hash) != stable.as_ref() && s.replicas == 0 && s.pods == 0
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    // `sets` is sorted newest first, so the ones past `keep` are the oldest.
+    for name in idle.into_iter().skip(keep) {
+        p.act(Action::DeleteReplicaSet { name: name.clone() });
+        p.event(
+            EventType::Normal,
+            "ReplicaSetDeleted",
+            format!("Deleted old ReplicaSet {name} beyond the revision history limit"),
+        );
+    }
+}

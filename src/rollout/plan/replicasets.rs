@@ -1,0 +1,277 @@
+//! ReplicaSets as the plan sees them: the pod template hash that names a version, the
+//! ReplicaSet Sluice creates for it, and a compact view of the ones that exist.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{ReplicaSet, ReplicaSetSpec},
+        core::v1::PodTemplateSpec,
+    },
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
+};
+use kube::ResourceExt;
+
+use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+
+/// Annotation on a ReplicaSet recording the rollout revision it was created for.
+pub const REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
+/// Annotation on a ReplicaSet recording `spec.replicas` of the rollout when it was last scaled.
+pub const DESIRED_REPLICAS_ANNOTATION: &str = "rollout.argoproj.io/desired-replicas";
+
+/// A stable, short name for a pod template: the same template always gives the same hash.
+///
+/// FNV-1a (32 bit) of the template's JSON, written with the alphabet Kubernetes uses for
+/// generated names (no vowels, so no accidental words). `collision_count` is mixed in so a
+/// collision can be resolved by bumping `status.collisionCount`.
+pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+    let mut bytes = serde_json::to_vec(template).unwrap_or_default();
+    if let Some(count) = collision_count {
+        bytes.extend_from_slice(count.to_string().as_bytes());
+    }
+    let hash = bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    });
+    safe_encode(&hash.to_string())
+}
+
+/// A hash of the canary steps, so a change of steps mid-rollout is noticed.
+pub fn steps_hash(steps: &impl serde::Serialize) -> String {
+    let bytes = serde_json::to_vec(steps).unwrap_or_default();
+    let hash = bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    });
+    safe_encode(&hash.to_string())
+}
+
+fn safe_encode(text: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    text.bytes()
+        .map(|b| char::from(ALPHABET[usize::from(b) % ALPHABET.len()]))
+        .collect()
+}
+
+/// One existing ReplicaSet of the rollout, reduced to what decisions need.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetView {
+    /// The ReplicaSet's name.
+    pub name: String,
+    /// Its `rollouts-pod-template-hash` label.
+    pub hash: String,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// Pods that exist (`status.replicas`).
+    pub pods: i32,
+    /// Ready pods.
+    pub ready: i32,
+    /// Pods ready for at least minReadySeconds.
+    pub available: i32,
+    /// The revision annotation (0 when absent).
+    pub revision: i64,
+}
+
+impl SetView {
+    /// The view of a ReplicaSet; `None` when it carries no pod template hash label.
+    pub fn of(rs: &ReplicaSet) -> Option<Self> {
+        let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
+        let status = rs.status.as_ref();
+        Some(Self {
+            name: rs.name_any(),
+            hash,
+            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            pods: status.map_or(0, |s| s.replicas),
+            ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+            available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+            revision: rs
+                .annotations()
+                .get(REVISION_ANNOTATION)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0),
+        })
+    }
+}
+
+/// The ReplicaSet Sluice creates for a new version of the rollout's pods.
+///
+/// Its selector and pods carry the hash label, so each version's pods are told apart; it is
+/// owned (as controller) by the rollout, so it is garbage-collected with it.
+pub fn new_replica_set(
+    rollout: &Rollout,
+    template: &PodTemplateSpec,
+    hash: &str,
+    replicas: i32,
+    revision: i64,
+) -> ReplicaSet {
+    let mut template = template.clone();
+    let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    let labels = metadata.labels.clone();
+
+    let mut selector = rollout.spec.selector.clone().unwrap_or_default();
+    selector
+        .match_labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+
+    let owner = OwnerReference {
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        name: rollout.name_any(),
+        uid: rollout.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{hash}", rollout.name_any())),
+            namespace: rollout.namespace(),
+            labels,
+            annotations: Some(BTreeMap::from([
+                (REVISION_ANNOTATION.to_string(), revision.to_string()),
+                (
+                    DESIRED_REPLICAS_ANNOTATION.to_string(),
+                    rollout.spec.desired_replicas().to_string(),
+                ),
+            ])),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            min_ready_seconds: rollout.spec.min_ready_seconds,
+            selector: LabelSelector {
+                match_expressions: selector.match_expressions,
+                match_labels: selector.match_labels,
+            },
+            template: Some(template),
+        }),
+        status: None,
+    }
+}
+
+/// `matchLabels` of a selector as the `k=v,k2=v2` string Kubernetes puts in `status.selector`.
+pub fn selector_string(selector: &LabelSelector) -> String {
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for expr in selector.match_expressions.iter().flatten() {
+        let values = expr.values.clone().unwrap_or_default().join(",");
+        parts.push(match expr.operator.as_str() {
+            "In" => format!("{} in ({values})", expr.key),
+            "NotIn" => format!("{} notin ({values})", expr.key),
+            "Exists" => expr.key.clone(),
+            _ => format!("!{}", expr.key),
+        });
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(image: &str) -> PodTemplateSpec {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "labels": { "app": "web" } },
+            "spec": { "containers": [{ "name": "web", "image": image }] }
+        }))
+        .expect("a template")
+    }
+
+    #[test]
+    fn the_hash_names_a_template_and_changes_with_it() {
+        let a = pod_template_hash(&template("web:1"), None);
+        assert_eq!(
+            a,
+            pod_template_hash(&template("web:1"), None),
+            "the same template, the same hash"
+        );
+        assert_ne!(
+            a,
+            pod_template_hash(&template("web:2"), None),
+            "another image, another hash"
+        );
+        assert_ne!(
+            a,
+            pod_template_hash(&template("web:1"), Some(1)),
+            "a collision count moves the hash"
+        );
+        assert!(
+            a.len() >= 6
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() && !"aeiou".contains(c)),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn a_new_replica_set_is_owned_labelled_and_selects_only_its_version() {
+        let rollout: Rollout = serde_json::from_value(serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": { "name": "web", "namespace": "shop", "uid": "u-1" },
+            "spec": { "replicas": 4, "minReadySeconds": 5, "selector": { "matchLabels": { "app": "web" } },
+                      "template": { "metadata": { "labels": { "app": "web" } },
+                                    "spec": { "containers": [{ "name": "web", "image": "web:1" }] } },
+                      "strategy": { "canary": {} } }
+        }))
+        .expect("a rollout");
+        let template = rollout.spec.template.clone().expect("a template");
+        let rs = new_replica_set(&rollout, &template, "abc12", 2, 3);
+        assert_eq!(rs.metadata.name.as_deref(), Some("web-abc12"));
+        assert_eq!(rs.metadata.namespace.as_deref(), Some("shop"));
+        let owner = &rs.metadata.owner_references.as_ref().expect("owners")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Rollout", "u-1", Some(true))
+        );
+        let spec = rs.spec.as_ref().expect("a spec");
+        assert_eq!((spec.replicas, spec.min_ready_seconds), (Some(2), Some(5)));
+        let expected = BTreeMap::from([
+            ("app".to_string(), "web".to_string()),
+            (POD_TEMPLATE_HASH_LABEL.to_string(), "abc12".to_string()),
+        ]);
+        assert_eq!(spec.selector.match_labels.as_ref(), Some(&expected));
+        assert_eq!(
+            spec.template
+                .as_ref()
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.labels.as_ref()),
+            Some(&expected)
+        );
+        assert_eq!(
+            rs.annotations()
+                .get(REVISION_ANNOTATION)
+                .map(String::as_str),
+            Some("3")
+        );
+        let view = SetView::of(&rs).expect("a view");
+        assert_eq!(
+            (
+                view.hash.as_str(),
+                view.replicas,
+                view.available,
+                view.revision
+            ),
+            ("abc12", 2, 0, 3)
+        );
+    }
+
+    #[test]
+    fn selectors_print_as_kubernetes_prints_them() {
+        let selector: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchLabels": { "app": "web", "tier": "front" },
+            "matchExpressions": [{ "key": "env", "operator": "In", "values": ["prod", "stage"] }]
+        }))
+        .expect("a selector");
+        assert_eq!(
+            selector_string(&selector),
+            "app=web,tier=front,env in (prod,stage)"
+        );
+    }
+}
