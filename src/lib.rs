@@ -1,4 +1,10 @@
-//! Sluice: a progressive-delivery controller for Kubernetes.
+//! Sluice: a progressive-delivery controller for Kubernetes that runs Argo Rollouts manifests
+//! unchanged.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod error;
+pub mod metrics;
+pub mod rollout;
+pub mod server;
+pub mod telemetry;

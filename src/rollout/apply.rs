@@ -1,0 +1,134 @@
+//! Carries out a [`Plan`]: thin and idempotent. Every write is counted in the metrics, so the
+//! cost of each step can be read off `/metrics`.
+
+use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+use super::plan::{Action, Plan};
+use crate::{
+    api::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, Rollout},
+    error::{Error, is_already_exists, is_conflict, is_not_found},
+    metrics::Metrics,
+};
+
+/// The field manager of every Sluice write.
+pub const FIELD_MANAGER: &str = "sluice";
+
+/// Makes the plan's changes to the rollout's ReplicaSets and Services.
+pub async fn apply_actions(
+    client: &Client,
+    rollout: &Rollout,
+    plan: &Plan,
+    metrics: &Metrics,
+) -> Result<(), Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let patch_params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    for action in &plan.actions {
+        match action {
+            Action::CreateReplicaSet(rs) => {
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PostParams::default()
+                };
+                let result = sets.create(&params, rs).await;
+                metrics.api_request("create", "replicasets", status_code(&result));
+                // Created by a previous reconcile whose status write did not land: nothing to do.
+                match result {
+                    Err(e) if is_already_exists(&e) => {}
+                    other => other.map(drop).map_err(|source| {
+                        write_error(format!("creating ReplicaSet {}", rs.name_any()), source)
+                    })?,
+                }
+            }
+            Action::ScaleReplicaSet { name, to, .. } => {
+                let patch = json!({ "spec": { "replicas": to } });
+                let result = sets.patch(name, &patch_params, &Patch::Merge(&patch)).await;
+                metrics.api_request("patch", "replicasets", status_code(&result));
+                result.map_err(|source| {
+                    write_error(format!("scaling ReplicaSet {name} to {to}"), source)
+                })?;
+            }
+            Action::DeleteReplicaSet { name } => {
+                let result = sets.delete(name, &DeleteParams::background()).await;
+                metrics.api_request("delete", "replicasets", status_code(&result));
+                match result {
+                    Err(e) if is_not_found(&e) => {}
+                    other => other.map(drop).map_err(|source| {
+                        write_error(format!("deleting ReplicaSet {name}"), source)
+                    })?,
+                }
+            }
+            Action::PointService { service, hash } => {
+                // A merge patch adds one key to the selector and leaves the keys the user (or Helm,
+                // or Argo CD) wrote alone; the selector map is atomic for server-side apply.
+                let patch = json!({
+                    "metadata": { "annotations": { MANAGED_BY_ROLLOUTS_ANNOTATION: rollout.name_any() } },
+                    "spec": { "selector": { POD_TEMPLATE_HASH_LABEL: hash } },
+                });
+                let result = services
+                    .patch(service, &patch_params, &Patch::Merge(&patch))
+                    .await;
+                metrics.api_request("patch", "services", status_code(&result));
+                result.map_err(|source| {
+                    write_error(format!("pointing Service {service} at {hash}"), source)
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the rollout's status when it changed; a concurrent change (a promote, an abort)
+/// makes the write fail with a conflict, and the next reconcile plans with it.
+pub async fn write_status(
+    client: &Client,
+    rollout: &Rollout,
+    plan: &Plan,
+    metrics: &Metrics,
+) -> Result<bool, Error> {
+    if rollout.status.as_ref() == Some(&plan.status) {
+        return Ok(false);
+    }
+    let api: Api<Rollout> =
+        Api::namespaced(client.clone(), &rollout.namespace().unwrap_or_default());
+    let mut updated = rollout.clone();
+    updated.status = Some(plan.status.clone());
+    updated.meta_mut().managed_fields = None;
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    let result = api
+        .replace_status(&rollout.name_any(), &params, &updated)
+        .await;
+    metrics.api_request("update", "rollouts/status", status_code(&result));
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Err(Error::Conflict(rollout.name_any())),
+        Err(source) => Err(write_error(
+            format!("writing the status of Rollout {}", rollout.name_any()),
+            source,
+        )),
+    }
+}
+
+fn write_error(action: String, source: kube::Error) -> Error {
+    Error::Write { action, source }
+}
+
+fn status_code<T>(result: &Result<T, kube::Error>) -> u16 {
+    match result {
+        Ok(_) => 200,
+        Err(kube::Error::Api(status)) => status.code,
+        Err(_) => 0,
+    }
+}
