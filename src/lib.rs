@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod metrics;
+pub mod plugin;
 pub mod rollout;
 pub mod server;
 pub mod telemetry;

@@ -211,7 +211,7 @@ async fn reconcile(
     let plan = plan::plan(rollout, &observed, Timestamp::now());
 
     for action in &plan.actions {
-        info!(namespace, rollout = name, ?action, "applying");
+        info!(namespace, rollout = name, %action, "applying");
     }
     apply::apply_actions(&ctx.client, rollout, &plan, &ctx.metrics).await?;
     apply::write_status(&ctx.client, rollout, &plan, &ctx.metrics).await?;

@@ -269,3 +269,125 @@ impl Drop for TestNamespace {
         let _ = cleanup.join();
     }
 }
+
+/// A `sluice` controller process watching one test namespace: started from the binary that
+/// `cargo test` built, its log in `target/test-logs/<namespace>.log`, stopped when dropped (and the
+/// end of its log printed when the test failed).
+pub struct Controller {
+    child: std::process::Child,
+    namespace: String,
+    /// The address of `/metrics`, `/healthz` and `/readyz`.
+    pub addr: std::net::SocketAddr,
+    /// The log file.
+    pub log: PathBuf,
+}
+
+impl Controller {
+    /// Starts the controller for `namespace` and waits until it reports ready (caches filled).
+    pub async fn start(namespace: &str) -> Self {
+        // A free port: bound, read and released; the controller binds it a moment later.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let dir = repo_root().join("target/test-logs");
+        std::fs::create_dir_all(&dir).expect("creating target/test-logs");
+        let log = dir.join(format!("{namespace}.log"));
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("opening the controller log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig())
+            .args(["--namespace", namespace, "--log-format", "json"])
+            .args(["--log-level", "info,sluice=debug"])
+            .arg("--metrics-addr")
+            .arg(addr.to_string())
+            .stdout(file.try_clone().expect("the log file"))
+            .stderr(file)
+            .spawn()
+            .expect("starting sluice");
+        let mut controller = Self {
+            child,
+            namespace: namespace.to_string(),
+            addr,
+            log,
+        };
+        controller.wait_ready().await;
+        controller
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling sluice") {
+                panic!("sluice exited ({status}) before it was ready:\n{}", self.log_tail(40));
+            }
+            if self.get("/readyz").await.is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sluice was not ready within 30 s:\n{}",
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The whole HTTP response to `GET path`, or `None` when nothing answers.
+    pub async fn get(&self, path: &str) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        Some(response)
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash or an evicted pod would end it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("polling sluice") {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+
+    /// The last `lines` lines of the controller's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- the end of sluice's log for {} ({}):\n{}",
+                self.namespace,
+                self.log.display(),
+                self.log_tail(60)
+            );
+        }
+        self.kill();
+    }
+}

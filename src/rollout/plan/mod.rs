@@ -67,6 +67,27 @@ pub enum Action {
     },
 }
 
+impl std::fmt::Display for Action {
+    /// One line for logs: what the action changes, never the whole object.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::CreateReplicaSet(rs) => write!(
+                f,
+                "create ReplicaSet {} with {} replicas",
+                rs.name_any(),
+                rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+            ),
+            Action::ScaleReplicaSet { name, from, to } => {
+                write!(f, "scale ReplicaSet {name} from {from} to {to}")
+            }
+            Action::DeleteReplicaSet { name } => write!(f, "delete ReplicaSet {name}"),
+            Action::PointService { service, hash } => {
+                write!(f, "point Service {service} at pod-template-hash {hash}")
+            }
+        }
+    }
+}
+
 /// Whether an event reports routine progress or something a person should look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {

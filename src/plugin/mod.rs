@@ -1,0 +1,1 @@
+//! The `kubectl sluice` plugin: commands, rendering and the writes it makes.
