@@ -11,7 +11,7 @@ pub mod plan;
 
 use std::{future::Future, sync::Arc};
 
-use futures::{StreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
 use k8s_openapi::api::{
     apps::v1::ReplicaSet,
@@ -28,7 +28,8 @@ use kube::{
         watcher,
     },
 };
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
 use self::{
     observe::{Caches, observe, service_names},
@@ -37,7 +38,7 @@ use self::{
 use crate::{
     api::{POD_TEMPLATE_HASH_LABEL, Rollout},
     error::Error,
-    metrics::Metrics,
+    metrics::{self, Metrics},
     server::Health,
 };
 
@@ -53,6 +54,8 @@ pub struct Config {
 /// What every reconcile shares.
 struct Context {
     client: Client,
+    /// Which caches hold their first full list ([`Filled::ALL`] when all do).
+    caches_filled: watch::Receiver<u8>,
     caches: Caches,
     metrics: Arc<Metrics>,
     recorder: Recorder,
@@ -79,43 +82,54 @@ pub async fn run(
         ),
     };
     let rollouts: Api<DeserializeGuard<Rollout>> = rollouts;
+    // Readiness comes from the streams' first InitDone, not Store::wait_until_ready: a store's
+    // readiness wakes only the last task that polled it (a oneshot inside kube-runtime), and the
+    // Controller's runner already waits on the Rollout store.
+    let (filled, caches_filled) = Filled::new(health);
     let (set_store, set_writer) = reflector::store::<ReplicaSet>();
     let set_events = watcher(
         sets,
         watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
     )
     .default_backoff()
+    .inspect_err(|e| warn!(error = %e, "watching ReplicaSets failed; retrying"))
     .modify(trim)
     .reflect(set_writer)
+    .inspect_ok(filled.on_init_done(Filled::REPLICA_SETS, "ReplicaSets"))
     .touched_objects();
     let (service_store, service_writer) = reflector::store::<Service>();
     let service_events = watcher(services, watcher::Config::default())
         .default_backoff()
+        .inspect_err(|e| warn!(error = %e, "watching Services failed; retrying"))
         .modify(trim)
         .reflect(service_writer)
+        .inspect_ok(filled.on_init_done(Filled::SERVICES, "Services"))
         .touched_objects();
 
-    let controller = Controller::new(rollouts, watcher::Config::default().any_semantic())
+    // Rollouts through a reflector of our own, so a deletion (which never reaches `reconcile`)
+    // drops the rollout's metric series.
+    let (rollout_store, rollout_writer) = reflector::store::<DeserializeGuard<Rollout>>();
+    let forget = metrics.clone();
+    let rollout_events = watcher(rollouts, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .inspect_err(|e| warn!(error = %e, "watching Rollouts failed; retrying"))
+        .reflect(rollout_writer)
+        .inspect_ok(filled.on_init_done(Filled::ROLLOUTS, "Rollouts"))
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(guard) = event {
+                let meta = match &guard.0 {
+                    Ok(rollout) => &rollout.metadata,
+                    Err(invalid) => &invalid.metadata,
+                };
+                forget.forget_rollout(
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+            }
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(rollout_events, rollout_store.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency.max(1)));
-    let rollout_store = controller.store();
-    let ready = {
-        let (rollout_store, set_store, service_store) = (
-            rollout_store.clone(),
-            set_store.clone(),
-            service_store.clone(),
-        );
-        async move {
-            let _ = future::join3(
-                rollout_store.wait_until_ready(),
-                set_store.wait_until_ready(),
-                service_store.wait_until_ready(),
-            )
-            .await;
-            info!("caches filled; reconciling");
-            health.set_ready(true);
-        }
-    };
-    tokio::spawn(ready);
 
     let reporter = Reporter {
         controller: "sluice".into(),
@@ -124,6 +138,7 @@ pub async fn run(
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
+        caches_filled,
         caches: Caches {
             replica_sets: set_store,
             services: service_store,
@@ -141,6 +156,58 @@ pub async fn run(
         .await;
     info!("rollout controller stopped");
     Ok(())
+}
+
+/// Tracks which caches hold their first full list, and marks the controller ready when all do.
+#[derive(Clone)]
+struct Filled {
+    bits: Arc<watch::Sender<u8>>,
+    health: Arc<Health>,
+}
+
+impl Filled {
+    const ROLLOUTS: u8 = 1;
+    const REPLICA_SETS: u8 = 2;
+    const SERVICES: u8 = 4;
+    const ALL: u8 = Self::ROLLOUTS | Self::REPLICA_SETS | Self::SERVICES;
+
+    fn new(health: Arc<Health>) -> (Self, watch::Receiver<u8>) {
+        let (bits, receiver) = watch::channel(0);
+        let filled = Self {
+            bits: Arc::new(bits),
+            health,
+        };
+        (filled, receiver)
+    }
+
+    /// A stream inspector that marks `bit` at the stream's first `InitDone`.
+    fn on_init_done<K>(
+        &self,
+        bit: u8,
+        what: &'static str,
+    ) -> impl FnMut(&watcher::Event<K>) + use<K> {
+        let this = self.clone();
+        move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                this.mark(bit, what);
+            }
+        }
+    }
+
+    fn mark(&self, bit: u8, what: &'static str) {
+        self.bits.send_if_modified(|bits| {
+            if *bits & bit != 0 {
+                return false;
+            }
+            *bits |= bit;
+            debug!(cache = what, "cache filled");
+            if *bits == Self::ALL {
+                info!("caches filled; reconciling");
+                self.health.set_ready(true);
+            }
+            true
+        });
+    }
 }
 
 /// Drops what the caches never read, to keep memory flat at scale.
@@ -201,8 +268,12 @@ async fn reconcile(
     };
     let (namespace, name) = (rollout.namespace().unwrap_or_default(), rollout.name_any());
     let _timer = ctx.metrics.reconcile_timer(&namespace, &name);
-    if ctx.caches.replica_sets.wait_until_ready().await.is_err()
-        || ctx.caches.services.wait_until_ready().await.is_err()
+    if ctx
+        .caches_filled
+        .clone()
+        .wait_for(|filled| *filled == Filled::ALL)
+        .await
+        .is_err()
     {
         return Err(Error::NotReady("ReplicaSet and Service caches".into()));
     }
@@ -238,16 +309,12 @@ async fn reconcile(
             warn!(namespace, rollout = name, error = %e, "could not record an event");
         }
     }
-    let strategy = if rollout.spec.blue_green().is_some() {
-        "blueGreen"
-    } else {
-        "canary"
-    };
-    let phase = plan
-        .status
-        .phase
-        .map_or("Progressing".to_string(), |p| format!("{p:?}"));
-    ctx.metrics.set_rollout(&namespace, &name, strategy, &phase);
+    ctx.metrics.set_rollout(
+        &namespace,
+        &name,
+        metrics::strategy_label(&rollout.spec),
+        metrics::phase_label(&plan.status),
+    );
     Ok(plan
         .requeue_after
         .map_or_else(Requeue::await_change, Requeue::requeue))

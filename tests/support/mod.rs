@@ -323,9 +323,16 @@ impl Controller {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("polling sluice") {
-                panic!("sluice exited ({status}) before it was ready:\n{}", self.log_tail(40));
+                panic!(
+                    "sluice exited ({status}) before it was ready:\n{}",
+                    self.log_tail(40)
+                );
             }
-            if self.get("/readyz").await.is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            if self
+                .get("/readyz")
+                .await
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
                 return;
             }
             assert!(
@@ -341,7 +348,10 @@ impl Controller {
     pub async fn get(&self, path: &str) -> Option<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(self.addr).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await.ok()?;

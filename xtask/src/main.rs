@@ -2,6 +2,7 @@
 
 mod cluster;
 mod crds;
+mod demo;
 mod gobuild;
 mod paths;
 
@@ -31,7 +32,8 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
-    /// Brings up the local cluster and installs the CRDs, ready for a Rollout.
+    /// Sluice's main job on the local cluster: starts it, installs the CRDs, runs the controller
+    /// and walks examples/canary.yaml through its canary steps.
     Demo,
     /// Runs the whole test suite: starts the local cluster, then `cargo test --workspace`.
     Test {
@@ -63,20 +65,9 @@ async fn main() -> Result<()> {
             ClusterCmd::Build => cluster::build(),
         },
         Cmd::Crds { check } => crds::run(check),
-        Cmd::Demo => demo().await,
+        Cmd::Demo => demo::run().await,
         Cmd::Test { args } => test(&args).await,
     }
-}
-
-async fn demo() -> Result<()> {
-    cluster::up(&cluster::UpOptions::default()).await?;
-    let client = cluster::ready(&paths::kubeconfig()).await?;
-    crds::install(&client).await?;
-    let kubectl = gobuild::kubectl()?;
-    println!("\nThe local cluster is up with Sluice's CRDs installed.");
-    println!("  export KUBECONFIG={}", paths::kubeconfig().display());
-    println!("  {} get crd", kubectl.display());
-    Ok(())
 }
 
 async fn test(args: &[String]) -> Result<()> {

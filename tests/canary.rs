@@ -1,0 +1,673 @@
+//! Canary rollouts end to end on the local cluster, with the `sluice` binary watching each test's
+//! namespace: ReplicaSets, steps, Services, the controls users and Argo CD write, Argo CD's health
+//! fields, and a controller killed in the middle of a rollout.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::{
+    apps::v1::ReplicaSet,
+    core::v1::{Event, Service},
+};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use sluice::api::{
+    ConditionStatus, MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout,
+    RolloutConditionType, RolloutPhase, RolloutStatus,
+};
+use support::{Controller, TestNamespace};
+
+/// A test's namespace, the controller watching it, and its Rollouts.
+struct Setup {
+    // Dropped in this order: the controller (its log printed on failure) before the namespace.
+    controller: Controller,
+    ns: TestNamespace,
+    rollouts: Api<Rollout>,
+}
+
+impl Setup {
+    /// A namespace with the Services `app-stable` and `app-canary` and a running controller.
+    async fn new(test: &str) -> Self {
+        let ns = TestNamespace::new(test).await;
+        support::install_crds(&ns.client).await;
+        for name in ["app-stable", "app-canary"] {
+            create_service(&ns, name).await;
+        }
+        let controller = Controller::start(&ns.name).await;
+        let rollouts = ns.api::<Rollout>();
+        Self {
+            controller,
+            ns,
+            rollouts,
+        }
+    }
+
+    async fn create(&self, rollout: Value) -> Rollout {
+        let rollout: Rollout = serde_json::from_value(rollout).expect("a Rollout");
+        self.rollouts
+            .create(&PostParams::default(), &rollout)
+            .await
+            .expect("creating the Rollout")
+    }
+
+    /// Waits until the rollout `app` satisfies `ok`, failing with `what` after `seconds`.
+    async fn wait(&self, seconds: u64, what: &str, ok: impl Fn(&Rollout) -> bool) -> Rollout {
+        self.ns
+            .wait_for("app", seconds, what, move |r: Option<&Rollout>| {
+                r.is_some_and(&ok)
+            })
+            .await
+    }
+
+    async fn healthy(&self) -> Rollout {
+        self.wait(30, "the rollout Healthy and up to date", |r| {
+            let s = status(r);
+            s.phase == Some(RolloutPhase::Healthy)
+                && s.observed_generation == r.metadata.generation.map(|g| g.to_string())
+        })
+        .await
+    }
+
+    async fn set_image(&self, image: &str) {
+        let patch = json!([{
+            "op": "replace",
+            "path": "/spec/template/spec/containers/0/image",
+            "value": image
+        }]);
+        self.rollouts
+            .patch(
+                "app",
+                &PatchParams::default(),
+                &Patch::Json::<()>(serde_json::from_value(patch).expect("a JSON patch")),
+            )
+            .await
+            .expect("changing the image");
+    }
+
+    async fn patch_spec(&self, patch: Value) {
+        self.rollouts
+            .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patching the spec");
+    }
+
+    /// A merge patch of the status subresource, as the plugin and Argo CD's actions write it.
+    async fn patch_status(&self, status: Value) {
+        self.rollouts
+            .patch_status(
+                "app",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "status": status })),
+            )
+            .await
+            .expect("patching the status");
+    }
+
+    /// Replicas of each of the rollout's ReplicaSets, by pod-template-hash.
+    async fn replicas(&self) -> BTreeMap<String, i32> {
+        self.sets()
+            .await
+            .iter()
+            .map(|rs| {
+                (
+                    rs.labels()[POD_TEMPLATE_HASH_LABEL].clone(),
+                    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    async fn sets(&self) -> Vec<ReplicaSet> {
+        self.ns
+            .api::<ReplicaSet>()
+            .list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL))
+            .await
+            .expect("listing ReplicaSets")
+            .items
+    }
+
+    /// The pod-template-hash in the Service's selector.
+    async fn selected(&self, service: &str) -> Option<String> {
+        let service = self
+            .ns
+            .api::<Service>()
+            .get(service)
+            .await
+            .expect("reading the Service");
+        service
+            .spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned())
+    }
+
+    async fn event_reasons(&self) -> Vec<String> {
+        self.ns
+            .api::<Event>()
+            .list(&ListParams::default().fields("involvedObject.kind=Rollout"))
+            .await
+            .expect("listing events")
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+}
+
+async fn create_service(ns: &TestNamespace, name: &str) {
+    let service: Service = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": { "selector": { "app": "app" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
+    }))
+    .expect("a Service");
+    ns.api::<Service>()
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("creating the Service");
+}
+
+/// A canary Rollout `app` of `replicas` pods running `image`, with the given steps; `canary`
+/// adds or overrides fields of `spec.strategy.canary`.
+fn rollout(replicas: i32, steps: Value, canary: Value) -> Value {
+    let mut strategy = json!({
+        "canaryService": "app-canary",
+        "stableService": "app-stable",
+        "steps": steps,
+    });
+    if let (Some(strategy), Some(extra)) = (strategy.as_object_mut(), canary.as_object()) {
+        strategy.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "app" },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": "app" } },
+            "template": {
+                "metadata": { "labels": { "app": "app" } },
+                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
+            },
+            "strategy": { "canary": strategy }
+        }
+    })
+}
+
+fn status(rollout: &Rollout) -> RolloutStatus {
+    rollout.status.clone().unwrap_or_default()
+}
+
+fn condition(rollout: &Rollout, type_: RolloutConditionType) -> Option<(ConditionStatus, String)> {
+    status(rollout)
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status, c.reason))
+}
+
+fn step(rollout: &Rollout) -> Option<i32> {
+    status(rollout).current_step_index
+}
+
+fn paused_by_step(rollout: &Rollout) -> bool {
+    status(rollout)
+        .pause_conditions
+        .iter()
+        .any(|c| c.reason == PauseReason::CanaryPauseStep)
+}
+
+#[tokio::test]
+async fn a_new_rollout_gets_one_full_replica_set_and_is_healthy_for_argo_cd() {
+    let t = Setup::new("canary-first").await;
+    t.create(rollout(
+        3,
+        json!([{ "setWeight": 50 }, { "pause": {} }]),
+        json!({}),
+    ))
+    .await;
+    let healthy = t.healthy().await;
+
+    let sets = t.sets().await;
+    assert_eq!(sets.len(), 1, "one ReplicaSet for one template");
+    let rs = &sets[0];
+    let hash = rs.labels()[POD_TEMPLATE_HASH_LABEL].clone();
+    assert_eq!(rs.name_any(), format!("app-{hash}"));
+    assert_eq!(rs.spec.as_ref().and_then(|s| s.replicas), Some(3));
+    assert_eq!(
+        rs.spec.as_ref().map(|s| &s.selector.match_labels),
+        Some(&Some(BTreeMap::from([
+            ("app".to_string(), "app".to_string()),
+            (POD_TEMPLATE_HASH_LABEL.to_string(), hash.clone()),
+        ])))
+    );
+    assert_eq!(
+        rs.annotations().get("rollout.argoproj.io/revision"),
+        Some(&"1".to_string())
+    );
+    let owner = &rs.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("Rollout", "app", Some(true))
+    );
+
+    // What Argo CD's health check and `kubectl get rollout` read.
+    let s = status(&healthy);
+    assert_eq!(s.stable_rs.as_deref(), Some(hash.as_str()));
+    assert_eq!(s.current_pod_hash.as_deref(), Some(hash.as_str()));
+    assert_eq!(
+        s.current_step_index,
+        Some(2),
+        "a first rollout skips its steps"
+    );
+    assert_eq!(
+        (s.replicas, s.updated_replicas, s.available_replicas),
+        (Some(3), Some(3), Some(3))
+    );
+    assert_eq!(
+        condition(&healthy, RolloutConditionType::Available).map(|c| c.0),
+        Some(ConditionStatus::True)
+    );
+    assert_eq!(
+        condition(&healthy, RolloutConditionType::Progressing),
+        Some((ConditionStatus::True, "NewReplicaSetAvailable".into()))
+    );
+
+    // Both Services select the one version, and say who manages them.
+    for name in ["app-stable", "app-canary"] {
+        assert_eq!(t.selected(name).await.as_deref(), Some(hash.as_str()));
+        let service = t.ns.api::<Service>().get(name).await.expect("the Service");
+        assert_eq!(
+            service.annotations().get(MANAGED_BY_ROLLOUTS_ANNOTATION),
+            Some(&"app".to_string())
+        );
+    }
+    assert!(
+        t.event_reasons()
+            .await
+            .contains(&"NewReplicaSetCreated".to_string())
+    );
+    let metrics = t.controller.get("/metrics").await.expect("a scrape");
+    assert!(
+        metrics.contains(&format!(
+            r#"rollout_info{{namespace="{}",name="app",strategy="canary",phase="Completed"}} 1"#,
+            t.ns.name
+        )),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_canary_walks_its_steps_pauses_until_promoted_and_becomes_stable() {
+    let t = Setup::new("canary-steps").await;
+    let steps = json!([
+        { "setWeight": 20 },
+        { "pause": {} },
+        { "setWeight": 60 },
+        { "pause": { "duration": "2s" } },
+    ]);
+    t.create(rollout(
+        5,
+        steps,
+        json!({ "maxSurge": 1, "maxUnavailable": 0 }),
+    ))
+    .await;
+    let stable = status(&t.healthy().await).stable_rs.expect("a stable hash");
+
+    t.set_image("example/app:2").await;
+    let paused = t
+        .wait(30, "the canary paused at step 1", |r| {
+            step(r) == Some(1) && paused_by_step(r)
+        })
+        .await;
+    let canary = status(&paused).current_pod_hash.expect("a canary hash");
+    assert_ne!(canary, stable);
+    assert_eq!(status(&paused).phase, Some(RolloutPhase::Paused));
+    assert_eq!(
+        t.replicas().await,
+        BTreeMap::from([(stable.clone(), 4), (canary.clone(), 1)]),
+        "20% of 5 pods on the canary"
+    );
+    assert_eq!(t.selected("app-canary").await, Some(canary.clone()));
+    assert_eq!(t.selected("app-stable").await, Some(stable.clone()));
+    let weights = status(&paused)
+        .canary
+        .and_then(|c| c.weights)
+        .expect("weights");
+    assert_eq!((weights.canary.weight, weights.stable.weight), (20, 80));
+
+    // Stays paused: nothing moves while nobody promotes.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let still = t.rollouts.get("app").await.expect("the rollout");
+    assert_eq!(step(&still), Some(1));
+
+    // Promote as `kubectl argo rollouts promote` and Argo CD's "resume" action do.
+    t.patch_status(json!({ "pauseConditions": null })).await;
+    t.wait(30, "the timed pause at step 3", |r| step(r) == Some(3))
+        .await;
+    assert_eq!(
+        t.replicas().await,
+        BTreeMap::from([(stable.clone(), 2), (canary.clone(), 3)])
+    );
+    let done = t.healthy().await;
+    let s = status(&done);
+    assert_eq!(s.stable_rs.as_deref(), Some(canary.as_str()));
+    assert_eq!(s.current_step_index, Some(4));
+    assert_eq!(
+        t.replicas().await,
+        BTreeMap::from([(stable, 0), (canary.clone(), 5)])
+    );
+    assert_eq!(t.selected("app-stable").await, Some(canary.clone()));
+    assert_eq!(t.selected("app-canary").await, Some(canary));
+    assert!(
+        t.event_reasons()
+            .await
+            .contains(&"RolloutCompleted".to_string())
+    );
+}
+
+#[tokio::test]
+async fn promote_full_skips_the_remaining_steps() {
+    let t = Setup::new("canary-full").await;
+    let steps = json!([{ "setWeight": 20 }, { "pause": {} }, { "setWeight": 40 }, { "pause": {} }]);
+    t.create(rollout(4, steps, json!({}))).await;
+    t.healthy().await;
+    t.set_image("example/app:2").await;
+    let paused = t
+        .wait(30, "paused at step 1", |r| {
+            step(r) == Some(1) && paused_by_step(r)
+        })
+        .await;
+    let canary = status(&paused).current_pod_hash.expect("a canary hash");
+
+    t.patch_status(json!({ "promoteFull": true })).await;
+    let done = t.healthy().await;
+    assert_eq!(status(&done).stable_rs, Some(canary));
+    assert_eq!(status(&done).current_step_index, Some(4));
+}
+
+#[tokio::test]
+async fn abort_returns_everything_to_stable_and_retry_starts_over() {
+    let t = Setup::new("canary-abort").await;
+    let steps = json!([{ "setWeight": 50 }, { "pause": {} }]);
+    t.create(rollout(4, steps, json!({}))).await;
+    let stable = status(&t.healthy().await).stable_rs.expect("a stable hash");
+    t.set_image("example/app:2").await;
+    let paused = t.wait(30, "paused at step 1", |r| paused_by_step(r)).await;
+    let canary = status(&paused).current_pod_hash.expect("a canary hash");
+    assert_eq!(t.selected("app-canary").await, Some(canary.clone()));
+
+    t.patch_status(json!({ "abort": true })).await;
+    let aborted = t
+        .wait(30, "the abort carried out", |r| {
+            status(r).phase == Some(RolloutPhase::Degraded)
+                && status(r).available_replicas == Some(4)
+        })
+        .await;
+    assert_eq!(
+        condition(&aborted, RolloutConditionType::Progressing),
+        Some((ConditionStatus::False, "RolloutAborted".into()))
+    );
+    assert!(status(&aborted).aborted_at.is_some());
+    assert_eq!(status(&aborted).stable_rs, Some(stable.clone()));
+    support::wait(
+        async {
+            loop {
+                if t.replicas().await.get(&canary) == Some(&0) {
+                    return Ok::<_, ()>(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        },
+        30,
+        "the canary ReplicaSet at 0",
+    )
+    .await;
+    assert_eq!(t.replicas().await.get(&stable), Some(&4));
+    assert_eq!(t.selected("app-canary").await, Some(stable.clone()));
+    assert_eq!(t.selected("app-stable").await, Some(stable.clone()));
+
+    // The aborted revision is not retried on its own.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(t.replicas().await.get(&canary), Some(&0));
+
+    // Retry: clear the abort; the canary starts again from the first step.
+    t.patch_status(json!({ "abort": false })).await;
+    let retried = t
+        .wait(30, "the retried canary paused at step 1", |r| {
+            step(r) == Some(1) && paused_by_step(r) && status(r).abort != Some(true)
+        })
+        .await;
+    assert_eq!(status(&retried).phase, Some(RolloutPhase::Paused));
+    assert_eq!(
+        t.replicas().await,
+        BTreeMap::from([(stable, 2), (canary, 2)])
+    );
+}
+
+#[tokio::test]
+async fn a_canary_that_never_becomes_ready_keeps_stable_serving_and_misses_its_deadline() {
+    let t = Setup::new("canary-deadline").await;
+    let mut manifest = rollout(
+        4,
+        json!([{ "setWeight": 50 }, { "pause": {} }]),
+        json!({ "maxSurge": 1, "maxUnavailable": 0 }),
+    );
+    manifest["spec"]["progressDeadlineSeconds"] = json!(4);
+    manifest["spec"]["progressDeadlineAbort"] = json!(true);
+    t.create(manifest).await;
+    let stable = status(&t.healthy().await).stable_rs.expect("a stable hash");
+
+    // The new version's pods never pass their readiness probe.
+    t.patch_spec(json!({ "spec": { "template": { "metadata": {
+        "annotations": { "sluice.dev/pod-fate": "never-ready" }
+    } } } }))
+    .await;
+    let degraded = t
+        .wait(30, "the progress deadline exceeded", |r| {
+            status(r).phase == Some(RolloutPhase::Degraded)
+        })
+        .await;
+    let canary = status(&degraded).current_pod_hash.expect("a canary hash");
+    assert_ne!(canary, stable);
+    assert_eq!(
+        condition(&degraded, RolloutConditionType::Progressing).map(|c| c.1),
+        Some("ProgressDeadlineExceeded".to_string())
+    );
+    // progressDeadlineAbort: the rollout is aborted, and stable never lost a pod.
+    t.wait(30, "aborted after the deadline", |r| {
+        status(r).abort == Some(true)
+    })
+    .await;
+    let replicas = t.replicas().await;
+    assert_eq!(replicas.get(&stable), Some(&4), "{replicas:?}");
+    assert_eq!(t.selected("app-canary").await, Some(stable.clone()));
+    assert_eq!(t.selected("app-stable").await, Some(stable));
+}
+
+#[tokio::test]
+async fn spec_paused_holds_the_rollout_and_unpausing_resumes_it() {
+    let t = Setup::new("canary-paused").await;
+    let steps =
+        json!([{ "setWeight": 25 }, { "pause": { "duration": "1s" } }, { "setWeight": 75 }]);
+    t.create(rollout(4, steps, json!({}))).await;
+    t.healthy().await;
+
+    t.patch_spec(json!({ "spec": { "paused": true } })).await;
+    t.set_image("example/app:2").await;
+    let held = t
+        .wait(30, "the paused rollout reported Paused", |r| {
+            status(r).phase == Some(RolloutPhase::Paused)
+                && status(r).observed_generation == r.metadata.generation.map(|g| g.to_string())
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let canary = status(&held).current_pod_hash.expect("a canary hash");
+    assert_eq!(
+        t.replicas().await.get(&canary).copied().unwrap_or(0),
+        0,
+        "a paused rollout does not start its canary"
+    );
+
+    t.patch_spec(json!({ "spec": { "paused": false } })).await;
+    let done = t.healthy().await;
+    assert_eq!(status(&done).stable_rs, Some(canary));
+}
+
+#[tokio::test]
+async fn a_missing_service_is_an_invalid_spec_condition_and_nothing_is_scaled() {
+    let t = Setup::new("canary-missing-svc").await;
+    t.create(rollout(
+        2,
+        json!([{ "setWeight": 50 }]),
+        json!({ "canaryService": "app-preview" }),
+    ))
+    .await;
+    let invalid = t
+        .wait(30, "the InvalidSpec condition", |r| {
+            condition(r, RolloutConditionType::InvalidSpec).is_some()
+        })
+        .await;
+    let message = status(&invalid).message.unwrap_or_default();
+    assert!(message.contains("app-preview"), "{message}");
+    assert_eq!(status(&invalid).phase, Some(RolloutPhase::Degraded));
+    assert!(
+        t.sets().await.is_empty(),
+        "nothing created for an invalid spec"
+    );
+    assert!(t.event_reasons().await.contains(&"InvalidSpec".to_string()));
+
+    // Creating the Service is enough: the rollout proceeds.
+    create_service(&t.ns, "app-preview").await;
+    let healthy = t.healthy().await;
+    assert!(condition(&healthy, RolloutConditionType::InvalidSpec).is_none());
+}
+
+#[tokio::test]
+async fn a_controller_killed_mid_rollout_resumes_where_it_was() {
+    let mut t = Setup::new("canary-restart").await;
+    let steps = json!([{ "setWeight": 50 }, { "pause": { "duration": "4s" } }, { "setWeight": 75 }, { "pause": {} }]);
+    t.create(rollout(4, steps, json!({}))).await;
+    t.healthy().await;
+    t.set_image("example/app:2").await;
+    let pausing = t
+        .wait(30, "the timed pause", |r| {
+            step(r) == Some(1) && paused_by_step(r)
+        })
+        .await;
+    let started = status(&pausing).pause_conditions[0].start_time.clone();
+
+    t.controller.kill();
+    t.controller = Controller::start(&t.ns.name).await;
+    // The timed pause keeps its start and ends on time; the next pause waits for a promote.
+    let next = t
+        .wait(30, "the indefinite pause at step 3", |r| {
+            step(r) == Some(3) && paused_by_step(r)
+        })
+        .await;
+    assert!(status(&next).pause_conditions[0].start_time.0 >= started.0);
+    let canary = status(&next).current_pod_hash.expect("a canary hash");
+    assert_eq!(t.sets().await.len(), 2, "no ReplicaSet created twice");
+    assert_eq!(t.replicas().await.get(&canary), Some(&3));
+}
+
+#[tokio::test]
+async fn changing_the_image_back_to_stable_rolls_back_at_once() {
+    let t = Setup::new("canary-rollback").await;
+    t.create(rollout(
+        4,
+        json!([{ "setWeight": 25 }, { "pause": {} }]),
+        json!({}),
+    ))
+    .await;
+    let stable = status(&t.healthy().await).stable_rs.expect("a stable hash");
+    t.set_image("example/app:2").await;
+    t.wait(30, "paused at step 1", paused_by_step).await;
+
+    t.set_image("example/app:1").await;
+    let back = t.healthy().await;
+    assert_eq!(status(&back).stable_rs, Some(stable.clone()));
+    assert_eq!(status(&back).current_pod_hash, Some(stable.clone()));
+    support::wait(
+        async {
+            loop {
+                let replicas = t.replicas().await;
+                if replicas.values().sum::<i32>() == 4 && replicas.get(&stable) == Some(&4) {
+                    return Ok::<_, ()>(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        },
+        30,
+        "the canary scaled away",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_steps_a_rolling_update_respects_surge_and_unavailable() {
+    let t = Setup::new("canary-rolling").await;
+    t.create(rollout(
+        4,
+        json!([]),
+        json!({ "maxSurge": 1, "maxUnavailable": 0 }),
+    ))
+    .await;
+    let stable = status(&t.healthy().await).stable_rs.expect("a stable hash");
+    t.set_image("example/app:2").await;
+    // Sample the sets while the update runs: never more than 5 pods, never fewer than 4 available.
+    let watch_sets = async {
+        loop {
+            let sets = t.sets().await;
+            let desired: i32 = sets
+                .iter()
+                .map(|s| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+                .sum();
+            let shape: Vec<_> = sets
+                .iter()
+                .map(|s| {
+                    (
+                        s.name_any(),
+                        s.spec.as_ref().and_then(|s| s.replicas),
+                        s.status.as_ref().and_then(|s| s.available_replicas),
+                    )
+                })
+                .collect();
+            assert!(desired <= 5, "more than replicas + maxSurge: {shape:?}");
+            let r = t.rollouts.get("app").await.expect("the rollout");
+            if status(&r).phase == Some(RolloutPhase::Healthy)
+                && status(&r).stable_rs.as_deref() != Some(stable.as_str())
+            {
+                return Ok::<_, ()>(r);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let done = support::wait(watch_sets, 60, "the rolling update").await;
+    let new = status(&done).stable_rs.expect("the new stable");
+    assert_eq!(t.replicas().await, BTreeMap::from([(stable, 0), (new, 4)]));
+}
+
+#[tokio::test]
+async fn set_canary_scale_sizes_the_canary_apart_from_its_weight() {
+    let t = Setup::new("canary-scale").await;
+    let steps = json!([
+        { "setCanaryScale": { "replicas": 3 } },
+        { "setWeight": 10 },
+        { "pause": {} },
+    ]);
+    t.create(rollout(10, steps, json!({}))).await;
+    let stable = status(&t.healthy().await).stable_rs.expect("a stable hash");
+    t.set_image("example/app:2").await;
+    let paused = t
+        .wait(30, "paused at step 2", |r| {
+            step(r) == Some(2) && paused_by_step(r)
+        })
+        .await;
+    let canary = status(&paused).current_pod_hash.expect("a canary hash");
+    let replicas = t.replicas().await;
+    assert_eq!(replicas.get(&canary), Some(&3), "{replicas:?}");
+    assert_eq!(replicas.get(&stable), Some(&10), "{replicas:?}");
+}
