@@ -1,0 +1,92 @@
+{{/* The release's full name, at most 63 characters. */}}
+{{- define "sluice.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "sluice.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "sluice.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Labels that select the controller's pods. */}}
+{{- define "sluice.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{/* The ServiceAccount's name. */}}
+{{- define "sluice.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "sluice.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The one namespace watched, or empty for all. */}}
+{{- define "sluice.watchNamespace" -}}
+{{- if .Values.controller.watchNamespace -}}
+{{- .Values.controller.watchNamespace -}}
+{{- else if .Values.controller.namespaced -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The rules the controller needs, and no more: each line is something the code does.
+*/}}
+{{- define "sluice.rules" -}}
+# Rollouts: watched, status written, owner of the ReplicaSets and AnalysisRuns it creates.
+- apiGroups: [argoproj.io]
+  resources: [rollouts]
+  verbs: [get, list, watch, patch]
+- apiGroups: [argoproj.io]
+  resources: [rollouts/status]
+  verbs: [get, update, patch]
+# Owner references with blockOwnerDeletion need update on the owner's finalizers.
+- apiGroups: [argoproj.io]
+  resources: [rollouts/finalizers, analysisruns/finalizers]
+  verbs: [update]
+# Analysis: runs created from templates, their status written, old ones deleted.
+- apiGroups: [argoproj.io]
+  resources: [analysisruns]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [argoproj.io]
+  resources: [analysisruns/status]
+  verbs: [get, update, patch]
+- apiGroups: [argoproj.io]
+  resources: [analysistemplates]
+  verbs: [get, list, watch]
+# The versions of a rollout.
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [get, list, watch, create, update, patch, delete]
+# Services: selectors pointed at a version.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, patch]
+# Pods: listed for restarts and pod metadata, deleted by spec.restartAt.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, patch, delete]
+# Secrets: read for analysis args (valueFrom.secretKeyRef) and provider credentials only.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+# Events on rollouts and runs.
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+# Job metric provider.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
+{{- end -}}
