@@ -89,7 +89,8 @@ pub async fn client() -> Client {
     client_for(&kubeconfig()).await
 }
 
-async fn client_for(path: &Path) -> Client {
+/// A client for another kubeconfig (another identity).
+pub async fn client_for(path: &Path) -> Client {
     let file =
         Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let config = Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
@@ -285,6 +286,12 @@ pub struct Controller {
 impl Controller {
     /// Starts the controller for `namespace` and waits until it reports ready (caches filled).
     pub async fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, &kubeconfig(), &[]).await
+    }
+
+    /// Starts the controller for `namespace` with another kubeconfig (another identity) and
+    /// extra flags, and waits until it reports ready.
+    pub async fn start_with(namespace: &str, kubeconfig: &Path, args: &[&str]) -> Self {
         // A free port: bound, read and released; the controller binds it a moment later.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -299,7 +306,8 @@ impl Controller {
             .expect("opening the controller log");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("--kubeconfig")
-            .arg(kubeconfig())
+            .arg(kubeconfig)
+            .args(args)
             .args(["--namespace", namespace, "--log-format", "json"])
             .args(["--log-level", "info,sluice=debug"])
             .arg("--metrics-addr")
@@ -400,4 +408,27 @@ impl Drop for Controller {
         }
         self.kill();
     }
+}
+
+/// The Helm built from its Go module (linked by `cargo xtask cluster up` once built; `cargo xtask
+/// test` builds it).
+pub fn helm() -> Command {
+    let mut cmd = Command::new(repo_root().join("target/cluster/bin/helm"));
+    cmd.arg("--kubeconfig").arg(kubeconfig());
+    cmd
+}
+
+/// Runs `cmd`, failing the test with its output unless it succeeds; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -71,6 +71,8 @@ async fn main() -> Result<()> {
 }
 
 async fn test(args: &[String]) -> Result<()> {
+    // The chart's tests run the real Helm; `cluster up` links it beside kubectl once built.
+    gobuild::HELM.ensure_built()?;
     cluster::up(&cluster::UpOptions::default()).await?;
     gobuild::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

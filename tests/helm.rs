@@ -1,0 +1,314 @@
+//! The Helm chart with the real Helm and the local cluster: it lints, the API server accepts what
+//! it renders, an install runs, and its RBAC is enough for the controller's work and no more
+//! (the controller runs out of the cluster with the chart's ServiceAccount token).
+
+mod support;
+
+use std::{path::PathBuf, process::Stdio};
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    authentication::v1::TokenRequest,
+    core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+};
+use kube::{
+    Api,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+use sluice::api::{Rollout, RolloutPhase};
+use support::{Controller, TestNamespace, helm, kubectl, repo_root, run_ok};
+
+fn chart() -> PathBuf {
+    repo_root().join("charts/sluice")
+}
+
+/// `helm template` of the chart into `namespace` with `sets`.
+fn template(release: &str, namespace: &str, sets: &[&str]) -> String {
+    let mut cmd = helm();
+    cmd.args(["template", release]).arg(chart()).args([
+        "--namespace",
+        namespace,
+        "--kube-version",
+        "1.35.8",
+    ]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    run_ok(&mut cmd)
+}
+
+/// Sends `manifests` to the API server as a server-side dry run.
+fn server_dry_run(manifests: &str) {
+    let mut child = kubectl()
+        .args(["apply", "--dry-run=server", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting kubectl");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(manifests.as_bytes())
+        .expect("writing the manifests");
+    let output = child.wait_with_output().expect("kubectl apply");
+    assert!(
+        output.status.success(),
+        "the API server rejected the chart's output:\n{}\n{manifests}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Uninstalls a release when dropped (its ClusterRoles outlive the namespace otherwise).
+struct Release {
+    name: String,
+    namespace: String,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = helm()
+            .args(["uninstall", &self.name, "--namespace", &self.namespace])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn the_chart_lints_and_the_api_server_accepts_what_it_renders() {
+    let ns = TestNamespace::new("helm-render").await;
+    support::install_crds(&ns.client).await;
+    let value_sets: [&[&str]; 4] = [
+        &[],
+        &["controller.namespaced=true"],
+        &[
+            "controller.instanceID=blue",
+            "controller.networkPolicy.enabled=true",
+            "controller.replicas=1",
+        ],
+        &[
+            "controller.leaderElection.enabled=false",
+            "rbac.clusterAnalysisTemplates=false",
+            "controller.namespaced=true",
+        ],
+    ];
+    for sets in value_sets {
+        let mut lint = helm();
+        lint.args(["lint", "--strict"]).arg(chart());
+        for set in sets {
+            lint.args(["--set", set]);
+        }
+        run_ok(&mut lint);
+        // The release name is unique per test run: cluster-scoped names never collide.
+        let rendered = template(&ns.name, &ns.name, sets);
+        server_dry_run(&rendered);
+    }
+
+    // Namespaced mode: no cluster-wide rule but the read of ClusterAnalysisTemplates.
+    let namespaced = template(&ns.name, &ns.name, &["controller.namespaced=true"]);
+    let cluster_roles: Vec<&str> = namespaced
+        .split("\n---")
+        .filter(|doc| doc.lines().any(|l| l == "kind: ClusterRole"))
+        .collect();
+    assert_eq!(cluster_roles.len(), 1, "{namespaced}");
+    assert!(cluster_roles[0].contains("clusteranalysistemplates"));
+    assert!(!cluster_roles[0].contains("replicasets"));
+
+    // The container runs as the hardening defaults say.
+    let rendered = template(&ns.name, &ns.name, &[]);
+    for expected in [
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "allowPrivilegeEscalation: false",
+        "- ALL",
+        "type: RuntimeDefault",
+    ] {
+        assert!(
+            rendered.contains(expected),
+            "{expected} missing:\n{rendered}"
+        );
+    }
+    let monitor = template(
+        &ns.name,
+        &ns.name,
+        &["controller.metrics.serviceMonitor.enabled=true"],
+    );
+    assert!(monitor.contains("kind: ServiceMonitor"));
+}
+
+/// A kubeconfig for the ServiceAccount `account` of `namespace`, from a fresh token.
+async fn service_account_kubeconfig(ns: &TestNamespace, account: &str) -> PathBuf {
+    let request: TokenRequest = serde_json::from_value(json!({
+        "spec": { "audiences": [], "expirationSeconds": 3600 }
+    }))
+    .expect("a TokenRequest");
+    let token = ns
+        .api::<ServiceAccount>()
+        .create_token_request(account, &PostParams::default(), &request)
+        .await
+        .expect("a token for the chart's ServiceAccount")
+        .status
+        .expect("a token")
+        .token;
+    let admin: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(support::kubeconfig()).expect("the admin kubeconfig"),
+    )
+    .expect("a kubeconfig");
+    let cluster = &admin["clusters"][0]["cluster"];
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "local", "cluster": cluster }],
+        "users": [{ "name": account, "user": { "token": token } }],
+        "contexts": [{ "name": "sa", "context": { "cluster": "local", "user": account } }],
+        "current-context": "sa",
+    });
+    let path = repo_root().join(format!("target/test-logs/{}-{account}.kubeconfig", ns.name));
+    std::fs::write(&path, serde_norway::to_string(&config).expect("yaml")).expect("writing");
+    path
+}
+
+#[tokio::test]
+async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
+    let system = TestNamespace::new("helm-system").await;
+    support::install_crds(&system.client).await;
+    let release = Release {
+        name: system.name.clone(),
+        namespace: system.name.clone(),
+    };
+    run_ok(helm().args(["install", &release.name]).arg(chart()).args([
+        "--namespace",
+        &system.name,
+        "--skip-crds",
+        "--wait",
+        "--timeout",
+        "90s",
+    ]));
+    // kwok plays the controller's pods: the Deployment becomes available.
+    let deployment = system
+        .api::<Deployment>()
+        .get(&release.name)
+        .await
+        .expect("the chart's Deployment");
+    assert_eq!(
+        deployment.status.and_then(|s| s.available_replicas),
+        Some(2)
+    );
+
+    // The controller itself, out of the cluster, with nothing but the chart's ServiceAccount.
+    let identity = service_account_kubeconfig(&system, &release.name).await;
+    let apps = TestNamespace::new("helm-apps").await;
+    for name in ["app-stable", "app-canary"] {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "spec": { "selector": { "app": "app" }, "ports": [{ "port": 80 }] }
+        }))
+        .expect("a Service");
+        apps.api::<Service>()
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("creating a Service");
+    }
+    let _controller = Controller::start_with(&apps.name, &identity, &[]).await;
+    let rollouts = apps.api::<Rollout>();
+    let rollout: Rollout = serde_json::from_value(json!({
+        "metadata": { "name": "app" },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": { "app": "app" } },
+            "template": {
+                "metadata": { "labels": { "app": "app" } },
+                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
+            },
+            "strategy": { "canary": {
+                "canaryService": "app-canary",
+                "stableService": "app-stable",
+                "steps": [{ "setWeight": 50 }, { "pause": {} }]
+            } }
+        }
+    }))
+    .expect("a Rollout");
+    rollouts
+        .create(&PostParams::default(), &rollout)
+        .await
+        .expect("creating the Rollout");
+    let healthy = |r: Option<&Rollout>| {
+        r.and_then(|r| r.status.as_ref())
+            .is_some_and(|s| s.phase == Some(RolloutPhase::Healthy))
+    };
+    apps.wait_for("app", 30, "Healthy under the chart's RBAC", healthy)
+        .await;
+    let patch = json!({ "spec": { "template": { "metadata": { "annotations": { "v": "2" } } } } });
+    rollouts
+        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("a new version");
+    apps.wait_for(
+        "app",
+        30,
+        "paused at the canary step",
+        |r: Option<&Rollout>| {
+            r.and_then(|r| r.status.as_ref())
+                .is_some_and(|s| s.phase == Some(RolloutPhase::Paused))
+        },
+    )
+    .await;
+    rollouts
+        .patch_status(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "pauseConditions": null } })),
+        )
+        .await
+        .expect("promoting");
+    apps.wait_for("app", 30, "Healthy after promotion", healthy)
+        .await;
+    let events = apps
+        .api::<k8s_openapi::api::core::v1::Event>()
+        .list(&ListParams::default().fields("involvedObject.kind=Rollout"))
+        .await
+        .expect("events");
+    assert!(
+        !events.items.is_empty(),
+        "the controller could record events"
+    );
+
+    // And no more: what the controller never does is forbidden to it.
+    let as_controller = support::client_for(&identity).await;
+    let forbidden = |result: Result<(), kube::Error>, what: &str| match result {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => panic!("{what} should be forbidden to the controller: {other:?}"),
+    };
+    let config_map: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "x" } })).expect("a ConfigMap");
+    forbidden(
+        Api::<ConfigMap>::namespaced(as_controller.clone(), &apps.name)
+            .create(&PostParams::default(), &config_map)
+            .await
+            .map(drop),
+        "creating a ConfigMap",
+    );
+    forbidden(
+        Api::<Secret>::namespaced(as_controller.clone(), &apps.name)
+            .list(&ListParams::default())
+            .await
+            .map(drop),
+        "listing Secrets",
+    );
+    forbidden(
+        Api::<Deployment>::namespaced(as_controller.clone(), &system.name)
+            .delete(&release.name, &Default::default())
+            .await
+            .map(drop),
+        "deleting a Deployment",
+    );
+    forbidden(
+        Api::<Service>::namespaced(as_controller, &apps.name)
+            .delete("app-stable", &Default::default())
+            .await
+            .map(drop),
+        "deleting a Service",
+    );
+}
