@@ -23,10 +23,7 @@ fn generated_in(dir: &std::path::Path) -> Result<Vec<(PathBuf, String)>> {
             let name = crd.metadata.name.clone().context("a CRD without a name")?;
             let yaml =
                 serde_norway::to_string(&crd).with_context(|| format!("serialising {name}"))?;
-            Ok((
-                dir.join(format!("{name}.yaml")),
-                format!("{HEADER}{yaml}"),
-            ))
+            Ok((dir.join(format!("{name}.yaml")), format!("{HEADER}{yaml}")))
         })
         .collect()
 }
