@@ -72,6 +72,23 @@ pub const HELM: Component = Component {
     ldflags: |v| format!("-X helm.sh/helm/v3/internal/version.version={v}"),
 };
 
+/// Argo Rollouts' controller, the peer of the benchmarks (built on first `cargo xtask bench`).
+pub const ARGO_ROLLOUTS: Component = Component {
+    name: "argo-rollouts",
+    version: "v1.9.1",
+    binaries: &[(
+        "rollouts-controller",
+        "github.com/argoproj/argo-rollouts/cmd/rollouts-controller",
+    )],
+    tags: "",
+    ldflags: |v| {
+        format!(
+            "-X github.com/argoproj/argo-rollouts/utils/version.version={}",
+            v.trim_start_matches('v')
+        )
+    },
+};
+
 /// Everything `cluster build` makes.
 pub const ALL: [&Component; 4] = [&ETCD, &KUBERNETES, &KWOK, &HELM];
 
