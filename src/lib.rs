@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod client;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod plugin;
 pub mod rollout;

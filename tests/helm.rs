@@ -211,7 +211,17 @@ async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
             .await
             .expect("creating a Service");
     }
-    let _controller = Controller::start_with(&apps.name, &identity, &[]).await;
+    // With leader election as the chart runs it: the Lease in the release's namespace.
+    let _controller = Controller::start_with(
+        &apps.name,
+        &identity,
+        &[
+            "--leader-elect",
+            "--leader-election-namespace",
+            &system.name,
+        ],
+    )
+    .await;
     let rollouts = apps.api::<Rollout>();
     let rollout: Rollout = serde_json::from_value(json!({
         "metadata": { "name": "app" },
@@ -311,4 +321,81 @@ async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
             .map(drop),
         "deleting a Service",
     );
+}
+
+#[tokio::test]
+async fn the_binary_understands_every_flag_the_chart_passes() {
+    let ns = TestNamespace::new("helm-args").await;
+    support::install_crds(&ns.client).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let rendered = template(
+        &ns.name,
+        &ns.name,
+        &[
+            &format!("controller.metrics.port={port}"),
+            &format!("controller.watchNamespace={}", ns.name),
+            "controller.instanceID=blue",
+        ],
+    );
+    let deployment = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_norway::from_str::<Deployment>(doc).ok())
+        .find(|d| d.metadata.name.as_deref() == Some(ns.name.as_str()))
+        .expect("the chart renders a Deployment");
+    let args = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|s| s.containers[0].args.clone().unwrap_or_default())
+        .expect("the controller's args");
+    assert!(args.iter().any(|a| a == "--leader-elect"), "{args:?}");
+    // The chart's args exactly, as the pod would run them (POD_NAMESPACE from the downward API).
+    let log = repo_root().join(format!("target/test-logs/{}.log", ns.name));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .args(&args)
+        .env("POD_NAME", "sluice-0")
+        .env("POD_NAMESPACE", &ns.name)
+        .stdout(std::fs::File::create(&log).expect("a log file"))
+        .stderr(std::fs::File::create(log.with_extension("err")).expect("a log file"))
+        .spawn()
+        .expect("starting sluice");
+    let ready = async {
+        loop {
+            if let Some(status) = child.try_wait().expect("polling sluice") {
+                return Err(format!(
+                    "sluice exited ({status}) with the chart's args {args:?}:\n{}",
+                    std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+                ));
+            }
+            if readyz(port).await {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    support::wait(ready, 30, "sluice ready with the chart's args").await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("waiting for sluice");
+    assert!(status.success(), "sluice did not stop cleanly: {status}");
+}
+
+/// Whether `/readyz` on 127.0.0.1:`port` answers 200.
+async fn readyz(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let request = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response.starts_with("HTTP/1.1 200")
 }

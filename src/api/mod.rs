@@ -51,6 +51,8 @@ pub const VERSION: &str = "v1alpha1";
 pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 /// Annotation on Services and Ingresses naming the rollouts that manage (but do not own) them.
 pub const MANAGED_BY_ROLLOUTS_ANNOTATION: &str = "argo-rollouts.argoproj.io/managed-by-rollouts";
+/// The label that assigns a Rollout to one controller installation (`--instance-id`).
+pub const INSTANCE_ID_LABEL: &str = "argo-rollouts.argoproj.io/controller-instance-id";
 
 /// The CustomResourceDefinitions Sluice serves, in the order `cargo xtask crds` writes them.
 ///

@@ -6,12 +6,13 @@
 //! process exits 0. A second signal exits at once. If either task fails, the other is stopped the
 //! same way and the process exits 1.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use sluice::{
+    client::{self, ClientOptions},
+    leader::{LeaderElection, Leadership},
     metrics::Metrics,
     rollout,
     server::{Health, Server},
@@ -27,6 +28,9 @@ Examples:
 
   # Watch one namespace of a given context, with debug logs from Sluice only
   sluice --context staging --namespace shop --log-level info,sluice=debug
+
+  # One of several replicas: reconcile only while holding the Lease sluice/sluice-controller
+  sluice --leader-elect --leader-election-namespace sluice
 
 Endpoints on --metrics-addr: /metrics (OpenMetrics), /healthz (liveness), /readyz (readiness).";
 
@@ -61,6 +65,54 @@ struct Args {
     /// How many Rollouts are reconciled at once.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+
+    /// Handle only Rollouts labelled argo-rollouts.argoproj.io/controller-instance-id=ID; without
+    /// it, only Rollouts without that label.
+    #[arg(long, value_name = "ID")]
+    instance_id: Option<String>,
+
+    /// Sustained Kubernetes API requests per second (0: unlimited).
+    #[arg(long, value_name = "QPS", default_value_t = 50.0)]
+    qps: f64,
+
+    /// Kubernetes API requests allowed at once above --qps.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    burst: u32,
+
+    /// Reconcile only while holding a Lease, so that several replicas can run for availability.
+    #[arg(long)]
+    leader_elect: bool,
+
+    /// Namespace of the leader Lease (default: the pod's namespace, else `default`).
+    #[arg(long, value_name = "NAMESPACE", requires = "leader_elect")]
+    leader_election_namespace: Option<String>,
+
+    /// Name of the leader Lease.
+    #[arg(long, value_name = "NAME", default_value = "sluice-controller")]
+    leader_election_lease: String,
+
+    /// How long the Lease holds without renewal, e.g. `15s`.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_seconds)]
+    leader_election_lease_duration: Duration,
+
+    /// How long before the Lease expires the leader renews it, e.g. `5s`.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_seconds)]
+    leader_election_grace: Duration,
+}
+
+/// Parses `15s`, `2m` or a number of seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 15s or 2m"))?;
+    match unit {
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{text:?}: use s or m, as in 15s or 2m")),
+    }
 }
 
 #[tokio::main]
@@ -82,7 +134,13 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     // Handlers first, so that a signal arriving during startup is not fatal.
     let mut signals = Signals::new()?;
-    let client = client(args.kubeconfig.as_deref(), args.context.clone()).await?;
+    let client = client::client(&ClientOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        qps: args.qps,
+        burst: args.burst,
+    })
+    .await?;
     let server = Server::bind(args.metrics_addr).await?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -104,35 +162,77 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let config = rollout::Config {
-        namespace: args.namespace,
+        namespace: args.namespace.clone(),
         concurrency: args.concurrency,
+        instance_id: args.instance_id.clone(),
     };
-    let mut tasks = vec![
-        (
-            "metrics server",
-            tokio::spawn(server.run(metrics.clone(), health.clone(), until_stopped())),
-        ),
-        (
-            "rollout controller",
-            tokio::spawn(rollout::run(
-                client,
-                config,
-                metrics,
-                health.clone(),
-                until_stopped(),
-            )),
-        ),
-    ];
+    let mut tasks = vec![(
+        "metrics server",
+        tokio::spawn(server.run(metrics.clone(), health.clone(), until_stopped())),
+    )];
 
-    // Run until a signal arrives or a task ends, which before a stop is a failure even if clean.
+    // With leader election, wait for the Lease first (a healthy standby meanwhile).
+    let mut leadership: Option<Leadership> = None;
+    if args.leader_elect {
+        health.set_ready(true);
+        let election = LeaderElection {
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "default".into()),
+            lease: args.leader_election_lease.clone(),
+            identity: LeaderElection::default_identity(),
+            duration: args.leader_election_lease_duration,
+            grace: args.leader_election_grace,
+        };
+        let signal = async {
+            let signal = signals.recv().await;
+            info!(signal, "shutting down before becoming the leader");
+        };
+        match election.acquire(client.clone(), signal).await? {
+            Some(held) => leadership = Some(held),
+            None => {
+                let _ = stop.send(true);
+                for (which, task) in tasks {
+                    report(which, task.await, "failed while stopping");
+                }
+                return Ok(());
+            }
+        }
+    }
+    tasks.push((
+        "rollout controller",
+        tokio::spawn(rollout::run(
+            client,
+            config,
+            metrics,
+            health.clone(),
+            until_stopped(),
+        )),
+    ));
+
+    // Run until a signal arrives, a task ends (before a stop, a failure even if clean), or the
+    // Lease is lost (another process may reconcile now: stop at once).
     let mut failed = false;
     let first_to_end = futures::future::select_all(tasks.iter_mut().map(|(_, task)| task));
+    let lost = async {
+        match leadership.as_mut() {
+            Some(held) => held.lost().await,
+            None => std::future::pending().await,
+        }
+    };
     let ended = tokio::select! {
-        signal = signals.recv() => Err(signal),
+        signal = signals.recv() => Err(Some(signal)),
+        () = lost => Err(None),
         (result, index, _) = first_to_end => Ok((index, result)),
     };
     match ended {
-        Err(signal) => info!(signal, "shutting down: finishing the work in flight"),
+        Err(Some(signal)) => info!(signal, "shutting down: finishing the work in flight"),
+        Err(None) => {
+            error!("lost the leader Lease; stopping so that only the new leader reconciles");
+            failed = true;
+        }
         Ok((index, result)) => {
             let (which, _) = tasks.remove(index);
             report(which, result, "stopped unexpectedly");
@@ -158,6 +258,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             failed = true;
         }
     }
+    // The reconciles are done: hand the Lease over now rather than after it expires.
+    if let Some(held) = leadership {
+        held.release().await;
+    }
     if failed {
         anyhow::bail!("stopped after a failure; see the errors above");
     }
@@ -178,46 +282,6 @@ fn report(which: &str, result: Result<anyhow::Result<()>, JoinError>, context: &
             true
         }
     }
-}
-
-/// A client from `--kubeconfig` (a path list like `KUBECONFIG`, merged in order) and `--context`,
-/// else from the default kubeconfig or the in-cluster service account.
-async fn client(kubeconfig: Option<&str>, context: Option<String>) -> anyhow::Result<kube::Client> {
-    let options = KubeConfigOptions {
-        context,
-        ..KubeConfigOptions::default()
-    };
-    let config = match kubeconfig.filter(|paths| !paths.is_empty()) {
-        Some(paths) => {
-            let mut merged: Option<Kubeconfig> = None;
-            for path in std::env::split_paths(paths).filter(|p| !p.as_os_str().is_empty()) {
-                let file = read_kubeconfig(&path)?;
-                merged = Some(match merged {
-                    Some(first) => first
-                        .merge(file)
-                        .with_context(|| format!("merging kubeconfig {}", path.display()))?,
-                    None => file,
-                });
-            }
-            let merged = merged.context("--kubeconfig names no file")?;
-            kube::Config::from_custom_kubeconfig(merged, &options)
-                .await
-                .with_context(|| format!("loading the Kubernetes configuration from {paths}"))?
-        }
-        None if options.context.is_some() => kube::Config::from_kubeconfig(&options)
-            .await
-            .context("loading the default kubeconfig (~/.kube/config) for --context")?,
-        None => kube::Config::infer().await.context(
-            "no Kubernetes configuration found: pass --kubeconfig, set KUBECONFIG, \
-             or run in a cluster with a service account",
-        )?,
-    };
-    kube::Client::try_from(config).context("creating the Kubernetes client")
-}
-
-fn read_kubeconfig(path: &std::path::Path) -> anyhow::Result<Kubeconfig> {
-    let path = PathBuf::from(path);
-    Kubeconfig::read_from(&path).with_context(|| format!("reading kubeconfig {}", path.display()))
 }
 
 /// SIGTERM (what Kubernetes sends) and SIGINT (Ctrl-C).

@@ -36,7 +36,7 @@ use self::{
     plan::EventType,
 };
 use crate::{
-    api::{POD_TEMPLATE_HASH_LABEL, Rollout},
+    api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout},
     error::Error,
     metrics::{self, Metrics},
     server::Health,
@@ -49,6 +49,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// How many Rollouts are reconciled at once.
     pub concurrency: u16,
+    /// Handle only Rollouts labelled with this instance id; `None`: only unlabelled ones.
+    pub instance_id: Option<String>,
 }
 
 /// What every reconcile shares.
@@ -110,24 +112,32 @@ pub async fn run(
     // drops the rollout's metric series.
     let (rollout_store, rollout_writer) = reflector::store::<DeserializeGuard<Rollout>>();
     let forget = metrics.clone();
-    let rollout_events = watcher(rollouts, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .inspect_err(|e| warn!(error = %e, "watching Rollouts failed; retrying"))
-        .reflect(rollout_writer)
-        .inspect_ok(filled.on_init_done(Filled::ROLLOUTS, "Rollouts"))
-        .inspect_ok(move |event| {
-            if let watcher::Event::Delete(guard) = event {
-                let meta = match &guard.0 {
-                    Ok(rollout) => &rollout.metadata,
-                    Err(invalid) => &invalid.metadata,
-                };
-                forget.forget_rollout(
-                    meta.namespace.as_deref().unwrap_or_default(),
-                    meta.name.as_deref().unwrap_or_default(),
-                );
-            }
-        })
-        .applied_objects();
+    // Another installation's Rollouts are filtered out by the API server, never cached.
+    let selector = match config.instance_id.as_deref() {
+        Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
+        None => format!("!{INSTANCE_ID_LABEL}"),
+    };
+    let rollout_events = watcher(
+        rollouts,
+        watcher::Config::default().any_semantic().labels(&selector),
+    )
+    .default_backoff()
+    .inspect_err(|e| warn!(error = %e, "watching Rollouts failed; retrying"))
+    .reflect(rollout_writer)
+    .inspect_ok(filled.on_init_done(Filled::ROLLOUTS, "Rollouts"))
+    .inspect_ok(move |event| {
+        if let watcher::Event::Delete(guard) = event {
+            let meta = match &guard.0 {
+                Ok(rollout) => &rollout.metadata,
+                Err(invalid) => &invalid.metadata,
+            };
+            forget.forget_rollout(
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+            );
+        }
+    })
+    .applied_objects();
     let controller = Controller::for_stream(rollout_events, rollout_store.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency.max(1)));
 

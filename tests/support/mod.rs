@@ -366,6 +366,11 @@ impl Controller {
         Some(response)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process at once (SIGKILL), as a crash or an evicted pod would end it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

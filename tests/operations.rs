@@ -1,0 +1,228 @@
+//! Running Sluice for real: two replicas with leader election (a handover in the middle of a
+//! rollout), installations kept apart by instance id, and a clean SIGTERM.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Service};
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use sluice::api::{Rollout, RolloutPhase, RolloutStatus};
+use support::{Controller, TestNamespace};
+
+fn rollout(name: &str, labels: Value, steps: Value) -> Rollout {
+    serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": labels },
+        "spec": {
+            "replicas": 4,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
+            },
+            "strategy": { "canary": { "steps": steps } }
+        }
+    }))
+    .expect("a Rollout")
+}
+
+fn status(r: &Rollout) -> RolloutStatus {
+    r.status.clone().unwrap_or_default()
+}
+
+fn healthy(r: Option<&Rollout>) -> bool {
+    r.is_some_and(|r| {
+        status(r).phase == Some(RolloutPhase::Healthy)
+            && status(r).observed_generation == r.metadata.generation.map(|g| g.to_string())
+    })
+}
+
+async fn leader_controller(ns: &TestNamespace) -> Controller {
+    Controller::start_with(
+        &ns.name,
+        &support::kubeconfig(),
+        &[
+            "--leader-elect",
+            "--leader-election-namespace",
+            &ns.name,
+            "--leader-election-lease-duration",
+            "4s",
+            "--leader-election-grace",
+            "2s",
+        ],
+    )
+    .await
+}
+
+/// The pid at the end of the Lease's holder identity (`<host>-<pid>` out of a cluster).
+async fn holder_pid(ns: &TestNamespace) -> Option<u32> {
+    let lease = ns
+        .api::<Lease>()
+        .get_opt("sluice-controller")
+        .await
+        .ok()??;
+    lease
+        .spec?
+        .holder_identity?
+        .rsplit('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn of_two_replicas_one_reconciles_and_the_other_takes_over_mid_rollout() {
+    let ns = TestNamespace::new("leader").await;
+    support::install_crds(&ns.client).await;
+    let mut first = leader_controller(&ns).await;
+    let mut second = leader_controller(&ns).await;
+    let leader = support::wait(
+        async {
+            loop {
+                if let Some(pid) = holder_pid(&ns).await {
+                    return Ok::<_, ()>(pid);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        },
+        20,
+        "a leader",
+    )
+    .await;
+    let (leader, standby) = if leader == first.pid() {
+        (&mut first, &mut second)
+    } else {
+        assert_eq!(leader, second.pid(), "the holder is one of the two");
+        (&mut second, &mut first)
+    };
+
+    let rollouts = ns.api::<Rollout>();
+    let steps =
+        json!([{ "setWeight": 50 }, { "pause": { "duration": "6s" } }, { "setWeight": 75 }]);
+    rollouts
+        .create(&PostParams::default(), &rollout("app", json!({}), steps))
+        .await
+        .expect("creating the Rollout");
+    ns.wait_for("app", 30, "Healthy", healthy).await;
+    let standby_writes = standby.get("/metrics").await.unwrap_or_default();
+    assert!(
+        !standby_writes.contains("sluice_kube_requests_total"),
+        "the standby made API writes:\n{standby_writes}"
+    );
+
+    let patch = json!({ "spec": { "template": { "metadata": { "annotations": { "v": "2" } } } } });
+    rollouts
+        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("a new version");
+    let pausing = ns
+        .wait_for("app", 30, "the timed pause", |r: Option<&Rollout>| {
+            r.is_some_and(|r| !status(r).pause_conditions.is_empty())
+        })
+        .await;
+    let pause_started = status(&pausing).pause_conditions[0].start_time.clone();
+
+    // The leader dies in the middle of the pause; the standby takes over within the lease and
+    // keeps the pause's start: the timer lives in the status, not in the process.
+    leader.kill();
+    let standby_pid = standby.pid();
+    support::wait(
+        async {
+            while holder_pid(&ns).await != Some(standby_pid) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok::<_, ()>(())
+        },
+        20,
+        "the standby holding the Lease",
+    )
+    .await;
+    let during = rollouts.get("app").await.expect("the rollout");
+    if let Some(pause) = status(&during).pause_conditions.first() {
+        assert_eq!(pause.start_time, pause_started, "the pause restarted");
+    }
+    let done = ns
+        .wait_for("app", 40, "Healthy under the new leader", healthy)
+        .await;
+    let s = status(&done);
+    assert_eq!(s.current_step_index, Some(3));
+    assert_eq!(s.stable_rs, s.current_pod_hash);
+    let sets = ns
+        .api::<k8s_openapi::api::apps::v1::ReplicaSet>()
+        .list(&Default::default())
+        .await
+        .expect("ReplicaSets");
+    assert_eq!(
+        sets.items.len(),
+        2,
+        "one ReplicaSet per version, none twice"
+    );
+}
+
+#[tokio::test]
+async fn instance_ids_keep_two_installations_apart() {
+    let ns = TestNamespace::new("instance-id").await;
+    support::install_crds(&ns.client).await;
+    let _blue =
+        Controller::start_with(&ns.name, &support::kubeconfig(), &["--instance-id", "blue"]).await;
+    let rollouts = ns.api::<Rollout>();
+    let label = json!({ "argo-rollouts.argoproj.io/controller-instance-id": "blue" });
+    for r in [
+        rollout("mine", label, json!([])),
+        rollout("unlabelled", json!({}), json!([])),
+    ] {
+        rollouts
+            .create(&PostParams::default(), &r)
+            .await
+            .expect("creating a Rollout");
+    }
+    ns.wait_for("mine", 30, "the blue rollout Healthy", healthy)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let other = rollouts.get("unlabelled").await.expect("the other rollout");
+    assert!(other.status.is_none(), "the blue controller touched it");
+
+    // An installation without an instance id takes the unlabelled one only.
+    let _default = Controller::start(&ns.name).await;
+    ns.wait_for("unlabelled", 30, "the unlabelled rollout Healthy", healthy)
+        .await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_hands_the_lease_over_at_once() {
+    let ns = TestNamespace::new("sigterm").await;
+    support::install_crds(&ns.client).await;
+    let service: Service = serde_json::from_value(json!({
+        "metadata": { "name": "unused" }, "spec": { "ports": [{ "port": 80 }] }
+    }))
+    .expect("a Service");
+    ns.api::<Service>()
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("creating a Service");
+    let mut only = leader_controller(&ns).await;
+    support::wait(
+        async {
+            while holder_pid(&ns).await != Some(only.pid()) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok::<_, ()>(())
+        },
+        20,
+        "the Lease held",
+    )
+    .await;
+    assert!(only.terminate(), "sluice exits 0 on SIGTERM");
+    let lease = ns
+        .api::<Lease>()
+        .get("sluice-controller")
+        .await
+        .expect("the Lease");
+    let holder = lease.spec.and_then(|s| s.holder_identity);
+    assert!(
+        holder.as_deref().is_none_or(str::is_empty),
+        "the Lease is released on shutdown, not left to expire: {holder:?}"
+    );
+    assert!(only.log_tail(5).contains("stopped"), "{}", only.log_tail(5));
+}
