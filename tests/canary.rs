@@ -395,7 +395,7 @@ async fn abort_returns_everything_to_stable_and_retry_starts_over() {
     t.create(rollout(4, steps, json!({}))).await;
     let stable = status(&t.healthy().await).stable_rs.expect("a stable hash");
     t.set_image("example/app:2").await;
-    let paused = t.wait(30, "paused at step 1", |r| paused_by_step(r)).await;
+    let paused = t.wait(30, "paused at step 1", paused_by_step).await;
     let canary = status(&paused).current_pod_hash.expect("a canary hash");
     assert_eq!(t.selected("app-canary").await, Some(canary.clone()));
 
