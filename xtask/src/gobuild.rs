@@ -228,3 +228,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn kubectl() -> Result<PathBuf> {
     KUBERNETES.ensure_built().map(|dir| dir.join("kubectl"))
 }
+
+/// The source of `module@version` in the shared module cache (downloaded by a build of the
+/// wrapper module that requires it).
+pub fn module_dir(module: &str, version: &str) -> Result<PathBuf> {
+    let dir = paths::cache_root()
+        .join("go")
+        .join("mod")
+        .join(format!("{module}@{version}"));
+    if !dir.is_dir() {
+        bail!(
+            "{module}@{version} is not in the module cache ({}); build its wrapper module first",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}

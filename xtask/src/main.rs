@@ -1,5 +1,6 @@
 //! Developer commands for Sluice (`cargo xtask …`): the local cluster, CRDs, the demo and the tests.
 
+mod bench;
 mod cluster;
 mod crds;
 mod demo;
@@ -35,6 +36,8 @@ enum Cmd {
     /// Sluice's main job on the local cluster: starts it, installs the CRDs, runs the controller
     /// and walks examples/canary.yaml through its canary steps.
     Demo,
+    /// Benchmarks Sluice against Argo Rollouts v1.9.1 on the local cluster.
+    Bench(bench::BenchArgs),
     /// Runs the whole test suite: starts the local cluster, then `cargo test --workspace`.
     Test {
         /// Extra arguments for `cargo test` (for example a test name filter).
@@ -66,6 +69,7 @@ async fn main() -> Result<()> {
         },
         Cmd::Crds { check } => crds::run(check),
         Cmd::Demo => demo::run().await,
+        Cmd::Bench(args) => bench::run(&args).await,
         Cmd::Test { args } => test(&args).await,
     }
 }

@@ -9,7 +9,7 @@ mod procs;
 
 use std::{
     ffi::OsString,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -56,6 +56,10 @@ pub struct UpOptions {
     /// How many pods each fake node accepts.
     #[arg(long, default_value_t = 500)]
     pub pods_per_node: u32,
+    /// Record every API request (Metadata level, JSON lines) in `logs/audit.log`, so benchmarks
+    /// can count one client's requests by its user agent. Restarts a cluster started without it.
+    #[arg(long)]
+    pub audit: bool,
 }
 
 impl Default for UpOptions {
@@ -63,9 +67,29 @@ impl Default for UpOptions {
         Self {
             nodes: 2,
             pods_per_node: 500,
+            audit: false,
         }
     }
 }
+
+/// The audit log of a cluster started with `--audit`.
+pub fn audit_log() -> PathBuf {
+    paths::cluster_dir().join("logs").join("audit.log")
+}
+
+/// Marks a cluster started with `--audit`.
+fn audit_marker() -> PathBuf {
+    paths::cluster_dir().join("audit-enabled")
+}
+
+/// Every request once, when its response is complete, without bodies.
+const AUDIT_POLICY: &str = "\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+";
 
 /// Builds every binary the cluster and the chart tests use, without starting anything.
 pub fn build() -> Result<()> {
@@ -87,7 +111,8 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     let dir = paths::cluster_dir();
     let procs: Vec<Proc> = PROCESSES.iter().map(|name| Proc::new(&dir, name)).collect();
     let running = procs.iter().filter(|p| p.running_pid().is_some()).count();
-    if running == procs.len() && ready(&paths::kubeconfig()).await.is_ok() {
+    let audit_missing = options.audit && !audit_marker().exists();
+    if running == procs.len() && !audit_missing && ready(&paths::kubeconfig()).await.is_ok() {
         ensure_nodes(options).await?;
         link_tools(&dir)?;
         eprintln!(
@@ -98,7 +123,12 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     }
     if running > 0 {
         eprintln!(
-            "cluster partly up ({running} of {} processes); restarting it",
+            "cluster {} ({running} of {} processes up); restarting it",
+            if audit_missing {
+                "without an audit log"
+            } else {
+                "partly up"
+            },
             procs.len()
         );
         down()?;
@@ -135,7 +165,25 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     let mut children = vec![etcd.start(&ETCD.binary("etcd")?, &etcd_args(&etcd_data))?];
     let apiserver = by_name("kube-apiserver")?;
     let apiserver_bin = KUBERNETES.binary("kube-apiserver")?;
-    children.push(apiserver.start(&apiserver_bin, &apiserver_args(&pki))?);
+    let mut apiserver_flags = apiserver_args(&pki);
+    let _ = std::fs::remove_file(audit_marker());
+    if options.audit {
+        let policy = dir.join("audit-policy.yaml");
+        std::fs::write(&policy, AUDIT_POLICY).context("writing the audit policy")?;
+        let _ = std::fs::remove_file(audit_log());
+        apiserver_flags.extend(args(&[
+            format!("--audit-policy-file={}", file(&policy)),
+            format!("--audit-log-path={}", file(&audit_log())),
+            "--audit-log-format=json".into(),
+            "--audit-log-maxsize=500".into(),
+            "--audit-log-maxbackup=1".into(),
+            // Batched: the log must not slow the requests it counts.
+            "--audit-log-mode=batch".into(),
+            "--audit-log-batch-max-wait=1s".into(),
+        ]));
+        std::fs::write(audit_marker(), "").context("marking the audit log")?;
+    }
+    children.push(apiserver.start(&apiserver_bin, &apiserver_flags)?);
     wait_ready(&kubeconfig, &mut children, &apiserver.log_file()).await?;
     eprintln!("kube-apiserver ready after {:.1?}", started.elapsed());
 

@@ -1,0 +1,216 @@
+//! `cargo xtask bench <scenario>`: Sluice and Argo Rollouts side by side on the local cluster,
+//! one contender at a time (each with its own CRDs and fresh namespaces), figures printed as a
+//! table and written to `target/bench/<scenario>.json`.
+
+mod audit;
+mod contender;
+mod scenarios;
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+pub use self::contender::Contender;
+use crate::{cluster, paths};
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The scenario: canary-steps (more to come), or `all`.
+    pub scenario: String,
+    /// The contenders, in order.
+    #[arg(long, value_delimiter = ',', default_values_t = [Contender::Sluice, Contender::Argo])]
+    pub contenders: Vec<Contender>,
+    /// Repetitions of each measurement (median and spread are reported).
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// Tiny sizes and one trial: checks that the harness works, not how fast anything is.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// One figure of one contender: every trial's value.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    /// What was measured, e.g. `image change to Healthy`.
+    pub name: String,
+    /// Its unit, e.g. `s`.
+    pub unit: &'static str,
+    /// One value per trial.
+    pub values: Vec<f64>,
+}
+
+impl Figure {
+    fn median(&self) -> f64 {
+        let mut v = self.values.clone();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    fn spread(&self) -> (f64, f64) {
+        let min = self.values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self
+            .values
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        (min, max)
+    }
+}
+
+/// What one scenario needs to run one contender.
+pub struct Run<'a> {
+    /// The contender.
+    pub contender: Contender,
+    /// Its binary.
+    pub binary: &'a PathBuf,
+    /// Trials per measurement.
+    pub trials: usize,
+    /// A client for the cluster.
+    pub client: kube::Client,
+    /// Where this run's logs go.
+    pub log_dir: PathBuf,
+}
+
+/// Runs `cargo xtask bench`.
+pub async fn run(args: &BenchArgs) -> Result<()> {
+    let scenarios: Vec<&str> = match args.scenario.as_str() {
+        "all" => scenarios::NAMES.to_vec(),
+        name if scenarios::NAMES.contains(&name) => vec![name],
+        other => bail!(
+            "unknown scenario {other:?}; one of: {}, all",
+            scenarios::NAMES.join(", ")
+        ),
+    };
+    cluster::up(&cluster::UpOptions {
+        audit: true,
+        ..cluster::UpOptions::default()
+    })
+    .await?;
+    let client = cluster::ready(&paths::kubeconfig()).await?;
+    let mut binaries = BTreeMap::new();
+    for contender in &args.contenders {
+        eprintln!("==> building {contender}");
+        binaries.insert(contender.to_string(), contender.build()?);
+    }
+    let trials = args.trials.unwrap_or(if args.quick { 1 } else { 5 });
+    for scenario in scenarios {
+        let mut results: Vec<(Contender, Vec<Figure>)> = Vec::new();
+        for &contender in &args.contenders {
+            eprintln!("==> {scenario}: {contender}");
+            contender.install_crds(&client).await?;
+            let log_dir = paths::repo_root()
+                .join("target/bench/logs")
+                .join(scenario)
+                .join(contender.to_string());
+            std::fs::create_dir_all(&log_dir)?;
+            let run = Run {
+                contender,
+                binary: &binaries[&contender.to_string()],
+                trials,
+                client: client.clone(),
+                log_dir,
+            };
+            let figures = scenarios::run(scenario, &run)
+                .await
+                .with_context(|| format!("{scenario} with {contender}"))?;
+            check_sane(scenario, contender, &figures)?;
+            results.push((contender, figures));
+        }
+        report(scenario, &results)?;
+    }
+    // Leave the cluster with Sluice's CRDs, as the tests and the demo expect.
+    Contender::Sluice.install_crds(&client).await
+}
+
+/// Every figure was produced, and none is zero or NaN where a run happened.
+fn check_sane(scenario: &str, contender: Contender, figures: &[Figure]) -> Result<()> {
+    if figures.is_empty() {
+        bail!("{scenario} produced no figures for {contender}");
+    }
+    for figure in figures {
+        if figure.values.is_empty() || figure.values.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "{scenario}/{contender}: {} has no sane values: {:?}",
+                figure.name,
+                figure.values
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints the table and writes `target/bench/<scenario>.json`.
+fn report(scenario: &str, results: &[(Contender, Vec<Figure>)]) -> Result<()> {
+    println!("\n{scenario}");
+    println!(
+        "{:<44} {:<8} {:>12} {:>22} {:>10}",
+        "figure", "who", "median", "min – max", "sluice/argo"
+    );
+    let median_of = |who: Contender, name: &str| {
+        results
+            .iter()
+            .find(|(c, _)| *c == who)
+            .and_then(|(_, figures)| figures.iter().find(|f| f.name == name))
+            .map(Figure::median)
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for (_, figures) in results {
+        for f in figures {
+            if !names.contains(&f.name.as_str()) {
+                names.push(&f.name);
+            }
+        }
+    }
+    let mut json_figures = Vec::new();
+    for name in names {
+        for (who, figures) in results {
+            let Some(figure) = figures.iter().find(|f| f.name == name) else {
+                continue;
+            };
+            let (min, max) = figure.spread();
+            let ratio = match (
+                median_of(Contender::Sluice, name),
+                median_of(Contender::Argo, name),
+            ) {
+                (Some(s), Some(a)) if *who == Contender::Sluice && a != 0.0 => {
+                    format!("{:.2}", s / a)
+                }
+                _ => String::new(),
+            };
+            println!(
+                "{:<44} {:<8} {:>10.3} {:<2}{:>9.3} – {:<9.3}  {:>10}",
+                name,
+                who.to_string(),
+                figure.median(),
+                figure.unit,
+                min,
+                max,
+                ratio
+            );
+            json_figures.push(json!({
+                "figure": name,
+                "contender": who.to_string(),
+                "unit": figure.unit,
+                "median": figure.median(),
+                "min": min,
+                "max": max,
+                "values": figure.values,
+            }));
+        }
+    }
+    let dir = paths::repo_root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{scenario}.json"));
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({ "scenario": scenario, "figures": json_figures }))?,
+    )?;
+    println!("written to {}", path.display());
+    Ok(())
+}
