@@ -17,8 +17,11 @@ use crate::{cluster, paths};
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The scenario: canary-steps (more to come), or `all`.
+    /// The scenario: idle, cold-start, reaction, canary-steps, storm, or `all`.
     pub scenario: String,
+    /// Run the scenario at this Rollout count only.
+    #[arg(long)]
+    pub size: Option<usize>,
     /// The contenders, in order.
     #[arg(long, value_delimiter = ',', default_values_t = [Contender::Sluice, Contender::Argo])]
     pub contenders: Vec<Contender>,
@@ -42,6 +45,15 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// A figure measured once.
+    pub fn one(name: String, unit: &'static str, value: f64) -> Self {
+        Self {
+            name,
+            unit,
+            values: vec![value],
+        }
+    }
+
     fn median(&self) -> f64 {
         let mut v = self.values.clone();
         v.sort_by(f64::total_cmp);
@@ -71,6 +83,10 @@ pub struct Run<'a> {
     pub binary: &'a PathBuf,
     /// Trials per measurement.
     pub trials: usize,
+    /// Tiny sizes (`--quick`).
+    pub quick: bool,
+    /// One Rollout count instead of the scenario's (`--size`).
+    pub size: Option<usize>,
     /// A client for the cluster.
     pub client: kube::Client,
     /// Where this run's logs go.
@@ -87,9 +103,14 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             scenarios::NAMES.join(", ")
         ),
     };
+    // Room for the largest scenario's pods (one per Rollout, and a surge pod each in a storm).
+    let largest = args.size.unwrap_or(if args.quick { 10 } else { 10_000 });
+    let pods_per_node = 500;
+    let nodes = u32::try_from((2 * largest + 200).div_ceil(pods_per_node)).unwrap_or(u32::MAX);
     cluster::up(&cluster::UpOptions {
         audit: true,
-        ..cluster::UpOptions::default()
+        nodes: nodes.max(2),
+        pods_per_node: u32::try_from(pods_per_node).unwrap_or(500),
     })
     .await?;
     let client = cluster::ready(&paths::kubeconfig()).await?;
@@ -113,6 +134,8 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
                 contender,
                 binary: &binaries[&contender.to_string()],
                 trials,
+                quick: args.quick,
+                size: args.size,
                 client: client.clone(),
                 log_dir,
             };

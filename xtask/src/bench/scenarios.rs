@@ -6,11 +6,11 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Namespace};
 use kube::{
     Api, Client,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
@@ -19,14 +19,372 @@ use sluice::api::{Rollout, RolloutPhase};
 use super::{Figure, Run, audit};
 
 /// The scenarios `cargo xtask bench` knows.
-pub const NAMES: [&str; 1] = ["canary-steps"];
+pub const NAMES: [&str; 5] = ["idle", "cold-start", "reaction", "canary-steps", "storm"];
 
 /// Runs scenario `name` for one contender.
 pub async fn run(name: &str, run: &Run<'_>) -> Result<Vec<Figure>> {
     match name {
+        "idle" => idle(run).await,
+        "cold-start" => cold_start(run).await,
+        "reaction" => reaction(run).await,
         "canary-steps" => canary_steps(run).await,
+        "storm" => storm(run).await,
         other => bail!("unknown scenario {other}"),
     }
+}
+
+/// The Rollout counts of a scenario: the sizes, tiny ones with `--quick`, or `--size`.
+fn sizes(run: &Run<'_>, full: &[usize], quick: &[usize]) -> Vec<usize> {
+    match run.size {
+        Some(n) => vec![n],
+        None if run.quick => quick.to_vec(),
+        None => full.to_vec(),
+    }
+}
+
+/// How long an idle window lasts.
+fn idle_window(run: &Run<'_>) -> Duration {
+    if run.quick {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(300)
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// N Rollouts of 1 replica, Healthy: the controller's RSS after settling, its CPU seconds over an
+/// idle window, and its API requests per minute in that window.
+async fn idle(run: &Run<'_>) -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for n in sizes(run, &[0, 1_000, 10_000], &[0, 10]) {
+        let ns =
+            TempNamespace::create(&run.client, &format!("bench-idle-{}", run.contender)).await?;
+        let mut controller = run
+            .contender
+            .start(run.binary, &run.log_dir.join(format!("idle-{n}.log")))?;
+        let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
+        populate(&rollouts, n, json!([]), &mut controller).await?;
+        // Settle, then measure a quiet window.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let window = idle_window(run);
+        let before = controller.sample()?;
+        let mark = audit::mark()?;
+        let mut peak = before.rss;
+        let end = Instant::now() + window;
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            peak = peak.max(controller.sample()?.rss);
+        }
+        let after = controller.sample()?;
+        let counts = audit::count_since(mark, run.contender.user_agent())?;
+        #[allow(clippy::cast_precision_loss)]
+        let per_minute = counts.values().sum::<u64>() as f64 / (window.as_secs_f64() / 60.0);
+        figures.push(Figure::one(
+            format!("RSS with {n} Rollouts"),
+            "MiB",
+            mib(peak),
+        ));
+        figures.push(Figure::one(
+            format!("CPU over {:.0?} idle, {n} Rollouts", window),
+            "s",
+            after.cpu - before.cpu,
+        ));
+        figures.push(Figure::one(
+            format!("API requests/min idle, {n} Rollouts"),
+            "",
+            per_minute,
+        ));
+        controller.stop();
+        ns.delete_and_wait().await?;
+    }
+    Ok(figures)
+}
+
+/// The controller started with N Healthy Rollouts present whose spec changed while it was down:
+/// time until every status is current again, and the peak RSS meanwhile.
+async fn cold_start(run: &Run<'_>) -> Result<Vec<Figure>> {
+    let n = sizes(run, &[1_000], &[10])[0];
+    let ns = TempNamespace::create(&run.client, &format!("bench-cold-{}", run.contender)).await?;
+    let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
+    let mut controller = run
+        .contender
+        .start(run.binary, &run.log_dir.join("cold-populate.log"))?;
+    populate(&rollouts, n, json!([]), &mut controller).await?;
+    controller.stop();
+    // A spec change that needs no new ReplicaSet: only the status must catch up.
+    for_each(n, |i| {
+        let rollouts = rollouts.clone();
+        async move {
+            let patch = json!({ "spec": { "revisionHistoryLimit": 9 } });
+            rollouts
+                .patch(
+                    &format!("r-{i}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map(drop)
+                .context("changing a spec")
+        }
+    })
+    .await?;
+    let started = Instant::now();
+    let mut controller = run
+        .contender
+        .start(run.binary, &run.log_dir.join("cold-start.log"))?;
+    let mut peak = 0;
+    loop {
+        peak = peak.max(controller.sample()?.rss);
+        let current = count(&rollouts, |r| {
+            status_current(r)
+                && r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Healthy)
+        })
+        .await?;
+        if current == n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {current} of {n} Rollouts caught up in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    controller.stop();
+    ns.delete_and_wait().await?;
+    Ok(vec![
+        Figure::one(
+            format!("{n} Rollouts reconciled after a start"),
+            "s",
+            elapsed,
+        ),
+        Figure::one(
+            format!("peak RSS during the start, {n} Rollouts"),
+            "MiB",
+            mib(peak),
+        ),
+    ])
+}
+
+/// One Rollout's image changed, with 0 and with 1,000 other Rollouts present: latency from the
+/// patch to the new ReplicaSet, seen by a watch.
+async fn reaction(run: &Run<'_>) -> Result<Vec<Figure>> {
+    let trials = if run.quick { 3 } else { run.trials.max(50) };
+    let mut figures = Vec::new();
+    for others in sizes(run, &[0, 1_000], &[0, 10]) {
+        let ns =
+            TempNamespace::create(&run.client, &format!("bench-react-{}", run.contender)).await?;
+        let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
+        let mut controller = run.contender.start(
+            run.binary,
+            &run.log_dir.join(format!("reaction-{others}.log")),
+        )?;
+        populate(&rollouts, others, json!([]), &mut controller).await?;
+        let steps = json!([{ "setWeight": 50 }, { "pause": {} }]);
+        rollouts
+            .create(&PostParams::default(), &rollout("target", 2, steps, "v0"))
+            .await
+            .context("creating the target Rollout")?;
+        wait_healthy(&rollouts, "target", Duration::from_secs(120)).await?;
+        let sets: Api<ReplicaSet> = Api::namespaced(run.client.clone(), &ns.name);
+        let mut latencies = Vec::new();
+        for trial in 1..=trials {
+            let version = format!("v{trial}");
+            let config = watcher::Config::default().labels("app=target");
+            let mut created = pin!(watcher(sets.clone(), config).applied_objects());
+            // Skip the ReplicaSets that exist: the watch's initial list.
+            let known = sets
+                .list(&ListParams::default().labels("app=target"))
+                .await?
+                .items
+                .into_iter()
+                .filter_map(|rs| rs.metadata.name)
+                .collect::<Vec<_>>();
+            let started = Instant::now();
+            set_image(&rollouts, "target", &version).await?;
+            let seen = async {
+                while let Some(rs) = created.try_next().await? {
+                    if !known.contains(&rs.metadata.name.clone().unwrap_or_default()) {
+                        return Ok(started.elapsed());
+                    }
+                }
+                bail!("the ReplicaSet watch ended")
+            };
+            let latency = tokio::time::timeout(Duration::from_secs(30), seen)
+                .await
+                .context("no new ReplicaSet within 30 s")??;
+            latencies.push(latency.as_secs_f64() * 1000.0);
+            controller.sample()?;
+        }
+        let mut sorted = latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let p99 = sorted[((sorted.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];
+        figures.push(Figure {
+            name: format!("image change to new ReplicaSet, {others} others"),
+            unit: "ms",
+            values: latencies,
+        });
+        figures.push(Figure::one(
+            format!("  p99 of it, {others} others"),
+            "ms",
+            p99,
+        ));
+        controller.stop();
+        ns.delete_and_wait().await?;
+    }
+    Ok(figures)
+}
+
+/// N Rollouts changed at once: time until all are Healthy again, peak RSS, CPU seconds, API
+/// requests.
+async fn storm(run: &Run<'_>) -> Result<Vec<Figure>> {
+    let n = sizes(run, &[1_000], &[10])[0];
+    let ns = TempNamespace::create(&run.client, &format!("bench-storm-{}", run.contender)).await?;
+    let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
+    let mut controller = run
+        .contender
+        .start(run.binary, &run.log_dir.join("storm.log"))?;
+    let steps = json!([{ "setWeight": 50 }, { "pause": { "duration": "0s" } }]);
+    populate(&rollouts, n, steps, &mut controller).await?;
+    let before = controller.sample()?;
+    let mark = audit::mark()?;
+    let started = Instant::now();
+    for_each(n, |i| {
+        let rollouts = rollouts.clone();
+        async move { set_image(&rollouts, &format!("r-{i}"), "v1").await }
+    })
+    .await?;
+    let mut peak = before.rss;
+    loop {
+        peak = peak.max(controller.sample()?.rss);
+        let done = count(&rollouts, |r| {
+            status_current(r)
+                && r.status.as_ref().is_some_and(|s| {
+                    s.phase == Some(RolloutPhase::Healthy)
+                        && s.stable_rs.is_some()
+                        && s.stable_rs == s.current_pod_hash
+                })
+        })
+        .await?;
+        if done == n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            bail!("only {done} of {n} Rollouts Healthy after 15 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = controller.sample()?;
+    let counts = audit::count_since(mark, run.contender.user_agent())?;
+    controller.stop();
+    ns.delete_and_wait().await?;
+    #[allow(clippy::cast_precision_loss)]
+    let requests = counts.values().sum::<u64>() as f64;
+    Ok(vec![
+        Figure::one(
+            format!("{n} Rollouts changed at once, to Healthy"),
+            "s",
+            elapsed,
+        ),
+        Figure::one(
+            format!("peak RSS in the storm, {n} Rollouts"),
+            "MiB",
+            mib(peak),
+        ),
+        Figure::one(
+            format!("CPU in the storm, {n} Rollouts"),
+            "s",
+            after.cpu - before.cpu,
+        ),
+        Figure::one(
+            format!("API requests in the storm, {n} Rollouts"),
+            "",
+            requests,
+        ),
+    ])
+}
+
+/// Creates Rollouts `r-0`…`r-{n-1}` of 1 replica and waits until all are Healthy.
+async fn populate(
+    rollouts: &Api<Rollout>,
+    n: usize,
+    steps: Value,
+    controller: &mut super::contender::Running,
+) -> Result<()> {
+    for_each(n, |i| {
+        let (rollouts, steps) = (rollouts.clone(), steps.clone());
+        async move {
+            rollouts
+                .create(
+                    &PostParams::default(),
+                    &rollout(&format!("r-{i}"), 1, steps, "v0"),
+                )
+                .await
+                .map(drop)
+                .context("creating a Rollout")
+        }
+    })
+    .await?;
+    let started = Instant::now();
+    #[allow(clippy::cast_precision_loss)]
+    let limit = Duration::from_secs_f64(120.0 + n as f64 * 0.2);
+    loop {
+        controller.sample()?;
+        let healthy = count(rollouts, |r| {
+            status_current(r)
+                && r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Healthy)
+        })
+        .await?;
+        if healthy == n {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!("only {healthy} of {n} Rollouts Healthy after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Runs `f(i)` for `i` in `0..n`, 32 at a time.
+async fn for_each<F, Fut>(n: usize, f: F) -> Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    futures::stream::iter((0..n).map(f))
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(drop)
+}
+
+/// How many Rollouts of the namespace satisfy `ok` (listed in pages).
+async fn count(rollouts: &Api<Rollout>, ok: impl Fn(&Rollout) -> bool) -> Result<usize> {
+    let mut params = ListParams::default().limit(500);
+    let mut total = 0;
+    loop {
+        let page = rollouts.list(&params).await.context("listing Rollouts")?;
+        total += page.items.iter().filter(|r| ok(r)).count();
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(total),
+        }
+    }
+}
+
+fn status_current(r: &Rollout) -> bool {
+    r.status
+        .as_ref()
+        .is_some_and(|s| s.observed_generation == r.metadata.generation.map(|g| g.to_string()))
 }
 
 /// A 5-step canary with zero-length pauses on 5 replicas: wall time from the image change to
@@ -196,5 +554,20 @@ impl TempNamespace {
         let _ = Api::<Namespace>::all(self.client)
             .delete(&self.name, &DeleteParams::background())
             .await;
+    }
+
+    /// Deletes the namespace and waits until it is gone, so the next measurement starts clean.
+    async fn delete_and_wait(self) -> Result<()> {
+        let namespaces = Api::<Namespace>::all(self.client.clone());
+        let name = self.name.clone();
+        self.delete().await;
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while namespaces.get_opt(&name).await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("namespace {name} still terminating after 15 minutes");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
     }
 }
