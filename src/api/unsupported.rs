@@ -46,7 +46,6 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
 
 /// Canary step kinds Sluice does not execute yet.
 const UNSUPPORTED_STEPS: &[StepKind] = &[
-    StepKind::SetCanaryScale,
     StepKind::Analysis,
     StepKind::Experiment,
     StepKind::SetHeaderRoute,

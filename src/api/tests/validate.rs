@@ -204,8 +204,8 @@ fn fixtures_report_only_their_unsupported_features() {
         "{fields:?}"
     );
     assert!(
-        fields.contains(&"spec.strategy.canary.steps[4].setCanaryScale"),
-        "{fields:?}"
+        !fields.iter().any(|f| f.ends_with("setCanaryScale")),
+        "setCanaryScale is supported: {fields:?}"
     );
     assert_eq!(
         problems[0].to_string(),

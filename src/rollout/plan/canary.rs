@@ -13,7 +13,7 @@ use super::{
     replicas::{Limits, ScaleInput, SetCounts, canary_for_weight, next_scale, reached},
     replicasets::{SetView, new_replica_set, steps_hash},
 };
-use crate::api::{CanaryStep, CanaryStrategy, PauseCondition, PauseReason};
+use crate::api::{CanaryStep, CanaryStrategy, PauseCondition, PauseReason, SetCanaryScale};
 
 /// Plans one reconcile of a canary rollout whose current pod template hashes to `hash`.
 pub fn plan(
@@ -102,11 +102,10 @@ pub fn plan(
     }
 
     // Where each set should be for the step the rollout stands at.
-    let weight = if aborted { 0 } else { weight_at(steps, index) };
-    let target_canary = if canary_running {
-        canary_for_weight(desired, weight)
-    } else {
-        desired
+    let (target_canary, target_stable) = match (canary_running, aborted) {
+        (false, _) => (desired, 0),
+        (true, true) => (0, desired),
+        (true, false) => targets_at(steps, index, desired, limits),
     };
     let input = ScaleInput {
         desired,
@@ -115,7 +114,7 @@ pub fn plan(
         stable: counts.stable,
         others: &counts.others,
         target_canary,
-        target_stable: desired - target_canary,
+        target_stable,
     };
 
     // The canary has reached the whole rollout (or a first rollout its full size): it becomes the
@@ -216,8 +215,8 @@ fn advance(
     while let Some(step) = usize::try_from(index).ok().and_then(|i| steps.get(i)) {
         let position = format!("{}/{total}", index + 1);
         let done = match step {
-            CanaryStep::SetWeight(weight) => {
-                let target_canary = canary_for_weight(desired, *weight);
+            CanaryStep::SetWeight(_) | CanaryStep::SetCanaryScale(_) => {
+                let (target_canary, target_stable) = targets_at(steps, index, desired, limits);
                 let input = ScaleInput {
                     desired,
                     limits,
@@ -225,9 +224,9 @@ fn advance(
                     stable: counts.stable,
                     others: &counts.others,
                     target_canary,
-                    target_stable: desired - target_canary,
+                    target_stable,
                 };
-                reached(&input)
+                reached(&input) && settled(&p.sets)
             }
             CanaryStep::Pause(pause) => pause_done(p, pause.duration.as_ref().map(|d| d.as_std())),
             // Other kinds are refused by validate() until they are built.
@@ -245,6 +244,12 @@ fn advance(
         index += 1;
     }
     index
+}
+
+/// Whether every set holds no more pods than it was scaled to: a step completes on the split it
+/// asked for, not while a scaled-down set still runs (and serves) its extra pods.
+fn settled(sets: &[SetView]) -> bool {
+    sets.iter().all(|s| s.pods <= s.replicas.max(0))
 }
 
 /// Whether the pause step the rollout stands at is over; starts it when it has not begun.
@@ -320,6 +325,34 @@ pub fn weight_at(steps: &[CanaryStep], index: i32) -> i32 {
         .unwrap_or(0)
 }
 
+/// Pods for the canary and the stable set at a step. The stable set leaves room for the weight
+/// (without a traffic router, pods are the traffic); the canary follows the weight unless the
+/// last `setCanaryScale` at or before the step sizes it (`replicas` or `weight`; a
+/// `matchTrafficWeight` hands it back to the weight), within what `maxSurge` allows beside the
+/// stable set, so the step can always be reached.
+pub fn targets_at(steps: &[CanaryStep], index: i32, desired: i32, limits: Limits) -> (i32, i32) {
+    let by_weight = canary_for_weight(desired, weight_at(steps, index));
+    let stable = desired - by_weight;
+    let Some(upto) = usize::try_from(index).ok().filter(|i| *i < steps.len()) else {
+        return (by_weight, stable);
+    };
+    let scale = steps[..=upto].iter().rev().find_map(|s| match s {
+        CanaryStep::SetCanaryScale(scale) => Some(scale),
+        _ => None,
+    });
+    let canary = match scale {
+        Some(SetCanaryScale {
+            replicas: Some(n), ..
+        }) => (*n).clamp(0, desired),
+        Some(SetCanaryScale {
+            weight: Some(w), ..
+        }) => canary_for_weight(desired, *w),
+        _ => return (by_weight, stable),
+    };
+    let room = (desired + limits.max_surge - stable).max(by_weight);
+    (canary.min(room), stable)
+}
+
 /// Creates the new set or scales every set one safe move toward the targets.
 fn scale(
     p: &mut Planner<'_>,
@@ -332,39 +365,42 @@ fn scale(
 ) {
     let next = next_scale(input);
     let stable = stable.filter(|h| *h != hash);
-    match new_set {
-        // An aborted version is not brought back: it stays at zero until retried.
-        None if !aborted => {
-            let revision = p.sets.iter().map(|s| s.revision).max().unwrap_or(0) + 1;
-            let rs = new_replica_set(p.rollout, template, hash, next.canary, revision);
-            p.event(
-                EventType::Normal,
-                "NewReplicaSetCreated",
-                format!(
-                    "Created ReplicaSet {}-{hash} (revision {revision}) with {} replicas",
-                    p.rollout.metadata.name.as_deref().unwrap_or(""),
-                    next.canary
-                ),
-            );
-            p.act(Action::CreateReplicaSet(Box::new(rs)));
-        }
-        None => {}
-        Some(set) => scale_one(p, set, next.canary),
+    let mut moves: Vec<(SetView, i32)> = Vec::new();
+    if let Some(set) = new_set {
+        moves.push((set.clone(), next.canary));
     }
-    let stable_set = stable
-        .and_then(|h| p.sets.iter().find(|s| s.hash == h))
-        .cloned();
+    let stable_set = stable.and_then(|h| p.sets.iter().find(|s| s.hash == h));
     if let (Some(set), Some(to)) = (stable_set, next.stable) {
-        scale_one(p, &set, to);
+        moves.push((set.clone(), to));
     }
-    let others: Vec<SetView> = p
+    let others = p
         .sets
         .iter()
-        .filter(|s| s.hash != hash && Some(s.hash.as_str()) != stable)
-        .cloned()
-        .collect();
-    for (set, to) in others.iter().zip(next.others) {
-        scale_one(p, set, to);
+        .filter(|s| s.hash != hash && Some(s.hash.as_str()) != stable);
+    moves.extend(others.cloned().zip(next.others));
+
+    // Scale-downs first: each write lands on its own, and between them the pods must stay within
+    // maxSurge (a scale-up written before the matching scale-down would exceed it).
+    for (set, to) in moves.iter().filter(|(set, to)| *to < set.replicas) {
+        scale_one(p, set, *to);
+    }
+    // An aborted version is not brought back: it stays at zero until retried.
+    if new_set.is_none() && !aborted {
+        let revision = p.sets.iter().map(|s| s.revision).max().unwrap_or(0) + 1;
+        let rs = new_replica_set(p.rollout, template, hash, next.canary, revision);
+        p.event(
+            EventType::Normal,
+            "NewReplicaSetCreated",
+            format!(
+                "Created ReplicaSet {}-{hash} (revision {revision}) with {} replicas",
+                p.rollout.metadata.name.as_deref().unwrap_or(""),
+                next.canary
+            ),
+        );
+        p.act(Action::CreateReplicaSet(Box::new(rs)));
+    }
+    for (set, to) in moves.iter().filter(|(set, to)| *to > set.replicas) {
+        scale_one(p, set, *to);
     }
 }
 

@@ -39,6 +39,14 @@ struct Sim {
     /// Pods of templates with this image never become available.
     broken_image: Option<String>,
     writes: usize,
+    /// When set, checked after every single write: the pods the ReplicaSets ask for never
+    /// exceed it (writes land one at a time, so every order of them must be safe).
+    surge_limit: Option<i32>,
+    /// Scaled-down sets keep their extra pods (and report them available) for one more round,
+    /// as a real ReplicaSet controller does until the pods are gone.
+    slow_scale_down: bool,
+    /// The scale-downs that already lingered for a round.
+    lingered: std::collections::BTreeSet<(String, i32)>,
 }
 
 impl Sim {
@@ -62,6 +70,9 @@ impl Sim {
             now: Timestamp::from_second(1_800_000_000).expect("a time"),
             broken_image: None,
             writes: 0,
+            surge_limit: None,
+            slow_scale_down: false,
+            lingered: std::collections::BTreeSet::new(),
         }
     }
 
@@ -96,6 +107,14 @@ impl Sim {
                     view.managed_by = Some("web".into());
                 }
             }
+            if let Some(limit) = self.surge_limit {
+                let total: i32 = self.pods().iter().map(|(_, n)| n).sum();
+                assert!(
+                    total <= limit,
+                    "after `{action}` the sets ask for {total} pods > {limit}: {:?}",
+                    self.pods()
+                );
+            }
         }
         self.settle();
         if plan.status != self.rollout.status.clone().unwrap_or_default() {
@@ -120,6 +139,14 @@ impl Sim {
             } else {
                 replicas
             };
+            let before = rs.status.as_ref().map_or(0, |s| s.replicas);
+            if self.slow_scale_down
+                && replicas < before
+                && self.lingered.insert((rs.name_any(), replicas))
+            {
+                // The extra pods are still there (and serving) this round; next round they go.
+                continue;
+            }
             rs.status = Some(ReplicaSetStatus {
                 replicas,
                 ready_replicas: Some(up),
@@ -652,6 +679,7 @@ fn a_restarted_controller_resumes_the_same_pause_timer() {
 #[test]
 fn a_rollout_without_steps_is_a_rolling_update_within_surge_and_unavailability() {
     let mut sim = deployed(serde_json::json!({ "maxSurge": 1, "maxUnavailable": 0 }), 4);
+    sim.surge_limit = Some(5);
     sim.set_image("web:2");
     for _ in 0..40 {
         sim.reconcile();
@@ -682,6 +710,7 @@ proptest! {
         prop_assume!(surge + unavailable > 0);
         let steps: Vec<serde_json::Value> = weights.iter().flat_map(|w| [serde_json::json!({ "setWeight": w }), serde_json::json!({ "pause": { "duration": 5 } })]).collect();
         let mut sim = deployed(serde_json::json!({ "maxSurge": surge, "maxUnavailable": unavailable, "steps": steps }), replicas);
+        sim.surge_limit = Some(replicas + surge);
         sim.set_image("web:2");
         let mut last_index = 0;
         for _ in 0..200 {
@@ -701,6 +730,66 @@ proptest! {
         prop_assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
         prop_assert_eq!(sim.pods(), vec![("web:2".to_string(), replicas)]);
     }
+}
+
+#[test]
+fn set_canary_scale_sizes_the_canary_and_the_weight_sizes_the_stable_set() {
+    let steps = serde_json::json!({
+        "steps": [
+            { "setCanaryScale": { "replicas": 3 } },
+            { "setWeight": 10 },
+            { "pause": {} },
+            { "setCanaryScale": { "matchTrafficWeight": true } },
+            { "setWeight": 50 },
+            { "pause": {} },
+        ]
+    });
+    let mut sim = deployed(steps, 10);
+    sim.set_image("web:2");
+    sim.run(30);
+    assert_eq!(sim.status().current_step_index, Some(2));
+    assert_eq!(
+        sim.pods(),
+        [("web:1".to_string(), 9), ("web:2".to_string(), 3)],
+        "3 canary pods by setCanaryScale; the stable set leaves room for 10%"
+    );
+    sim.patch_status(|s| s.pause_conditions.clear());
+    sim.run(30);
+    assert_eq!(sim.status().current_step_index, Some(5));
+    assert_eq!(
+        sim.pods(),
+        [("web:1".to_string(), 5), ("web:2".to_string(), 5)],
+        "matchTrafficWeight: the canary follows the weight again"
+    );
+}
+
+#[test]
+fn a_step_completes_only_once_the_scaled_down_pods_are_gone() {
+    let mut sim = deployed(standard_steps(), 5);
+    sim.slow_scale_down = true;
+    sim.set_image("web:2");
+    for _ in 0..40 {
+        let plan = sim.reconcile();
+        if !plan.status.pause_conditions.is_empty() {
+            let lingering: Vec<_> = sim
+                .sets
+                .iter()
+                .filter(|s| {
+                    s.status.as_ref().map_or(0, |st| st.replicas)
+                        > s.spec.as_ref().and_then(|sp| sp.replicas).unwrap_or(0)
+                })
+                .map(ResourceExt::name_any)
+                .collect();
+            assert!(
+                lingering.is_empty(),
+                "paused while {lingering:?} still shrink"
+            );
+            let weights = plan.status.canary.and_then(|c| c.weights).expect("weights");
+            assert_eq!((weights.canary.weight, weights.stable.weight), (20, 80));
+            return;
+        }
+    }
+    panic!("the first pause was never reached");
 }
 
 #[test]
