@@ -136,22 +136,17 @@ async fn cold_start(run: &Run<'_>) -> Result<Vec<Figure>> {
     let mut controller = run
         .contender
         .start(run.binary, &run.log_dir.join("cold-start.log"))?;
-    let mut peak = 0;
-    loop {
-        peak = peak.max(controller.sample()?.rss);
-        let current = count(&rollouts, |r| {
+    let peak = wait_all(
+        &rollouts,
+        n,
+        |r| {
             status_current(r)
                 && r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Healthy)
-        })
-        .await?;
-        if current == n {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("only {current} of {n} Rollouts caught up in 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        },
+        Duration::from_secs(600),
+        &mut controller,
+    )
+    .await?;
     let elapsed = started.elapsed().as_secs_f64();
     controller.stop();
     ns.delete_and_wait().await?;
@@ -262,26 +257,22 @@ async fn storm(run: &Run<'_>) -> Result<Vec<Figure>> {
         async move { set_image(&rollouts, &format!("r-{i}"), "v1").await }
     })
     .await?;
-    let mut peak = before.rss;
-    loop {
-        peak = peak.max(controller.sample()?.rss);
-        let done = count(&rollouts, |r| {
+    let peak = wait_all(
+        &rollouts,
+        n,
+        |r| {
             status_current(r)
                 && r.status.as_ref().is_some_and(|s| {
                     s.phase == Some(RolloutPhase::Healthy)
                         && s.stable_rs.is_some()
                         && s.stable_rs == s.current_pod_hash
                 })
-        })
-        .await?;
-        if done == n {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(900) {
-            bail!("only {done} of {n} Rollouts Healthy after 15 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        },
+        Duration::from_secs(900),
+        &mut controller,
+    )
+    .await?
+    .max(before.rss);
     let elapsed = started.elapsed().as_secs_f64();
     let after = controller.sample()?;
     let counts = audit::count_since(mark, run.contender.user_agent())?;
@@ -334,23 +325,61 @@ async fn populate(
         }
     })
     .await?;
-    let started = Instant::now();
     #[allow(clippy::cast_precision_loss)]
     let limit = Duration::from_secs_f64(120.0 + n as f64 * 0.2);
-    loop {
-        controller.sample()?;
-        let healthy = count(rollouts, |r| {
+    wait_all(
+        rollouts,
+        n,
+        |r| {
             status_current(r)
                 && r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Healthy)
-        })
-        .await?;
-        if healthy == n {
-            return Ok(());
+        },
+        limit,
+        controller,
+    )
+    .await
+    .map(drop)
+}
+
+/// Waits, on a watch of the namespace (no polling lists: the harness must not load the machine
+/// it measures), until `n` Rollouts satisfy `ok`; samples the controller twice a second and
+/// returns its peak RSS.
+async fn wait_all(
+    rollouts: &Api<Rollout>,
+    n: usize,
+    ok: impl Fn(&Rollout) -> bool,
+    limit: Duration,
+    controller: &mut super::contender::Running,
+) -> Result<u64> {
+    let deadline = Instant::now() + limit;
+    let mut done = std::collections::HashSet::new();
+    let mut peak = controller.sample()?.rss;
+    if n == 0 {
+        return Ok(peak);
+    }
+    let mut stream = pin!(watcher(rollouts.clone(), watcher::Config::default()).applied_objects());
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            next = stream.try_next() => {
+                let r = next?.context("the Rollout watch ended")?;
+                let name = r.metadata.name.clone().unwrap_or_default();
+                if ok(&r) {
+                    done.insert(name);
+                } else {
+                    done.remove(&name);
+                }
+                if done.len() >= n {
+                    return Ok(peak.max(controller.sample()?.rss));
+                }
+            }
+            _ = tick.tick() => {
+                peak = peak.max(controller.sample()?.rss);
+                if Instant::now() > deadline {
+                    bail!("only {} of {n} Rollouts ready after {limit:?}", done.len());
+                }
+            }
         }
-        if started.elapsed() > limit {
-            bail!("only {healthy} of {n} Rollouts Healthy after {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -365,20 +394,6 @@ where
         .try_collect::<Vec<()>>()
         .await
         .map(drop)
-}
-
-/// How many Rollouts of the namespace satisfy `ok` (listed in pages).
-async fn count(rollouts: &Api<Rollout>, ok: impl Fn(&Rollout) -> bool) -> Result<usize> {
-    let mut params = ListParams::default().limit(500);
-    let mut total = 0;
-    loop {
-        let page = rollouts.list(&params).await.context("listing Rollouts")?;
-        total += page.items.iter().filter(|r| ok(r)).count();
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return Ok(total),
-        }
-    }
 }
 
 fn status_current(r: &Rollout) -> bool {

@@ -484,6 +484,11 @@ fn controller_manager_args(pki: &Path, kubeconfig: &Path, dir: &Path) -> Vec<OsS
         format!("--flex-volume-plugin-dir={}", file(&dir.join("flexvolume"))),
         "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics".into(),
         "--profiling=false".into(),
+        // The defaults (20 QPS, 5 ReplicaSet workers) make the cluster, not the rollout
+        // controller under test, the bottleneck once a thousand rollouts move at once.
+        "--kube-api-qps=300".into(),
+        "--kube-api-burst=600".into(),
+        "--concurrent-replicaset-syncs=20".into(),
     ])
 }
 
@@ -498,6 +503,8 @@ fn scheduler_args(kubeconfig: &Path) -> Vec<OsString> {
         "--leader-elect=false".into(),
         "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics".into(),
         "--profiling=false".into(),
+        "--kube-api-qps=300".into(),
+        "--kube-api-burst=600".into(),
     ])
 }
 
