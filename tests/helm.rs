@@ -275,6 +275,30 @@ async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
         .expect("promoting");
     apps.wait_for("app", 30, "Healthy after promotion", healthy)
         .await;
+    // A restart: the pods are listed and evicted under the same identity.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let at = jiff::Timestamp::now()
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Ceil),
+        )
+        .expect("a time");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rollouts
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "restartAt": at.to_string() } })),
+        )
+        .await
+        .expect("asking for a restart");
+    apps.wait_for("app", 60, "the restart done", |r: Option<&Rollout>| {
+        r.and_then(|r| r.status.as_ref())
+            .and_then(|s| s.restarted_at.as_ref())
+            .is_some_and(|t| t.0 >= at)
+    })
+    .await;
     let events = apps
         .api::<k8s_openapi::api::core::v1::Event>()
         .list(&ListParams::default().fields("involvedObject.kind=Rollout"))

@@ -15,7 +15,6 @@ type Uses = fn(&RolloutSpec) -> bool;
 const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.workloadRef",                                   |s| s.workload_ref.is_some()),
     ("spec.rollbackWindow",                                |s| s.rollback_window.is_some()),
-    ("spec.restartAt",                                     |s| s.restart_at.is_some()),
     ("spec.analysis",                                      |s| s.analysis.is_some()),
     ("spec.strategy.canary.trafficRouting.nginx",          |s| router(s, |t| t.nginx.is_some())),
     ("spec.strategy.canary.trafficRouting.istio",          |s| router(s, |t| t.istio.is_some())),

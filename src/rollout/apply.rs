@@ -1,10 +1,13 @@
 //! Carries out a [`Plan`]: thin and idempotent. Every write is counted in the metrics, so the
 //! cost of each step can be read off `/metrics`.
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
+use k8s_openapi::api::{
+    apps::v1::ReplicaSet,
+    core::v1::{Pod, Service},
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, EvictParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -28,6 +31,7 @@ pub async fn apply_actions(
     let namespace = rollout.namespace().unwrap_or_default();
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let patch_params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PatchParams::default()
@@ -65,6 +69,19 @@ pub async fn apply_actions(
                     other => other.map(drop).map_err(|source| {
                         write_error(format!("deleting ReplicaSet {name}"), source)
                     })?,
+                }
+            }
+            Action::EvictPod { name } => {
+                // Eviction, not deletion: the application's PodDisruptionBudgets have a say.
+                let result = pods.evict(name, &EvictParams::default()).await;
+                metrics.api_request("create", "pods/eviction", status_code(&result));
+                match result {
+                    Err(e) if is_not_found(&e) => {}
+                    // A budget refused it (429): the next reconcile tries again.
+                    Err(kube::Error::Api(status)) if status.code == 429 => {}
+                    other => other
+                        .map(drop)
+                        .map_err(|source| write_error(format!("evicting pod {name}"), source))?,
                 }
             }
             Action::PointService { service, hash } => {

@@ -287,9 +287,19 @@ async fn reconcile(
     {
         return Err(Error::NotReady("ReplicaSet and Service caches".into()));
     }
-    let observed = observe(rollout, &ctx.caches);
     // The one clock read of a reconcile: `plan` takes the time as an argument.
-    let plan = plan::plan(rollout, &observed, Timestamp::now());
+    let now = Timestamp::now();
+    let mut observed = observe(rollout, &ctx.caches);
+    if plan::restart::pending(rollout, now) {
+        let pods = observe::list_pods(&ctx.client, rollout).await;
+        ctx.metrics
+            .api_request("list", "pods", if pods.is_ok() { 200 } else { 0 });
+        observed.pods = Some(pods.map_err(|source| Error::Write {
+            action: format!("listing the pods of Rollout {name} for its restart"),
+            source,
+        })?);
+    }
+    let plan = plan::plan(rollout, &observed, now);
 
     for action in &plan.actions {
         info!(namespace, rollout = name, %action, "applying");

@@ -1,16 +1,19 @@
 //! Reads the cluster into one [`Observed`] snapshot for a rollout, from the controller's
-//! caches: no API request per reconcile.
+//! caches: no API request per reconcile (but a list of pods while a restart is pending).
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
+use k8s_openapi::api::{
+    apps::v1::ReplicaSet,
+    core::v1::{Pod, Service},
+};
 use kube::{
     ResourceExt,
     runtime::reflector::{ObjectRef, Store},
 };
 
-use super::plan::{Observed, ServiceView};
-use crate::api::{MANAGED_BY_ROLLOUTS_ANNOTATION, Rollout};
+use super::plan::{Observed, ServiceView, replicasets::selector_string, restart::PodView};
+use crate::api::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, Rollout};
 
 /// The caches a reconcile reads.
 #[derive(Clone)]
@@ -81,5 +84,45 @@ pub fn observe(rollout: &Rollout, caches: &Caches) -> Observed {
     Observed {
         replica_sets,
         services,
+        pods: None,
     }
+}
+
+/// The rollout's pods, listed from the API (they are not cached: only a pending restart reads
+/// them, and caching every pod of every rollout would cost memory all the time).
+pub async fn list_pods(
+    client: &kube::Client,
+    rollout: &Rollout,
+) -> Result<Vec<PodView>, kube::Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), &namespace);
+    let Some(selector) = rollout.spec.selector.as_ref().map(selector_string) else {
+        return Ok(Vec::new());
+    };
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|pod| {
+            let hash = pod.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
+            Some((hash, pod))
+        })
+        .map(|(hash, pod)| PodView {
+            hash,
+            ready: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+            deleting: pod.metadata.deletion_timestamp.is_some(),
+            created: pod
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0),
+            name: pod.name_any(),
+        })
+        .collect())
 }

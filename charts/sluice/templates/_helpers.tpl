@@ -73,10 +73,13 @@ The rules the controller needs, and no more: each line is something the code doe
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, patch]
-# Pods: listed for restarts and pod metadata, deleted by spec.restartAt.
+# Pods: listed while spec.restartAt is pending, and evicted (which honours PodDisruptionBudgets).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [pods/eviction]
+  verbs: [create]
 # Secrets: read for analysis args (valueFrom.secretKeyRef) and provider credentials only.
 - apiGroups: [""]
   resources: [secrets]

@@ -8,6 +8,7 @@
 pub mod canary;
 pub mod replicas;
 pub mod replicasets;
+pub mod restart;
 pub mod status;
 
 use std::{collections::BTreeMap, time::Duration};
@@ -28,6 +29,8 @@ pub struct Observed {
     pub replica_sets: Vec<ReplicaSet>,
     /// Each Service the strategy names, by name; `None` when it does not exist.
     pub services: BTreeMap<String, Option<ServiceView>>,
+    /// The rollout's pods, listed only while a restart is pending ([`restart::pending`]).
+    pub pods: Option<Vec<restart::PodView>>,
 }
 
 /// The part of a Service the plan reads.
@@ -58,6 +61,11 @@ pub enum Action {
         /// The ReplicaSet.
         name: String,
     },
+    /// Evict a pod (a restart): its ReplicaSet replaces it.
+    EvictPod {
+        /// The pod.
+        name: String,
+    },
     /// Point a Service at one version: set its pod-template-hash selector and mark it managed.
     PointService {
         /// The Service.
@@ -81,6 +89,7 @@ impl std::fmt::Display for Action {
                 write!(f, "scale ReplicaSet {name} from {from} to {to}")
             }
             Action::DeleteReplicaSet { name } => write!(f, "delete ReplicaSet {name}"),
+            Action::EvictPod { name } => write!(f, "evict pod {name}"),
             Action::PointService { service, hash } => {
                 write!(f, "point Service {service} at pod-template-hash {hash}")
             }
@@ -138,6 +147,12 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
     };
     let hash = replicasets::pod_template_hash(template, p.prev.collision_count);
     canary::plan(&mut p, canary, template, &hash);
+    let limits = replicas::Limits::resolve(
+        rollout.spec.desired_replicas(),
+        &canary.max_surge_or_default(),
+        &canary.max_unavailable_or_default(),
+    );
+    restart::plan(&mut p, observed.pods.as_deref(), limits);
     p.finish(Some(&hash))
 }
 
