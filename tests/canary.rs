@@ -574,6 +574,49 @@ async fn a_controller_killed_mid_rollout_resumes_where_it_was() {
 }
 
 #[tokio::test]
+async fn a_controller_killed_right_after_each_change_never_does_anything_twice() {
+    let mut t = Setup::new("canary-kill-points").await;
+    let steps = json!([{ "setWeight": 50 }, { "pause": {} }, { "setWeight": 75 }, { "pause": { "duration": "1s" } }]);
+    t.create(rollout(4, steps, json!({}))).await;
+    t.healthy().await;
+
+    // Killed at once after the image change: the canary set may or may not exist yet.
+    t.set_image("example/app:2").await;
+    t.controller.kill();
+    t.controller = Controller::start(&t.ns.name).await;
+    let paused = t
+        .wait(30, "paused at step 1", |r| {
+            step(r) == Some(1) && paused_by_step(r)
+        })
+        .await;
+    assert_eq!(t.sets().await.len(), 2, "one canary ReplicaSet, not two");
+
+    // Killed at once after a promote: the step runs once, the next pause holds.
+    t.patch_status(json!({ "pauseConditions": null })).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    t.controller.kill();
+    t.controller = Controller::start(&t.ns.name).await;
+    let done = t.healthy().await;
+    assert_eq!(status(&done).current_step_index, Some(4));
+    assert_eq!(status(&done).stable_rs, status(&paused).current_pod_hash);
+
+    // Killed in the middle of an abort of the next version.
+    t.set_image("example/app:3").await;
+    t.wait(30, "paused at step 1 again", paused_by_step).await;
+    t.patch_status(json!({ "abort": true })).await;
+    t.controller.kill();
+    t.controller = Controller::start(&t.ns.name).await;
+    let aborted = t
+        .wait(30, "aborted", |r| {
+            status(r).phase == Some(RolloutPhase::Degraded)
+                && status(r).available_replicas == Some(4)
+        })
+        .await;
+    assert_eq!(status(&aborted).stable_rs, status(&done).stable_rs);
+    assert_eq!(t.sets().await.len(), 3, "one set per version");
+}
+
+#[tokio::test]
 async fn changing_the_image_back_to_stable_rolls_back_at_once() {
     let t = Setup::new("canary-rollback").await;
     t.create(rollout(
