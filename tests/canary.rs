@@ -704,17 +704,7 @@ async fn restart_at_replaces_every_pod_and_records_it() {
     .await;
     let healthy = t.healthy().await;
     let hash = status(&healthy).stable_rs.expect("a stable hash");
-    // restartAt is a whole second (RFC 3339, as the plugin and Argo CD write it): pods created
-    // in the same second are older only after it, so wait into the next one.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let at = jiff::Timestamp::now()
-        .round(
-            jiff::TimestampRound::new()
-                .smallest(jiff::Unit::Second)
-                .mode(jiff::RoundMode::Ceil),
-        )
-        .expect("a time");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let at = support::restart_time().await;
     t.patch_spec(json!({ "spec": { "restartAt": at.to_string() } }))
         .await;
     let restarted = t

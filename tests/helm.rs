@@ -276,15 +276,7 @@ async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
     apps.wait_for("app", 30, "Healthy after promotion", healthy)
         .await;
     // A restart: the pods are listed and evicted under the same identity.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let at = jiff::Timestamp::now()
-        .round(
-            jiff::TimestampRound::new()
-                .smallest(jiff::Unit::Second)
-                .mode(jiff::RoundMode::Ceil),
-        )
-        .expect("a time");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let at = support::restart_time().await;
     rollouts
         .patch(
             "app",

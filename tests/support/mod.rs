@@ -437,3 +437,16 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A `spec.restartAt` for now, as the plugin and Argo CD write it (RFC 3339, whole seconds):
+/// waits into the next second first and after, so that every existing pod is strictly older
+/// and every replacement strictly newer.
+pub async fn restart_time() -> jiff::Timestamp {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let round = jiff::TimestampRound::new()
+        .smallest(jiff::Unit::Second)
+        .mode(jiff::RoundMode::Ceil);
+    let at = jiff::Timestamp::now().round(round).expect("a time");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    at
+}

@@ -107,15 +107,7 @@ pub fn plan(
         (true, true) => (0, desired),
         (true, false) => targets_at(steps, index, desired, limits),
     };
-    let input = ScaleInput {
-        desired,
-        limits,
-        canary: counts.canary,
-        stable: counts.stable,
-        others: &counts.others,
-        target_canary,
-        target_stable,
-    };
+    let input = counts.toward(desired, limits, (target_canary, target_stable));
 
     // The canary has reached the whole rollout (or a first rollout its full size): it becomes the
     // stable version.
@@ -177,6 +169,19 @@ struct Counts {
 }
 
 impl Counts {
+    /// The scaling problem of moving these sets to `(canary, stable)` pods.
+    fn toward(&self, desired: i32, limits: Limits, (canary, stable): (i32, i32)) -> ScaleInput<'_> {
+        ScaleInput {
+            desired,
+            limits,
+            canary: self.canary,
+            stable: self.stable,
+            others: &self.others,
+            target_canary: canary,
+            target_stable: stable,
+        }
+    }
+
     /// Sets are told apart by hash; `stable` equal to `hash` means there is no separate stable.
     fn of(sets: &[SetView], hash: &str, stable: Option<&str>) -> Self {
         let counts = |s: &SetView| SetCounts {
@@ -216,17 +221,8 @@ fn advance(
         let position = format!("{}/{total}", index + 1);
         let done = match step {
             CanaryStep::SetWeight(_) | CanaryStep::SetCanaryScale(_) => {
-                let (target_canary, target_stable) = targets_at(steps, index, desired, limits);
-                let input = ScaleInput {
-                    desired,
-                    limits,
-                    canary: counts.canary,
-                    stable: counts.stable,
-                    others: &counts.others,
-                    target_canary,
-                    target_stable,
-                };
-                reached(&input) && settled(&p.sets)
+                let targets = targets_at(steps, index, desired, limits);
+                reached(&counts.toward(desired, limits, targets)) && settled(&p.sets)
             }
             CanaryStep::Pause(pause) => pause_done(p, pause.duration.as_ref().map(|d| d.as_std())),
             // Other kinds are refused by validate() until they are built.

@@ -33,6 +33,21 @@ pub async fn run(name: &str, run: &Run<'_>) -> Result<Vec<Figure>> {
     }
 }
 
+/// A fresh namespace `bench-<what>-<contender>-…`, its Rollouts, and the contender started
+/// (every namespace watched), logging to `<log>.log`.
+async fn stage(
+    run: &Run<'_>,
+    what: &str,
+    log: &str,
+) -> Result<(TempNamespace, Api<Rollout>, super::contender::Running)> {
+    let ns = TempNamespace::create(&run.client, &format!("bench-{what}-{}", run.contender)).await?;
+    let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
+    let controller = run
+        .contender
+        .start(run.binary, &run.log_dir.join(format!("{log}.log")))?;
+    Ok((ns, rollouts, controller))
+}
+
 /// The Rollout counts of a scenario: the sizes, tiny ones with `--quick`, or `--size`.
 fn sizes(run: &Run<'_>, full: &[usize], quick: &[usize]) -> Vec<usize> {
     match run.size {
@@ -61,12 +76,7 @@ fn mib(bytes: u64) -> f64 {
 async fn idle(run: &Run<'_>) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
     for n in sizes(run, &[0, 1_000, 10_000], &[0, 10]) {
-        let ns =
-            TempNamespace::create(&run.client, &format!("bench-idle-{}", run.contender)).await?;
-        let mut controller = run
-            .contender
-            .start(run.binary, &run.log_dir.join(format!("idle-{n}.log")))?;
-        let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
+        let (ns, rollouts, mut controller) = stage(run, "idle", &format!("idle-{n}")).await?;
         populate(&rollouts, n, json!([]), &mut controller).await?;
         // Settle, then measure a quiet window.
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -108,11 +118,7 @@ async fn idle(run: &Run<'_>) -> Result<Vec<Figure>> {
 /// time until every status is current again, and the peak RSS meanwhile.
 async fn cold_start(run: &Run<'_>) -> Result<Vec<Figure>> {
     let n = sizes(run, &[1_000], &[10])[0];
-    let ns = TempNamespace::create(&run.client, &format!("bench-cold-{}", run.contender)).await?;
-    let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
-    let mut controller = run
-        .contender
-        .start(run.binary, &run.log_dir.join("cold-populate.log"))?;
+    let (ns, rollouts, mut controller) = stage(run, "cold", "cold-populate").await?;
     populate(&rollouts, n, json!([]), &mut controller).await?;
     controller.stop();
     // A spec change that needs no new ReplicaSet: only the status must catch up.
@@ -170,13 +176,8 @@ async fn reaction(run: &Run<'_>) -> Result<Vec<Figure>> {
     let trials = if run.quick { 3 } else { run.trials.max(50) };
     let mut figures = Vec::new();
     for others in sizes(run, &[0, 1_000], &[0, 10]) {
-        let ns =
-            TempNamespace::create(&run.client, &format!("bench-react-{}", run.contender)).await?;
-        let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
-        let mut controller = run.contender.start(
-            run.binary,
-            &run.log_dir.join(format!("reaction-{others}.log")),
-        )?;
+        let (ns, rollouts, mut controller) =
+            stage(run, "react", &format!("reaction-{others}")).await?;
         populate(&rollouts, others, json!([]), &mut controller).await?;
         let steps = json!([{ "setWeight": 50 }, { "pause": {} }]);
         rollouts
@@ -242,11 +243,7 @@ async fn reaction(run: &Run<'_>) -> Result<Vec<Figure>> {
 /// requests.
 async fn storm(run: &Run<'_>) -> Result<Vec<Figure>> {
     let n = sizes(run, &[1_000], &[10])[0];
-    let ns = TempNamespace::create(&run.client, &format!("bench-storm-{}", run.contender)).await?;
-    let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
-    let mut controller = run
-        .contender
-        .start(run.binary, &run.log_dir.join("storm.log"))?;
+    let (ns, rollouts, mut controller) = stage(run, "storm", "storm").await?;
     let steps = json!([{ "setWeight": 50 }, { "pause": { "duration": "0s" } }]);
     populate(&rollouts, n, steps, &mut controller).await?;
     let before = controller.sample()?;
@@ -405,11 +402,7 @@ fn status_current(r: &Rollout) -> bool {
 /// A 5-step canary with zero-length pauses on 5 replicas: wall time from the image change to
 /// Healthy, and the API requests the controller made for it, by verb and resource.
 async fn canary_steps(run: &Run<'_>) -> Result<Vec<Figure>> {
-    let ns = TempNamespace::create(&run.client, &format!("bench-steps-{}", run.contender)).await?;
-    let mut controller = run
-        .contender
-        .start(run.binary, &run.log_dir.join("controller.log"))?;
-    let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
+    let (ns, rollouts, mut controller) = stage(run, "steps", "canary-steps").await?;
     let steps = json!([
         { "setWeight": 20 },
         { "pause": { "duration": "0s" } },
