@@ -95,7 +95,7 @@ pub async fn run(
     )
     .default_backoff()
     .inspect_err(|e| warn!(error = %e, "watching ReplicaSets failed; retrying"))
-    .modify(trim)
+    .modify(trim_replica_set)
     .reflect(set_writer)
     .inspect_ok(filled.on_init_done(Filled::REPLICA_SETS, "ReplicaSets"))
     .touched_objects();
@@ -225,6 +225,16 @@ fn trim<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
     if let Some(annotations) = object.meta_mut().annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// A ReplicaSet as `plan` reads it: its labels, annotations, replicas and status. The pod
+/// template (most of its size) is dropped: versions are told apart by their hash label, and
+/// new sets are built from the Rollout's own template.
+fn trim_replica_set(rs: &mut ReplicaSet) {
+    trim(rs);
+    if let Some(spec) = rs.spec.as_mut() {
+        spec.template = None;
     }
 }
 
