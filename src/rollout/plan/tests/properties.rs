@@ -1,0 +1,43 @@
+//! Invariants over random sizes, limits and steps.
+
+use proptest::prelude::*;
+
+use super::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Over random sizes, limits and steps: pods never exceed replicas + maxSurge, available pods
+    /// never drop below replicas − maxUnavailable, weights stay within 0..=100, and the step
+    /// index never moves backwards within a revision; the rollout ends Healthy.
+    #[test]
+    fn invariants_hold_along_any_canary(
+        replicas in 1i32..12,
+        surge in 0i32..4,
+        unavailable in 0i32..4,
+        weights in proptest::collection::vec(0i32..=100, 0..5),
+    ) {
+        prop_assume!(surge + unavailable > 0);
+        let steps: Vec<serde_json::Value> = weights.iter().flat_map(|w| [serde_json::json!({ "setWeight": w }), serde_json::json!({ "pause": { "duration": 5 } })]).collect();
+        let mut sim = deployed(serde_json::json!({ "maxSurge": surge, "maxUnavailable": unavailable, "steps": steps }), replicas);
+        sim.surge_limit = Some(replicas + surge);
+        sim.set_image("web:2");
+        let mut last_index = 0;
+        for _ in 0..200 {
+            let plan = sim.reconcile();
+            let total: i32 = sim.pods().iter().map(|(_, n)| n).sum();
+            prop_assert!(total <= replicas + surge, "{total} pods > {replicas} + {surge}");
+            let available: i32 = sim.sets.iter().filter_map(|s| s.status.as_ref()?.available_replicas).sum();
+            prop_assert!(available >= replicas - unavailable, "{available} available < {replicas} - {unavailable}");
+            if let Some(w) = plan.status.canary.as_ref().and_then(|c| c.weights.as_ref()) {
+                prop_assert!((0..=100).contains(&w.canary.weight) && w.canary.weight + w.stable.weight == 100);
+            }
+            let index = plan.status.current_step_index.unwrap_or(0);
+            prop_assert!(index >= last_index, "the step index went back from {last_index} to {index}");
+            last_index = index;
+            sim.advance(1);
+        }
+        prop_assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
+        prop_assert_eq!(sim.pods(), vec![("web:2".to_string(), replicas)]);
+    }
+}

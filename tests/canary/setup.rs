@@ -1,0 +1,221 @@
+//! The harness of the canary tests: a namespace with the Services `app-stable` and
+//! `app-canary`, the controller watching it, and the reads and writes the tests make.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::{
+    apps::v1::ReplicaSet,
+    core::v1::{Event, Service},
+};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use sluice::api::{
+    ConditionStatus, POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutConditionType,
+    RolloutPhase, RolloutStatus,
+};
+
+use crate::support::{self, Controller, TestNamespace};
+
+/// A test's namespace, the controller watching it, and its Rollouts.
+pub struct Setup {
+    // Dropped in this order: the controller (its log printed on failure) before the namespace.
+    pub controller: Controller,
+    pub ns: TestNamespace,
+    pub rollouts: Api<Rollout>,
+}
+
+impl Setup {
+    /// A namespace with the Services `app-stable` and `app-canary` and a running controller.
+    pub async fn new(test: &str) -> Self {
+        let ns = TestNamespace::new(test).await;
+        support::install_crds(&ns.client).await;
+        for name in ["app-stable", "app-canary"] {
+            create_service(&ns, name).await;
+        }
+        let controller = Controller::start(&ns.name).await;
+        let rollouts = ns.api::<Rollout>();
+        Self {
+            controller,
+            ns,
+            rollouts,
+        }
+    }
+
+    pub async fn create(&self, rollout: Value) -> Rollout {
+        let rollout: Rollout = serde_json::from_value(rollout).expect("a Rollout");
+        self.rollouts
+            .create(&PostParams::default(), &rollout)
+            .await
+            .expect("creating the Rollout")
+    }
+
+    /// Waits until the rollout `app` satisfies `ok`, failing with `what` after `seconds`.
+    pub async fn wait(&self, seconds: u64, what: &str, ok: impl Fn(&Rollout) -> bool) -> Rollout {
+        self.ns
+            .wait_for("app", seconds, what, move |r: Option<&Rollout>| {
+                r.is_some_and(&ok)
+            })
+            .await
+    }
+
+    pub async fn healthy(&self) -> Rollout {
+        self.wait(30, "the rollout Healthy and up to date", |r| {
+            let s = status(r);
+            s.phase == Some(RolloutPhase::Healthy)
+                && s.observed_generation == r.metadata.generation.map(|g| g.to_string())
+        })
+        .await
+    }
+
+    pub async fn set_image(&self, image: &str) {
+        let patch = json!([{
+            "op": "replace",
+            "path": "/spec/template/spec/containers/0/image",
+            "value": image
+        }]);
+        self.rollouts
+            .patch(
+                "app",
+                &PatchParams::default(),
+                &Patch::Json::<()>(serde_json::from_value(patch).expect("a JSON patch")),
+            )
+            .await
+            .expect("changing the image");
+    }
+
+    pub async fn patch_spec(&self, patch: Value) {
+        self.rollouts
+            .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patching the spec");
+    }
+
+    /// A merge patch of the status subresource, as the plugin and Argo CD's actions write it.
+    pub async fn patch_status(&self, status: Value) {
+        self.rollouts
+            .patch_status(
+                "app",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "status": status })),
+            )
+            .await
+            .expect("patching the status");
+    }
+
+    /// Replicas of each of the rollout's ReplicaSets, by pod-template-hash.
+    pub async fn replicas(&self) -> BTreeMap<String, i32> {
+        self.sets()
+            .await
+            .iter()
+            .map(|rs| {
+                (
+                    rs.labels()[POD_TEMPLATE_HASH_LABEL].clone(),
+                    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn sets(&self) -> Vec<ReplicaSet> {
+        self.ns
+            .api::<ReplicaSet>()
+            .list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL))
+            .await
+            .expect("listing ReplicaSets")
+            .items
+    }
+
+    /// The pod-template-hash in the Service's selector.
+    pub async fn selected(&self, service: &str) -> Option<String> {
+        let service = self
+            .ns
+            .api::<Service>()
+            .get(service)
+            .await
+            .expect("reading the Service");
+        service
+            .spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned())
+    }
+
+    pub async fn event_reasons(&self) -> Vec<String> {
+        self.ns
+            .api::<Event>()
+            .list(&ListParams::default().fields("involvedObject.kind=Rollout"))
+            .await
+            .expect("listing events")
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+}
+
+pub async fn create_service(ns: &TestNamespace, name: &str) {
+    let service: Service = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": { "selector": { "app": "app" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
+    }))
+    .expect("a Service");
+    ns.api::<Service>()
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("creating the Service");
+}
+
+/// A canary Rollout `app` of `replicas` pods running `image`, with the given steps; `canary`
+/// adds or overrides fields of `spec.strategy.canary`.
+pub fn rollout(replicas: i32, steps: Value, canary: Value) -> Value {
+    let mut strategy = json!({
+        "canaryService": "app-canary",
+        "stableService": "app-stable",
+        "steps": steps,
+    });
+    if let (Some(strategy), Some(extra)) = (strategy.as_object_mut(), canary.as_object()) {
+        strategy.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "app" },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": "app" } },
+            "template": {
+                "metadata": { "labels": { "app": "app" } },
+                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
+            },
+            "strategy": { "canary": strategy }
+        }
+    })
+}
+
+pub fn status(rollout: &Rollout) -> RolloutStatus {
+    rollout.status.clone().unwrap_or_default()
+}
+
+pub fn condition(
+    rollout: &Rollout,
+    type_: RolloutConditionType,
+) -> Option<(ConditionStatus, String)> {
+    status(rollout)
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status, c.reason))
+}
+
+pub fn step(rollout: &Rollout) -> Option<i32> {
+    status(rollout).current_step_index
+}
+
+pub fn paused_by_step(rollout: &Rollout) -> bool {
+    status(rollout)
+        .pause_conditions
+        .iter()
+        .any(|c| c.reason == PauseReason::CanaryPauseStep)
+}
