@@ -71,6 +71,14 @@ pub async fn apply_actions(
                     })?,
                 }
             }
+            Action::AnnotateReplicaSet { name, key, value } => {
+                let patch = json!({ "metadata": { "annotations": { *key: value } } });
+                let result = sets.patch(name, &patch_params, &Patch::Merge(&patch)).await;
+                metrics.api_request("patch", "replicasets", status_code(&result));
+                result.map_err(|source| {
+                    write_error(format!("annotating ReplicaSet {name}"), source)
+                })?;
+            }
             Action::EvictPod { name } => {
                 // Eviction, not deletion: the application's PodDisruptionBudgets have a say.
                 let result = pods.evict(name, &EvictParams::default()).await;

@@ -559,3 +559,71 @@ async fn set_canary_scale_sizes_the_canary_apart_from_its_weight() {
     // Without a traffic router pods are the traffic: the stable set leaves room for 10%.
     assert_eq!(replicas.get(&stable), Some(&9), "{replicas:?}");
 }
+
+#[tokio::test]
+async fn a_rollout_left_by_argo_rollouts_is_adopted_without_rolling_its_pods_again() {
+    let mut t = Setup::new("canary-adopt").await;
+    // Argo Rollouts ran this Rollout: stop Sluice while the scene is set.
+    t.controller.kill();
+    let created = t
+        .create(rollout(
+            3,
+            json!([{ "setWeight": 50 }, { "pause": {} }]),
+            json!({}),
+        ))
+        .await;
+    let argo = "6b8f9d7c54";
+    let mut template = created.spec.template.clone().expect("a template");
+    template
+        .metadata
+        .get_or_insert_default()
+        .labels
+        .get_or_insert_default()
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), argo.into());
+    let rs: k8s_openapi::api::apps::v1::ReplicaSet = serde_json::from_value(json!({
+        "metadata": {
+            "name": format!("app-{argo}"),
+            "labels": { "app": "app", POD_TEMPLATE_HASH_LABEL: argo },
+            "annotations": { "rollout.argoproj.io/revision": "1" },
+            "ownerReferences": [{
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "app",
+                "uid": created.metadata.uid, "controller": true, "blockOwnerDeletion": true
+            }]
+        },
+        "spec": {
+            "replicas": 3,
+            "selector": { "matchLabels": { "app": "app", POD_TEMPLATE_HASH_LABEL: argo } },
+            "template": template
+        }
+    }))
+    .expect("a ReplicaSet");
+    t.ns.api::<k8s_openapi::api::apps::v1::ReplicaSet>()
+        .create(&kube::api::PostParams::default(), &rs)
+        .await
+        .expect("creating Argo's ReplicaSet");
+    t.patch_status(json!({
+        "currentPodHash": argo, "stableRS": argo, "currentStepIndex": 2,
+        "observedGeneration": created.metadata.generation.expect("a generation").to_string(),
+        "phase": "Healthy"
+    }))
+    .await;
+
+    t.controller = Controller::start(&t.ns.name).await;
+    let healthy = t.healthy().await;
+    assert_eq!(status(&healthy).stable_rs.as_deref(), Some(argo));
+    let sets = t.sets().await;
+    assert_eq!(sets.len(), 1, "the same pods are not rolled out again");
+    assert!(
+        sets[0]
+            .annotations()
+            .contains_key("sluice.dev/template-hash"),
+        "the adopted set records Sluice's hash of its template"
+    );
+    assert_eq!(t.selected("app-stable").await.as_deref(), Some(argo));
+
+    // The next version is a canary as usual.
+    t.set_image("example/app:2").await;
+    let paused = t.wait(30, "paused at step 1", paused_by_step).await;
+    assert_ne!(status(&paused).current_pod_hash.as_deref(), Some(argo));
+    assert_eq!(t.sets().await.len(), 2);
+}

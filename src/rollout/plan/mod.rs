@@ -61,6 +61,15 @@ pub enum Action {
         /// The ReplicaSet.
         name: String,
     },
+    /// Set one annotation of a ReplicaSet.
+    AnnotateReplicaSet {
+        /// The ReplicaSet.
+        name: String,
+        /// The annotation.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
     /// Evict a pod (a restart): its ReplicaSet replaces it.
     EvictPod {
         /// The pod.
@@ -90,6 +99,9 @@ impl std::fmt::Display for Action {
             }
             Action::DeleteReplicaSet { name } => write!(f, "delete ReplicaSet {name}"),
             Action::EvictPod { name } => write!(f, "evict pod {name}"),
+            Action::AnnotateReplicaSet { name, key, value } => {
+                write!(f, "annotate ReplicaSet {name} with {key}={value}")
+            }
             Action::PointService { service, hash } => {
                 write!(f, "point Service {service} at pod-template-hash {hash}")
             }
@@ -145,7 +157,7 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
     else {
         return p.finish(None);
     };
-    let hash = replicasets::pod_template_hash(template, p.prev.collision_count);
+    let hash = current_hash(&mut p, template);
     canary::plan(&mut p, canary, template, &hash);
     let limits = replicas::Limits::resolve(
         rollout.spec.desired_replicas(),
@@ -154,6 +166,63 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
     );
     restart::plan(&mut p, observed.pods.as_deref(), limits);
     p.finish(Some(&hash))
+}
+
+/// The hash that names the current template's ReplicaSet: Sluice's own hash of the template,
+/// unless a ReplicaSet that Argo Rollouts created already runs it.
+///
+/// Argo Rollouts hashes templates its own way, so a Rollout it managed carries other hashes.
+/// When its status says the current generation runs `currentPodHash` and that ReplicaSet exists,
+/// Sluice adopts it (annotating it with its own hash, once) instead of rolling the same pods
+/// out again; later template changes get Sluice's hashes.
+fn current_hash(
+    p: &mut Planner<'_>,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> String {
+    let hash = replicasets::pod_template_hash(template, p.prev.collision_count);
+    if p.sets.iter().any(|s| s.hash == hash) {
+        return hash;
+    }
+    if let Some(set) = p
+        .sets
+        .iter()
+        .find(|s| s.template_hash.as_deref() == Some(hash.as_str()))
+    {
+        return set.hash.clone();
+    }
+    let seen = p.prev.observed_generation.as_deref()
+        == p.rollout
+            .metadata
+            .generation
+            .map(|g| g.to_string())
+            .as_deref();
+    let adoptable = p
+        .prev
+        .current_pod_hash
+        .as_ref()
+        .filter(|h| **h != hash && seen)
+        .and_then(|h| {
+            p.sets
+                .iter()
+                .find(|s| s.hash == *h && s.template_hash.is_none())
+        })
+        .cloned();
+    match adoptable {
+        Some(set) => {
+            p.act(Action::AnnotateReplicaSet {
+                name: set.name.clone(),
+                key: replicasets::TEMPLATE_HASH_ANNOTATION,
+                value: hash,
+            });
+            p.event(
+                EventType::Normal,
+                "ReplicaSetAdopted",
+                format!("Adopted ReplicaSet {} as the current version", set.name),
+            );
+            set.hash
+        }
+        None => hash,
+    }
 }
 
 /// The working state of one `plan` call.

@@ -16,6 +16,9 @@ use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
 
 /// Annotation on a ReplicaSet recording the rollout revision it was created for.
 pub const REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
+/// On a ReplicaSet Sluice adopted (one that Argo Rollouts created): the Sluice hash of the
+/// template it runs, since its hash label is Argo's.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "sluice.dev/template-hash";
 /// Annotation on a ReplicaSet recording `spec.replicas` of the rollout when it was last scaled.
 pub const DESIRED_REPLICAS_ANNOTATION: &str = "rollout.argoproj.io/desired-replicas";
 
@@ -68,6 +71,8 @@ pub struct SetView {
     pub available: i32,
     /// The revision annotation (0 when absent).
     pub revision: i64,
+    /// The Sluice hash of its template when it was adopted ([`TEMPLATE_HASH_ANNOTATION`]).
+    pub template_hash: Option<String>,
 }
 
 impl SetView {
@@ -87,6 +92,7 @@ impl SetView {
                 .get(REVISION_ANNOTATION)
                 .and_then(|r| r.parse().ok())
                 .unwrap_or(0),
+            template_hash: rs.annotations().get(TEMPLATE_HASH_ANNOTATION).cloned(),
         })
     }
 }

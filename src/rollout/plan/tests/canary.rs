@@ -456,3 +456,55 @@ fn conditions_are_always_present_for_argo_cd() {
                 && c.status == ConditionStatus::True)
     );
 }
+
+#[test]
+fn a_rollout_that_argo_rollouts_managed_is_adopted_without_a_new_replica_set() {
+    // What Argo Rollouts leaves: its own hash on the ReplicaSet and in the status, for the
+    // generation it last saw.
+    let mut sim = deployed(standard_steps(), 3);
+    let argo = "7d4b9c8f6".to_string();
+    for rs in &mut sim.sets {
+        rs.labels_mut()
+            .insert(POD_TEMPLATE_HASH_LABEL.into(), argo.clone());
+        rs.metadata.name = Some(format!("web-{argo}"));
+    }
+    let status = sim.rollout.status.as_mut().expect("a status");
+    status.stable_rs = Some(argo.clone());
+    status.current_pod_hash = Some(argo.clone());
+
+    let first = sim.reconcile();
+    assert!(
+        !first
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateReplicaSet(_))),
+        "the same pods are not rolled out again: {:?}",
+        first.actions
+    );
+    assert!(
+        first
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::AnnotateReplicaSet { .. }))
+    );
+    sim.run(10);
+    assert_eq!(sim.status().stable_rs.as_deref(), Some(argo.as_str()));
+    assert_eq!(sim.sets.len(), 1);
+    assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
+
+    // A spec change that keeps the template (generation moves on) still finds the adopted set.
+    sim.rollout.spec.paused = Some(false);
+    sim.rollout.metadata.generation = Some(sim.rollout.metadata.generation.unwrap_or(1) + 1);
+    sim.run(10);
+    assert_eq!(
+        sim.sets.len(),
+        1,
+        "no new ReplicaSet for an unchanged template"
+    );
+
+    // A new template gets Sluice's own hash and a canary as usual.
+    sim.set_image("web:2");
+    sim.run(10);
+    assert_eq!(sim.status().current_step_index, Some(1));
+    assert_ne!(sim.status().current_pod_hash, Some(argo));
+}

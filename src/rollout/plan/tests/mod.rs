@@ -105,6 +105,15 @@ impl Sim {
                     rs.spec.as_mut().expect("a spec").replicas = Some(*to);
                 }
                 Action::DeleteReplicaSet { name } => self.sets.retain(|s| s.name_any() != *name),
+                Action::AnnotateReplicaSet { name, key, value } => {
+                    let rs = self
+                        .sets
+                        .iter_mut()
+                        .find(|s| s.name_any() == *name)
+                        .expect("annotating a ReplicaSet that exists");
+                    rs.annotations_mut()
+                        .insert((*key).to_string(), value.clone());
+                }
                 Action::EvictPod { name } => {
                     let pods = self.pods_listed.as_mut().expect("evicting a listed pod");
                     let pod = pods
