@@ -191,7 +191,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             info!(signal, "shutting down before becoming the leader");
         };
         match election.acquire(client.clone(), signal).await? {
-            Some(held) => leadership = Some(held),
+            Some(held) => {
+                // Ready again once the leader's caches are filled.
+                health.set_ready(false);
+                leadership = Some(held);
+            }
             None => {
                 let _ = stop.send(true);
                 for (which, task) in tasks {
