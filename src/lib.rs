@@ -2,12 +2,13 @@
 //! unchanged.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod error;
 pub mod leader;
 pub mod metrics;
-pub mod plugin;
 pub mod rollout;
 pub mod server;
 pub mod telemetry;

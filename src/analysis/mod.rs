@@ -1,0 +1,1 @@
+//! The AnalysisRun controller: measurements, their verdicts, and the run's phase.

@@ -1,0 +1,1 @@
+//! The `kubectl sluice` plugin: one file per command, rendering as pure functions of objects.

@@ -1,1 +1,0 @@
-//! The `kubectl sluice` plugin: commands, rendering and the writes it makes.
