@@ -3,6 +3,8 @@
 //! with a deadline, and a dump of the namespace's events and pods when a test fails.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod prometheus;
+
 use std::{
     fmt::Debug,
     path::{Path, PathBuf},
