@@ -1,1 +1,3 @@
 //! The AnalysisRun controller: measurements, their verdicts, and the run's phase.
+
+pub mod condition;

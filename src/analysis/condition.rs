@@ -1,0 +1,492 @@
+//! `successCondition` / `failureCondition`: expressions over `result` in the expr language
+//! Argo Rollouts users write, evaluated with the `expr-lang` crate.
+//!
+//! The environment matches Argo's: `result` is the measured value (a Prometheus instant vector
+//! is an array of numbers, a scalar a number, a web metric the JSON value at `jsonPath`), and
+//! the helpers `isNaN`, `isInf`, `isNil`, `default`, `asInt` and `asFloat` are defined next to
+//! expr's builtins (`len`, `all`, `any`, `filter`, …). A condition is compiled when the
+//! template or run is validated ([`validate_metric`]), so a typo is reported before the first
+//! measurement rather than as ten Error measurements.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    sync::LazyLock,
+};
+
+use expr::{Context, Environment, Program, Value};
+
+use crate::api::{AnalysisPhase, Metric};
+
+/// The value a condition sees as `result`.
+///
+/// A type of its own rather than `serde_json::Value` because Prometheus answers NaN and ±Inf,
+/// which JSON cannot hold.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum MetricValue {
+    /// JSON `null`.
+    #[default]
+    Nil,
+    /// A boolean.
+    Bool(bool),
+    /// A whole number.
+    Int(i64),
+    /// A floating-point number, NaN and infinities included.
+    Float(f64),
+    /// A string.
+    String(String),
+    /// An array (a Prometheus vector is an array of `Float`).
+    Array(Vec<MetricValue>),
+    /// A JSON object.
+    Map(BTreeMap<String, MetricValue>),
+}
+
+impl From<f64> for MetricValue {
+    fn from(value: f64) -> Self {
+        Self::Float(value)
+    }
+}
+
+impl From<Vec<f64>> for MetricValue {
+    fn from(values: Vec<f64>) -> Self {
+        Self::Array(values.into_iter().map(Self::Float).collect())
+    }
+}
+
+impl From<&serde_json::Value> for MetricValue {
+    fn from(value: &serde_json::Value) -> Self {
+        use serde_json::Value as J;
+        match value {
+            J::Null => Self::Nil,
+            J::Bool(b) => Self::Bool(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => Self::Int(i),
+                None => Self::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            J::String(s) => Self::String(s.clone()),
+            J::Array(items) => Self::Array(items.iter().map(Self::from).collect()),
+            J::Object(map) => Self::Map(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Self::from(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl MetricValue {
+    /// The expr value the condition evaluates against.
+    fn to_expr(&self) -> Value {
+        match self {
+            Self::Nil => Value::Nil,
+            Self::Bool(b) => Value::Bool(*b),
+            Self::Int(i) => Value::Integer(*i),
+            Self::Float(f) => Value::Float(*f),
+            Self::String(s) => Value::String(s.clone()),
+            Self::Array(items) => Value::Array(items.iter().map(Self::to_expr).collect()),
+            Self::Map(map) => map.iter().map(|(k, v)| (k.clone(), v.to_expr())).collect(),
+        }
+    }
+}
+
+/// Why a condition could not be compiled or evaluated.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    /// The text is not an expression.
+    #[error("condition {condition:?} does not parse: {message}")]
+    Parse {
+        /// The condition as written.
+        condition: String,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// The expression calls a function that does not exist.
+    #[error(
+        "condition {condition:?} calls unknown function {function}(); available besides expr's builtins: isNaN, isInf, isNil, default, asInt, asFloat"
+    )]
+    UnknownFunction {
+        /// The condition as written.
+        condition: String,
+        /// The function's name.
+        function: String,
+    },
+    /// Evaluation failed (a type mismatch, an index out of range, …).
+    #[error("condition {condition:?} failed on result {result}: {message}")]
+    Evaluate {
+        /// The condition as written.
+        condition: String,
+        /// The result it was evaluated on, as text.
+        result: String,
+        /// The evaluator's explanation.
+        message: String,
+    },
+    /// The expression gave something other than true or false.
+    #[error("condition {condition:?} must be true or false, but gave {value} on result {result}")]
+    NotBoolean {
+        /// The condition as written.
+        condition: String,
+        /// What it gave.
+        value: String,
+        /// The result it was evaluated on, as text.
+        result: String,
+    },
+}
+
+/// A parsed condition, ready to evaluate against many results.
+#[derive(Clone, Debug)]
+pub struct Condition {
+    source: String,
+    program: Program,
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// The functions Argo Rollouts adds to expr's builtins.
+const ARGO_FUNCTIONS: [&str; 6] = ["isNaN", "isInf", "isNil", "default", "asInt", "asFloat"];
+
+/// expr's environment with Argo's helpers, built once.
+static ENVIRONMENT: LazyLock<Environment<'static>> =
+    LazyLock::new(|| {
+        let mut env = Environment::new();
+        env.add_function("isNaN", |c| {
+            Ok(Value::Bool(number_arg("isNaN", &c.args)?.is_nan()))
+        });
+        env.add_function("isInf", |c| {
+            Ok(Value::Bool(number_arg("isInf", &c.args)?.is_infinite()))
+        });
+        env.add_function("isNil", |c| match c.args.as_slice() {
+            [value] => Ok(Value::Bool(value.is_nil())),
+            _ => Err(arity("isNil", 1, c.args.len())),
+        });
+        // Argo's `default(result, fallback)`: the fallback when the value is nil.
+        env.add_function("default", |c| match c.args.as_slice() {
+            [Value::Nil, fallback] => Ok(fallback.clone()),
+            [value, _] => Ok(value.clone()),
+            _ => Err(arity("default", 2, c.args.len())),
+        });
+        env.add_function("asInt", |c| match c.args.as_slice() {
+            [Value::Integer(i)] => Ok(Value::Integer(*i)),
+            // Go's int64(f): truncation toward zero.
+            [Value::Float(f)] if f.is_finite() => Ok(Value::Integer(f.trunc() as i64)),
+            [Value::String(s)] => s.trim().parse::<i64>().map(Value::Integer).map_err(|e| {
+                expr::Error::ExprError(format!("asInt({s:?}): not a whole number: {e}"))
+            }),
+            [other] => Err(expr::Error::ExprError(format!(
+                "asInt() takes a number or a string, got {}",
+                describe(other)
+            ))),
+            _ => Err(arity("asInt", 1, c.args.len())),
+        });
+        env.add_function("asFloat", |c| match c.args.as_slice() {
+            [Value::Integer(i)] => Ok(Value::Float(*i as f64)),
+            [Value::Float(f)] => Ok(Value::Float(*f)),
+            [Value::String(s)] => parse_go_float(s)
+                .map(Value::Float)
+                .ok_or_else(|| expr::Error::ExprError(format!("asFloat({s:?}): not a number"))),
+            [other] => Err(expr::Error::ExprError(format!(
+                "asFloat() takes a number or a string, got {}",
+                describe(other)
+            ))),
+            _ => Err(arity("asFloat", 1, c.args.len())),
+        });
+        env
+    });
+
+/// The one numeric argument of `isNaN` / `isInf`.
+fn number_arg(name: &str, args: &[Value]) -> expr::Result<f64> {
+    match args {
+        [Value::Float(f)] => Ok(*f),
+        [Value::Integer(i)] => Ok(*i as f64),
+        [Value::Array(_)] => Err(expr::Error::ExprError(format!(
+            "{name}() takes a number, got an array; a Prometheus vector is an array, use {name}(result[0])"
+        ))),
+        [other] => Err(expr::Error::ExprError(format!(
+            "{name}() takes a number, got {}",
+            describe(other)
+        ))),
+        _ => Err(arity(name, 1, args.len())),
+    }
+}
+
+/// Parses a float as Go's `strconv.ParseFloat` would, NaN and infinities included.
+fn parse_go_float(text: &str) -> Option<f64> {
+    let text = text.trim();
+    match text.to_ascii_lowercase().as_str() {
+        "nan" => Some(f64::NAN),
+        "inf" | "+inf" | "infinity" | "+infinity" => Some(f64::INFINITY),
+        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+        _ => text.parse().ok(),
+    }
+}
+
+/// The error for a call with the wrong number of arguments.
+fn arity(name: &str, wanted: usize, got: usize) -> expr::Error {
+    expr::Error::ExprError(format!("{name}() takes {wanted} argument(s), got {got}"))
+}
+
+/// A short description of a value's type for messages.
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Nil => "nil",
+        Value::Bool(_) => "a boolean",
+        Value::Integer(_) | Value::Float(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) | Value::Bytes(_) => "an array",
+        Value::Map(_) | Value::KeyedMap(_) => "a map",
+        _ => "a date or duration",
+    }
+}
+
+/// Compiles a condition, rejecting text that does not parse and calls of unknown functions.
+pub fn compile(source: &str) -> Result<Condition, ConditionError> {
+    let program = expr::compile(source).map_err(|e| ConditionError::Parse {
+        condition: source.to_owned(),
+        message: e.to_string().trim().to_owned(),
+    })?;
+    if let Some(function) = called_functions(&program)
+        .into_iter()
+        .find(|name| !ENVIRONMENT_FUNCTIONS.contains(name.as_str()))
+    {
+        return Err(ConditionError::UnknownFunction {
+            condition: source.to_owned(),
+            function,
+        });
+    }
+    Ok(Condition {
+        source: source.to_owned(),
+        program,
+    })
+}
+
+/// The names of every function the environment defines (expr's builtins and Argo's helpers).
+static ENVIRONMENT_FUNCTIONS: LazyLock<BTreeSet<String>> = LazyLock::new(|| {
+    let mut names: BTreeSet<String> = BUILTINS.iter().map(|s| (*s).to_owned()).collect();
+    names.extend(ARGO_FUNCTIONS.iter().map(|s| (*s).to_owned()));
+    names
+});
+
+/// expr-lang's builtins (2.1, default features).
+const BUILTINS: &[&str] = &[
+    "max",
+    "min",
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "mean",
+    "median",
+    "count",
+    "sum",
+    "reduce",
+    "all",
+    "any",
+    "one",
+    "none",
+    "map",
+    "filter",
+    "find",
+    "findIndex",
+    "findLast",
+    "findLastIndex",
+    "groupBy",
+    "sort",
+    "sortBy",
+    "now",
+    "duration",
+    "timezone",
+    "date",
+    "type",
+    "get",
+    "toBase64",
+    "fromBase64",
+    "toPairs",
+    "fromPairs",
+    "join",
+    "first",
+    "last",
+    "take",
+    "reverse",
+    "uniq",
+    "concat",
+    "flatten",
+    "fromJSON",
+    "toJSON",
+    "keys",
+    "values",
+    "len",
+    "trim",
+    "trimPrefix",
+    "trimSuffix",
+    "upper",
+    "lower",
+    "split",
+    "splitAfter",
+    "replace",
+    "repeat",
+    "indexOf",
+    "lastIndexOf",
+    "hasPrefix",
+    "hasSuffix",
+    "bitand",
+    "bitor",
+    "bitxor",
+    "bitnand",
+    "bitnot",
+    "bitshl",
+    "bitshr",
+    "bitushr",
+    "int",
+    "float",
+    "string",
+];
+
+/// The functions a program calls.
+///
+/// expr-lang keeps its syntax tree private, so the names are read from the program's `Debug`
+/// form (`Func { ident: "name", … }`). Should that form ever change, this finds nothing and
+/// an unknown function is reported at evaluation instead: the check only adds earlier errors.
+fn called_functions(program: &Program) -> BTreeSet<String> {
+    const MARKER: &str = "Func { ident: \"";
+    let debug = format!("{program:?}");
+    let mut names = BTreeSet::new();
+    let mut rest = debug.as_str();
+    while let Some(start) = rest.find(MARKER) {
+        rest = &rest[start + MARKER.len()..];
+        if let Some(end) = rest.find('"') {
+            names.insert(rest[..end].to_owned());
+            rest = &rest[end..];
+        }
+    }
+    names
+}
+
+impl Condition {
+    /// The condition as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the condition with `result` bound to `value`; it must give true or false.
+    pub fn evaluate(&self, value: &MetricValue) -> Result<bool, ConditionError> {
+        let mut ctx = Context::default();
+        ctx.insert("result", value.to_expr());
+        match ENVIRONMENT.run(&self.program, &ctx) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(ConditionError::NotBoolean {
+                condition: self.source.clone(),
+                value: other.to_string(),
+                result: display(value),
+            }),
+            Err(e) => Err(ConditionError::Evaluate {
+                condition: self.source.clone(),
+                result: display(value),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// A metric's two conditions, compiled.
+#[derive(Clone, Debug, Default)]
+pub struct Conditions {
+    /// `successCondition`.
+    pub success: Option<Condition>,
+    /// `failureCondition`.
+    pub failure: Option<Condition>,
+}
+
+impl Conditions {
+    /// Compiles both conditions of a metric; empty strings count as absent, as in Argo.
+    pub fn of(metric: &Metric) -> Result<Self, ConditionError> {
+        let compile_some = |c: &Option<String>| {
+            c.as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .map(compile)
+                .transpose()
+        };
+        Ok(Self {
+            success: compile_some(&metric.success_condition)?,
+            failure: compile_some(&metric.failure_condition)?,
+        })
+    }
+
+    /// The phase of a measurement with this value, by Argo's rules.
+    ///
+    /// - neither condition: Successful;
+    /// - only a success condition: Successful when true, Failed otherwise;
+    /// - only a failure condition: Failed when true, Successful otherwise;
+    /// - both: Failed when the failure condition holds, Successful when only the success
+    ///   condition holds, Inconclusive when neither does.
+    ///
+    /// An evaluation error is returned as such; the caller records an Error measurement.
+    pub fn assess(&self, value: &MetricValue) -> Result<AnalysisPhase, ConditionError> {
+        let success = self
+            .success
+            .as_ref()
+            .map(|c| c.evaluate(value))
+            .transpose()?;
+        let failure = self
+            .failure
+            .as_ref()
+            .map(|c| c.evaluate(value))
+            .transpose()?;
+        Ok(match (success, failure) {
+            (_, Some(true)) | (Some(false), None) => AnalysisPhase::Failed,
+            (Some(false), Some(false)) => AnalysisPhase::Inconclusive,
+            _ => AnalysisPhase::Successful,
+        })
+    }
+}
+
+/// Checks that both conditions of a metric compile: call this when a template or run is
+/// validated.
+pub fn validate_metric(metric: &Metric) -> Result<(), ConditionError> {
+    Conditions::of(metric).map(|_| ())
+}
+
+/// Compiles a metric's conditions and assesses `value` with them.
+pub fn assess(metric: &Metric, value: &MetricValue) -> Result<AnalysisPhase, ConditionError> {
+    Conditions::of(metric)?.assess(value)
+}
+
+/// A value as text for messages (JSON-like; NaN and infinities as Prometheus writes them).
+pub fn display(value: &MetricValue) -> String {
+    match value {
+        MetricValue::Nil => "null".to_owned(),
+        MetricValue::Bool(b) => b.to_string(),
+        MetricValue::Int(i) => i.to_string(),
+        MetricValue::Float(f) => format_float(*f),
+        MetricValue::String(s) => format!("{s:?}"),
+        MetricValue::Array(items) => format!(
+            "[{}]",
+            items.iter().map(display).collect::<Vec<_>>().join(",")
+        ),
+        MetricValue::Map(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{k:?}:{}", display(v)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
+}
+
+/// A float as Prometheus (and Go's `FormatFloat(f, 'f', -1, 64)`) writes it.
+pub fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_owned()
+    } else if f == f64::INFINITY {
+        "+Inf".to_owned()
+    } else if f == f64::NEG_INFINITY {
+        "-Inf".to_owned()
+    } else {
+        f.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;
