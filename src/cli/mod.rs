@@ -1,1 +1,319 @@
 //! The `kubectl sluice` plugin: one file per command, rendering as pure functions of objects.
+//!
+//! - reading: `get` (tree of a rollout, an AnalysisRun), `list`, `status`;
+//! - writing, with the same patches as Argo CD's resource actions and the Argo Rollouts plugin:
+//!   `promote`, `abort`, `retry`, `pause`, `restart`, `set image`, `undo`, `skip-step`;
+//! - offline: `lint`, `version`, `completion`.
+//!
+//! [`info`] turns the objects into the model every view prints; [`style`] and [`table`] make it
+//! fit the terminal; [`fetch`] reads and watches the cluster.
+
+mod abort;
+mod completion;
+pub mod error;
+pub mod fetch;
+pub mod get;
+pub mod info;
+mod lint;
+pub mod list;
+mod pause;
+mod promote;
+mod restart;
+mod retry;
+mod set;
+mod skip_step;
+pub mod status;
+pub mod style;
+pub mod table;
+#[cfg(test)]
+mod tests;
+mod undo;
+mod version;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use k8s_openapi::NamespaceResourceScope;
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+
+pub use self::error::Error;
+use self::{error::Request, style::Style};
+use crate::api::Rollout;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Watch a rollout progress, step by step
+  kubectl sluice get rollout shop --watch
+
+  # Let a paused canary continue, or send everything back to the stable version
+  kubectl sluice promote shop
+  kubectl sluice abort shop
+
+  # Gate a CI pipeline on the rollout reaching Healthy (or Paused) within 10 minutes
+  kubectl sluice status shop --watch --timeout 10m";
+
+/// Watch, promote and abort Sluice (and Argo Rollouts) progressive rollouts.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-sluice",
+    bin_name = "kubectl sluice",
+    version,
+    after_help = EXAMPLES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Cluster connection, as kubectl takes it.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The flags kubectl users expect on every command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Global {
+    /// Namespace of the rollout; the current context's namespace when absent.
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Kubeconfig file(s), separated as in KUBECONFIG (which it overrides).
+    #[arg(
+        long,
+        global = true,
+        env = "KUBECONFIG",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub kubeconfig: Option<String>,
+}
+
+/// The plugin's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show a rollout as a tree of revisions, ReplicaSets, pods and AnalysisRuns, or an AnalysisRun.
+    #[command(subcommand)]
+    Get(get::Get),
+    /// List rollouts with their strategy, status, step and weights.
+    #[command(subcommand)]
+    List(list::List),
+    /// Print a rollout's status; with --watch, wait until it is Healthy, Paused or Degraded.
+    Status(status::StatusArgs),
+    /// Let a paused rollout continue (or, with --full, skip all remaining steps).
+    Promote(promote::PromoteArgs),
+    /// Abort the update: traffic and replicas go back to the stable version.
+    Abort(abort::AbortArgs),
+    /// Retry an aborted rollout.
+    #[command(subcommand)]
+    Retry(retry::Retry),
+    /// Pause a rollout where it is (spec.paused), until promoted.
+    Pause(pause::PauseArgs),
+    /// Restart every pod of a rollout, a few at a time (spec.restartAt).
+    Restart(restart::RestartArgs),
+    /// Change part of a rollout's spec.
+    #[command(subcommand)]
+    Set(set::Set),
+    /// Roll back to the pod template of the previous (or a given) revision.
+    Undo(undo::UndoArgs),
+    /// Skip the canary step the rollout stands at.
+    SkipStep(skip_step::SkipStepArgs),
+    /// Check Rollout manifests offline, as the controller does.
+    Lint(lint::LintArgs),
+    /// Print the plugin's version.
+    #[command(after_help = "Example:\n  kubectl sluice version")]
+    Version,
+    /// Print a shell completion script.
+    Completion(completion::CompletionArgs),
+}
+
+/// Data formats of `-o`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// JSON, indented.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// Runs one invocation of the plugin; the exit code tells scripts how it went.
+pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let style = Style::of_stdout();
+    match cli.command {
+        Command::Version => Ok(version::run()),
+        Command::Completion(args) => Ok(completion::run(&args)),
+        Command::Lint(args) => lint::run(&args),
+        command => {
+            let ctx = Context::connect(&cli.global, style).await?;
+            match command {
+                Command::Get(args) => get::run(&ctx, args).await,
+                Command::List(args) => list::run(&ctx, args).await,
+                Command::Status(args) => status::run(&ctx, args).await,
+                Command::Promote(args) => promote::run(&ctx, args).await,
+                Command::Abort(args) => abort::run(&ctx, args).await,
+                Command::Retry(args) => retry::run(&ctx, args).await,
+                Command::Pause(args) => pause::run(&ctx, args).await,
+                Command::Restart(args) => restart::run(&ctx, args).await,
+                Command::Set(args) => set::run(&ctx, args).await,
+                Command::Undo(args) => undo::run(&ctx, args).await,
+                Command::SkipStep(args) => skip_step::run(&ctx, args).await,
+                Command::Version | Command::Completion(_) | Command::Lint(_) => {
+                    unreachable!("handled without a cluster")
+                }
+            }
+        }
+    }
+}
+
+/// A connection to the cluster and where to print: what every online command needs.
+pub struct Context {
+    /// The client.
+    pub client: Client,
+    /// The namespace of the rollout.
+    pub namespace: String,
+    /// The API server's URL, for "no cluster reachable".
+    pub server: String,
+    /// How standard output looks.
+    pub style: Style,
+}
+
+impl Context {
+    /// Loads the kubeconfig(s) as kubectl does and connects.
+    pub async fn connect(global: &Global, style: Style) -> Result<Self, Error> {
+        let mut config =
+            crate::client::config(global.kubeconfig.as_deref(), global.context.clone())
+                .await
+                .map_err(Error::Config)?;
+        config.headers.push((
+            axum::http::header::USER_AGENT,
+            axum::http::HeaderValue::from_static(concat!(
+                "kubectl-sluice/",
+                env!("CARGO_PKG_VERSION")
+            )),
+        ));
+        let namespace = global
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config)
+            .map_err(|e| Error::Config(anyhow::Error::new(e).context("creating the client")))?;
+        Ok(Self {
+            client,
+            namespace,
+            server,
+            style,
+        })
+    }
+
+    /// An API of a namespaced kind in the rollout's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// A request, described for error messages.
+    pub fn request<'a>(
+        &'a self,
+        verb: &'static str,
+        resource: &'static str,
+        kind: &'static str,
+        name: Option<&'a str>,
+    ) -> Request<'a> {
+        Request {
+            verb,
+            resource,
+            kind,
+            name,
+            namespace: &self.namespace,
+            server: &self.server,
+        }
+    }
+
+    /// Reads the named rollout.
+    pub async fn rollout(&self, name: &str) -> Result<Rollout, Error> {
+        self.api::<Rollout>().get(name).await.map_err(|e| {
+            self.request("get", "rollouts", "Rollout", Some(name))
+                .error(e)
+        })
+    }
+
+    /// Merge-patches the rollout's spec (the main resource).
+    pub async fn patch_spec(&self, name: &str, patch: serde_json::Value) -> Result<Rollout, Error> {
+        self.api::<Rollout>()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| {
+                self.request("patch", "rollouts", "Rollout", Some(name))
+                    .error(e)
+            })
+    }
+
+    /// Applies a JSON patch (RFC 6902) to the rollout.
+    pub async fn json_patch(&self, name: &str, patch: serde_json::Value) -> Result<Rollout, Error> {
+        let patch = serde_json::from_value(patch)
+            .map_err(|e| Error::Refused(format!("building the JSON patch: {e}")))?;
+        self.api::<Rollout>()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Json::<()>(patch),
+            )
+            .await
+            .map_err(|e| {
+                self.request("patch", "rollouts", "Rollout", Some(name))
+                    .error(e)
+            })
+    }
+
+    /// Merge-patches the rollout's status subresource.
+    pub async fn patch_status(
+        &self,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<Rollout, Error> {
+        self.api::<Rollout>()
+            .patch_status(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| {
+                self.request("patch", "rollouts/status", "Rollout", Some(name))
+                    .error(e)
+            })
+    }
+}
+
+/// `value` as JSON or YAML text.
+pub fn encode<T: Serialize>(value: &T, format: Output) -> Result<String, Error> {
+    match format {
+        Output::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| Error::Output(e.to_string())),
+        Output::Yaml => serde_norway::to_string(value).map_err(|e| Error::Output(e.to_string())),
+    }
+}
+
+/// Prints `text` to standard output, ending the process quietly when the reader went away
+/// (`| head`).
+pub fn print(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
