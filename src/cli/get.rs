@@ -227,7 +227,11 @@ fn tree(info: &RolloutInfo, style: &Style, now: Timestamp) -> Table {
         Cell::painted(format!("{}{s}", style.icon(icon)), paint)
     };
     let name = |prefix: &str, icon: &str, name: &str, paint: Paint| {
-        Cell::plain(format!("{prefix}{}", style.icon(icon))).push(name, paint)
+        let mut icon = style.icon(icon);
+        if icon.is_empty() && !prefix.is_empty() {
+            icon.push(' ');
+        }
+        Cell::plain(format!("{prefix}{icon}")).push(name, paint)
     };
     table.row(vec![
         name("", icons::ROLLOUT, &info.name, Paint::None),

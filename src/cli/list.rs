@@ -114,7 +114,7 @@ pub async fn run(ctx: &Context, list: List) -> Result<ExitCode, Error> {
 /// The table of `list rollouts`; with `namespaces`, a NAMESPACE column first.
 pub fn render_list(rows: &[Row], namespaces: bool, style: &Style) -> String {
     let mut headers = vec![
-        ("NAME", Fit::Cut(12)),
+        ("NAME", Fit::Cut(8)),
         ("STRATEGY", Fit::Keep),
         ("STATUS", Fit::Keep),
         ("STEP", Fit::Keep),
@@ -122,7 +122,7 @@ pub fn render_list(rows: &[Row], namespaces: bool, style: &Style) -> String {
         ("ACTUAL-WEIGHT", Fit::Keep),
     ];
     if namespaces {
-        headers.insert(0, ("NAMESPACE", Fit::Cut(10)));
+        headers.insert(0, ("NAMESPACE", Fit::Cut(6)));
     }
     let mut table = Table::new(&headers);
     let or_dash = |v: Option<String>| Cell::plain(v.unwrap_or_else(|| "-".into()));

@@ -166,6 +166,27 @@ pub fn age(since: Option<Timestamp>, now: Timestamp) -> String {
     }
 }
 
+/// The symbol and colour of a rollout's health, a ReplicaSet's or a pod's status, or a
+/// finished AnalysisRun's phase, by the word shown (a running run looks like `Progressing`).
+pub fn look(status: &str) -> (&'static str, Paint) {
+    match status {
+        "Healthy" | "Running" | "Completed" | "Successful" => (icons::OK, Paint::Green),
+        "Progressing" | "Pending" | "ContainerCreating" | "Terminating" => {
+            (icons::PROGRESSING, Paint::Yellow)
+        }
+        "Paused" => (icons::PAUSED, Paint::Grey),
+        "ScaledDown" => (icons::NEUTRAL, Paint::Grey),
+        "Inconclusive" | "Unknown" => (icons::UNKNOWN, Paint::Grey),
+        "Degraded" | "Failed" | "CrashLoopBackOff" | "InvalidImageName" => (icons::BAD, Paint::Red),
+        s if s.starts_with("Init:") => (icons::PROGRESSING, Paint::Yellow),
+        s if s.starts_with("ExitCode:") || s.starts_with("Signal:") => (icons::BAD, Paint::Red),
+        s if s.ends_with("Error") || s.starts_with("Err") || s.ends_with("BackOff") => {
+            (icons::WARNING, Paint::Red)
+        }
+        _ => ("", Paint::None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,26 +211,5 @@ mod tests {
         assert_eq!(age(ago(12 * 86400), now), "12d");
         assert_eq!(age(ago(-5), now), "0s");
         assert_eq!(age(None, now), "<unknown>");
-    }
-}
-
-/// The symbol and colour of a rollout's health, a ReplicaSet's or a pod's status, or a
-/// finished AnalysisRun's phase, by the word shown (a running run looks like `Progressing`).
-pub fn look(status: &str) -> (&'static str, Paint) {
-    match status {
-        "Healthy" | "Running" | "Completed" | "Successful" => (icons::OK, Paint::Green),
-        "Progressing" | "Pending" | "ContainerCreating" | "Terminating" => {
-            (icons::PROGRESSING, Paint::Yellow)
-        }
-        "Paused" => (icons::PAUSED, Paint::Grey),
-        "ScaledDown" => (icons::NEUTRAL, Paint::Grey),
-        "Inconclusive" | "Unknown" => (icons::UNKNOWN, Paint::Grey),
-        "Degraded" | "Failed" | "CrashLoopBackOff" | "InvalidImageName" => (icons::BAD, Paint::Red),
-        s if s.starts_with("Init:") => (icons::PROGRESSING, Paint::Yellow),
-        s if s.starts_with("ExitCode:") || s.starts_with("Signal:") => (icons::BAD, Paint::Red),
-        s if s.ends_with("Error") || s.starts_with("Err") || s.ends_with("BackOff") => {
-            (icons::WARNING, Paint::Red)
-        }
-        _ => ("", Paint::None),
     }
 }

@@ -1,5 +1,6 @@
 //! Column-aligned tables that fit a width: optional columns are dropped first, then the columns
-//! that may be cut are truncated with `…`, so a narrow terminal still shows every row on one line.
+//! that may be cut are truncated with `…` (rightmost first), so a narrow terminal still shows
+//! every row on one line.
 
 use super::style::{Paint, Style, columns, truncate};
 
@@ -127,8 +128,8 @@ impl Table {
                 shown[i] = false;
             }
         }
-        // Cut the columns that may be cut, leftmost first, down to their minimum.
-        for i in 0..n {
+        // Cut the columns that may be cut, rightmost (least telling) first, down to their minimum.
+        for i in (0..n).rev() {
             let over = total(&widths, &shown).saturating_sub(style.width);
             if over == 0 {
                 break;
