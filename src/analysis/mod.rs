@@ -1,3 +1,4 @@
 //! The AnalysisRun controller: measurements, their verdicts, and the run's phase.
 
+pub mod args;
 pub mod condition;
