@@ -12,6 +12,8 @@ mod abort;
 mod completion;
 pub mod error;
 pub mod fetch;
+#[cfg(test)]
+mod fixtures;
 pub mod get;
 pub mod info;
 mod lint;
@@ -29,6 +31,8 @@ pub mod table;
 mod tests;
 mod undo;
 mod version;
+#[cfg(test)]
+mod write_tests;
 
 use std::process::ExitCode;
 
