@@ -19,6 +19,9 @@ pub const REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
 /// On a ReplicaSet Sluice adopted (one that Argo Rollouts created): the Sluice hash of the
 /// template it runs, since its hash label is Argo's.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "sluice.dev/template-hash";
+/// On an old blue/green ReplicaSet: when it may be scaled down (RFC 3339), written when the
+/// active Service leaves it, so a restarted controller keeps the same delay.
+pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "argo-rollouts.argoproj.io/scale-down-deadline";
 /// Annotation on a ReplicaSet recording `spec.replicas` of the rollout when it was last scaled.
 pub const DESIRED_REPLICAS_ANNOTATION: &str = "rollout.argoproj.io/desired-replicas";
 
@@ -73,6 +76,8 @@ pub struct SetView {
     pub revision: i64,
     /// The Sluice hash of its template when it was adopted ([`TEMPLATE_HASH_ANNOTATION`]).
     pub template_hash: Option<String>,
+    /// When it may be scaled down ([`SCALE_DOWN_DEADLINE_ANNOTATION`]); unreadable counts as none.
+    pub scale_down_deadline: Option<jiff::Timestamp>,
 }
 
 impl SetView {
@@ -93,6 +98,10 @@ impl SetView {
                 .and_then(|r| r.parse().ok())
                 .unwrap_or(0),
             template_hash: rs.annotations().get(TEMPLATE_HASH_ANNOTATION).cloned(),
+            scale_down_deadline: rs
+                .annotations()
+                .get(SCALE_DOWN_DEADLINE_ANNOTATION)
+                .and_then(|t| t.parse().ok()),
         })
     }
 }
