@@ -6,25 +6,17 @@
 //! promotion checkpoint, `abort`) and from the ReplicaSets (their availability and the scale-down
 //! deadline annotation), so a restarted controller decides exactly the same.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::{
-    apps::v1::ReplicaSet,
-    core::v1::{
-        Affinity, PodAffinityTerm, PodAntiAffinity, PodTemplateSpec, WeightedPodAffinityTerm,
-    },
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::{
-    Action, EventType, Planner,
-    replicasets::{SCALE_DOWN_DEADLINE_ANNOTATION, SetView},
+    Action, EventType, Planner, metadata,
+    replicasets::{SCALE_DOWN_DEADLINE_ANNOTATION, SetView, add_anti_affinity},
 };
 use crate::api::{
-    AntiAffinity, BlueGreenStatus, BlueGreenStrategy, POD_TEMPLATE_HASH_LABEL, PauseCondition,
-    PauseReason,
+    BlueGreenStatus, BlueGreenStrategy, POD_TEMPLATE_HASH_LABEL, PauseCondition, PauseReason,
 };
 
 /// Seconds before an aborted preview is scaled down, when the spec is silent.
@@ -67,6 +59,24 @@ pub fn plan(
     keep.extend(active_now);
     scale_down_old(p, strategy, &keep);
     p.delete_old_sets(hash);
+
+    // The pods behind the active Service carry activeMetadata; the new version's pods, while it
+    // is only previewed, previewMetadata.
+    let active = p
+        .status
+        .blue_green
+        .as_ref()
+        .and_then(|b| b.active_selector.clone());
+    let previewing = updating && !aborted;
+    metadata::sync(p, |set| {
+        if Some(&set.hash) == active.as_ref() {
+            strategy.active_metadata.clone()
+        } else if previewing && set.hash == hash {
+            strategy.preview_metadata.clone()
+        } else {
+            None
+        }
+    });
 }
 
 /// No update in flight: the first deployment, a settled rollout, or a template set back to the
@@ -159,6 +169,7 @@ fn update(
                 if let Some(rule) = strategy.anti_affinity.as_ref() {
                     add_anti_affinity(&mut rs, rule, stable);
                 }
+                metadata::stamp(&mut rs, strategy.preview_metadata.as_ref());
                 p.create_set(rs);
             }
             Some(set) => {
@@ -429,52 +440,6 @@ fn ready(set: &SetView, n: i32) -> bool {
 /// Exactly `desired` pods, all available, none extra: the only set the active Service may select.
 pub fn fully_available(set: &SetView, desired: i32) -> bool {
     set.replicas == desired && set.available >= desired && set.pods <= desired
-}
-
-/// Keeps the new version's pods away from the nodes of the stable version's pods.
-fn add_anti_affinity(rs: &mut ReplicaSet, rule: &AntiAffinity, stable: &str) {
-    let term = PodAffinityTerm {
-        label_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                POD_TEMPLATE_HASH_LABEL.to_string(),
-                stable.to_string(),
-            )])),
-            ..LabelSelector::default()
-        }),
-        topology_key: "kubernetes.io/hostname".into(),
-        ..PodAffinityTerm::default()
-    };
-    let Some(pod) = rs
-        .spec
-        .as_mut()
-        .and_then(|s| s.template.as_mut())
-        .and_then(|t| t.spec.as_mut())
-    else {
-        return;
-    };
-    let anti = pod
-        .affinity
-        .get_or_insert_with(Affinity::default)
-        .pod_anti_affinity
-        .get_or_insert_with(PodAntiAffinity::default);
-    if let Some(preferred) = rule
-        .preferred_during_scheduling_ignored_during_execution
-        .as_ref()
-    {
-        anti.preferred_during_scheduling_ignored_during_execution
-            .get_or_insert_with(Vec::new)
-            .push(WeightedPodAffinityTerm {
-                weight: preferred.weight,
-                pod_affinity_term: term,
-            });
-    } else if rule
-        .required_during_scheduling_ignored_during_execution
-        .is_some()
-    {
-        anti.required_during_scheduling_ignored_during_execution
-            .get_or_insert_with(Vec::new)
-            .push(term);
-    }
 }
 
 /// When an old set may be scaled down, as the annotation writes it.

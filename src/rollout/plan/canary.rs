@@ -9,9 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::{
-    EventType, Planner,
+    EventType, Planner, metadata,
     replicas::{Limits, ScaleInput, SetCounts, canary_for_weight, next_scale, reached},
-    replicasets::{SetView, steps_hash},
+    replicasets::{SetView, add_anti_affinity, steps_hash},
 };
 use crate::api::{CanaryStep, CanaryStrategy, PauseCondition, PauseReason, SetCanaryScale};
 
@@ -128,6 +128,7 @@ pub fn plan(
     if !user_paused || aborted {
         scale(
             p,
+            strategy,
             &input,
             template,
             hash,
@@ -153,6 +154,15 @@ pub fn plan(
         (strategy.stable_service.as_ref(), &stable_now),
         (strategy.canary_service.as_ref(), &canary_hash),
     ]);
+    metadata::sync(p, |set| {
+        if set.hash == stable_now {
+            strategy.stable_metadata.clone()
+        } else if set.hash == hash && !aborted {
+            strategy.canary_metadata.clone()
+        } else {
+            None
+        }
+    });
 }
 
 /// Pods and availability of the canary, the stable, and the older sets.
@@ -346,6 +356,7 @@ pub fn targets_at(steps: &[CanaryStep], index: i32, desired: i32, limits: Limits
 /// Creates the new set or scales every set one safe move toward the targets.
 fn scale(
     p: &mut Planner<'_>,
+    strategy: &CanaryStrategy,
     input: &ScaleInput<'_>,
     template: &PodTemplateSpec,
     hash: &str,
@@ -376,7 +387,13 @@ fn scale(
     }
     // An aborted version is not brought back: it stays at zero until retried.
     if new_set.is_none() && !aborted {
-        let rs = p.new_set(template, hash, next.canary);
+        let mut rs = p.new_set(template, hash, next.canary);
+        if let Some(stable) = stable {
+            if let Some(rule) = strategy.anti_affinity.as_ref() {
+                add_anti_affinity(&mut rs, rule, stable);
+            }
+            metadata::stamp(&mut rs, strategy.canary_metadata.as_ref());
+        }
         p.create_set(rs);
     }
     for (set, to) in moves.iter().filter(|(set, to)| *to > set.replicas) {

@@ -7,6 +7,7 @@
 
 pub mod bluegreen;
 pub mod canary;
+pub mod metadata;
 pub mod replicas;
 pub mod replicasets;
 pub mod restart;
@@ -77,6 +78,18 @@ pub enum Action {
         /// The pod.
         name: String,
     },
+    /// Give a version's pod template and pods the ephemeral metadata of their role, removing
+    /// what an earlier role put there.
+    SetPodMetadata {
+        /// The ReplicaSet.
+        name: String,
+        /// Its pod-template-hash (selects its pods).
+        hash: String,
+        /// The metadata its pods get.
+        wanted: crate::api::PodTemplateMetadata,
+        /// The metadata its pods carry now.
+        previous: crate::api::PodTemplateMetadata,
+    },
     /// Point a Service at one version: set its pod-template-hash selector and mark it managed.
     PointService {
         /// The Service.
@@ -107,6 +120,11 @@ impl std::fmt::Display for Action {
             Action::PointService { service, hash } => {
                 write!(f, "point Service {service} at pod-template-hash {hash}")
             }
+            Action::SetPodMetadata { name, wanted, .. } => write!(
+                f,
+                "set the ephemeral metadata of ReplicaSet {name}'s pods to labels {:?}, annotations {:?}",
+                wanted.labels, wanted.annotations
+            ),
         }
     }
 }

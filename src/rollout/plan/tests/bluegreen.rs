@@ -514,3 +514,71 @@ proptest! {
         prop_assert_eq!(active(&sim), current);
     }
 }
+
+#[test]
+fn active_and_preview_metadata_follow_the_role_of_each_set() {
+    let mut sim = deployed_bg(
+        serde_json::json!({
+            "autoPromotionEnabled": false,
+            "activeMetadata": { "labels": { "role": "active" } },
+            "previewMetadata": { "labels": { "role": "preview" }, "annotations": { "preview": "yes" } }
+        }),
+        2,
+    );
+    let role = |sim: &Sim, image: &str| {
+        let hash = sim.hash_of(image);
+        sim.sets
+            .iter()
+            .filter_map(SetView::of)
+            .find(|s| s.hash == hash)
+            .map(|s| s.ephemeral)
+            .expect("the set")
+    };
+    assert_eq!(
+        role(&sim, "web:1").labels.get("role").map(String::as_str),
+        Some("active")
+    );
+    sim.set_image("web:2");
+    let created = sim.reconcile();
+    let Some(Action::CreateReplicaSet(rs)) = created.actions.first() else {
+        panic!("{:?}", created.actions)
+    };
+    let labels = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        labels.get("role").map(String::as_str),
+        Some("preview"),
+        "new pods start as preview"
+    );
+    sim.run(10);
+    assert_eq!(
+        role(&sim, "web:2").labels.get("role").map(String::as_str),
+        Some("preview")
+    );
+    assert_eq!(
+        role(&sim, "web:1").labels.get("role").map(String::as_str),
+        Some("active")
+    );
+
+    promote(&mut sim);
+    let switched = sim.reconcile();
+    assert!(switched.actions.iter().any(|a| matches!(a,
+        Action::SetPodMetadata { wanted, previous, .. }
+            if wanted.labels.get("role").map(String::as_str) == Some("active")
+            && previous.annotations.contains_key("preview"))));
+    let new = role(&sim, "web:2");
+    assert_eq!(new.labels.get("role").map(String::as_str), Some("active"));
+    assert!(
+        new.annotations.is_empty(),
+        "preview annotations removed: {new:?}"
+    );
+    assert!(
+        role(&sim, "web:1").labels.is_empty(),
+        "the old set is no longer active"
+    );
+}

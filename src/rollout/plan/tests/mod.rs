@@ -138,6 +138,17 @@ impl Sim {
                         .expect("evicting a pod that exists");
                     pod.deleting = true;
                 }
+                Action::SetPodMetadata { name, wanted, .. } => {
+                    let rs = self
+                        .sets
+                        .iter_mut()
+                        .find(|s| s.name_any() == *name)
+                        .expect("labelling a ReplicaSet that exists");
+                    rs.annotations_mut().insert(
+                        crate::rollout::plan::metadata::EPHEMERAL_ANNOTATION.into(),
+                        serde_json::to_string(wanted).expect("json"),
+                    );
+                }
                 Action::PointService { service, hash } => {
                     let view = self
                         .services
