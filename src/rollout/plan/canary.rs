@@ -126,16 +126,13 @@ pub fn plan(
     }
 
     if !user_paused || aborted {
-        scale(
-            p,
+        let new = NewVersion {
             strategy,
-            &input,
             template,
             hash,
-            new_set.as_ref(),
-            stable_hash.as_deref(),
-            aborted,
-        );
+            set: new_set.as_ref(),
+        };
+        scale(p, &input, &new, stable_hash.as_deref(), aborted);
     }
     p.delete_old_sets(hash);
 
@@ -353,17 +350,28 @@ pub fn targets_at(steps: &[CanaryStep], index: i32, desired: i32, limits: Limits
     (canary.min(room), stable)
 }
 
+/// The version being rolled out: what its ReplicaSet is made from, and that set if it exists.
+struct NewVersion<'a> {
+    strategy: &'a CanaryStrategy,
+    template: &'a PodTemplateSpec,
+    hash: &'a str,
+    set: Option<&'a SetView>,
+}
+
 /// Creates the new set or scales every set one safe move toward the targets.
 fn scale(
     p: &mut Planner<'_>,
-    strategy: &CanaryStrategy,
     input: &ScaleInput<'_>,
-    template: &PodTemplateSpec,
-    hash: &str,
-    new_set: Option<&SetView>,
+    new: &NewVersion<'_>,
     stable: Option<&str>,
     aborted: bool,
 ) {
+    let NewVersion {
+        strategy,
+        template,
+        hash,
+        set: new_set,
+    } = *new;
     let next = next_scale(input);
     let stable = stable.filter(|h| *h != hash);
     let mut moves: Vec<(SetView, i32)> = Vec::new();

@@ -192,6 +192,52 @@ pub fn selector_string(selector: &LabelSelector) -> String {
     parts.join(",")
 }
 
+/// Keeps the new version's pods away from the nodes of the stable version's pods.
+pub fn add_anti_affinity(rs: &mut ReplicaSet, rule: &AntiAffinity, stable: &str) {
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                POD_TEMPLATE_HASH_LABEL.to_string(),
+                stable.to_string(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        topology_key: "kubernetes.io/hostname".into(),
+        ..PodAffinityTerm::default()
+    };
+    let Some(pod) = rs
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.as_mut())
+        .and_then(|t| t.spec.as_mut())
+    else {
+        return;
+    };
+    let anti = pod
+        .affinity
+        .get_or_insert_with(Affinity::default)
+        .pod_anti_affinity
+        .get_or_insert_with(PodAntiAffinity::default);
+    if let Some(preferred) = rule
+        .preferred_during_scheduling_ignored_during_execution
+        .as_ref()
+    {
+        anti.preferred_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Vec::new)
+            .push(WeightedPodAffinityTerm {
+                weight: preferred.weight,
+                pod_affinity_term: term,
+            });
+    } else if rule
+        .required_during_scheduling_ignored_during_execution
+        .is_some()
+    {
+        anti.required_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Vec::new)
+            .push(term);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,51 +339,5 @@ mod tests {
             selector_string(&selector),
             "app=web,tier=front,env in (prod,stage)"
         );
-    }
-}
-
-/// Keeps the new version's pods away from the nodes of the stable version's pods.
-pub fn add_anti_affinity(rs: &mut ReplicaSet, rule: &AntiAffinity, stable: &str) {
-    let term = PodAffinityTerm {
-        label_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                POD_TEMPLATE_HASH_LABEL.to_string(),
-                stable.to_string(),
-            )])),
-            ..LabelSelector::default()
-        }),
-        topology_key: "kubernetes.io/hostname".into(),
-        ..PodAffinityTerm::default()
-    };
-    let Some(pod) = rs
-        .spec
-        .as_mut()
-        .and_then(|s| s.template.as_mut())
-        .and_then(|t| t.spec.as_mut())
-    else {
-        return;
-    };
-    let anti = pod
-        .affinity
-        .get_or_insert_with(Affinity::default)
-        .pod_anti_affinity
-        .get_or_insert_with(PodAntiAffinity::default);
-    if let Some(preferred) = rule
-        .preferred_during_scheduling_ignored_during_execution
-        .as_ref()
-    {
-        anti.preferred_during_scheduling_ignored_during_execution
-            .get_or_insert_with(Vec::new)
-            .push(WeightedPodAffinityTerm {
-                weight: preferred.weight,
-                pod_affinity_term: term,
-            });
-    } else if rule
-        .required_during_scheduling_ignored_during_execution
-        .is_some()
-    {
-        anti.required_during_scheduling_ignored_during_execution
-            .get_or_insert_with(Vec::new)
-            .push(term);
     }
 }
