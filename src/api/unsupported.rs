@@ -28,19 +28,11 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.strategy.canary.trafficRouting.managedRoutes",  |s| router(s, |t| !t.managed_routes.is_empty())),
     ("spec.strategy.canary.trafficRouting.maxTrafficWeight", |s| router(s, |t| t.max_traffic_weight.is_some())),
     ("spec.strategy.canary.analysis",                      |s| canary(s, |c| c.analysis.is_some())),
-    ("spec.strategy.canary.antiAffinity",                  |s| canary(s, |c| c.anti_affinity.is_some())),
-    ("spec.strategy.canary.canaryMetadata",                |s| canary(s, |c| c.canary_metadata.is_some())),
-    ("spec.strategy.canary.stableMetadata",                |s| canary(s, |c| c.stable_metadata.is_some())),
     ("spec.strategy.canary.pingPong",                      |s| canary(s, |c| c.ping_pong.is_some())),
     ("spec.strategy.canary.dynamicStableScale",            |s| canary(s, |c| c.dynamic_stable_scale == Some(true))),
     ("spec.strategy.canary.minPodsPerReplicaSet",          |s| canary(s, |c| c.min_pods_per_replica_set.is_some())),
-    ("spec.strategy.canary.scaleDownDelayRevisionLimit",   |s| canary(s, |c| c.scale_down_delay_revision_limit.is_some())),
     ("spec.strategy.blueGreen.prePromotionAnalysis",       |s| blue_green(s, |b| b.pre_promotion_analysis.is_some())),
     ("spec.strategy.blueGreen.postPromotionAnalysis",      |s| blue_green(s, |b| b.post_promotion_analysis.is_some())),
-    ("spec.strategy.blueGreen.antiAffinity",               |s| blue_green(s, |b| b.anti_affinity.is_some())),
-    ("spec.strategy.blueGreen.activeMetadata",             |s| blue_green(s, |b| b.active_metadata.is_some())),
-    ("spec.strategy.blueGreen.previewMetadata",            |s| blue_green(s, |b| b.preview_metadata.is_some())),
-    ("spec.strategy.blueGreen.scaleDownDelayRevisionLimit", |s| blue_green(s, |b| b.scale_down_delay_revision_limit.is_some())),
 ];
 
 /// Canary step kinds Sluice does not execute yet.

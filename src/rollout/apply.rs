@@ -1,19 +1,21 @@
 //! Carries out a [`Plan`]: thin and idempotent. Every write is counted in the metrics, so the
 //! cost of each step can be read off `/metrics`.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::{
     apps::v1::ReplicaSet,
     core::v1::{Pod, Service},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, EvictParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
-use super::plan::{Action, Plan};
+use super::plan::{Action, Plan, metadata::EPHEMERAL_ANNOTATION};
 use crate::{
-    api::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, Rollout},
+    api::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout},
     error::{Error, is_already_exists, is_conflict, is_not_found},
     metrics::Metrics,
 };
@@ -92,6 +94,24 @@ pub async fn apply_actions(
                         .map_err(|source| write_error(format!("evicting pod {name}"), source))?,
                 }
             }
+            Action::SetPodMetadata {
+                name,
+                hash,
+                wanted,
+                previous,
+            } => {
+                set_pod_metadata(
+                    &sets,
+                    &pods,
+                    &patch_params,
+                    metrics,
+                    name,
+                    hash,
+                    wanted,
+                    previous,
+                )
+                .await?;
+            }
             Action::PointService { service, hash } => {
                 // A merge patch adds one key to the selector and leaves the keys the user (or Helm,
                 // or Argo CD) wrote alone; the selector map is atomic for server-side apply.
@@ -109,6 +129,95 @@ pub async fn apply_actions(
             }
         }
     }
+    Ok(())
+}
+
+/// Moves a version's ephemeral metadata: the pod template first (so pods created meanwhile get
+/// it), then each pod, then the record on the ReplicaSet, so a failure half-way is retried whole.
+#[allow(clippy::too_many_arguments)]
+async fn set_pod_metadata(
+    sets: &Api<ReplicaSet>,
+    pods: &Api<Pod>,
+    params: &PatchParams,
+    metrics: &Metrics,
+    name: &str,
+    hash: &str,
+    wanted: &PodTemplateMetadata,
+    previous: &PodTemplateMetadata,
+) -> Result<(), Error> {
+    let change = |wanted: &BTreeMap<String, String>, previous: &BTreeMap<String, String>| {
+        let mut map = serde_json::Map::new();
+        for key in previous.keys().filter(|k| !wanted.contains_key(*k)) {
+            map.insert(key.clone(), serde_json::Value::Null);
+        }
+        for (key, value) in wanted {
+            map.insert(key.clone(), value.clone().into());
+        }
+        serde_json::Value::Object(map)
+    };
+    let meta = json!({
+        "labels": change(&wanted.labels, &previous.labels),
+        "annotations": change(&wanted.annotations, &previous.annotations),
+    });
+    let patch = json!({ "spec": { "template": { "metadata": meta } } });
+    let result = sets.patch(name, params, &Patch::Merge(&patch)).await;
+    metrics.api_request("patch", "replicasets", status_code(&result));
+    result.map_err(|source| {
+        write_error(
+            format!("setting the pod template metadata of ReplicaSet {name}"),
+            source,
+        )
+    })?;
+
+    let selector = ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}"));
+    let listed = pods.list_metadata(&selector).await;
+    metrics.api_request("list", "pods", status_code(&listed));
+    let listed = listed
+        .map_err(|source| write_error(format!("listing the pods of ReplicaSet {name}"), source))?;
+    let patch = json!({ "metadata": meta });
+    for pod in listed.items {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+        let done = wanted.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && wanted
+                .annotations
+                .iter()
+                .all(|(k, v)| annotations.get(k) == Some(v))
+            && previous
+                .labels
+                .keys()
+                .all(|k| wanted.labels.contains_key(k) || !labels.contains_key(k))
+            && previous
+                .annotations
+                .keys()
+                .all(|k| wanted.annotations.contains_key(k) || !annotations.contains_key(k));
+        if done {
+            continue;
+        }
+        let pod_name = pod.name_any();
+        let result = pods.patch(&pod_name, params, &Patch::Merge(&patch)).await;
+        metrics.api_request("patch", "pods", status_code(&result));
+        match result {
+            Err(e) if is_not_found(&e) => {}
+            other => other.map(drop).map_err(|source| {
+                write_error(format!("setting the metadata of pod {pod_name}"), source)
+            })?,
+        }
+    }
+
+    let record = serde_json::to_string(wanted).unwrap_or_default();
+    let patch = json!({ "metadata": { "annotations": { EPHEMERAL_ANNOTATION: record } } });
+    let result = sets.patch(name, params, &Patch::Merge(&patch)).await;
+    metrics.api_request("patch", "replicasets", status_code(&result));
+    result.map_err(|source| {
+        write_error(
+            format!("recording the pod metadata of ReplicaSet {name}"),
+            source,
+        )
+    })?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: Sluice's main job on the local cluster, start to finish.
 //!
 //! Brings the cluster up, installs the CRDs, starts the controller, applies
-//! `examples/canary.yaml`, changes its image, and prints each step of the canary as the
+//! `examples/canary.yaml` (or `examples/bluegreen.yaml`), changes its image, and prints each stage as the
 //! controller takes it, promoting the indefinite pause as a person would. The cluster stays up
 //! afterwards, with the rollout in it, to look around.
 
@@ -26,11 +26,44 @@ use sluice::api::{POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutPhase, R
 use crate::{cluster, crds, gobuild, paths};
 
 const NAMESPACE: &str = "sluice-demo";
-const ROLLOUT: &str = "guestbook";
-const NEW_IMAGE: &str = "ghcr.io/example/guestbook:1.1";
 
-/// Runs the demo; fails if the canary does not finish within five minutes.
-pub async fn run() -> Result<()> {
+/// Which example the demo walks through.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum Scenario {
+    /// `examples/canary.yaml`: steps, weights, a timed and an indefinite pause.
+    #[default]
+    Canary,
+    /// `examples/bluegreen.yaml`: preview, promotion, the active switch, the scale-down delay.
+    Bluegreen,
+}
+
+impl Scenario {
+    fn example(self) -> &'static str {
+        match self {
+            Self::Canary => "examples/canary.yaml",
+            Self::Bluegreen => "examples/bluegreen.yaml",
+        }
+    }
+
+    fn rollout(self) -> &'static str {
+        match self {
+            Self::Canary => "guestbook",
+            Self::Bluegreen => "checkout",
+        }
+    }
+
+    fn new_image(self) -> &'static str {
+        match self {
+            Self::Canary => "ghcr.io/example/guestbook:1.1",
+            Self::Bluegreen => "ghcr.io/example/checkout:2.4.0",
+        }
+    }
+}
+
+/// Runs the demo; fails if the rollout does not finish within five minutes.
+pub async fn run(scenario: Scenario) -> Result<()> {
+    let (example, rollout, new_image) =
+        (scenario.example(), scenario.rollout(), scenario.new_image());
     let started = Instant::now();
     cluster::up(&cluster::UpOptions::default()).await?;
     let client = cluster::ready(&paths::kubeconfig()).await?;
@@ -41,34 +74,34 @@ pub async fn run() -> Result<()> {
     let mut controller = Controller::start()?;
     fresh_namespace(&client).await?;
 
-    println!("==> kubectl apply -n {NAMESPACE} -f examples/canary.yaml");
+    println!("==> kubectl apply -n {NAMESPACE} -f {example}");
     gobuild::run(
         Command::new(&kubectl)
             .arg("--kubeconfig")
             .arg(paths::kubeconfig())
             .args(["apply", "-n", NAMESPACE, "-f"])
-            .arg(paths::repo_root().join("examples/canary.yaml")),
+            .arg(paths::repo_root().join(example)),
     )?;
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), NAMESPACE);
-    let first = follow(&rollouts, &sets, &mut controller, |r| {
+    let first = follow(rollout, &rollouts, &sets, &mut controller, |r| {
         status(r).phase == Some(RolloutPhase::Healthy) && status(r).stable_rs.is_some()
     })
     .await?;
     let old = status(&first).stable_rs.unwrap_or_default();
 
-    println!("\n==> a new version: the image becomes {NEW_IMAGE}");
-    // What `kubectl sluice set image guestbook guestbook=…` writes.
+    println!("\n==> a new version: the image becomes {new_image}");
+    // What `kubectl sluice set image <rollout> <container>=…` writes.
     let patch = serde_json::from_value(json!([{
         "op": "replace",
         "path": "/spec/template/spec/containers/0/image",
-        "value": NEW_IMAGE
+        "value": new_image
     }]))?;
     rollouts
-        .patch(ROLLOUT, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .patch(rollout, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await
         .context("changing the image")?;
-    let done = follow(&rollouts, &sets, &mut controller, |r| {
+    let done = follow(rollout, &rollouts, &sets, &mut controller, |r| {
         status(r).phase == Some(RolloutPhase::Healthy)
             && status(r).stable_rs.as_deref().is_some_and(|s| s != old)
     })
@@ -76,7 +109,7 @@ pub async fn run() -> Result<()> {
     controller.stop();
 
     println!(
-        "\n==> done in {:.0?}: {ROLLOUT} runs {NEW_IMAGE} on ReplicaSet {ROLLOUT}-{}, phase Healthy.",
+        "\n==> done in {:.0?}: {rollout} runs {new_image} on ReplicaSet {rollout}-{}, phase Healthy.",
         started.elapsed(),
         status(&done).stable_rs.unwrap_or_default()
     );
@@ -90,12 +123,13 @@ pub async fn run() -> Result<()> {
 /// Prints the rollout each time what a person watches changes, promotes indefinite pauses, and
 /// returns once `done` holds.
 async fn follow(
+    name: &str,
     rollouts: &Api<Rollout>,
     sets: &Api<ReplicaSet>,
     controller: &mut Controller,
     done: impl Fn(&Rollout) -> bool,
 ) -> Result<Rollout> {
-    let config = watcher::Config::default().fields(&format!("metadata.name={ROLLOUT}"));
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = std::pin::pin!(watcher(rollouts.clone(), config).applied_objects());
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut last = String::new();
@@ -121,21 +155,28 @@ async fn follow(
         if done(&rollout) {
             return Ok(rollout);
         }
-        let waits_for_promote = status(&rollout)
+        let reasons: Vec<PauseReason> = status(&rollout)
             .pause_conditions
             .iter()
-            .any(|c| c.reason == PauseReason::CanaryPauseStep)
-            && step_is_indefinite_pause(&rollout);
-        let step = status(&rollout).current_step_index;
+            .map(|c| c.reason)
+            .collect();
+        let waits_for_promote = (reasons.contains(&PauseReason::CanaryPauseStep)
+            && step_is_indefinite_pause(&rollout))
+            || (reasons.contains(&PauseReason::BlueGreenPause)
+                && rollout
+                    .spec
+                    .blue_green()
+                    .is_some_and(|b| !b.auto_promotes()));
+        let step = status(&rollout)
+            .current_step_index
+            .or(status(&rollout).blue_green.as_ref().map(|_| -1));
         if waits_for_promote && promoted != step {
             promoted = step;
             tokio::time::sleep(Duration::from_secs(2)).await;
-            println!(
-                "  -> paused until promoted; promoting (as `kubectl sluice promote {ROLLOUT}`)"
-            );
+            println!("  -> paused until promoted; promoting (as `kubectl sluice promote {name}`)");
             rollouts
                 .patch_status(
-                    ROLLOUT,
+                    name,
                     &PatchParams::default(),
                     &Patch::Merge(json!({ "status": { "pauseConditions": null } })),
                 )
@@ -155,33 +196,50 @@ fn step_is_indefinite_pause(rollout: &Rollout) -> bool {
     value.is_some_and(|v| v.get("pause").is_some_and(|p| p.get("duration").is_none()))
 }
 
-/// One line: phase, step, weights and pods per version.
+/// One line: phase, step and weights (canary) or what each Service selects (blue/green), and
+/// pods per version.
 fn describe(rollout: &Rollout, replicas: &BTreeMap<String, (i32, i32)>) -> String {
     let s = status(rollout);
-    let steps = rollout.spec.canary().map_or(0, |c| c.steps.len());
-    let weight = s
-        .canary
-        .as_ref()
-        .and_then(|c| c.weights.as_ref())
-        .map_or(0, |w| w.canary.weight);
+    let bg = s.blue_green.clone().unwrap_or_default();
+    let role = |hash: &str| {
+        if rollout.spec.blue_green().is_some() {
+            let active = bg.active_selector.as_deref() == Some(hash);
+            let preview = bg.preview_selector.as_deref() == Some(hash);
+            match (active, preview) {
+                (true, true) => "active+preview",
+                (true, false) => "active",
+                (false, true) => "preview",
+                (false, false) if s.current_pod_hash.as_deref() == Some(hash) => "new",
+                (false, false) => "old",
+            }
+        } else if s.stable_rs.as_deref() == Some(hash) {
+            "stable"
+        } else {
+            "canary"
+        }
+    };
     let pods = replicas
         .iter()
         .filter(|(_, (spec, _))| *spec > 0)
-        .map(|(hash, (spec, ready))| {
-            let role = if s.stable_rs.as_deref() == Some(hash.as_str()) {
-                "stable"
-            } else {
-                "canary"
-            };
-            format!("{role} {hash} {ready}/{spec}")
-        })
+        .map(|(hash, (spec, ready))| format!("{} {hash} {ready}/{spec}", role(hash)))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "{:<11} step {}/{steps}  canary weight {weight:>3}%  pods: {pods}",
-        s.phase.map_or("-".into(), |p| format!("{p:?}")),
-        s.current_step_index.unwrap_or(0),
-    )
+    let phase = s.phase.map_or("-".into(), |p| format!("{p:?}"));
+    match rollout.spec.canary() {
+        Some(canary) => {
+            let weight = s
+                .canary
+                .as_ref()
+                .and_then(|c| c.weights.as_ref())
+                .map_or(0, |w| w.canary.weight);
+            format!(
+                "{phase:<11} step {}/{}  canary weight {weight:>3}%  pods: {pods}",
+                s.current_step_index.unwrap_or(0),
+                canary.steps.len()
+            )
+        }
+        None => format!("{phase:<11} pods: {pods}"),
+    }
 }
 
 /// Replicas (spec, available) of each ReplicaSet of the rollout, by pod-template-hash.

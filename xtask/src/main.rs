@@ -34,8 +34,12 @@ enum Cmd {
         check: bool,
     },
     /// Sluice's main job on the local cluster: starts it, installs the CRDs, runs the controller
-    /// and walks examples/canary.yaml through its canary steps.
-    Demo,
+    /// and walks an example rollout (canary by default, or bluegreen) to Healthy.
+    Demo {
+        /// The example to walk through.
+        #[arg(value_enum, default_value_t)]
+        scenario: demo::Scenario,
+    },
     /// Benchmarks Sluice against Argo Rollouts v1.9.1 on the local cluster.
     Bench(bench::BenchArgs),
     /// Runs the whole test suite: starts the local cluster, then `cargo test --workspace`.
@@ -68,7 +72,7 @@ async fn main() -> Result<()> {
             ClusterCmd::Build => cluster::build(),
         },
         Cmd::Crds { check } => crds::run(check),
-        Cmd::Demo => demo::run().await,
+        Cmd::Demo { scenario } => demo::run(scenario).await,
         Cmd::Bench(args) => bench::run(&args).await,
         Cmd::Test { args } => test(&args).await,
     }

@@ -73,10 +73,11 @@ The rules the controller needs, and no more: each line is something the code doe
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, patch]
-# Pods: listed while spec.restartAt is pending, and evicted (which honours PodDisruptionBudgets).
+# Pods: listed while spec.restartAt is pending and evicted (which honours PodDisruptionBudgets);
+# listed and patched to move the ephemeral metadata of their role (active/preview, stable/canary).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, patch]
 - apiGroups: [""]
   resources: [pods/eviction]
   verbs: [create]

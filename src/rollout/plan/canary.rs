@@ -9,9 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::{
-    Action, EventType, Planner,
+    EventType, Planner, metadata,
     replicas::{Limits, ScaleInput, SetCounts, canary_for_weight, next_scale, reached},
-    replicasets::{SetView, new_replica_set, steps_hash},
+    replicasets::{SetView, add_anti_affinity, steps_hash},
 };
 use crate::api::{CanaryStep, CanaryStrategy, PauseCondition, PauseReason, SetCanaryScale};
 
@@ -39,14 +39,8 @@ pub fn plan(
         .as_ref()
         .is_some_and(|h| *h != steps_hash);
     if new_revision || steps_changed {
-        // A new version (or new steps) starts over: the old abort, pause and promotion are spent.
-        let status = &mut p.status;
-        status.abort = None;
-        status.aborted_at = None;
-        status.pause_conditions.clear();
-        status.controller_pause = None;
-        status.promote_full = None;
-        status.current_step_index = Some(0);
+        p.start_over();
+        p.status.current_step_index = Some(0);
     }
     p.status.current_pod_hash = Some(hash.to_string());
     p.status.current_step_hash = Some(steps_hash);
@@ -132,17 +126,15 @@ pub fn plan(
     }
 
     if !user_paused || aborted {
-        scale(
-            p,
-            &input,
+        let new = NewVersion {
+            strategy,
             template,
             hash,
-            new_set.as_ref(),
-            stable_hash.as_deref(),
-            aborted,
-        );
+            set: new_set.as_ref(),
+        };
+        scale(p, &input, &new, stable_hash.as_deref(), aborted);
     }
-    delete_old_sets(p, hash);
+    p.delete_old_sets(hash);
 
     let stable_now = p
         .status
@@ -159,6 +151,15 @@ pub fn plan(
         (strategy.stable_service.as_ref(), &stable_now),
         (strategy.canary_service.as_ref(), &canary_hash),
     ]);
+    metadata::sync(p, |set| {
+        if set.hash == stable_now {
+            strategy.stable_metadata.clone()
+        } else if set.hash == hash && !aborted {
+            strategy.canary_metadata.clone()
+        } else {
+            None
+        }
+    });
 }
 
 /// Pods and availability of the canary, the stable, and the older sets.
@@ -244,7 +245,7 @@ fn advance(
 
 /// Whether every set holds no more pods than it was scaled to: a step completes on the split it
 /// asked for, not while a scaled-down set still runs (and serves) its extra pods.
-fn settled(sets: &[SetView]) -> bool {
+pub fn settled(sets: &[SetView]) -> bool {
     sets.iter().all(|s| s.pods <= s.replicas.max(0))
 }
 
@@ -349,16 +350,28 @@ pub fn targets_at(steps: &[CanaryStep], index: i32, desired: i32, limits: Limits
     (canary.min(room), stable)
 }
 
+/// The version being rolled out: what its ReplicaSet is made from, and that set if it exists.
+struct NewVersion<'a> {
+    strategy: &'a CanaryStrategy,
+    template: &'a PodTemplateSpec,
+    hash: &'a str,
+    set: Option<&'a SetView>,
+}
+
 /// Creates the new set or scales every set one safe move toward the targets.
 fn scale(
     p: &mut Planner<'_>,
     input: &ScaleInput<'_>,
-    template: &PodTemplateSpec,
-    hash: &str,
-    new_set: Option<&SetView>,
+    new: &NewVersion<'_>,
     stable: Option<&str>,
     aborted: bool,
 ) {
+    let NewVersion {
+        strategy,
+        template,
+        hash,
+        set: new_set,
+    } = *new;
     let next = next_scale(input);
     let stable = stable.filter(|h| *h != hash);
     let mut moves: Vec<(SetView, i32)> = Vec::new();
@@ -378,67 +391,20 @@ fn scale(
     // Scale-downs first: each write lands on its own, and between them the pods must stay within
     // maxSurge (a scale-up written before the matching scale-down would exceed it).
     for (set, to) in moves.iter().filter(|(set, to)| *to < set.replicas) {
-        scale_one(p, set, *to);
+        p.scale_set(set, *to);
     }
     // An aborted version is not brought back: it stays at zero until retried.
     if new_set.is_none() && !aborted {
-        let revision = p.sets.iter().map(|s| s.revision).max().unwrap_or(0) + 1;
-        let rs = new_replica_set(p.rollout, template, hash, next.canary, revision);
-        p.event(
-            EventType::Normal,
-            "NewReplicaSetCreated",
-            format!(
-                "Created ReplicaSet {}-{hash} (revision {revision}) with {} replicas",
-                p.rollout.metadata.name.as_deref().unwrap_or(""),
-                next.canary
-            ),
-        );
-        p.act(Action::CreateReplicaSet(Box::new(rs)));
+        let mut rs = p.new_set(template, hash, next.canary);
+        if let Some(stable) = stable {
+            if let Some(rule) = strategy.anti_affinity.as_ref() {
+                add_anti_affinity(&mut rs, rule, stable);
+            }
+            metadata::stamp(&mut rs, strategy.canary_metadata.as_ref());
+        }
+        p.create_set(rs);
     }
     for (set, to) in moves.iter().filter(|(set, to)| *to > set.replicas) {
-        scale_one(p, set, *to);
-    }
-}
-
-fn scale_one(p: &mut Planner<'_>, set: &SetView, to: i32) {
-    if set.replicas == to {
-        return;
-    }
-    let direction = if to > set.replicas { "up" } else { "down" };
-    p.event(
-        EventType::Normal,
-        "ScalingReplicaSet",
-        format!(
-            "Scaled {direction} ReplicaSet {} (revision {}) from {} to {to}",
-            set.name, set.revision, set.replicas
-        ),
-    );
-    p.act(Action::ScaleReplicaSet {
-        name: set.name.clone(),
-        from: set.replicas,
-        to,
-    });
-}
-
-/// Deletes scaled-down old sets beyond `revisionHistoryLimit`, oldest first.
-fn delete_old_sets(p: &mut Planner<'_>, hash: &str) {
-    let keep = usize::try_from(p.rollout.spec.history_limit()).unwrap_or(0);
-    let stable = p.status.stable_rs.clone();
-    let idle: Vec<String> = p
-        .sets
-        .iter()
-        .filter(|s| {
-            s.hash != hash && Some(&s.hash) != stable.as_ref() && s.replicas == 0 && s.pods == 0
-        })
-        .map(|s| s.name.clone())
-        .collect();
-    // `sets` is sorted newest first, so the ones past `keep` are the oldest.
-    for name in idle.into_iter().skip(keep) {
-        p.act(Action::DeleteReplicaSet { name: name.clone() });
-        p.event(
-            EventType::Normal,
-            "ReplicaSetDeleted",
-            format!("Deleted old ReplicaSet {name} beyond the revision history limit"),
-        );
+        p.scale_set(set, *to);
     }
 }

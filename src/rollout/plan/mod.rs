@@ -5,7 +5,9 @@
 //! report, the events to record, and when to look again. Everything that matters is read back
 //! from the cluster on the next call, so a restarted controller decides exactly the same.
 
+pub mod bluegreen;
 pub mod canary;
+pub mod metadata;
 pub mod replicas;
 pub mod replicasets;
 pub mod restart;
@@ -19,7 +21,8 @@ use kube::ResourceExt;
 
 use self::replicasets::SetView;
 use crate::api::{
-    POD_TEMPLATE_HASH_LABEL, ProblemKind, Rollout, RolloutStatus, SpecProblem, Strategy, validate,
+    IntOrPercent, POD_TEMPLATE_HASH_LABEL, ProblemKind, Rollout, RolloutStatus, SpecProblem,
+    Strategy, validate,
 };
 
 /// What the cluster holds for one rollout, as read by `observe`.
@@ -75,6 +78,18 @@ pub enum Action {
         /// The pod.
         name: String,
     },
+    /// Give a version's pod template and pods the ephemeral metadata of their role, removing
+    /// what an earlier role put there.
+    SetPodMetadata {
+        /// The ReplicaSet.
+        name: String,
+        /// Its pod-template-hash (selects its pods).
+        hash: String,
+        /// The metadata its pods get.
+        wanted: crate::api::PodTemplateMetadata,
+        /// The metadata its pods carry now.
+        previous: crate::api::PodTemplateMetadata,
+    },
     /// Point a Service at one version: set its pod-template-hash selector and mark it managed.
     PointService {
         /// The Service.
@@ -105,6 +120,11 @@ impl std::fmt::Display for Action {
             Action::PointService { service, hash } => {
                 write!(f, "point Service {service} at pod-template-hash {hash}")
             }
+            Action::SetPodMetadata { name, wanted, .. } => write!(
+                f,
+                "set the ephemeral metadata of ReplicaSet {name}'s pods to labels {:?}, annotations {:?}",
+                wanted.labels, wanted.annotations
+            ),
         }
     }
 }
@@ -152,18 +172,29 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
     }
     status::clear_invalid(&mut p.status);
     // validate() guarantees a template (workloadRef is not supported yet) and one strategy.
-    let (Some(template), Some(Strategy::Canary(canary))) =
+    let (Some(template), Some(strategy)) =
         (rollout.spec.template.as_ref(), rollout.spec.strategy())
     else {
         return p.finish(None);
     };
     let hash = current_hash(&mut p, template);
-    canary::plan(&mut p, canary, template, &hash);
-    let limits = replicas::Limits::resolve(
-        rollout.spec.desired_replicas(),
-        &canary.max_surge_or_default(),
-        &canary.max_unavailable_or_default(),
-    );
+    let desired = rollout.spec.desired_replicas();
+    let limits = match strategy {
+        Strategy::Canary(canary) => {
+            canary::plan(&mut p, canary, template, &hash);
+            replicas::Limits::resolve(
+                desired,
+                &canary.max_surge_or_default(),
+                &canary.max_unavailable_or_default(),
+            )
+        }
+        Strategy::BlueGreen(blue_green) => {
+            bluegreen::plan(&mut p, blue_green, template, &hash);
+            // Blue/green surges a whole version; a restart may take down maxUnavailable pods.
+            let unavailable = blue_green.max_unavailable.unwrap_or(IntOrPercent::Int(0));
+            replicas::Limits::resolve(desired, &IntOrPercent::Percent(100), &unavailable)
+        }
+    };
     restart::plan(&mut p, observed.pods.as_deref(), limits);
     p.finish(Some(&hash))
 }
@@ -225,6 +256,32 @@ fn current_hash(
     }
 }
 
+/// Why a Service cannot be handed to this rollout: another rollout manages it, or its selector
+/// (apart from the pod-template-hash Sluice sets) does not select this rollout's pods, so
+/// pointing it here would serve nothing, or serve someone else's pods.
+fn service_conflict(
+    view: &ServiceView,
+    labels: &BTreeMap<String, String>,
+    rollout: &str,
+) -> Option<String> {
+    if let Some(owner) = view.managed_by.as_deref().filter(|o| *o != rollout) {
+        return Some(format!("is already managed by Rollout {owner:?}"));
+    }
+    let foreign: Vec<String> = view
+        .selector
+        .iter()
+        .filter(|(k, _)| *k != POD_TEMPLATE_HASH_LABEL)
+        .filter(|(k, v)| labels.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    (!foreign.is_empty()).then(|| {
+        format!(
+            "selector {} does not match the pod template's labels",
+            foreign.join(",")
+        )
+    })
+}
+
 /// The working state of one `plan` call.
 pub struct Planner<'a> {
     /// The rollout being planned.
@@ -268,32 +325,50 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Spec problems, missing Services and strategies not built yet: reasons to touch nothing.
+    /// Spec problems and Services that cannot be pointed at this rollout: reasons to touch
+    /// nothing.
     fn problems(&self) -> Vec<SpecProblem> {
         let mut problems = validate(self.rollout);
-        if self.rollout.spec.blue_green().is_some() && self.rollout.spec.canary().is_none() {
-            problems.push(SpecProblem {
-                field: "spec.strategy.blueGreen".into(),
-                message: "is not supported by Sluice yet".into(),
-                kind: ProblemKind::Unsupported,
-            });
-        }
-        let named = self.rollout.spec.canary().map(|c| {
-            [
-                ("canaryService", &c.canary_service),
-                ("stableService", &c.stable_service),
+        let spec = &self.rollout.spec;
+        let named: Vec<(String, &String)> = match spec.strategy() {
+            Some(Strategy::Canary(c)) => [
+                ("canary.canaryService", c.canary_service.as_ref()),
+                ("canary.stableService", c.stable_service.as_ref()),
             ]
-        });
-        for (field, name) in named.into_iter().flatten() {
-            if let Some(name) = name.as_deref().filter(|n| !n.is_empty())
-                && matches!(self.observed.services.get(name), Some(None))
-            {
-                problems.push(SpecProblem {
-                    field: format!("spec.strategy.canary.{field}"),
-                    message: format!("Service {name:?} not found"),
-                    kind: ProblemKind::Invalid,
-                });
-            }
+            .into_iter()
+            .filter_map(|(f, n)| Some((f.to_string(), n?)))
+            .collect(),
+            Some(Strategy::BlueGreen(b)) => [
+                ("blueGreen.activeService", Some(&b.active_service)),
+                ("blueGreen.previewService", b.preview_service.as_ref()),
+            ]
+            .into_iter()
+            .filter_map(|(f, n)| Some((f.to_string(), n?)))
+            .collect(),
+            None => Vec::new(),
+        };
+        let labels = spec
+            .template
+            .as_ref()
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        let me = self.rollout.name_any();
+        for (field, name) in named.into_iter().filter(|(_, n)| !n.is_empty()) {
+            let field = format!("spec.strategy.{field}");
+            let message = match self.observed.services.get(name.as_str()) {
+                Some(None) => format!("Service {name:?} not found"),
+                Some(Some(view)) => match service_conflict(view, &labels, &me) {
+                    Some(message) => format!("Service {name:?} {message}"),
+                    None => continue,
+                },
+                None => continue,
+            };
+            problems.push(SpecProblem {
+                field,
+                message,
+                kind: ProblemKind::Invalid,
+            });
         }
         problems
     }
@@ -370,6 +445,94 @@ impl<'a> Planner<'a> {
                     ),
                 );
             }
+        }
+    }
+
+    /// The ReplicaSet of a new version with `replicas` pods, at the next revision.
+    pub fn new_set(
+        &self,
+        template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+        hash: &str,
+        replicas: i32,
+    ) -> ReplicaSet {
+        let revision = self.sets.iter().map(|s| s.revision).max().unwrap_or(0) + 1;
+        replicasets::new_replica_set(self.rollout, template, hash, replicas, revision)
+    }
+
+    /// Creates a ReplicaSet made by [`Planner::new_set`].
+    pub fn create_set(&mut self, rs: ReplicaSet) {
+        let spec = rs.spec.as_ref();
+        let replicas = spec.and_then(|s| s.replicas).unwrap_or(0);
+        let revision = rs
+            .annotations()
+            .get(replicasets::REVISION_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        self.event(
+            EventType::Normal,
+            "NewReplicaSetCreated",
+            format!(
+                "Created ReplicaSet {} (revision {revision}) with {replicas} replicas",
+                rs.name_any()
+            ),
+        );
+        self.act(Action::CreateReplicaSet(Box::new(rs)));
+    }
+
+    /// Scales one ReplicaSet to `to` pods, unless it is there already.
+    pub fn scale_set(&mut self, set: &SetView, to: i32) {
+        if set.replicas == to {
+            return;
+        }
+        let direction = if to > set.replicas { "up" } else { "down" };
+        self.event(
+            EventType::Normal,
+            "ScalingReplicaSet",
+            format!(
+                "Scaled {direction} ReplicaSet {} (revision {}) from {} to {to}",
+                set.name, set.revision, set.replicas
+            ),
+        );
+        self.act(Action::ScaleReplicaSet {
+            name: set.name.clone(),
+            from: set.replicas,
+            to,
+        });
+    }
+
+    /// Deletes scaled-down old sets beyond `revisionHistoryLimit`, oldest first.
+    pub fn delete_old_sets(&mut self, hash: &str) {
+        let keep = usize::try_from(self.rollout.spec.history_limit()).unwrap_or(0);
+        let stable = self.status.stable_rs.clone();
+        let idle: Vec<String> = self
+            .sets
+            .iter()
+            .filter(|s| {
+                s.hash != hash && Some(&s.hash) != stable.as_ref() && s.replicas == 0 && s.pods == 0
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        // `sets` is sorted newest first, so the ones past `keep` are the oldest.
+        for name in idle.into_iter().skip(keep) {
+            self.act(Action::DeleteReplicaSet { name: name.clone() });
+            self.event(
+                EventType::Normal,
+                "ReplicaSetDeleted",
+                format!("Deleted old ReplicaSet {name} beyond the revision history limit"),
+            );
+        }
+    }
+
+    /// A new version (or new steps) starts over: the old abort, pause and promotion are spent.
+    pub fn start_over(&mut self) {
+        let status = &mut self.status;
+        status.abort = None;
+        status.aborted_at = None;
+        status.pause_conditions.clear();
+        status.controller_pause = None;
+        status.promote_full = None;
+        if let Some(bg) = status.blue_green.as_mut() {
+            bg.scale_up_preview_check_point = None;
         }
     }
 

@@ -6,19 +6,24 @@ use std::collections::BTreeMap;
 use k8s_openapi::{
     api::{
         apps::v1::{ReplicaSet, ReplicaSetSpec},
-        core::v1::PodTemplateSpec,
+        core::v1::{
+            Affinity, PodAffinityTerm, PodAntiAffinity, PodTemplateSpec, WeightedPodAffinityTerm,
+        },
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
 };
 use kube::ResourceExt;
 
-use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use crate::api::{AntiAffinity, POD_TEMPLATE_HASH_LABEL, Rollout};
 
 /// Annotation on a ReplicaSet recording the rollout revision it was created for.
 pub const REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
 /// On a ReplicaSet Sluice adopted (one that Argo Rollouts created): the Sluice hash of the
 /// template it runs, since its hash label is Argo's.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "sluice.dev/template-hash";
+/// On an old blue/green ReplicaSet: when it may be scaled down (RFC 3339), written when the
+/// active Service leaves it, so a restarted controller keeps the same delay.
+pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "argo-rollouts.argoproj.io/scale-down-deadline";
 /// Annotation on a ReplicaSet recording `spec.replicas` of the rollout when it was last scaled.
 pub const DESIRED_REPLICAS_ANNOTATION: &str = "rollout.argoproj.io/desired-replicas";
 
@@ -73,6 +78,10 @@ pub struct SetView {
     pub revision: i64,
     /// The Sluice hash of its template when it was adopted ([`TEMPLATE_HASH_ANNOTATION`]).
     pub template_hash: Option<String>,
+    /// When it may be scaled down ([`SCALE_DOWN_DEADLINE_ANNOTATION`]); unreadable counts as none.
+    pub scale_down_deadline: Option<jiff::Timestamp>,
+    /// The ephemeral metadata its pods carry ([`super::metadata::EPHEMERAL_ANNOTATION`]).
+    pub ephemeral: crate::api::PodTemplateMetadata,
 }
 
 impl SetView {
@@ -93,6 +102,11 @@ impl SetView {
                 .and_then(|r| r.parse().ok())
                 .unwrap_or(0),
             template_hash: rs.annotations().get(TEMPLATE_HASH_ANNOTATION).cloned(),
+            scale_down_deadline: rs
+                .annotations()
+                .get(SCALE_DOWN_DEADLINE_ANNOTATION)
+                .and_then(|t| t.parse().ok()),
+            ephemeral: super::metadata::recorded(rs),
         })
     }
 }
@@ -176,6 +190,52 @@ pub fn selector_string(selector: &LabelSelector) -> String {
         });
     }
     parts.join(",")
+}
+
+/// Keeps the new version's pods away from the nodes of the stable version's pods.
+pub fn add_anti_affinity(rs: &mut ReplicaSet, rule: &AntiAffinity, stable: &str) {
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                POD_TEMPLATE_HASH_LABEL.to_string(),
+                stable.to_string(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        topology_key: "kubernetes.io/hostname".into(),
+        ..PodAffinityTerm::default()
+    };
+    let Some(pod) = rs
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.as_mut())
+        .and_then(|t| t.spec.as_mut())
+    else {
+        return;
+    };
+    let anti = pod
+        .affinity
+        .get_or_insert_with(Affinity::default)
+        .pod_anti_affinity
+        .get_or_insert_with(PodAntiAffinity::default);
+    if let Some(preferred) = rule
+        .preferred_during_scheduling_ignored_during_execution
+        .as_ref()
+    {
+        anti.preferred_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Vec::new)
+            .push(WeightedPodAffinityTerm {
+                weight: preferred.weight,
+                pod_affinity_term: term,
+            });
+    } else if rule
+        .required_during_scheduling_ignored_during_execution
+        .is_some()
+    {
+        anti.required_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Vec::new)
+            .push(term);
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::{Action, EventType, Planner, replicasets::selector_string};
 use crate::api::{
     CanaryStatus, ConditionStatus, RolloutCondition, RolloutConditionType, RolloutPhase,
-    RolloutStatus, TrafficWeights, WeightDestination,
+    RolloutStatus, Strategy, TrafficWeights, WeightDestination,
 };
 
 /// Condition reasons, shared with events and the kubectl plugin.
@@ -405,6 +405,8 @@ fn progressing(
         "old replicas are pending termination"
     } else if available < updated {
         "updated replicas are still becoming available"
+    } else if p.rollout.spec.blue_green().is_some() {
+        "active service cutover pending"
     } else {
         "waiting for rollout to finish steps"
     };
@@ -419,7 +421,9 @@ fn set_phase(status: &mut RolloutStatus, phase: RolloutPhase, message: String) {
 
 fn max_unavailable(p: &Planner<'_>) -> i32 {
     let desired = p.rollout.spec.desired_replicas();
-    p.rollout.spec.canary().map_or(0, |c| {
-        c.max_unavailable_or_default().resolve(desired, false)
-    })
+    match p.rollout.spec.strategy() {
+        Some(Strategy::Canary(c)) => c.max_unavailable_or_default().resolve(desired, false),
+        Some(Strategy::BlueGreen(b)) => b.max_unavailable.map_or(0, |m| m.resolve(desired, false)),
+        None => 0,
+    }
 }

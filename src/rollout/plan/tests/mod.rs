@@ -4,6 +4,7 @@
 //!
 //! This module holds the simulator and the oracle; the tests live in its children.
 
+mod bluegreen;
 mod canary;
 mod properties;
 mod restart;
@@ -21,6 +22,11 @@ use crate::api::{
 
 /// A rollout named `web` in namespace `shop` with `replicas` pods and the given canary strategy.
 fn rollout(replicas: i32, canary: serde_json::Value) -> Rollout {
+    rollout_with(replicas, serde_json::json!({ "canary": canary }))
+}
+
+/// A rollout named `web` in namespace `shop` with `replicas` pods and the given strategy.
+fn rollout_with(replicas: i32, strategy: serde_json::Value) -> Rollout {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
         "metadata": { "name": "web", "namespace": "shop", "uid": "uid-1", "generation": 1 },
@@ -29,7 +35,7 @@ fn rollout(replicas: i32, canary: serde_json::Value) -> Rollout {
             "selector": { "matchLabels": { "app": "web" } },
             "template": { "metadata": { "labels": { "app": "web" } },
                           "spec": { "containers": [{ "name": "web", "image": "web:1" }] } },
-            "strategy": { "canary": canary }
+            "strategy": strategy
         }
     }))
     .expect("a rollout")
@@ -59,16 +65,25 @@ struct Sim {
 impl Sim {
     fn new(rollout: Rollout) -> Self {
         let mut services = BTreeMap::new();
-        if let Some(c) = rollout.spec.canary() {
-            for name in [&c.canary_service, &c.stable_service].into_iter().flatten() {
-                services.insert(
-                    name.clone(),
-                    Some(ServiceView {
-                        selector: BTreeMap::from([("app".into(), "web".into())]),
-                        managed_by: None,
-                    }),
-                );
-            }
+        let named: Vec<String> = match rollout.spec.strategy() {
+            Some(crate::api::Strategy::Canary(c)) => [&c.canary_service, &c.stable_service]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            Some(crate::api::Strategy::BlueGreen(b)) => std::iter::once(b.active_service.clone())
+                .chain(b.preview_service.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        for name in &named {
+            services.insert(
+                name.clone(),
+                Some(ServiceView {
+                    selector: BTreeMap::from([("app".into(), "web".into())]),
+                    managed_by: None,
+                }),
+            );
         }
         Self {
             rollout,
@@ -92,6 +107,7 @@ impl Sim {
             pods: self.pods_listed.clone(),
         };
         let plan = plan(&self.rollout, &observed, self.now);
+        self.check_switches(&plan);
         for action in &plan.actions {
             self.writes += 1;
             match action {
@@ -122,6 +138,17 @@ impl Sim {
                         .expect("evicting a pod that exists");
                     pod.deleting = true;
                 }
+                Action::SetPodMetadata { name, wanted, .. } => {
+                    let rs = self
+                        .sets
+                        .iter_mut()
+                        .find(|s| s.name_any() == *name)
+                        .expect("labelling a ReplicaSet that exists");
+                    rs.annotations_mut().insert(
+                        crate::rollout::plan::metadata::EPHEMERAL_ANNOTATION.into(),
+                        serde_json::to_string(wanted).expect("json"),
+                    );
+                }
                 Action::PointService { service, hash } => {
                     let view = self
                         .services
@@ -148,6 +175,59 @@ impl Sim {
         }
         self.rollout.status = Some(plan.status.clone());
         plan
+    }
+
+    /// Blue/green's promise: the active Service is switched to the current version only when its
+    /// set is fully available, and a set the active Service selects is never scaled down.
+    fn check_switches(&self, plan: &Plan) {
+        let Some(bg) = self.rollout.spec.blue_green() else {
+            return;
+        };
+        let desired = self.rollout.spec.desired_replicas();
+        let current = plan.status.current_pod_hash.clone();
+        let active = self.service_hash(&bg.active_service);
+        for action in &plan.actions {
+            match action {
+                Action::PointService { service, hash }
+                    if *service == bg.active_service && Some(hash) == current.as_ref() =>
+                {
+                    let set = self
+                        .sets
+                        .iter()
+                        .filter_map(SetView::of)
+                        .find(|s| s.hash == *hash)
+                        .expect("switching to a set that exists");
+                    assert!(
+                        super::bluegreen::fully_available(&set, desired),
+                        "the active Service was switched to {set:?}, which is not fully available"
+                    );
+                }
+                Action::ScaleReplicaSet { name, to, .. } => {
+                    let set = self
+                        .sets
+                        .iter()
+                        .filter_map(SetView::of)
+                        .find(|s| s.name == *name)
+                        .expect("scaling a set that exists");
+                    if Some(&set.hash) == active.as_ref() {
+                        assert!(
+                            *to >= desired.min(set.replicas),
+                            "the set the active Service selects was scaled down to {to}: {set:?}"
+                        );
+                    }
+                    if *to == 0
+                        && let Some(deadline) = set.scale_down_deadline
+                    {
+                        assert!(
+                            self.now >= deadline || bg.scale_down_delay_revision_limit.is_some(),
+                            "{} was scaled down before its deadline {deadline}",
+                            set.name
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The ReplicaSet controller and kubelet: pods match spec.replicas, available unless broken.
