@@ -27,6 +27,8 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.strategy.canary.trafficRouting.plugins",        |s| router(s, |t| !t.plugins.is_empty())),
     ("spec.strategy.canary.trafficRouting.managedRoutes",  |s| router(s, |t| !t.managed_routes.is_empty())),
     ("spec.strategy.canary.trafficRouting.maxTrafficWeight", |s| router(s, |t| t.max_traffic_weight.is_some())),
+    // Analysis: the rollout side is built (rollout/plan/analysis.rs), the AnalysisRun controller
+    // that measures is not; until it is, a run would never end, so the spec is refused.
     ("spec.strategy.canary.analysis",                      |s| canary(s, |c| c.analysis.is_some())),
     ("spec.strategy.canary.pingPong",                      |s| canary(s, |c| c.ping_pong.is_some())),
     ("spec.strategy.canary.dynamicStableScale",            |s| canary(s, |c| c.dynamic_stable_scale == Some(true))),

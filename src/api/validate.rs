@@ -271,6 +271,9 @@ fn check_canary(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
                     format!("must be between 0 and 100 (got {w})"),
                 ))
             }
+            CanaryStep::Analysis(analysis) => {
+                check_analysis(&step_field(i, StepKind::Analysis), analysis, problems);
+            }
             CanaryStep::SetCanaryScale(scale) => {
                 if let Some(w) = scale.weight.filter(|w| !(0..=100).contains(w)) {
                     problems.push(SpecProblem::invalid(
@@ -281,6 +284,13 @@ fn check_canary(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
             }
             _ => {}
         }
+    }
+    if let Some(background) = canary.analysis.as_ref() {
+        check_analysis(
+            "spec.strategy.canary.analysis",
+            &background.analysis,
+            problems,
+        );
     }
     if canary.max_surge_or_default().is_zero() && canary.max_unavailable_or_default().is_zero() {
         problems.push(SpecProblem::invalid(
@@ -306,6 +316,28 @@ fn check_canary(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
     }
 }
 
+/// An analysis the rollout starts must name what to run.
+fn check_analysis(
+    field: &str,
+    analysis: &crate::api::RolloutAnalysis,
+    problems: &mut Vec<SpecProblem>,
+) {
+    if analysis.templates.is_empty() {
+        problems.push(SpecProblem::invalid(
+            format!("{field}.templates"),
+            "must name at least one AnalysisTemplate or ClusterAnalysisTemplate",
+        ));
+    }
+    for (i, template) in analysis.templates.iter().enumerate() {
+        if template.template_name.is_empty() {
+            problems.push(SpecProblem::invalid(
+                format!("{field}.templates[{i}].templateName"),
+                "is required",
+            ));
+        }
+    }
+}
+
 /// Services and limits of a blue/green strategy.
 fn check_blue_green(blue_green: &BlueGreenStrategy, problems: &mut Vec<SpecProblem>) {
     if blue_green.active_service.is_empty() {
@@ -321,6 +353,19 @@ fn check_blue_green(blue_green: &BlueGreenStrategy, problems: &mut Vec<SpecProbl
                 blue_green.active_service
             ),
         ));
+    }
+    let runs = [
+        ("prePromotionAnalysis", &blue_green.pre_promotion_analysis),
+        ("postPromotionAnalysis", &blue_green.post_promotion_analysis),
+    ];
+    for (field, analysis) in runs {
+        if let Some(analysis) = analysis {
+            check_analysis(
+                &format!("spec.strategy.blueGreen.{field}"),
+                analysis,
+                problems,
+            );
+        }
     }
     check_at_most_100_percent(
         "spec.strategy.blueGreen.maxUnavailable",

@@ -7,15 +7,25 @@ use k8s_openapi::api::{
     apps::v1::ReplicaSet,
     core::v1::{Pod, Service},
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
-use super::plan::{Action, Plan, metadata::EPHEMERAL_ANNOTATION};
+use super::plan::{
+    Action, Plan,
+    analysis::{NewRun, ROLLOUT_TYPE_LABEL, RunKind, STEP_INDEX_LABEL},
+    metadata::EPHEMERAL_ANNOTATION,
+};
 use crate::{
-    api::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout},
+    analysis::args::{RolloutValues, flatten_templates, lookup_templates, run_spec},
+    api::{
+        AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
+        ClusterAnalysisTemplate, MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
+        PodTemplateMetadata, Rollout,
+    },
     error::{Error, is_already_exists, is_conflict, is_not_found},
     metrics::Metrics,
 };
@@ -94,6 +104,30 @@ pub async fn apply_actions(
                         .map_err(|source| write_error(format!("evicting pod {name}"), source))?,
                 }
             }
+            Action::CreateAnalysisRun(run) => create_run(client, rollout, run, metrics).await?,
+            Action::TerminateAnalysisRun { name } => {
+                let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &namespace);
+                let patch = json!({ "spec": { "terminate": true } });
+                let result = runs.patch(name, &patch_params, &Patch::Merge(&patch)).await;
+                metrics.api_request("patch", "analysisruns", status_code(&result));
+                match result {
+                    Err(e) if is_not_found(&e) => {}
+                    other => other.map(drop).map_err(|source| {
+                        write_error(format!("terminating AnalysisRun {name}"), source)
+                    })?,
+                }
+            }
+            Action::DeleteAnalysisRun { name } => {
+                let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &namespace);
+                let result = runs.delete(name, &DeleteParams::background()).await;
+                metrics.api_request("delete", "analysisruns", status_code(&result));
+                match result {
+                    Err(e) if is_not_found(&e) => {}
+                    other => other.map(drop).map_err(|source| {
+                        write_error(format!("deleting AnalysisRun {name}"), source)
+                    })?,
+                }
+            }
             Action::SetPodMetadata {
                 name,
                 hash,
@@ -128,6 +162,105 @@ pub async fn apply_actions(
                 })?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Creates an AnalysisRun: its templates are read now (a run keeps the metrics it started
+/// with), merged, and given the rollout's arguments. A template or argument that cannot be
+/// resolved still creates the run, in phase Error with the reason, so the rollout reports it
+/// as any failed analysis, and a person sees why on the run.
+async fn create_run(
+    client: &Client,
+    rollout: &Rollout,
+    run: &NewRun,
+    metrics: &Metrics,
+) -> Result<(), Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let templates: Api<AnalysisTemplate> = Api::namespaced(client.clone(), &namespace);
+    let cluster_templates: Api<ClusterAnalysisTemplate> = Api::all(client.clone());
+    let mut found: Vec<(AnalysisTemplateRef, AnalysisTemplateSpec)> = Vec::new();
+    for template in &run.analysis.templates {
+        let name = &template.template_name;
+        let spec = if template.cluster_scope == Some(true) {
+            let got = cluster_templates.get_opt(name).await;
+            metrics.api_request("get", "clusteranalysistemplates", status_code(&got));
+            got.map(|t| t.map(|t| t.spec.template))
+        } else {
+            let got = templates.get_opt(name).await;
+            metrics.api_request("get", "analysistemplates", status_code(&got));
+            got.map(|t| t.map(|t| t.spec))
+        }
+        .map_err(|source| write_error(format!("reading analysis template {name}"), source))?;
+        if let Some(spec) = spec {
+            found.push((template.clone(), spec));
+        }
+    }
+    let rollout_json = serde_json::to_value(rollout).unwrap_or_default();
+    let values = RolloutValues {
+        rollout: &rollout_json,
+        stable_hash: run.stable_hash.as_deref(),
+        latest_hash: Some(&run.hash),
+    };
+    let resolved = lookup_templates(&run.analysis.templates, |r| {
+        found.iter().find(|(f, _)| f == r).map(|(_, spec)| spec)
+    })
+    .and_then(|templates| flatten_templates(&templates))
+    .and_then(|template| run_spec(&template, &run.analysis, values));
+    let (spec, error) = match resolved {
+        Ok(spec) => (spec, None),
+        Err(e) => (AnalysisRunSpec::default(), Some(e.to_string())),
+    };
+
+    let mut labels = BTreeMap::from([
+        (POD_TEMPLATE_HASH_LABEL.to_string(), run.hash.clone()),
+        (ROLLOUT_TYPE_LABEL.to_string(), run.kind.label().to_string()),
+    ]);
+    if let RunKind::Step(index) = run.kind {
+        labels.insert(STEP_INDEX_LABEL.into(), index.to_string());
+    }
+    let mut annotations = BTreeMap::new();
+    if let Some(extra) = run.analysis.analysis_run_metadata.as_ref() {
+        labels.extend(extra.labels.clone());
+        annotations.extend(extra.annotations.clone());
+    }
+    let object = AnalysisRun {
+        metadata: ObjectMeta {
+            name: Some(run.name.clone()),
+            namespace: Some(namespace.clone()),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            owner_references: rollout.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    };
+    let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &namespace);
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    let result = runs.create(&params, &object).await;
+    metrics.api_request("create", "analysisruns", status_code(&result));
+    match result {
+        Err(e) if is_already_exists(&e) => return Ok(()),
+        other => other
+            .map(drop)
+            .map_err(|source| write_error(format!("creating AnalysisRun {}", run.name), source))?,
+    }
+    if let Some(message) = error {
+        let patch = json!({ "status": { "phase": "Error", "message": message } });
+        let result = runs
+            .patch_status(&run.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        metrics.api_request("patch", "analysisruns/status", status_code(&result));
+        result.map_err(|source| {
+            write_error(
+                format!("reporting why AnalysisRun {} cannot run", run.name),
+                source,
+            )
+        })?;
     }
     Ok(())
 }

@@ -33,10 +33,10 @@ use tracing::{debug, info, warn};
 
 use self::{
     observe::{Caches, observe, service_names},
-    plan::EventType,
+    plan::{EventType, analysis},
 };
 use crate::{
-    api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout},
+    api::{AnalysisRun, INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout},
     error::Error,
     metrics::{self, Metrics},
     server::Health,
@@ -71,13 +71,15 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let (rollouts, sets, services) = match config.namespace.as_deref() {
+    let (rollouts, sets, services, runs) = match config.namespace.as_deref() {
         Some(ns) => (
+            Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
         ),
         None => (
+            Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
@@ -107,6 +109,18 @@ pub async fn run(
         .reflect(service_writer)
         .inspect_ok(filled.on_init_done(Filled::SERVICES, "Services"))
         .touched_objects();
+
+    let (run_store, run_writer) = reflector::store::<AnalysisRun>();
+    let run_events = watcher(
+        runs,
+        watcher::Config::default().labels(analysis::ROLLOUT_TYPE_LABEL),
+    )
+    .default_backoff()
+    .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
+    .modify(trim_analysis_run)
+    .reflect(run_writer)
+    .inspect_ok(filled.on_init_done(Filled::ANALYSIS_RUNS, "AnalysisRuns"))
+    .touched_objects();
 
     // Rollouts through a reflector of our own, so a deletion (which never reaches `reconcile`)
     // drops the rollout's metric series.
@@ -152,11 +166,13 @@ pub async fn run(
         caches: Caches {
             replica_sets: set_store,
             services: service_store,
+            analysis_runs: run_store,
         },
         metrics,
     });
     controller
         .owns_stream(set_events)
+        .owns_stream(run_events)
         .watches_stream(service_events, move |service: Service| {
             rollouts_naming(&rollout_store, &service)
         })
@@ -179,7 +195,8 @@ impl Filled {
     const ROLLOUTS: u8 = 1;
     const REPLICA_SETS: u8 = 2;
     const SERVICES: u8 = 4;
-    const ALL: u8 = Self::ROLLOUTS | Self::REPLICA_SETS | Self::SERVICES;
+    const ANALYSIS_RUNS: u8 = 8;
+    const ALL: u8 = Self::ROLLOUTS | Self::REPLICA_SETS | Self::SERVICES | Self::ANALYSIS_RUNS;
 
     fn new(health: Arc<Health>) -> (Self, watch::Receiver<u8>) {
         let (bits, receiver) = watch::channel(0);
@@ -225,6 +242,17 @@ fn trim<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
     if let Some(annotations) = object.meta_mut().annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// An AnalysisRun as `plan` reads it: labels, owner, `spec.terminate`, phase and message; the
+/// metrics and measurements (most of its size) are dropped.
+fn trim_analysis_run(run: &mut AnalysisRun) {
+    trim(run);
+    run.spec.metrics.clear();
+    run.spec.args.clear();
+    if let Some(status) = run.status.as_mut() {
+        status.metric_results.clear();
     }
 }
 

@@ -12,8 +12,10 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
-use super::plan::{Observed, ServiceView, replicasets::selector_string, restart::PodView};
-use crate::api::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, Rollout};
+use super::plan::{
+    Observed, ServiceView, analysis::RunView, replicasets::selector_string, restart::PodView,
+};
+use crate::api::{AnalysisRun, MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, Rollout};
 
 /// The caches a reconcile reads.
 #[derive(Clone)]
@@ -22,6 +24,9 @@ pub struct Caches {
     pub replica_sets: Store<ReplicaSet>,
     /// Services in the watched namespaces.
     pub services: Store<Service>,
+    /// AnalysisRuns carrying a `rollout-type` label (the ones rollouts start), trimmed to what
+    /// the plan reads.
+    pub analysis_runs: Store<AnalysisRun>,
 }
 
 /// The Services a rollout's strategy names.
@@ -81,10 +86,24 @@ pub fn observe(rollout: &Rollout, caches: &Caches) -> Observed {
             (name, found)
         })
         .collect();
+    let analysis_runs = caches
+        .analysis_runs
+        .state()
+        .iter()
+        .filter(|run| {
+            run.namespace().as_deref() == Some(namespace.as_str())
+                && run
+                    .owner_references()
+                    .iter()
+                    .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+        })
+        .map(|run| RunView::of(run))
+        .collect();
     Observed {
         replica_sets,
         services,
         pods: None,
+        analysis_runs,
     }
 }
 

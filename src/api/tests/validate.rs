@@ -147,8 +147,6 @@ const CASES: &[Case] = &[
         "spec.strategy.canary.pingPong", Unsupported, "not supported"),
     ("dynamicStableScale", canary, |r| canary_mut(r).dynamic_stable_scale = Some(true),
         "spec.strategy.canary.dynamicStableScale", Unsupported, "not supported"),
-    ("canaryMetadata", canary, |r| canary_mut(r).canary_metadata = Some(Default::default()),
-        "spec.strategy.canary.canaryMetadata", Unsupported, "not supported"),
     ("prePromotionAnalysis", blue_green, |r| blue_green_mut(r).pre_promotion_analysis = Some(Default::default()),
         "spec.strategy.blueGreen.prePromotionAnalysis", Unsupported, "not supported"),
     ("postPromotionAnalysis", blue_green, |r| blue_green_mut(r).post_promotion_analysis = Some(Default::default()),

@@ -12,7 +12,10 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::{
-    Action, EventType, Planner, metadata,
+    Action, EventType, Planner,
+    analysis::{self, RunKind},
+    canary::judge,
+    metadata,
     replicasets::{SCALE_DOWN_DEADLINE_ANNOTATION, SetView, add_anti_affinity},
 };
 use crate::api::{
@@ -146,7 +149,12 @@ fn update(
     new_set: Option<&SetView>,
 ) {
     let desired = p.rollout.spec.desired_replicas();
-    p.status.aborted_at = None;
+    if p.status.aborted_at.take().is_some() {
+        // Retried: the runs of the aborted attempt are spent.
+        let bg = bg_status(p);
+        bg.pre_promotion_analysis_run_status = None;
+        bg.post_promotion_analysis_run_status = None;
+    }
     let preview_count = strategy
         .preview_replica_count
         .unwrap_or(desired)
@@ -186,45 +194,102 @@ fn update(
     }
 
     let preview_hash = if preview_ready { hash } else { stable };
-    let switch = promoted && new_set.is_some_and(|s| fully_available(s, desired));
-    if switch {
-        // The old version waits out its delay; the deadline is written before the switch, so it
-        // is on record however the reconcile ends.
-        let old = p.sets.iter().find(|s| s.hash == stable).cloned();
-        if let Some(old) = old.filter(|s| s.replicas > 0) {
-            p.act(Action::AnnotateReplicaSet {
-                name: old.name.clone(),
-                key: SCALE_DOWN_DEADLINE_ANNOTATION,
-                value: deadline_after(p.now, strategy.scale_down_delay()),
-            });
+    // Switched by an earlier reconcile; the post-promotion analysis still decides.
+    let switched_before = p
+        .prev
+        .blue_green
+        .as_ref()
+        .and_then(|b| b.active_selector.as_deref())
+        == Some(hash);
+    let pre_passed = match strategy.pre_promotion_analysis.as_ref() {
+        None => true,
+        Some(_) if switched_before => true,
+        Some(analysis) if preview_ready => {
+            let recorded = p
+                .status
+                .blue_green
+                .as_ref()
+                .and_then(|b| b.pre_promotion_analysis_run_status.clone());
+            let (verdict, entry) =
+                analysis::require(p, RunKind::PrePromotion, hash, analysis, recorded.as_ref());
+            bg_status(p).pre_promotion_analysis_run_status = Some(entry);
+            judge(p, verdict)
         }
+        Some(_) => false,
+    };
+    if p.status.abort == Some(true) {
+        return abort(p, strategy, hash, stable, new_set);
     }
-    let active_hash = if switch { hash } else { stable };
+    let switch_now = !switched_before
+        && promoted
+        && pre_passed
+        && new_set.is_some_and(|s| fully_available(s, desired));
+    let switched = switched_before || switch_now;
+    let active_hash = if switched { hash } else { stable };
     p.point_services(&[
         (Some(&strategy.active_service), active_hash),
         (strategy.preview_service.as_ref(), preview_hash),
     ]);
-    let bg = p
-        .status
-        .blue_green
-        .get_or_insert_with(BlueGreenStatus::default);
+    let bg = bg_status(p);
     bg.active_selector = Some(active_hash.to_string());
     bg.preview_selector = strategy
         .preview_service
         .as_ref()
         .map(|_| preview_hash.to_string());
-    if switch {
-        bg.scale_up_preview_check_point = None;
-        p.status.stable_rs = Some(hash.to_string());
-        p.status.controller_pause = None;
-        p.status.promote_full = None;
+    if switch_now {
         p.progressed();
-        p.event(
-            EventType::Normal,
-            "RolloutCompleted",
-            format!("Rollout completed update to {hash}"),
-        );
     }
+    if !switched {
+        return;
+    }
+    let post_passed = match strategy.post_promotion_analysis.as_ref() {
+        None => true,
+        Some(analysis) => {
+            let recorded = p
+                .status
+                .blue_green
+                .as_ref()
+                .and_then(|b| b.post_promotion_analysis_run_status.clone());
+            let (verdict, entry) =
+                analysis::require(p, RunKind::PostPromotion, hash, analysis, recorded.as_ref());
+            bg_status(p).post_promotion_analysis_run_status = Some(entry);
+            judge(p, verdict)
+        }
+    };
+    if p.status.abort == Some(true) {
+        // The new version failed while serving: the active Service goes back to the old one,
+        // which kept every replica.
+        return abort(p, strategy, hash, stable, new_set);
+    }
+    if !post_passed {
+        return;
+    }
+    // The new version is stable. The old one waits out its delay; the deadline is written with
+    // the change, so it is on record however the reconcile ends.
+    let old = p.sets.iter().find(|s| s.hash == stable).cloned();
+    if let Some(old) = old.filter(|s| s.replicas > 0) {
+        p.act(Action::AnnotateReplicaSet {
+            name: old.name.clone(),
+            key: SCALE_DOWN_DEADLINE_ANNOTATION,
+            value: deadline_after(p.now, strategy.scale_down_delay()),
+        });
+    }
+    bg_status(p).scale_up_preview_check_point = None;
+    p.status.stable_rs = Some(hash.to_string());
+    p.status.controller_pause = None;
+    p.status.promote_full = None;
+    p.progressed();
+    p.event(
+        EventType::Normal,
+        "RolloutCompleted",
+        format!("Rollout completed update to {hash}"),
+    );
+}
+
+fn bg_status<'a>(p: &'a mut Planner<'_>) -> &'a mut BlueGreenStatus {
+    p.status
+        .blue_green
+        .get_or_insert_with(BlueGreenStatus::default)
 }
 
 /// Whether the new version may take all replicas and the active Service: promoted by a person

@@ -9,11 +9,16 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::{
-    EventType, Planner, metadata,
+    EventType, Planner,
+    analysis::{self, RunKind, Verdict},
+    metadata,
     replicas::{Limits, ScaleInput, SetCounts, canary_for_weight, next_scale, reached},
     replicasets::{SetView, add_anti_affinity, steps_hash},
 };
-use crate::api::{CanaryStep, CanaryStrategy, PauseCondition, PauseReason, SetCanaryScale};
+use crate::api::{
+    CanaryStatus, CanaryStep, CanaryStrategy, PauseCondition, PauseReason, RolloutAnalysis,
+    SetCanaryScale,
+};
 
 /// Plans one reconcile of a canary rollout whose current pod template hashes to `hash`.
 pub fn plan(
@@ -62,8 +67,24 @@ pub fn plan(
         // First deploy, fully promoted, or rolled back to the stable template: no steps to run.
         index = step_count;
     }
-    let aborted = canary_running && p.status.abort == Some(true);
     let user_paused = p.rollout.spec.is_paused();
+    if canary_running && p.status.abort != Some(true) && p.status.aborted_at.is_some() {
+        // Retried: the runs of the aborted attempt are spent; every step runs again.
+        p.status.aborted_at = None;
+        if let Some(c) = p.status.canary.as_mut() {
+            c.current_step_analysis_run_status = None;
+            c.current_background_analysis_run_status = None;
+        }
+    }
+
+    let counts = Counts::of(&p.sets, hash, stable_hash.as_deref());
+    if canary_running && p.status.abort != Some(true) && !user_paused {
+        index = advance(p, steps, index, hash, desired, limits, &counts);
+    }
+    if canary_running && p.status.abort != Some(true) {
+        background_analysis(p, strategy, index, hash);
+    }
+    let aborted = canary_running && p.status.abort == Some(true);
     if aborted {
         // Back to the start: a retry (abort cleared) runs every step again.
         index = 0;
@@ -71,11 +92,6 @@ pub fn plan(
             p.status.aborted_at = Some(p.now_time());
             p.event(EventType::Warning, "RolloutAborted", format!("Rollout aborted update to {hash}; traffic and replicas go back to the stable version"));
         }
-    }
-
-    let counts = Counts::of(&p.sets, hash, stable_hash.as_deref());
-    if canary_running && !aborted && !user_paused {
-        index = advance(p, steps, index, desired, limits, &counts);
     }
     let at_pause = usize::try_from(index)
         .ok()
@@ -86,7 +102,9 @@ pub fn plan(
         p.status
             .pause_conditions
             .retain(|c| c.reason != PauseReason::CanaryPauseStep);
-        p.status.controller_pause = None;
+        if p.status.pause_conditions.is_empty() {
+            p.status.controller_pause = None;
+        }
     }
     if !steps.is_empty() {
         p.status.current_step_index = Some(index);
@@ -213,6 +231,7 @@ fn advance(
     p: &mut Planner<'_>,
     steps: &[CanaryStep],
     mut index: i32,
+    hash: &str,
     desired: i32,
     limits: Limits,
     counts: &Counts,
@@ -226,6 +245,7 @@ fn advance(
                 reached(&counts.toward(desired, limits, targets)) && settled(&p.sets)
             }
             CanaryStep::Pause(pause) => pause_done(p, pause.duration.as_ref().map(|d| d.as_std())),
+            CanaryStep::Analysis(analysis) => step_analysis_done(p, analysis, index, hash),
             // Other kinds are refused by validate() until they are built.
             _ => false,
         };
@@ -241,6 +261,69 @@ fn advance(
         index += 1;
     }
     index
+}
+
+/// Whether the `analysis` step at `index` passed; starts its run when it has none. A failed run
+/// aborts the rollout, an inconclusive one pauses it.
+fn step_analysis_done(
+    p: &mut Planner<'_>,
+    analysis: &RolloutAnalysis,
+    index: i32,
+    hash: &str,
+) -> bool {
+    let recorded = p
+        .status
+        .canary
+        .as_ref()
+        .and_then(|c| c.current_step_analysis_run_status.clone());
+    let (verdict, entry) =
+        analysis::require(p, RunKind::Step(index), hash, analysis, recorded.as_ref());
+    p.status
+        .canary
+        .get_or_insert_with(CanaryStatus::default)
+        .current_step_analysis_run_status = Some(entry);
+    judge(p, verdict)
+}
+
+/// Runs `canary.analysis` from its starting step on, while the canary runs.
+fn background_analysis(p: &mut Planner<'_>, strategy: &CanaryStrategy, index: i32, hash: &str) {
+    let Some(background) = strategy.analysis.as_ref() else {
+        return;
+    };
+    if index < background.starting_step.unwrap_or(0) {
+        return;
+    }
+    let recorded = p
+        .status
+        .canary
+        .as_ref()
+        .and_then(|c| c.current_background_analysis_run_status.clone());
+    let (verdict, entry) = analysis::require(
+        p,
+        RunKind::Background,
+        hash,
+        &background.analysis,
+        recorded.as_ref(),
+    );
+    p.status
+        .canary
+        .get_or_insert_with(CanaryStatus::default)
+        .current_background_analysis_run_status = Some(entry);
+    judge(p, verdict);
+}
+
+/// Acts on a run's verdict: a failure aborts the rollout. Returns whether it passed.
+pub fn judge(p: &mut Planner<'_>, verdict: Verdict) -> bool {
+    match verdict {
+        Verdict::Passed => true,
+        Verdict::Failed(message) => {
+            p.status.abort = Some(true);
+            p.progressed();
+            p.event(EventType::Warning, "AnalysisRunFailed", message);
+            false
+        }
+        Verdict::Waiting | Verdict::Held => false,
+    }
 }
 
 /// Whether every set holds no more pods than it was scaled to: a step completes on the split it

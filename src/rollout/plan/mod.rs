@@ -5,6 +5,7 @@
 //! report, the events to record, and when to look again. Everything that matters is read back
 //! from the cluster on the next call, so a restarted controller decides exactly the same.
 
+pub mod analysis;
 pub mod bluegreen;
 pub mod canary;
 pub mod metadata;
@@ -34,6 +35,8 @@ pub struct Observed {
     pub services: BTreeMap<String, Option<ServiceView>>,
     /// The rollout's pods, listed only while a restart is pending ([`restart::pending`]).
     pub pods: Option<Vec<restart::PodView>>,
+    /// The AnalysisRuns the rollout owns.
+    pub analysis_runs: Vec<analysis::RunView>,
 }
 
 /// The part of a Service the plan reads.
@@ -90,6 +93,18 @@ pub enum Action {
         /// The metadata its pods carry now.
         previous: crate::api::PodTemplateMetadata,
     },
+    /// Start an AnalysisRun from the rollout's templates and arguments.
+    CreateAnalysisRun(Box<analysis::NewRun>),
+    /// Ask a run nothing waits on any more to stop (`spec.terminate`).
+    TerminateAnalysisRun {
+        /// The run.
+        name: String,
+    },
+    /// Delete a completed run beyond the history limits.
+    DeleteAnalysisRun {
+        /// The run.
+        name: String,
+    },
     /// Point a Service at one version: set its pod-template-hash selector and mark it managed.
     PointService {
         /// The Service.
@@ -120,6 +135,11 @@ impl std::fmt::Display for Action {
             Action::PointService { service, hash } => {
                 write!(f, "point Service {service} at pod-template-hash {hash}")
             }
+            Action::CreateAnalysisRun(run) => {
+                write!(f, "create {} AnalysisRun {}", run.kind.label(), run.name)
+            }
+            Action::TerminateAnalysisRun { name } => write!(f, "terminate AnalysisRun {name}"),
+            Action::DeleteAnalysisRun { name } => write!(f, "delete AnalysisRun {name}"),
             Action::SetPodMetadata { name, wanted, .. } => write!(
                 f,
                 "set the ephemeral metadata of ReplicaSet {name}'s pods to labels {:?}, annotations {:?}",
@@ -195,6 +215,7 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
             replicas::Limits::resolve(desired, &IntOrPercent::Percent(100), &unavailable)
         }
     };
+    analysis::tidy(&mut p);
     restart::plan(&mut p, observed.pods.as_deref(), limits);
     p.finish(Some(&hash))
 }
@@ -296,6 +317,10 @@ pub struct Planner<'a> {
     pub status: RolloutStatus,
     /// The rollout's ReplicaSets.
     pub sets: Vec<SetView>,
+    /// The rollout's AnalysisRuns.
+    pub runs: Vec<analysis::RunView>,
+    /// The runs something waits on in this plan; the others are stopped.
+    pub runs_needed: Vec<String>,
     plan: Plan,
     /// Whether something moved (a write, a step): feeds the progress deadline.
     progressed: bool,
@@ -319,6 +344,8 @@ impl<'a> Planner<'a> {
             status: prev.clone(),
             prev,
             sets,
+            runs: observed.analysis_runs.clone(),
+            runs_needed: Vec::new(),
             plan: Plan::default(),
             progressed: false,
             invalid: None,

@@ -272,7 +272,10 @@ pub fn finish(p: &mut Planner<'_>, hash: Option<&str>) {
 
     use RolloutConditionType::Progressing;
     if aborted {
-        let message = format!("Rollout aborted update to {hash}");
+        let mut message = format!("Rollout aborted update to {hash}");
+        if let Some(why) = failed_analysis(st) {
+            message = format!("{message}: {why}");
+        }
         set_condition(
             st,
             Progressing,
@@ -426,4 +429,27 @@ fn max_unavailable(p: &Planner<'_>) -> i32 {
         Some(Strategy::BlueGreen(b)) => b.max_unavailable.map_or(0, |m| m.resolve(desired, false)),
         None => 0,
     }
+}
+
+/// The message of a failed AnalysisRun the rollout recorded, if one caused an abort.
+fn failed_analysis(status: &RolloutStatus) -> Option<String> {
+    use crate::api::AnalysisPhase::{Error, Failed};
+    let canary = status.canary.as_ref();
+    let blue_green = status.blue_green.as_ref();
+    [
+        canary.and_then(|c| c.current_step_analysis_run_status.as_ref()),
+        canary.and_then(|c| c.current_background_analysis_run_status.as_ref()),
+        blue_green.and_then(|b| b.pre_promotion_analysis_run_status.as_ref()),
+        blue_green.and_then(|b| b.post_promotion_analysis_run_status.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|r| matches!(r.status, Some(Failed | Error)))
+    .map(|r| {
+        let phase = r.status.map(|p| format!("{p:?}")).unwrap_or_default();
+        match r.message.as_deref() {
+            Some(m) => format!("AnalysisRun {} {phase}: {m}", r.name),
+            None => format!("AnalysisRun {} {phase}", r.name),
+        }
+    })
 }

@@ -4,6 +4,7 @@
 //!
 //! This module holds the simulator and the oracle; the tests live in its children.
 
+mod analysis;
 mod bluegreen;
 mod canary;
 mod properties;
@@ -60,6 +61,8 @@ struct Sim {
     pods_listed: Option<Vec<crate::rollout::plan::restart::PodView>>,
     /// The scale-downs that already lingered for a round.
     lingered: std::collections::BTreeSet<(String, i32)>,
+    /// The AnalysisRuns, as the AnalysisRun controller would leave them (tests set phases).
+    runs: Vec<super::analysis::RunView>,
 }
 
 impl Sim {
@@ -96,6 +99,7 @@ impl Sim {
             slow_scale_down: false,
             pods_listed: None,
             lingered: std::collections::BTreeSet::new(),
+            runs: Vec::new(),
         }
     }
 
@@ -105,6 +109,7 @@ impl Sim {
             replica_sets: self.sets.clone(),
             services: self.services.clone(),
             pods: self.pods_listed.clone(),
+            analysis_runs: self.runs.clone(),
         };
         let plan = plan(&self.rollout, &observed, self.now);
         self.check_switches(&plan);
@@ -138,6 +143,29 @@ impl Sim {
                         .expect("evicting a pod that exists");
                     pod.deleting = true;
                 }
+                Action::CreateAnalysisRun(run) => {
+                    if !self.runs.iter().any(|r| r.name == run.name) {
+                        self.runs.push(super::analysis::RunView {
+                            name: run.name.clone(),
+                            hash: run.hash.clone(),
+                            kind: Some(run.kind),
+                            phase: crate::api::AnalysisPhase::Pending,
+                            message: None,
+                            terminating: false,
+                            created: Some(self.now),
+                        });
+                    }
+                }
+                Action::TerminateAnalysisRun { name } => {
+                    let run = self
+                        .runs
+                        .iter_mut()
+                        .find(|r| r.name == *name)
+                        .expect("terminating a run that exists");
+                    run.terminating = true;
+                    run.phase = crate::api::AnalysisPhase::Successful;
+                }
+                Action::DeleteAnalysisRun { name } => self.runs.retain(|r| r.name != *name),
                 Action::SetPodMetadata { name, wanted, .. } => {
                     let rs = self
                         .sets

@@ -1,0 +1,299 @@
+//! Analysis inside a rollout: which AnalysisRuns the rollout needs now (a canary step's, the
+//! background one, blue/green's pre- and post-promotion ones), what their verdicts mean for it,
+//! and which runs are no longer needed (terminated) or too old to keep (deleted).
+//!
+//! A run is found again by the name the status records, or by its labels (kind, step, hash), so
+//! a status write lost after the run's creation never creates it twice.
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::{Action, EventType, Planner};
+use crate::api::{
+    AnalysisPhase, AnalysisRun, POD_TEMPLATE_HASH_LABEL, PauseCondition, PauseReason,
+    RolloutAnalysis, RolloutAnalysisRunStatus,
+};
+
+/// Label of a run: which part of the rollout started it (`Step`, `Background`, …), as Argo's.
+pub const ROLLOUT_TYPE_LABEL: &str = "rollout-type";
+/// Label of a step's run: the index of the step.
+pub const STEP_INDEX_LABEL: &str = "step-index";
+/// Completed runs of each outcome kept per rollout, when the spec is silent.
+pub const DEFAULT_HISTORY_LIMIT: i32 = 5;
+
+/// What a run is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunKind {
+    /// The `analysis` step at this index.
+    Step(i32),
+    /// `canary.analysis`, alongside the steps.
+    Background,
+    /// `blueGreen.prePromotionAnalysis`, before the switch.
+    PrePromotion,
+    /// `blueGreen.postPromotionAnalysis`, after the switch.
+    PostPromotion,
+}
+
+impl RunKind {
+    /// The `rollout-type` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Step(_) => "Step",
+            Self::Background => "Background",
+            Self::PrePromotion => "PrePromotion",
+            Self::PostPromotion => "PostPromotion",
+        }
+    }
+
+    fn suffix(self) -> String {
+        match self {
+            Self::Step(i) => format!("-{i}"),
+            Self::Background => String::new(),
+            Self::PrePromotion => "-pre".into(),
+            Self::PostPromotion => "-post".into(),
+        }
+    }
+}
+
+/// One AnalysisRun of the rollout, reduced to what decisions need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunView {
+    /// The run's name.
+    pub name: String,
+    /// The pod-template-hash it analyses.
+    pub hash: String,
+    /// What it is for; `None` for runs Sluice cannot place (not its labels).
+    pub kind: Option<RunKind>,
+    /// Its phase.
+    pub phase: AnalysisPhase,
+    /// Its message.
+    pub message: Option<String>,
+    /// Whether it was asked to stop.
+    pub terminating: bool,
+    /// When it was created.
+    pub created: Option<Timestamp>,
+}
+
+impl RunView {
+    /// The view of a run.
+    pub fn of(run: &AnalysisRun) -> Self {
+        let labels = run.labels();
+        let kind = match labels.get(ROLLOUT_TYPE_LABEL).map(String::as_str) {
+            Some("Step") => labels
+                .get(STEP_INDEX_LABEL)
+                .and_then(|i| i.parse().ok())
+                .map(RunKind::Step),
+            Some("Background") => Some(RunKind::Background),
+            Some("PrePromotion") => Some(RunKind::PrePromotion),
+            Some("PostPromotion") => Some(RunKind::PostPromotion),
+            _ => None,
+        };
+        let status = run.status.as_ref();
+        Self {
+            name: run.name_any(),
+            hash: labels
+                .get(POD_TEMPLATE_HASH_LABEL)
+                .cloned()
+                .unwrap_or_default(),
+            kind,
+            phase: status.map(|s| s.phase).unwrap_or_default(),
+            message: status.and_then(|s| s.message.clone()),
+            terminating: run.spec.is_terminated(),
+            created: run.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        }
+    }
+}
+
+/// A run the plan asks for; `apply` resolves its templates and arguments into the spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRun {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub kind: RunKind,
+    /// The pod-template-hash it analyses (the new version's).
+    pub hash: String,
+    /// The stable version's hash, for `podTemplateHashValue: Stable`.
+    pub stable_hash: Option<String>,
+    /// The templates, arguments and options the rollout gives.
+    pub analysis: RolloutAnalysis,
+}
+
+/// What a run says to the rollout waiting on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not decided yet.
+    Waiting,
+    /// Passed: go on.
+    Passed,
+    /// Failed or errored: abort, with this message.
+    Failed(String),
+    /// Inconclusive, and a person has not said yet whether to go on.
+    Held,
+}
+
+/// Finds or starts the run of `kind` for the version `hash`, marks it needed, and returns its
+/// verdict and the status entry to record. `recorded` is the entry the status holds for this
+/// kind of run.
+pub fn require(
+    p: &mut Planner<'_>,
+    kind: RunKind,
+    hash: &str,
+    analysis: &RolloutAnalysis,
+    recorded: Option<&RolloutAnalysisRunStatus>,
+) -> (Verdict, RolloutAnalysisRunStatus) {
+    let runs: Vec<RunView> = p.runs.clone();
+    let matches = |r: &&RunView| r.kind == Some(kind) && r.hash == hash;
+    // The recorded run, if it is this kind's; else one left running (a lost status write).
+    let found = recorded
+        .and_then(|rec| runs.iter().filter(matches).find(|r| r.name == rec.name))
+        .or_else(|| {
+            runs.iter()
+                .filter(matches)
+                .find(|r| !r.phase.is_completed() && !r.terminating)
+        })
+        .cloned();
+    let run = match found {
+        Some(run) => run,
+        None => {
+            let name = recorded
+                .filter(|rec| {
+                    // Recorded, not in the cache yet: created a moment ago.
+                    !runs.iter().any(|r| r.name == rec.name) && rec.status.is_none()
+                })
+                .map_or_else(|| fresh_name(p, kind, hash), |rec| rec.name.clone());
+            let stable_hash = p.status.stable_rs.clone();
+            if !runs.iter().any(|r| r.name == name) {
+                p.act(Action::CreateAnalysisRun(Box::new(NewRun {
+                    name: name.clone(),
+                    kind,
+                    hash: hash.to_string(),
+                    stable_hash,
+                    analysis: analysis.clone(),
+                })));
+                if recorded.is_none_or(|r| r.name != name) {
+                    p.event(
+                        EventType::Normal,
+                        "AnalysisRunStarted",
+                        format!("Started {} AnalysisRun {name}", kind.label()),
+                    );
+                }
+            }
+            p.runs_needed.push(name.clone());
+            return (
+                Verdict::Waiting,
+                RolloutAnalysisRunStatus {
+                    name,
+                    status: None,
+                    message: None,
+                },
+            );
+        }
+    };
+    p.runs_needed.push(run.name.clone());
+    let entry = RolloutAnalysisRunStatus {
+        name: run.name.clone(),
+        status: Some(run.phase),
+        message: run.message.clone(),
+    };
+    let verdict = match run.phase {
+        AnalysisPhase::Successful => Verdict::Passed,
+        AnalysisPhase::Failed | AnalysisPhase::Error => Verdict::Failed(format!(
+            "AnalysisRun {} ended {:?}{}",
+            run.name,
+            run.phase,
+            run.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+        AnalysisPhase::Inconclusive => inconclusive(p, &run.name),
+        AnalysisPhase::Pending | AnalysisPhase::Running => Verdict::Waiting,
+    };
+    (verdict, entry)
+}
+
+/// An Inconclusive run pauses the rollout until a person promotes (go on) or aborts.
+fn inconclusive(p: &mut Planner<'_>, name: &str) -> Verdict {
+    let reason = PauseReason::InconclusiveAnalysis;
+    let paused = p.status.pause_conditions.iter().any(|c| c.reason == reason);
+    if paused {
+        return Verdict::Held;
+    }
+    if p.status.controller_pause == Some(true) {
+        // Sluice paused here and the condition was cleared: promoted.
+        p.status.controller_pause = None;
+        p.event(EventType::Normal, "RolloutResumed", "Rollout resumed");
+        return Verdict::Passed;
+    }
+    p.status.pause_conditions.push(PauseCondition {
+        reason,
+        start_time: p.now_time(),
+    });
+    p.status.controller_pause = Some(true);
+    p.progressed();
+    p.event(
+        EventType::Warning,
+        "RolloutPaused",
+        format!("AnalysisRun {name} is inconclusive; paused until promoted or aborted"),
+    );
+    Verdict::Held
+}
+
+/// `<rollout>-<hash>-<revision><suffix>`, with `.N` added when an earlier attempt holds it.
+fn fresh_name(p: &Planner<'_>, kind: RunKind, hash: &str) -> String {
+    let revision = p.sets.iter().find(|s| s.hash == hash).map_or_else(
+        || p.sets.iter().map(|s| s.revision).max().unwrap_or(0) + 1,
+        |s| s.revision,
+    );
+    let base = format!(
+        "{}-{hash}-{revision}{}",
+        p.rollout.name_any(),
+        kind.suffix()
+    );
+    let taken = |n: &str| p.runs.iter().any(|r| r.name == n);
+    if !taken(&base) {
+        return base;
+    }
+    (2..)
+        .map(|n| format!("{base}.{n}"))
+        .find(|n| !taken(n))
+        .unwrap_or(base)
+}
+
+/// Stops the runs nothing waits on any more, and deletes completed runs beyond the history
+/// limits (oldest first).
+pub fn tidy(p: &mut Planner<'_>) {
+    let needed = std::mem::take(&mut p.runs_needed);
+    let runs = p.runs.clone();
+    for run in &runs {
+        if !needed.contains(&run.name) && !run.phase.is_completed() && !run.terminating {
+            p.act(Action::TerminateAnalysisRun {
+                name: run.name.clone(),
+            });
+        }
+    }
+    let limits = p.rollout.spec.analysis.as_ref();
+    let keep_ok = limits
+        .and_then(|a| a.successful_run_history_limit)
+        .unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let keep_bad = limits
+        .and_then(|a| a.unsuccessful_run_history_limit)
+        .unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let mut done: Vec<&RunView> = runs
+        .iter()
+        .filter(|r| r.phase.is_completed() && !needed.contains(&r.name))
+        .collect();
+    done.sort_by_key(|r| std::cmp::Reverse(r.created));
+    let (ok, bad): (Vec<&RunView>, Vec<&RunView>) = done
+        .into_iter()
+        .partition(|r| r.phase == AnalysisPhase::Successful);
+    for (list, keep) in [(ok, keep_ok), (bad, keep_bad)] {
+        for run in list.into_iter().skip(usize::try_from(keep).unwrap_or(0)) {
+            p.act(Action::DeleteAnalysisRun {
+                name: run.name.clone(),
+            });
+        }
+    }
+    p.runs_needed = needed;
+}
