@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::{
     analysis::{
         condition::{self, MetricValue},
-        plan::error_measurement,
+        plan::{Task, error_measurement},
     },
     api::{AnalysisPhase, Measurement, Metric, MetricProvider},
 };
@@ -321,10 +321,46 @@ impl Providers {
 
     /// Takes a measurement with the metric's provider, or records why there is none.
     pub async fn measure(&self, run: &RunRef, metric: &Metric, attempt: u32) -> Measurement {
-        match self.for_metric(metric) {
-            Ok(provider) => provider.measure(run, metric, attempt).await,
-            Err(e) => error_measurement(e.to_string(), Timestamp::now()),
+        self.perform(run, metric, Task::Measure, attempt).await
+    }
+
+    /// Carries out one task of the plan with the metric's provider; without one, a new
+    /// measurement is an Error and one in flight is terminated.
+    pub async fn perform(
+        &self,
+        run: &RunRef,
+        metric: &Metric,
+        task: Task,
+        attempt: u32,
+    ) -> Measurement {
+        let provider = match self.for_metric(metric) {
+            Ok(provider) => provider,
+            Err(e) => {
+                let now = Timestamp::now();
+                return match task {
+                    Task::Measure => error_measurement(e.to_string(), now),
+                    Task::Resume(m) | Task::Terminate(m) => Measurement {
+                        phase: AnalysisPhase::Error,
+                        message: Some(e.to_string()),
+                        finished_at: Some(Time(now)),
+                        resume_at: None,
+                        ..m
+                    },
+                };
+            }
+        };
+        match task {
+            Task::Measure => provider.measure(run, metric, attempt).await,
+            Task::Resume(m) => provider.resume(run, metric, m).await,
+            Task::Terminate(m) => provider.terminate(run, metric, m).await,
         }
+    }
+
+    /// The provider's metadata for a metric's result (none for an unsupported provider).
+    pub fn metadata_of(&self, metric: &Metric) -> BTreeMap<String, String> {
+        self.for_metric(metric)
+            .map(|p| p.metadata(metric))
+            .unwrap_or_default()
     }
 }
 
