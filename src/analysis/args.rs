@@ -541,8 +541,8 @@ fn substitute_json(
 
 /// The value at a field path of an object, as text: `metadata.name`,
 /// `metadata.labels['app']`, `metadata.annotations["example.com/team"]`,
-/// `spec.template.spec.containers[0].image`. Strings are taken as they are; numbers and
-/// booleans as written; objects and arrays as JSON.
+/// `spec.template.spec.containers[0].image`. Strings are taken as they are, numbers and
+/// booleans as written; a path ending at an object, a list or null is an error, as in Argo.
 pub fn field_value(object: &serde_json::Value, path: &str) -> Result<String, String> {
     let mut current = object;
     for segment in parse_field_path(path)? {
@@ -553,11 +553,14 @@ pub fn field_value(object: &serde_json::Value, path: &str) -> Result<String, Str
             Segment::Index(i) => current.get(i).ok_or_else(|| format!("no element [{i}]"))?,
         };
     }
-    Ok(match current {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    })
+    match current {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Null => Err("the field is null".to_owned()),
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+            Err("the path must end at a single value, not a list or an object".to_owned())
+        }
+        other => Ok(other.to_string()),
+    }
 }
 
 /// One step of a field path.

@@ -29,6 +29,12 @@ pub fn run(args: &CompletionArgs) -> ExitCode {
     };
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "kubectl-sluice", &mut out);
-    super::print(&String::from_utf8_lossy(&out));
+    let mut script = String::from_utf8_lossy(&out).into_owned();
+    if shell == Shell::Bash {
+        // clap_complete names the subcommands' cases after the binary with `-` turned into
+        // `__subcmd__`, but looks them up with `-` turned into `__`: align them.
+        script = script.replace("kubectl__subcmd__sluice", "kubectl__sluice");
+    }
+    super::print(&script);
     ExitCode::SUCCESS
 }

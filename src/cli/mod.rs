@@ -61,7 +61,6 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(
     name = "kubectl-sluice",
-    bin_name = "kubectl sluice",
     version,
     after_help = EXAMPLES,
     propagate_version = true
@@ -73,6 +72,17 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command line of this process, with usage and errors spelled `kubectl sluice`, as
+    /// users type it (clap exits with its message and code 2 on a usage error).
+    pub fn from_env() -> Self {
+        let matches = <Self as clap::CommandFactory>::command()
+            .bin_name("kubectl sluice")
+            .get_matches();
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 /// The flags kubectl users expect on every command.
@@ -99,10 +109,16 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show a rollout as a tree of revisions, ReplicaSets, pods and AnalysisRuns, or an AnalysisRun.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kubectl sluice get rollout shop --watch\n  kubectl sluice get analysisrun shop-6f9c7d-2"
+    )]
     Get(get::Get),
     /// List rollouts with their strategy, status, step and weights.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kubectl sluice list rollouts --all-namespaces"
+    )]
     List(list::List),
     /// Print a rollout's status; with --watch, wait until it is Healthy, Paused or Degraded.
     Status(status::StatusArgs),
@@ -111,14 +127,20 @@ pub enum Command {
     /// Abort the update: traffic and replicas go back to the stable version.
     Abort(abort::AbortArgs),
     /// Retry an aborted rollout.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kubectl sluice retry rollout shop"
+    )]
     Retry(retry::Retry),
     /// Pause a rollout where it is (spec.paused), until promoted.
     Pause(pause::PauseArgs),
     /// Restart every pod of a rollout, a few at a time (spec.restartAt).
     Restart(restart::RestartArgs),
     /// Change part of a rollout's spec.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kubectl sluice set image shop app=registry.example/shop:2.1"
+    )]
     Set(set::Set),
     /// Roll back to the pod template of the previous (or a given) revision.
     Undo(undo::UndoArgs),
@@ -319,5 +341,56 @@ pub fn print(text: &str) {
         .is_err()
     {
         std::process::exit(0);
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_an_example_in_its_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                let help = sub
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if !help.contains("Example") {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "kubectl sluice", &mut missing);
+        assert!(missing.is_empty(), "no example in --help of: {missing:?}");
+    }
+
+    #[test]
+    fn global_flags_are_accepted_after_the_command_as_kubectl_users_write_them() {
+        let cli = Cli::try_parse_from([
+            "kubectl-sluice",
+            "promote",
+            "shop",
+            "-n",
+            "prod",
+            "--context",
+            "staging",
+            "--kubeconfig",
+            "/a:/b",
+        ])
+        .expect("valid flags");
+        assert_eq!(cli.global.namespace.as_deref(), Some("prod"));
+        assert_eq!(cli.global.context.as_deref(), Some("staging"));
+        assert_eq!(cli.global.kubeconfig.as_deref(), Some("/a:/b"));
     }
 }

@@ -192,6 +192,8 @@ fn field_paths() {
             .contains("missing")
     );
     assert!(field_value(&r, "spec.template.spec.containers[3]").is_err());
+    let e = field_value(&r, "metadata.labels").unwrap_err();
+    assert!(e.contains("single value"), "{e}");
     for bad in [
         "",
         "metadata.",

@@ -1,0 +1,368 @@
+//! Metric providers: where measurements come from. One trait, [`Provider`], one file per
+//! implementation, and [`Providers`], the registry that picks the implementation from a
+//! metric's `provider` key. Adding a provider touches its own file and this one (a field, an
+//! arm in [`Providers::for_metric`], an entry in [`SUPPORTED`]).
+//!
+//! Providers are the edge: they read the clock and do I/O. Every failure becomes an Error
+//! measurement with a message (never a panic, never a success), so an unreachable metrics
+//! server ends in an Error run, not a promotion.
+
+pub mod job;
+pub mod prometheus;
+pub mod web;
+
+use std::{collections::BTreeMap, sync::Once};
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::{
+    analysis::{
+        condition::{self, MetricValue},
+        plan::{Task, error_measurement},
+    },
+    api::{AnalysisPhase, Measurement, Metric, MetricProvider},
+};
+
+/// The provider keys Sluice implements, as written in manifests.
+pub const SUPPORTED: &[&str] = &["prometheus", "web", "job"];
+
+/// The manifest key of a provider.
+pub fn key(provider: &MetricProvider) -> &'static str {
+    match provider {
+        MetricProvider::Prometheus(_) => "prometheus",
+        MetricProvider::Web(_) => "web",
+        MetricProvider::Job(_) => "job",
+        MetricProvider::Datadog(_) => "datadog",
+        MetricProvider::NewRelic(_) => "newRelic",
+        MetricProvider::Wavefront(_) => "wavefront",
+        MetricProvider::Kayenta(_) => "kayenta",
+        MetricProvider::CloudWatch(_) => "cloudWatch",
+        MetricProvider::Graphite(_) => "graphite",
+        MetricProvider::Influxdb(_) => "influxdb",
+        MetricProvider::SkyWalking(_) => "skywalking",
+        MetricProvider::Plugin(_) => "plugin",
+    }
+}
+
+/// The key of a provider Sluice does not implement, `None` for a supported one.
+pub fn unsupported(provider: &MetricProvider) -> Option<&'static str> {
+    let key = key(provider);
+    (!SUPPORTED.contains(&key)).then_some(key)
+}
+
+/// The AnalysisRun a measurement belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunRef {
+    /// The run's name.
+    pub name: String,
+    /// Its namespace (where Jobs and Secrets are).
+    pub namespace: String,
+    /// Its uid (Jobs are owned by it and named after it).
+    pub uid: String,
+}
+
+impl RunRef {
+    /// The reference of a run object.
+    pub fn of(run: &crate::api::AnalysisRun) -> Self {
+        Self {
+            name: run.metadata.name.clone().unwrap_or_default(),
+            namespace: run.metadata.namespace.clone().unwrap_or_default(),
+            uid: run.metadata.uid.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Why a provider could not be set up or clean up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The metric names a provider Sluice does not implement.
+    #[error(
+        "the {0} provider is not supported by Sluice (supported: {supported})",
+        supported = SUPPORTED.join(", ")
+    )]
+    Unsupported(&'static str),
+    /// Job metrics need a Kubernetes client, and the registry was built without one.
+    #[error("the job provider needs a Kubernetes client")]
+    NoClient,
+    /// An HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+    /// A Kubernetes call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// A source of measurements.
+///
+/// Methods return boxed futures so that the registry can hand out `&dyn Provider`. A method
+/// never fails: a failure is an Error measurement carrying the reason.
+pub trait Provider: Send + Sync {
+    /// The provider's name for logs (`prometheus`).
+    fn kind(&self) -> &'static str;
+
+    /// Data about the metric stored once on its result (e.g. the resolved query).
+    fn metadata(&self, _metric: &Metric) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Takes a new measurement of `metric` (arguments substituted, Secrets included).
+    /// `attempt` numbers the run's measurements of this metric from 1 (`count + error + 1`)
+    /// and names what the measurement creates (a Job). A measurement left in flight (phase
+    /// Running, no `finishedAt`) sets `resumeAt`.
+    fn measure<'a>(
+        &'a self,
+        run: &'a RunRef,
+        metric: &'a Metric,
+        attempt: u32,
+    ) -> BoxFuture<'a, Measurement>;
+
+    /// Looks again at a measurement in flight. Providers that finish within `measure` keep the
+    /// default, which returns it unchanged.
+    fn resume<'a>(
+        &'a self,
+        _run: &'a RunRef,
+        _metric: &'a Metric,
+        measurement: Measurement,
+    ) -> BoxFuture<'a, Measurement> {
+        Box::pin(std::future::ready(measurement))
+    }
+
+    /// Stops a measurement in flight because the run is ending; the default finishes it as
+    /// Successful with the message `Metric Terminated`, as Argo does.
+    fn terminate<'a>(
+        &'a self,
+        _run: &'a RunRef,
+        _metric: &'a Metric,
+        measurement: Measurement,
+    ) -> BoxFuture<'a, Measurement> {
+        Box::pin(std::future::ready(terminated(
+            measurement,
+            Timestamp::now(),
+        )))
+    }
+
+    /// Deletes what old measurements left behind, keeping the newest `limit` (called when the
+    /// plan trims a metric's measurements).
+    fn garbage_collect<'a>(
+        &'a self,
+        _run: &'a RunRef,
+        _metric: &'a Metric,
+        _limit: usize,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The run has completed: releases everything the metric's measurements created.
+    fn finish<'a>(
+        &'a self,
+        _run: &'a RunRef,
+        _metric: &'a Metric,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// A measurement in flight, finished because its run ended.
+pub fn terminated(mut measurement: Measurement, now: Timestamp) -> Measurement {
+    measurement.phase = AnalysisPhase::Successful;
+    measurement.message = Some("Metric Terminated".to_owned());
+    measurement.finished_at = Some(Time(now));
+    measurement.resume_at = None;
+    measurement
+}
+
+/// The measurement of a value: its phase from the metric's conditions (an evaluation error is
+/// an Error measurement), `value` recorded as text.
+pub fn measured(
+    metric: &Metric,
+    value: &MetricValue,
+    text: String,
+    started: Timestamp,
+    now: Timestamp,
+) -> Measurement {
+    match condition::assess(metric, value) {
+        Ok(phase) => Measurement {
+            phase,
+            started_at: Some(Time(started)),
+            finished_at: Some(Time(now)),
+            value: Some(text),
+            ..Measurement::default()
+        },
+        Err(e) => Measurement {
+            value: Some(text),
+            ..error_measurement(e.to_string(), now)
+        },
+    }
+}
+
+/// An error with its causes, for a measurement's message (`a: b: c`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A bearer token from an OAuth2 token endpoint (client-credentials flow), for the prometheus
+/// and web providers' `authentication.oauth2`.
+pub async fn oauth2_token(
+    http: &reqwest::Client,
+    config: &crate::api::OAuth2Config,
+) -> Result<String, String> {
+    let url = config
+        .token_url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or("oauth2: tokenUrl is not set")?;
+    let scopes = config.scopes.join(" ");
+    let mut params = vec![("grant_type", "client_credentials")];
+    params.extend(config.client_id.as_deref().map(|v| ("client_id", v)));
+    params.extend(
+        config
+            .client_secret
+            .as_deref()
+            .map(|v| ("client_secret", v)),
+    );
+    if !scopes.is_empty() {
+        params.push(("scope", scopes.as_str()));
+    }
+    // The url crate's form encoding, reached through reqwest's re-export.
+    let body = reqwest::Url::parse_with_params("http://form.invalid/", &params)
+        .map_err(|e| format!("oauth2: encoding the request: {e}"))?
+        .query()
+        .unwrap_or_default()
+        .to_owned();
+    let response = http
+        .post(url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("oauth2: requesting a token from {url}: {}", error_chain(&e)))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("oauth2: {url} answered {status}"));
+    }
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("oauth2: reading the token from {url}: {}", error_chain(&e)))?;
+    body.get("access_token")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("oauth2: {url} answered without an access_token"))
+}
+
+/// Makes sure rustls has a process-wide crypto provider before reqwest builds a client.
+///
+/// reqwest is built with `rustls-no-provider` (one TLS stack, ring, as kube uses) and panics
+/// without one; kube's rustls configuration installs ring, the only provider compiled in, as
+/// the process default when none is set. Calling it once here makes the providers independent
+/// of whether a kube client was built first (tests, the kubectl plugin).
+pub fn ensure_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        use kube::client::ConfigExt;
+        let Ok(uri) = "https://localhost".parse() else {
+            return;
+        };
+        if let Ok(config) = kube::Config::new(uri).rustls_client_config() {
+            let _ = (**config.crypto_provider()).clone().install_default();
+        }
+    });
+}
+
+/// The registry: one instance of each provider, shared by every run (HTTP connections are
+/// pooled across measurements).
+pub struct Providers {
+    prometheus: prometheus::PrometheusProvider,
+    web: web::WebProvider,
+    job: Option<job::JobProvider>,
+}
+
+impl Providers {
+    /// Builds every provider; without a client, Job metrics measure as Errors.
+    pub fn new(client: Option<kube::Client>) -> Result<Self, ProviderError> {
+        ensure_crypto_provider();
+        Ok(Self {
+            prometheus: prometheus::PrometheusProvider::new()?,
+            web: web::WebProvider::new()?,
+            job: client.map(job::JobProvider::new),
+        })
+    }
+
+    /// The provider for a metric.
+    pub fn for_metric(&self, metric: &Metric) -> Result<&dyn Provider, ProviderError> {
+        Ok(match &metric.provider {
+            MetricProvider::Prometheus(_) => &self.prometheus,
+            MetricProvider::Web(_) => &self.web,
+            MetricProvider::Job(_) => self.job.as_ref().ok_or(ProviderError::NoClient)?,
+            other => return Err(ProviderError::Unsupported(key(other))),
+        })
+    }
+
+    /// Takes a measurement with the metric's provider, or records why there is none.
+    pub async fn measure(&self, run: &RunRef, metric: &Metric, attempt: u32) -> Measurement {
+        self.perform(run, metric, Task::Measure, attempt).await
+    }
+
+    /// Carries out one task of the plan with the metric's provider; without one, a new
+    /// measurement is an Error and one in flight is terminated.
+    pub async fn perform(
+        &self,
+        run: &RunRef,
+        metric: &Metric,
+        task: Task,
+        attempt: u32,
+    ) -> Measurement {
+        let provider = match self.for_metric(metric) {
+            Ok(provider) => provider,
+            Err(e) => {
+                let now = Timestamp::now();
+                return match task {
+                    Task::Measure => error_measurement(e.to_string(), now),
+                    Task::Resume(m) | Task::Terminate(m) => Measurement {
+                        phase: AnalysisPhase::Error,
+                        message: Some(e.to_string()),
+                        finished_at: Some(Time(now)),
+                        resume_at: None,
+                        ..m
+                    },
+                };
+            }
+        };
+        match task {
+            Task::Measure => provider.measure(run, metric, attempt).await,
+            Task::Resume(m) => provider.resume(run, metric, m).await,
+            Task::Terminate(m) => provider.terminate(run, metric, m).await,
+        }
+    }
+
+    /// The provider's metadata for a metric's result (none for an unsupported provider).
+    pub fn metadata_of(&self, metric: &Metric) -> BTreeMap<String, String> {
+        self.for_metric(metric)
+            .map(|p| p.metadata(metric))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! The `web` provider: an HTTP request whose JSON answer, at `jsonPath`, is `result`.
+//!
+//! As in Argo Rollouts: GET by default, POST or PUT with `body` or `jsonBody` (not both, and
+//! not with GET), `headers`, `timeoutSeconds` (default 10), `insecure`, `authentication.oauth2`;
+//! an answer outside 2xx is an Error; `jsonPath` is written as Kubernetes' JSONPath templates
+//! are (`{$.data.ok}`, `{.data.ok}`), braces optional, `{$}` (the whole body) by default, and
+//! the first value it selects is the result (none is an Error).
+//!
+//! Sluice differs in one place: an answer that is not JSON is the string `result` evaluated by
+//! the conditions, where Argo calls it Successful without evaluating them; a measurement that
+//! was never judged must not promote a rollout.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json_path::JsonPath;
+
+use super::{Provider, ProviderError, RunRef, error_chain, measured, oauth2_token};
+use crate::{
+    analysis::{condition::MetricValue, plan::error_measurement},
+    api::{Measurement, Metric, MetricProvider, WebMethod, WebMetric},
+};
+
+/// Timeout when the metric gives none (Argo's default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Calls web endpoints; the HTTP clients are shared by every measurement.
+pub struct WebProvider {
+    http: reqwest::Client,
+    insecure_http: reqwest::Client,
+}
+
+/// Parses a `jsonPath` as Argo users write it: `{$.data.ok}`, `{.data.ok}`, `$.data.ok`,
+/// `.data.ok`, or nothing (the whole body).
+pub fn parse_json_path(written: Option<&str>) -> Result<JsonPath, String> {
+    let trimmed = written.map(str::trim).unwrap_or_default();
+    let inner = trimmed
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .unwrap_or(trimmed)
+        .trim();
+    let path = if inner.is_empty() {
+        "$".to_owned()
+    } else if inner.starts_with('.') || inner.starts_with('[') {
+        format!("${inner}")
+    } else {
+        inner.to_owned()
+    };
+    JsonPath::parse(&path).map_err(|e| format!("jsonPath {trimmed:?} is not valid: {e}"))
+}
+
+/// The result of a web metric from its answer's body: the first value at the path.
+pub fn select(body: &[u8], path: &JsonPath) -> Result<(MetricValue, String), String> {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        let text = String::from_utf8_lossy(body).into_owned();
+        return Ok((MetricValue::String(text.clone()), text));
+    };
+    let value = path
+        .query(&json)
+        .first()
+        .ok_or("result of web metric produced no value")?;
+    Ok((MetricValue::from(value), value.to_string()))
+}
+
+impl WebProvider {
+    /// Builds the HTTP clients (one verifying certificates, one for `insecure: true`).
+    pub fn new() -> Result<Self, ProviderError> {
+        super::ensure_crypto_provider();
+        let build = |insecure: bool| {
+            reqwest::Client::builder()
+                .tls_danger_accept_invalid_certs(insecure)
+                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(ProviderError::Http)
+        };
+        Ok(Self {
+            http: build(false)?,
+            insecure_http: build(true)?,
+        })
+    }
+
+    /// Sends the request and selects the result.
+    async fn call(&self, spec: &WebMetric) -> Result<(MetricValue, String), String> {
+        let path = parse_json_path(spec.json_path.as_deref())?;
+        let method = spec.method.unwrap_or(WebMethod::Get);
+        let has_body = spec.body.as_deref().is_some_and(|b| !b.is_empty());
+        if has_body && spec.json_body.is_some() {
+            return Err(
+                "use either body or jsonBody; both cannot exist for a web metric payload".into(),
+            );
+        }
+        if (has_body || spec.json_body.is_some()) && method == WebMethod::Get {
+            return Err("body/jsonBody can only be used with the POST or PUT methods".into());
+        }
+        let url = reqwest::Url::parse(&spec.url)
+            .map_err(|e| format!("url {:?} is not valid: {e}", spec.url))?;
+        let timeout = spec
+            .timeout_seconds
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|t| *t > 0)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        let http = if spec.insecure.unwrap_or(false) {
+            &self.insecure_http
+        } else {
+            &self.http
+        };
+        let mut request = match method {
+            WebMethod::Get => http.get(url),
+            WebMethod::Post => http.post(url),
+            WebMethod::Put => http.put(url),
+        }
+        .timeout(timeout);
+        for header in &spec.headers {
+            request = request.header(header.key.as_str(), header.value.as_str());
+        }
+        if let Some(json) = &spec.json_body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json.to_string());
+        } else if let Some(body) = spec.body.clone().filter(|b| !b.is_empty()) {
+            request = request.body(body);
+        }
+        let work = async move {
+            if let Some(oauth2) = spec.authentication.as_ref().and_then(|a| a.oauth2.as_ref()) {
+                let token = oauth2_token(http, oauth2).await?;
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(format!(
+                    "received non 2xx response code: {}",
+                    status.as_u16()
+                ));
+            }
+            response
+                .bytes()
+                .await
+                .map_err(|e| format!("reading the response: {}", error_chain(&e)))
+        };
+        // reqwest's own timeout covers the request; this one covers the OAuth2 call as well.
+        let body = tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| format!("no answer within {}s", timeout.as_secs()))??;
+        select(&body, &path)
+    }
+}
+
+impl Provider for WebProvider {
+    fn kind(&self) -> &'static str {
+        "web"
+    }
+
+    fn measure<'a>(
+        &'a self,
+        _run: &'a RunRef,
+        metric: &'a Metric,
+        _attempt: u32,
+    ) -> BoxFuture<'a, Measurement> {
+        Box::pin(async move {
+            let started = Timestamp::now();
+            let MetricProvider::Web(spec) = &metric.provider else {
+                return error_measurement("not a web metric", started);
+            };
+            match self.call(spec).await {
+                Ok((value, text)) => measured(metric, &value, text, started, Timestamp::now()),
+                Err(message) => {
+                    tracing::debug!(metric = %metric.name, %message, "web metric failed");
+                    let mut m = error_measurement(message, Timestamp::now());
+                    m.started_at = Some(Time(started));
+                    m
+                }
+            }
+        })
+    }
+}

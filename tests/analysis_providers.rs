@@ -1,0 +1,612 @@
+//! The prometheus and web providers against real servers: Debian's Prometheus scraping an
+//! exporter the test sets, and a local HTTP server. Conditions are evaluated end to end, and a
+//! whole run is driven through the pure plan with the real providers. No mocks of Prometheus.
+
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    http::{HeaderMap, StatusCode, header},
+    routing::{get, post},
+};
+use jiff::Timestamp;
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use serde_json::{Value, json};
+use sluice::{
+    analysis::{
+        args::{self, NoSecrets},
+        plan::{self, Task},
+        providers::{Providers, RunRef},
+        rules::RunRules,
+    },
+    api::{AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric},
+};
+use support::prometheus::Prometheus;
+
+fn metric(value: Value) -> Metric {
+    serde_json::from_value(value).expect("a metric")
+}
+
+fn prometheus_metric(address: &str, query: &str, conditions: Value) -> Metric {
+    let mut m = json!({
+        "name": "m",
+        "provider": {"prometheus": {"address": address, "query": query, "timeout": 5}},
+    });
+    if let (Some(m), Some(c)) = (m.as_object_mut(), conditions.as_object()) {
+        m.extend(c.clone());
+    }
+    metric(m)
+}
+
+async fn measure(metric: &Metric) -> Measurement {
+    let providers = Providers::new(None).expect("providers");
+    providers.measure(&RunRef::default(), metric, 1).await
+}
+
+fn message(m: &Measurement) -> &str {
+    m.message.as_deref().unwrap_or_default()
+}
+
+/// A Prometheus whose exporter serves 95 good and 5 failed requests, scraped.
+async fn prometheus_with_requests() -> Prometheus {
+    let prometheus = Prometheus::start().await;
+    prometheus
+        .exporter
+        .set("http_requests_total{code=\"200\"}", 95.0);
+    prometheus
+        .exporter
+        .set("http_requests_total{code=\"500\"}", 5.0);
+    prometheus
+        .wait_for("http_requests_total", 30, |v| v.len() == 2)
+        .await;
+    prometheus
+}
+
+const ERROR_RATE: &str = "sum(http_requests_total{code=~\"5..\"}) / sum(http_requests_total)";
+
+#[tokio::test]
+async fn prometheus_vectors_scalars_empty_results_and_errors() {
+    let prometheus = prometheus_with_requests().await;
+    let url = prometheus.url();
+
+    // An instant vector of one series: result[0].
+    let m = measure(&prometheus_metric(
+        &url,
+        ERROR_RATE,
+        json!({"successCondition": "result[0] < 0.1"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    assert_eq!(m.value.as_deref(), Some("[0.05]"));
+    assert!(m.started_at.is_some() && m.finished_at.is_some());
+    let m = measure(&prometheus_metric(
+        &url,
+        ERROR_RATE,
+        json!({"successCondition": "result[0] < 0.01"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Failed, "{m:?}");
+
+    // Several series: one number each, in Prometheus' order.
+    let m = measure(&prometheus_metric(
+        &url,
+        "sort(http_requests_total)",
+        json!({"successCondition": "len(result) == 2 && all(result, {# > 0}) && result[1] == 95"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    assert_eq!(m.value.as_deref(), Some("[5,95]"));
+
+    // A scalar is a number.
+    let m = measure(&prometheus_metric(
+        &url,
+        "scalar(sum(http_requests_total))",
+        json!({"successCondition": "result > 99 && result < 101"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    assert_eq!(m.value.as_deref(), Some("100"));
+
+    // No series: an empty array; a condition indexing it is an Error, never a success.
+    let empty = |conditions| prometheus_metric(&url, "no_such_metric", conditions);
+    let m = measure(&empty(json!({"successCondition": "len(result) == 0"}))).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    assert_eq!(m.value.as_deref(), Some("[]"));
+    let m = measure(&empty(json!({"successCondition": "result[0] < 0.1"}))).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    let m = measure(&empty(json!({"failureCondition": "result[0] > 0.1"}))).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+
+    // A query Prometheus refuses, and a range vector: Errors with Prometheus' reason.
+    let m = measure(&prometheus_metric(&url, "sum(", json!({}))).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(message(&m).contains("parse error"), "{m:?}");
+    let m = measure(&prometheus_metric(
+        &url,
+        "http_requests_total[1m]",
+        json!({}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(message(&m).contains("range vector"), "{m:?}");
+}
+
+#[tokio::test]
+async fn prometheus_nan_is_a_number_conditions_can_test() {
+    let prometheus = Prometheus::start().await;
+    prometheus.exporter.set("errors_total", 0.0);
+    prometheus.exporter.set("requests_total", 0.0);
+    prometheus
+        .wait_for("requests_total", 30, |v| v == [0.0])
+        .await;
+    let url = prometheus.url();
+    let ratio = "sum(errors_total) / sum(requests_total)";
+    let m = measure(&prometheus_metric(
+        &url,
+        ratio,
+        json!({"successCondition": "isNaN(result[0]) || result[0] < 0.1"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    assert_eq!(m.value.as_deref(), Some("[NaN]"));
+    // Every comparison with NaN is false: a bare threshold fails, as in Argo.
+    let m = measure(&prometheus_metric(
+        &url,
+        ratio,
+        json!({"successCondition": "result[0] < 0.1"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Failed, "{m:?}");
+    let m = measure(&prometheus_metric(
+        &url,
+        "scalar(sum(errors_total) / sum(requests_total))",
+        json!({"successCondition": "isNaN(result)"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+}
+
+#[tokio::test]
+async fn prometheus_unreachable_or_silent_is_an_error() {
+    let mut prometheus = Prometheus::start().await;
+    let url = prometheus.url();
+    let up = prometheus_metric(&url, "up", json!({"successCondition": "result[0] == 1"}));
+    assert_eq!(measure(&up).await.phase, AnalysisPhase::Successful);
+    prometheus.stop();
+    let m = measure(&up).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(!message(&m).is_empty());
+
+    // A server that accepts and never answers: the timeout ends the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let address = format!("http://{}", silent.local_addr().unwrap());
+    let mut slow = prometheus_metric(&address, "up", json!({}));
+    if let sluice::api::MetricProvider::Prometheus(p) = &mut slow.provider {
+        p.timeout = Some(1);
+    }
+    let started = std::time::Instant::now();
+    let m = measure(&slow).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(message(&m).contains("within 1s"), "{m:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // No address at all.
+    let m = measure(&metric(
+        json!({"name": "m", "provider": {"prometheus": {"query": "up"}}}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(message(&m).contains("address"), "{m:?}");
+}
+
+#[tokio::test]
+async fn prometheus_queries_take_arguments_headers_and_basic_auth_in_the_address() {
+    let prometheus = prometheus_with_requests().await;
+    let with_credentials = format!("http://user:secret@{}", prometheus.addr);
+    let template = metric(json!({
+        "name": "errors",
+        "successCondition": "result[0] == {{args.expected}}",
+        "provider": {"prometheus": {
+            "address": with_credentials,
+            "query": "sum(http_requests_total{code=\"{{ args.code }}\"})",
+            "headers": [{"key": "X-Scope-OrgID", "value": "{{args.tenant}}"}],
+        }},
+    }));
+    let args: Vec<sluice::api::Argument> = serde_json::from_value(json!([
+        {"name": "code", "value": "500"},
+        {"name": "expected", "value": "5"},
+        {"name": "tenant", "value": "team-a"},
+    ]))
+    .unwrap();
+    let resolved = args::resolve_args(&args, &NoSecrets, None).unwrap();
+    let metric = args::substitute_metric(&template, &resolved).unwrap();
+    let providers = Providers::new(None).unwrap();
+    assert_eq!(
+        providers.metadata_of(&metric)["ResolvedPrometheusQuery"],
+        "sum(http_requests_total{code=\"500\"})"
+    );
+    let m = measure(&metric).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+
+    let mut bad_header = metric.clone();
+    if let sluice::api::MetricProvider::Prometheus(p) = &mut bad_header.provider {
+        p.headers[0].key = "bad header".into();
+    }
+    let m = measure(&bad_header).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(message(&m).contains("header name"), "{m:?}");
+}
+
+/// Drives a run through the plan with the real providers until it completes, sleeping until
+/// each requeue time, as the controller does.
+async fn drive(spec: Value) -> AnalysisRunStatus {
+    let spec: AnalysisRunSpec = serde_json::from_value(spec).expect("a run spec");
+    let rules = RunRules::new(&spec).expect("valid rules");
+    let providers = Providers::new(None).expect("providers");
+    let run = RunRef::default();
+    let resolved = args::resolve_args(&spec.args, &NoSecrets, None).expect("args");
+    let mut status = AnalysisRunStatus::default();
+    for _ in 0..30 {
+        let now = Timestamp::now();
+        for due in plan::due(&rules, &status, now) {
+            let metric_rules = rules.metric(&due.metric).expect("the metric");
+            let metric = args::substitute_metric(
+                spec.metrics
+                    .iter()
+                    .find(|m| m.name == due.metric)
+                    .expect("the metric"),
+                &resolved,
+            )
+            .expect("substituted");
+            let attempt = plan::attempt(&status, &due.metric);
+            let measurement = providers.perform(&run, &metric, due.task, attempt).await;
+            let metadata = providers.metadata_of(&metric);
+            plan::record(
+                metric_rules,
+                &mut status,
+                measurement,
+                metadata,
+                Timestamp::now(),
+            );
+        }
+        let assessment = plan::assess(&rules, &mut status, Timestamp::now());
+        if status.phase.is_completed() && plan::settled(&status) {
+            return status;
+        }
+        if let Some(next) = assessment.next_due {
+            let wait = next.duration_since(Timestamp::now());
+            let wait = Duration::try_from(wait).unwrap_or_default();
+            tokio::time::sleep(wait).await;
+        }
+    }
+    panic!("the run did not complete: {status:?}");
+}
+
+#[tokio::test]
+async fn a_run_passes_and_fails_end_to_end_against_prometheus() {
+    let prometheus = prometheus_with_requests().await;
+    let spec = |threshold: &str| {
+        json!({
+            "args": [{"name": "threshold", "value": threshold}],
+            "metrics": [{
+                "name": "error-rate",
+                "interval": "1s",
+                "count": 2,
+                "successCondition": "result[0] <= {{args.threshold}}",
+                "provider": {"prometheus": {"address": prometheus.url(), "query": ERROR_RATE}},
+            }],
+        })
+    };
+    let passed = drive(spec("0.1")).await;
+    assert_eq!(passed.phase, AnalysisPhase::Successful, "{passed:?}");
+    let result = &passed.metric_results[0];
+    assert_eq!((result.count, result.successful), (Some(2), Some(2)));
+    assert_eq!(result.measurements.len(), 2);
+    assert_eq!(
+        result.metadata["ResolvedPrometheusQuery"], ERROR_RATE,
+        "the resolved query is kept"
+    );
+
+    // The error rate rises: the run fails at the first measurement.
+    prometheus
+        .exporter
+        .set("http_requests_total{code=\"500\"}", 95.0);
+    prometheus
+        .wait_for("sum(http_requests_total)", 30, |v| v == [190.0])
+        .await;
+    let failed = drive(spec("0.1")).await;
+    assert_eq!(failed.phase, AnalysisPhase::Failed, "{failed:?}");
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("Metric \"error-rate\" assessed Failed due to failed (1) > failureLimit (0)")
+    );
+}
+
+#[tokio::test]
+async fn a_run_against_a_stopped_prometheus_ends_in_error_never_success() {
+    let mut prometheus = Prometheus::start().await;
+    let address = prometheus.url();
+    prometheus.stop();
+    let status = drive(json!({
+        "metrics": [{
+            "name": "error-rate",
+            "successCondition": "result[0] < 0.1",
+            // One error in a row tolerated, so the test does not wait 4 retries of 10 s.
+            "consecutiveErrorLimit": 1,
+            "provider": {"prometheus": {"address": address, "query": ERROR_RATE}},
+        }],
+    }))
+    .await;
+    assert_eq!(status.phase, AnalysisPhase::Error, "{status:?}");
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Metric \"error-rate\" assessed Error due to consecutiveErrors (2) > consecutiveErrorLimit (1)"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("Error Message"), "{message}");
+}
+
+// ---- the web provider against a local HTTP server ----
+
+/// A local HTTP server with the endpoints the web tests call, on a thread and runtime of its
+/// own; records the last request to `/echo`.
+struct WebServer {
+    addr: SocketAddr,
+    last: Arc<Mutex<Option<(HeaderMap, Bytes)>>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WebServer {
+    fn start() -> Self {
+        let last: Arc<Mutex<Option<(HeaderMap, Bytes)>>> = Arc::default();
+        let recorded = last.clone();
+        let json = |body: &'static str| ([(header::CONTENT_TYPE, "application/json")], body);
+        let app =
+            Router::new()
+                .route(
+                    "/ok",
+                    get(move || async move {
+                        json(r#"{"data": {"ok": true, "successPercent": 0.95}}"#)
+                    }),
+                )
+                .route("/text", get(|| async { "healthy" }))
+                .route(
+                    "/broken",
+                    get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+                )
+                .route(
+                    "/slow",
+                    get(|| async {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        "late"
+                    }),
+                )
+                .route(
+                    "/private",
+                    get(|headers: HeaderMap| async move {
+                        match headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) {
+                            Some(b"Bearer s3cr3t") => (StatusCode::OK, r#"{"ok": true}"#),
+                            _ => (StatusCode::UNAUTHORIZED, r#"{"ok": false}"#),
+                        }
+                    }),
+                )
+                .route(
+                    "/echo",
+                    post(move |headers: HeaderMap, body: Bytes| {
+                        *recorded.lock().unwrap() = Some((headers, body.clone()));
+                        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+                    }),
+                );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("an address");
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        Self {
+            addr,
+            last,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn web_metric(web: Value, conditions: Value) -> Metric {
+    let mut m = json!({"name": "web", "provider": {"web": web}});
+    if let (Some(m), Some(c)) = (m.as_object_mut(), conditions.as_object()) {
+        m.extend(c.clone());
+    }
+    metric(m)
+}
+
+#[tokio::test]
+async fn web_json_paths_and_conditions() {
+    let server = WebServer::start();
+    for path in ["{$.data.ok}", "{.data.ok}", "$.data.ok"] {
+        let m = measure(&web_metric(
+            json!({"url": server.url("/ok"), "jsonPath": path}),
+            json!({"successCondition": "result == true"}),
+        ))
+        .await;
+        assert_eq!(m.phase, AnalysisPhase::Successful, "{path}: {m:?}");
+        assert_eq!(m.value.as_deref(), Some("true"));
+    }
+    let m = measure(&web_metric(
+        json!({"url": server.url("/ok"), "jsonPath": "{$.data}"}),
+        json!({"successCondition": "result.ok && result.successPercent >= 0.90"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    let m = measure(&web_metric(
+        json!({"url": server.url("/ok"), "jsonPath": "{$.data.successPercent}"}),
+        json!({"successCondition": "result >= 0.99", "failureCondition": "result < 0.5"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Inconclusive, "{m:?}");
+    // The whole body by default; a path selecting nothing is an Error.
+    let m = measure(&web_metric(
+        json!({"url": server.url("/ok")}),
+        json!({"successCondition": "result.data.ok"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    let m = measure(&web_metric(
+        json!({"url": server.url("/ok"), "jsonPath": "{$.data.missing}"}),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    // Text that is not JSON is a string result.
+    let m = measure(&web_metric(
+        json!({"url": server.url("/text")}),
+        json!({"successCondition": "result == \"healthy\""}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+}
+
+#[tokio::test]
+async fn web_errors_timeouts_and_bodies() {
+    let server = WebServer::start();
+    let m = measure(&web_metric(
+        json!({"url": server.url("/broken")}),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert_eq!(message(&m), "received non 2xx response code: 500");
+
+    let started = std::time::Instant::now();
+    let m = measure(&web_metric(
+        json!({"url": server.url("/slow"), "timeoutSeconds": 1}),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{m:?}");
+
+    let m = measure(&web_metric(
+        json!({"url": server.url("/ok"), "body": "x"}),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(message(&m).contains("POST or PUT"), "{m:?}");
+
+    // POST with jsonBody: sent as JSON with its content type.
+    let m = measure(&web_metric(
+        json!({
+            "url": server.url("/echo"),
+            "method": "POST",
+            "jsonBody": {"service": "web", "limit": 3},
+            "jsonPath": "{$.limit}",
+        }),
+        json!({"successCondition": "result == 3"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    let (headers, body) = server.last.lock().unwrap().clone().expect("a request");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent, json!({"service": "web", "limit": 3}));
+
+    // POST with a text body.
+    let m = measure(&web_metric(
+        json!({"url": server.url("/echo"), "method": "POST", "body": "{\"n\": 7}", "jsonPath": "{$.n}"}),
+        json!({"successCondition": "result == 7"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+}
+
+#[tokio::test]
+async fn web_headers_take_secrets_that_messages_never_show() {
+    let server = WebServer::start();
+    let template = web_metric(
+        json!({
+            "url": "{{args.base}}/private",
+            "headers": [{"key": "Authorization", "value": "Bearer {{ args.token }}"}],
+            "jsonPath": "{$.ok}",
+        }),
+        json!({"successCondition": "result"}),
+    );
+    let args: Vec<sluice::api::Argument> = serde_json::from_value(json!([
+        {"name": "base", "value": format!("http://{}", server.addr)},
+        {"name": "token", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+    ]))
+    .unwrap();
+    let secret = |token: &str| Secret {
+        data: Some(BTreeMap::from([(
+            "token".to_owned(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    let secrets = BTreeMap::from([("creds".to_owned(), secret("s3cr3t"))]);
+    let resolved = args::resolve_args(&args, &secrets, None).unwrap();
+    let m = measure(&args::substitute_metric(&template, &resolved).unwrap()).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+
+    let wrong = BTreeMap::from([("creds".to_owned(), secret("wrong"))]);
+    let resolved = args::resolve_args(&args, &wrong, None).unwrap();
+    let m = measure(&args::substitute_metric(&template, &resolved).unwrap()).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert_eq!(
+        resolved.redact("Bearer wrong was refused"),
+        "Bearer ***** was refused"
+    );
+}
+
+#[tokio::test]
+async fn tasks_for_an_unknown_provider_are_errors() {
+    let providers = Providers::new(None).unwrap();
+    let dd = metric(json!({"name": "d", "provider": {"datadog": {"query": "x"}}}));
+    let inflight = Measurement {
+        phase: AnalysisPhase::Running,
+        ..Measurement::default()
+    };
+    let m = providers
+        .perform(&RunRef::default(), &dd, Task::Resume(inflight), 1)
+        .await;
+    assert_eq!(m.phase, AnalysisPhase::Error);
+    assert!(m.finished_at.is_some());
+}

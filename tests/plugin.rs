@@ -1,0 +1,639 @@
+//! The kubectl plugin end to end, as a user runs it: the real kubectl finds `kubectl-sluice` on
+//! PATH and `kubectl sluice …` runs it against the local cluster, where the `sluice` controller
+//! watches each test's namespace. Every writing command is checked by its effect on the Rollout
+//! (and its ReplicaSets and pods), not by the printed line alone.
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, PostParams},
+};
+use serde_json::{Value, json};
+use sluice::api::{POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutPhase, RolloutStatus};
+use support::{Controller, TestNamespace};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+/// A namespace with the controller watching it, and the plugin run inside it.
+struct Plugin {
+    // Dropped in this order: the controller (its log printed on failure) before the namespace.
+    _controller: Controller,
+    ns: TestNamespace,
+    rollouts: Api<Rollout>,
+}
+
+/// What one run of the plugin did.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// `kubectl sluice ARGS` with the freshly built plugin first on PATH and the test cluster's
+/// kubeconfig in KUBECONFIG, as a user's shell would run it.
+fn kubectl_sluice(args: &[&str]) -> tokio::process::Command {
+    let plugin = PathBuf::from(env!("CARGO_BIN_EXE_kubectl-sluice"));
+    let dir = plugin.parent().expect("the plugin's directory");
+    let path = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("a PATH");
+    let mut cmd =
+        tokio::process::Command::new(support::repo_root().join("target/cluster/bin/kubectl"));
+    cmd.arg("sluice")
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", support::kubeconfig())
+        .env_remove("COLUMNS")
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn output(mut cmd: tokio::process::Command) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the plugin ended within 120 s")
+        .expect("running kubectl sluice");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn status(r: &Rollout) -> RolloutStatus {
+    r.status.clone().unwrap_or_default()
+}
+
+fn observed(r: &Rollout) -> bool {
+    status(r).observed_generation == r.metadata.generation.map(|g| g.to_string())
+}
+
+fn paused_at(r: &Rollout, step: i32) -> bool {
+    let s = status(r);
+    s.current_step_index == Some(step)
+        && s.pause_conditions
+            .iter()
+            .any(|c| c.reason == PauseReason::CanaryPauseStep)
+        && s.phase == Some(RolloutPhase::Paused)
+}
+
+fn image(r: &Rollout) -> String {
+    r.spec
+        .template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.containers[0].image.clone())
+        .unwrap_or_default()
+}
+
+/// A canary Rollout `app` of `replicas` pods with these steps (no Services: replica weights).
+fn canary(replicas: i32, steps: Value) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "app" },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": "app" } },
+            "template": {
+                "metadata": { "labels": { "app": "app" } },
+                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
+            },
+            "strategy": { "canary": { "steps": steps } }
+        }
+    })
+}
+
+impl Plugin {
+    async fn new(test: &str) -> Self {
+        let ns = TestNamespace::new(test).await;
+        support::install_crds(&ns.client).await;
+        let controller = Controller::start(&ns.name).await;
+        let rollouts = ns.api::<Rollout>();
+        Self {
+            _controller: controller,
+            ns,
+            rollouts,
+        }
+    }
+
+    /// Creates the rollout and waits until it is Healthy.
+    async fn deploy(&self, rollout: Value) -> Rollout {
+        let rollout: Rollout = serde_json::from_value(rollout).expect("a Rollout");
+        self.rollouts
+            .create(&PostParams::default(), &rollout)
+            .await
+            .expect("creating the Rollout");
+        self.healthy().await
+    }
+
+    async fn wait(&self, seconds: u64, what: &str, ok: impl Fn(&Rollout) -> bool) -> Rollout {
+        self.ns
+            .wait_for("app", seconds, what, move |r: Option<&Rollout>| {
+                r.is_some_and(&ok)
+            })
+            .await
+    }
+
+    async fn healthy(&self) -> Rollout {
+        self.wait(60, "the rollout Healthy and up to date", |r| {
+            status(r).phase == Some(RolloutPhase::Healthy) && observed(r)
+        })
+        .await
+    }
+
+    async fn get(&self) -> Rollout {
+        self.rollouts.get("app").await.expect("reading the rollout")
+    }
+
+    /// `kubectl sluice ARGS -n <namespace>`.
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = kubectl_sluice(args);
+        cmd.args(["-n", &self.ns.name]);
+        cmd
+    }
+
+    async fn sluice(&self, args: &[&str]) -> Run {
+        output(self.command(args)).await
+    }
+
+    /// Runs the plugin, failing the test unless it exits 0; returns its stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let run = self.sluice(args).await;
+        assert_eq!(run.code, Some(0), "kubectl sluice {args:?}: {run:?}");
+        run.stdout
+    }
+
+    /// Changes the image with the plugin and waits until the canary stands paused at step 1.
+    async fn paused_at_first_pause(&self) -> Rollout {
+        self.ok(&["set", "image", "app", "app=example/app:2"]).await;
+        self.wait(60, "the canary paused at step 1", |r| paused_at(r, 1))
+            .await
+    }
+
+    async fn replicas_of(&self, hash: &str) -> i32 {
+        self.ns
+            .api::<ReplicaSet>()
+            .list(&ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}")))
+            .await
+            .expect("listing ReplicaSets")
+            .items
+            .iter()
+            .map(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+            .sum()
+    }
+}
+
+#[tokio::test]
+async fn promote_resumes_a_paused_canary_and_refuses_one_that_is_not_paused() {
+    let t = Plugin::new("plugin-promote").await;
+    let first = t
+        .deploy(canary(2, json!([{ "setWeight": 50 }, { "pause": {} }])))
+        .await;
+    let paused = t.paused_at_first_pause().await;
+    let canary_hash = status(&paused).current_pod_hash.expect("a canary hash");
+    assert_ne!(status(&first).stable_rs, Some(canary_hash.clone()));
+
+    let out = t.ok(&["promote", "app"]).await;
+    assert_eq!(
+        out.trim(),
+        "rollout \"app\" promoted (was paused by CanaryPauseStep)"
+    );
+    let done = t
+        .wait(60, "the canary promoted to stable", |r| {
+            status(r).stable_rs.as_deref() == Some(canary_hash.as_str())
+                && status(r).phase == Some(RolloutPhase::Healthy)
+        })
+        .await;
+    assert!(status(&done).pause_conditions.is_empty());
+
+    // Not paused: said so, non-zero, nothing written.
+    let before = t.get().await.resource_version();
+    let run = t.sluice(&["promote", "app"]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains("rollout \"app\" is not paused"),
+        "{run:?}"
+    );
+    assert_eq!(t.get().await.resource_version(), before, "nothing changed");
+}
+
+#[tokio::test]
+async fn promote_full_skips_the_remaining_steps() {
+    let t = Plugin::new("plugin-promote-full").await;
+    t.deploy(canary(
+        2,
+        json!([{ "setWeight": 50 }, { "pause": {} }, { "setWeight": 75 }, { "pause": {} }]),
+    ))
+    .await;
+    let paused = t.paused_at_first_pause().await;
+    let canary_hash = status(&paused).current_pod_hash.expect("a canary hash");
+
+    let out = t.ok(&["promote", "app", "--full"]).await;
+    assert!(out.starts_with("rollout \"app\" fully promoted"), "{out}");
+    let done = t
+        .wait(60, "fully promoted without the second pause", |r| {
+            status(r).stable_rs.as_deref() == Some(canary_hash.as_str())
+                && status(r).phase == Some(RolloutPhase::Healthy)
+        })
+        .await;
+    assert_eq!(status(&done).current_step_index, Some(4));
+    assert_eq!(t.replicas_of(&canary_hash).await, 2);
+}
+
+#[tokio::test]
+async fn abort_goes_back_to_stable_and_retry_starts_over() {
+    let t = Plugin::new("plugin-abort").await;
+    let first = t
+        .deploy(canary(2, json!([{ "setWeight": 50 }, { "pause": {} }])))
+        .await;
+    let stable = status(&first).stable_rs.expect("a stable hash");
+    let paused = t.paused_at_first_pause().await;
+    let canary_hash = status(&paused).current_pod_hash.expect("a canary hash");
+
+    let out = t.ok(&["abort", "app"]).await;
+    assert!(out.starts_with("rollout \"app\" aborted"), "{out}");
+    let aborted = t
+        .wait(60, "aborted and Degraded", |r| {
+            status(r).abort == Some(true) && status(r).phase == Some(RolloutPhase::Degraded)
+        })
+        .await;
+    assert_eq!(status(&aborted).stable_rs, Some(stable.clone()));
+    support::wait(
+        async {
+            while t.replicas_of(&canary_hash).await != 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok::<_, ()>(())
+        },
+        30,
+        "the canary scaled down",
+    )
+    .await;
+    assert_eq!(t.replicas_of(&stable).await, 2);
+    // `status` of a Degraded rollout exits 1, for scripts.
+    let run = t.sluice(&["status", "app"]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout.starts_with("Degraded - RolloutAborted"),
+        "{run:?}"
+    );
+
+    let out = t.ok(&["retry", "rollout", "app"]).await;
+    assert!(out.starts_with("rollout \"app\" retried"), "{out}");
+    let again = t
+        .wait(60, "the update running its steps again", |r| {
+            paused_at(r, 1)
+        })
+        .await;
+    assert_ne!(status(&again).abort, Some(true));
+    assert_eq!(t.replicas_of(&canary_hash).await, 1, "50% of 2 pods again");
+}
+
+#[tokio::test]
+async fn pause_holds_the_rollout_until_promoted() {
+    let t = Plugin::new("plugin-pause").await;
+    t.deploy(canary(2, json!([{ "setWeight": 50 }]))).await;
+
+    let out = t.ok(&["pause", "app"]).await;
+    assert!(out.starts_with("rollout \"app\" paused"), "{out}");
+    assert_eq!(t.get().await.spec.paused, Some(true));
+    let held = t
+        .wait(30, "reported Paused", |r| {
+            status(r).phase == Some(RolloutPhase::Paused) && observed(r)
+        })
+        .await;
+    let run = t.sluice(&["status", "app"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stdout.trim(), "Paused - manually paused");
+
+    // A new image waits while paused.
+    t.ok(&["set", "image", "app", "app=example/app:2"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = t.get().await;
+    assert_eq!(status(&still).stable_rs, status(&held).stable_rs);
+
+    let out = t.ok(&["promote", "app"]).await;
+    assert_eq!(
+        out.trim(),
+        "rollout \"app\" promoted (was paused by spec.paused)"
+    );
+    assert_eq!(t.get().await.spec.paused, Some(false));
+    let done = t.healthy().await;
+    assert_ne!(status(&done).stable_rs, status(&held).stable_rs);
+}
+
+#[tokio::test]
+async fn restart_replaces_every_pod_now_or_later() {
+    let t = Plugin::new("plugin-restart").await;
+    t.deploy(canary(2, json!([]))).await;
+
+    // Later: only the time is written.
+    let before = jiff::Timestamp::now();
+    t.ok(&["restart", "app", "--in", "1h"]).await;
+    let at = t.get().await.spec.restart_at.expect("restartAt").0;
+    let delta = at.duration_since(before).as_secs();
+    assert!(
+        (3600..=3610).contains(&delta),
+        "restartAt {at} is {delta}s away"
+    );
+
+    // Now: every pod is replaced and the controller records it.
+    let out = t.ok(&["restart", "app"]).await;
+    assert!(
+        out.starts_with("rollout \"app\" restarts its pods at"),
+        "{out}"
+    );
+    let at = t.get().await.spec.restart_at.expect("restartAt").0;
+    t.wait(60, "status.restartedAt", |r| {
+        status(r).restarted_at.as_ref().is_some_and(|s| s.0 >= at)
+    })
+    .await;
+    let pods =
+        t.ns.api::<Pod>()
+            .list(&ListParams::default().labels("app=app"))
+            .await
+            .expect("listing pods")
+            .items;
+    let live: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    assert_eq!(live.len(), 2);
+    for pod in live {
+        let created = pod.metadata.creation_timestamp.as_ref().expect("a time").0;
+        assert!(created >= at, "{} was not restarted", pod.name_any());
+    }
+}
+
+#[tokio::test]
+async fn set_image_changes_one_container_and_names_the_ones_there_are() {
+    let t = Plugin::new("plugin-set-image").await;
+    let first = t.deploy(canary(2, json!([]))).await;
+
+    let out = t.ok(&["set", "image", "app", "app=example/app:2"]).await;
+    assert_eq!(
+        out.trim(),
+        "rollout \"app\": container \"app\" set to image example/app:2"
+    );
+    let done = t.healthy().await;
+    assert_eq!(image(&done), "example/app:2");
+    assert_ne!(status(&done).stable_rs, status(&first).stable_rs);
+
+    let run = t
+        .sluice(&["set", "image", "app", "web=example/web:2"])
+        .await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("no container named \"web\" (its containers: app)"),
+        "{run:?}"
+    );
+    assert_eq!(image(&t.get().await), "example/app:2");
+}
+
+#[tokio::test]
+async fn undo_returns_to_the_previous_template_and_its_replica_set() {
+    let t = Plugin::new("plugin-undo").await;
+    let first = t.deploy(canary(2, json!([]))).await;
+    let v1 = status(&first).stable_rs.expect("a stable hash");
+    t.ok(&["set", "image", "app", "app=example/app:2"]).await;
+    let second = t
+        .wait(60, "version 2 stable", |r| {
+            status(r).phase == Some(RolloutPhase::Healthy)
+                && observed(r)
+                && status(r).stable_rs.as_deref() != Some(v1.as_str())
+        })
+        .await;
+    let v2 = status(&second).stable_rs.expect("a stable hash");
+
+    let out = t.ok(&["undo", "app"]).await;
+    assert_eq!(
+        out.trim(),
+        "rollout \"app\" rolled back to the template of revision 1"
+    );
+    let back = t
+        .wait(60, "version 1 stable again", |r| {
+            status(r).phase == Some(RolloutPhase::Healthy)
+                && observed(r)
+                && status(r).stable_rs.as_deref() == Some(v1.as_str())
+        })
+        .await;
+    assert_eq!(image(&back), "example/app:1");
+    assert_eq!(
+        back.spec.template, first.spec.template,
+        "the template as first written, without the API server's defaults"
+    );
+    assert_eq!(
+        t.replicas_of(&v1).await,
+        2,
+        "the first ReplicaSet serves again"
+    );
+    assert_eq!(t.replicas_of(&v2).await, 0);
+
+    let run = t.sluice(&["undo", "app", "--to-revision", "99"]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("revision 99 is not in the rollout's history"),
+        "{run:?}"
+    );
+}
+
+#[tokio::test]
+async fn skip_step_moves_past_a_pause_to_the_next_step() {
+    let t = Plugin::new("plugin-skip-step").await;
+    t.deploy(canary(
+        2,
+        json!([{ "setWeight": 50 }, { "pause": {} }, { "setWeight": 100 }, { "pause": {} }]),
+    ))
+    .await;
+    let paused = t.paused_at_first_pause().await;
+    let canary_hash = status(&paused).current_pod_hash.expect("a canary hash");
+
+    let out = t.ok(&["skip-step", "app"]).await;
+    assert_eq!(
+        out.trim(),
+        "rollout \"app\" skipped step 1: now at step 2/4"
+    );
+    // Step 2 (setWeight 100) runs, and the pause after it holds.
+    t.wait(30, "paused at the second pause", |r| paused_at(r, 3))
+        .await;
+    assert_eq!(t.replicas_of(&canary_hash).await, 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(paused_at(&t.get().await, 3), "the second pause holds");
+}
+
+#[tokio::test]
+async fn status_watch_ends_paused_and_times_out_on_a_stuck_rollout() {
+    let t = Plugin::new("plugin-status").await;
+    t.deploy(canary(2, json!([{ "setWeight": 50 }, { "pause": {} }])))
+        .await;
+
+    // Waits through Progressing and ends 0 on the pause, printing its reason.
+    t.ok(&["set", "image", "app", "app=example/app:2"]).await;
+    let run = t
+        .sluice(&["status", "app", "--watch", "--timeout", "60s"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some("Paused - CanaryPauseStep"),
+        "{run:?}"
+    );
+    assert!(paused_at(&t.get().await, 1));
+
+    // A version whose pods never become ready: Progressing until the timeout, exit 1.
+    t.rollouts
+        .patch(
+            "app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": { "template": {
+                "metadata": { "annotations": { "sluice.dev/pod-fate": "never-ready" } },
+                "spec": { "containers": [{ "name": "app", "image": "example/app:3" }] }
+            } } })),
+        )
+        .await
+        .expect("a broken version");
+    t.wait(30, "the broken version progressing", |r| {
+        observed(r) && status(r).phase == Some(RolloutPhase::Progressing)
+    })
+    .await;
+    let started = Instant::now();
+    let run = t
+        .sluice(&["status", "app", "--watch", "--timeout", "3s"])
+        .await;
+    let took = started.elapsed();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stdout.starts_with("Progressing"), "{run:?}");
+    assert!(run.stderr.contains("timed out after 3s"), "{run:?}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(30),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn get_list_and_watch_show_the_rollout_as_it_changes() {
+    let t = Plugin::new("plugin-get").await;
+    let first = t
+        .deploy(canary(2, json!([{ "setWeight": 50 }, { "pause": {} }])))
+        .await;
+    let stable = status(&first).stable_rs.expect("a stable hash");
+
+    let tree = t.ok(&["get", "rollout", "app"]).await;
+    assert!(tree.contains("Status:         Healthy"), "{tree}");
+    assert!(tree.contains(&format!("app-{stable}")), "{tree}");
+    assert!(tree.contains("revision:1"), "{tree}");
+    assert!(!tree.contains('\x1b'), "plain when piped: {tree}");
+    let data: Value =
+        serde_json::from_str(&t.ok(&["get", "rollout", "app", "-o", "json"]).await).expect("JSON");
+    assert_eq!(data["status"], "Healthy");
+    assert_eq!(
+        data["revisions"][0]["replicaSets"][0]["roles"],
+        json!(["stable"])
+    );
+    assert_eq!(
+        data["revisions"][0]["replicaSets"][0]["pods"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let list = t.ok(&["list", "rollouts"]).await;
+    let row: Vec<&str> = list
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        ["app", "Canary", "Healthy", "2/2", "100", "100"],
+        "{list}"
+    );
+
+    let run = t.sluice(&["get", "rollout", "nope"]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "Rollout \"nope\" not found in namespace \"{}\"",
+            t.ns.name
+        )),
+        "{run:?}"
+    );
+
+    // --watch draws the tree, redraws it when the rollout changes, and ends 0 on Ctrl-C.
+    let mut cmd = t.command(&["get", "rollout", "app", "--watch"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("starting get --watch");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = String::new();
+    let mut read_until = async |needle: &str| {
+        support::wait(
+            async {
+                while !seen.contains(needle) {
+                    match lines.next_line().await {
+                        Ok(Some(line)) => {
+                            seen.push_str(&line);
+                            seen.push('\n');
+                        }
+                        other => return Err(format!("the output ended ({other:?}): {seen}")),
+                    }
+                }
+                Ok(())
+            },
+            60,
+            &format!("{needle:?} in the output of get --watch"),
+        )
+        .await;
+    };
+    read_until("revision:1").await;
+    t.ok(&["set", "image", "app", "app=example/app:2"]).await;
+    read_until("revision:2").await;
+    read_until("Paused").await;
+    // kubectl execs its plugin, so the process started is the plugin: Ctrl-C is SIGINT to it.
+    let pid = child.id().expect("a pid").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("get --watch stopped on Ctrl-C")
+        .expect("its exit status");
+    assert!(
+        status.success(),
+        "Ctrl-C ends get --watch cleanly: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_cluster_reachable_is_said_with_the_server() {
+    let dir = support::repo_root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).expect("target/test-logs");
+    let path: PathBuf = dir.join("plugin-unreachable.kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\ncurrent-context: gone\n\
+         clusters: [{name: gone, cluster: {server: 'https://127.0.0.1:9'}}]\n\
+         contexts: [{name: gone, context: {cluster: gone, user: me, namespace: shop}}]\n\
+         users: [{name: me, user: {token: x}}]\n",
+    )
+    .expect("writing a kubeconfig");
+    let mut cmd = kubectl_sluice(&["get", "rollout", "app"]);
+    cmd.env("KUBECONFIG", Path::new(&path));
+    let run = output(cmd).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: no cluster reachable at https://127.0.0.1:9"),
+        "{run:?}"
+    );
+}
