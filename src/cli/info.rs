@@ -12,8 +12,8 @@ use k8s_openapi::{
 use serde::Serialize;
 
 use crate::api::{
-    AnalysisPhase, AnalysisRun, CanaryStep, ConditionStatus, POD_TEMPLATE_HASH_LABEL, Rollout,
-    RolloutConditionType, RolloutPhase, RolloutStatus,
+    AnalysisPhase, AnalysisRun, CanaryStep, ConditionStatus, POD_TEMPLATE_HASH_LABEL, PauseReason,
+    Rollout, RolloutConditionType, RolloutPhase, RolloutStatus,
 };
 
 /// Annotation holding the revision number of a ReplicaSet or AnalysisRun.
@@ -351,6 +351,28 @@ pub fn pause_reasons(ro: &Rollout) -> Vec<String> {
         reasons.push("spec.paused".into());
     }
     reasons
+}
+
+/// Whether a paused rollout waits for a person (a promotion or `spec.paused: false`) rather than
+/// a timer: a pause step without a duration, a blue/green preview without automatic promotion, an
+/// inconclusive analysis, or `spec.paused`. A timed pause ends by itself.
+pub fn waits_for_a_person(ro: &Rollout) -> bool {
+    if ro.spec.is_paused() {
+        return true;
+    }
+    let status = ro.status.clone().unwrap_or_default();
+    status.pause_conditions.iter().any(|c| match c.reason {
+        PauseReason::CanaryPauseStep => {
+            let index = usize::try_from(status.current_step_index.unwrap_or(0)).unwrap_or(0);
+            let step = ro.spec.canary().and_then(|c| c.steps.get(index));
+            !matches!(step, Some(CanaryStep::Pause(p)) if p.duration.is_some())
+        }
+        PauseReason::BlueGreenPause => ro
+            .spec
+            .blue_green()
+            .is_none_or(|b| !b.auto_promotes() || b.auto_promotion_seconds.is_none()),
+        PauseReason::InconclusiveAnalysis | PauseReason::InconclusiveExperiment => true,
+    })
 }
 
 /// Whether the canary is in flight: a stable version exists and is not the current one.

@@ -9,7 +9,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 
 use super::{
     Context, Error,
-    info::{Health, health, pause_reasons},
+    info::{Health, health, pause_reasons, waits_for_a_person},
     print,
     style::{Style, look, truncate},
 };
@@ -17,7 +17,9 @@ use crate::api::Rollout;
 
 const HELP: &str = "\
 Exit codes:
-  0  Healthy; or Paused (the pause reason is printed): the rollout waits for a promotion
+  0  Healthy; or Paused waiting for a person (the pause reason is printed): a pause step
+     without a duration, a blue/green preview, an inconclusive analysis, spec.paused.
+     Timed pauses end by themselves and are waited through.
   1  Degraded (aborted, invalid spec, progress deadline exceeded), or --timeout passed
      before an end state, or an error (not found, forbidden, no cluster reachable)
   2  wrong usage
@@ -75,12 +77,13 @@ pub fn status_line(rollout: &Rollout, style: &Style) -> String {
     }
 }
 
-/// Whether `health` ends a `--watch`, and with which exit code.
-pub fn end_state(health: Health) -> Option<ExitCode> {
-    match health {
-        Health::Healthy | Health::Paused => Some(ExitCode::SUCCESS),
+/// Whether the rollout's state ends a `--watch`, and with which exit code. Pure.
+pub fn end_state(rollout: &Rollout) -> Option<ExitCode> {
+    match health(rollout).0 {
+        Health::Healthy => Some(ExitCode::SUCCESS),
+        Health::Paused if waits_for_a_person(rollout) => Some(ExitCode::SUCCESS),
         Health::Degraded => Some(ExitCode::FAILURE),
-        Health::Progressing => None,
+        Health::Paused | Health::Progressing => None,
     }
 }
 
@@ -96,7 +99,7 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
             _ => ExitCode::SUCCESS,
         });
     }
-    if let Some(code) = end_state(now) {
+    if let Some(code) = end_state(&rollout) {
         return Ok(code);
     }
     let deadline = async {
@@ -131,7 +134,7 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
                         print(&format!("{line}\n"));
                         last = line;
                     }
-                    if let Some(code) = end_state(health(&rollout).0) {
+                    if let Some(code) = end_state(&rollout) {
                         return Ok(code);
                     }
                 }
@@ -172,13 +175,5 @@ mod tests {
         assert_eq!(humanize(Duration::from_secs(5400)), "1h30m");
         assert_eq!(humanize(Duration::from_secs(90)), "1m30s");
         assert_eq!(humanize(Duration::ZERO), "0s");
-    }
-
-    #[test]
-    fn only_healthy_paused_and_degraded_end_a_watch() {
-        assert_eq!(end_state(Health::Healthy), Some(ExitCode::SUCCESS));
-        assert_eq!(end_state(Health::Paused), Some(ExitCode::SUCCESS));
-        assert_eq!(end_state(Health::Degraded), Some(ExitCode::FAILURE));
-        assert_eq!(end_state(Health::Progressing), None);
     }
 }
