@@ -615,6 +615,102 @@ async fn get_list_and_watch_show_the_rollout_as_it_changes() {
 }
 
 #[tokio::test]
+async fn forbidden_names_the_verb_and_the_resource() {
+    use k8s_openapi::api::{
+        authentication::v1::{TokenRequest, TokenRequestSpec},
+        core::v1::ServiceAccount,
+        rbac::v1::{Role, RoleBinding},
+    };
+
+    let t = Plugin::new("plugin-forbidden").await;
+    t.deploy(canary(1, json!([]))).await;
+    // A user who may read rollouts, and nothing else.
+    let pp = PostParams::default();
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": "viewer" } })).expect("an account");
+    t.ns.api::<ServiceAccount>()
+        .create(&pp, &sa)
+        .await
+        .expect("creating the account");
+    let role: Role = serde_json::from_value(json!({
+        "metadata": { "name": "rollout-viewer" },
+        "rules": [{ "apiGroups": ["argoproj.io"], "resources": ["rollouts"],
+                    "verbs": ["get", "list", "watch"] }]
+    }))
+    .expect("a role");
+    t.ns.api::<Role>()
+        .create(&pp, &role)
+        .await
+        .expect("creating the role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": "viewer" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rollout-viewer" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "viewer", "namespace": t.ns.name }]
+    }))
+    .expect("a binding");
+    t.ns.api::<RoleBinding>()
+        .create(&pp, &binding)
+        .await
+        .expect("creating the binding");
+    let token =
+        t.ns.api::<ServiceAccount>()
+            .create_token_request(
+                "viewer",
+                &pp,
+                &TokenRequest {
+                    spec: TokenRequestSpec {
+                        expiration_seconds: Some(600),
+                        ..TokenRequestSpec::default()
+                    },
+                    ..TokenRequest::default()
+                },
+            )
+            .await
+            .expect("a token")
+            .status
+            .expect("the token")
+            .token;
+    let mut config: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(support::kubeconfig()).expect("the test kubeconfig"),
+    )
+    .expect("a kubeconfig");
+    config["users"][0]["user"] = json!({ "token": token });
+    let path = support::repo_root().join(format!("target/test-logs/{}.kubeconfig", t.ns.name));
+    std::fs::create_dir_all(path.parent().expect("a directory")).expect("target/test-logs");
+    std::fs::write(&path, serde_json::to_string(&config).expect("JSON")).expect("writing it");
+
+    let as_viewer = |args: &[&str]| {
+        let mut cmd = t.command(args);
+        cmd.env("KUBECONFIG", &path);
+        output(cmd)
+    };
+    let run = as_viewer(&["status", "app"]).await;
+    assert_eq!(run.code, Some(0), "reading is allowed: {run:?}");
+    let run = as_viewer(&["abort", "app"]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.starts_with(&format!(
+            "error: forbidden: you may not patch rollouts/status in namespace \"{}\"",
+            t.ns.name
+        )),
+        "{run:?}"
+    );
+    let run = as_viewer(&["pause", "app"]).await;
+    assert!(
+        run.stderr
+            .contains("you may not patch rollouts in namespace"),
+        "{run:?}"
+    );
+    let run = as_viewer(&["get", "rollout", "app"]).await;
+    assert!(
+        run.stderr
+            .contains("you may not list replicasets in namespace"),
+        "{run:?}"
+    );
+    assert_ne!(t.get().await.status.and_then(|s| s.abort), Some(true));
+}
+
+#[tokio::test]
 async fn no_cluster_reachable_is_said_with_the_server() {
     let dir = support::repo_root().join("target/test-logs");
     std::fs::create_dir_all(&dir).expect("target/test-logs");

@@ -29,14 +29,14 @@ pub enum Error {
         resource: &'static str,
     },
     /// RBAC refused the request.
-    #[error("forbidden: you may not {verb} {resource} in namespace \"{namespace}\" ({message})")]
+    #[error("forbidden: you may not {verb} {resource} {scope} ({message})")]
     Forbidden {
         /// The API verb (get, list, watch, patch).
         verb: &'static str,
         /// The resource, e.g. `rollouts/status`.
         resource: &'static str,
-        /// The namespace of the request.
-        namespace: String,
+        /// Where: `in namespace "x"` or `across all namespaces`.
+        scope: String,
         /// The API server's own words.
         message: String,
     },
@@ -98,13 +98,22 @@ pub struct Request<'a> {
     pub kind: &'static str,
     /// The object's name, when the request names one.
     pub name: Option<&'a str>,
-    /// The namespace.
+    /// The namespace; empty for a request across all namespaces.
     pub namespace: &'a str,
     /// The server URL, for "no cluster reachable".
     pub server: &'a str,
 }
 
 impl Request<'_> {
+    /// `in namespace "x"`, or `across all namespaces`.
+    fn scope(&self) -> String {
+        if self.namespace.is_empty() {
+            "across all namespaces".into()
+        } else {
+            format!("in namespace \"{}\"", self.namespace)
+        }
+    }
+
     /// Turns a client error into one a person can act on.
     pub fn error(&self, error: kube::Error) -> Error {
         match error {
@@ -138,7 +147,7 @@ impl Request<'_> {
             403 => Error::Forbidden {
                 verb: self.verb,
                 resource: self.resource,
-                namespace: self.namespace.to_string(),
+                scope: self.scope(),
                 message: status.message.clone(),
             },
             _ => Error::Api {
@@ -159,7 +168,7 @@ impl fmt::Display for Request<'_> {
         if let Some(name) = self.name {
             write!(f, " \"{name}\"")?;
         }
-        write!(f, " in namespace \"{}\"", self.namespace)
+        write!(f, " {}", self.scope())
     }
 }
 

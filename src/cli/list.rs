@@ -91,7 +91,7 @@ pub async fn run(ctx: &Context, list: List) -> Result<ExitCode, Error> {
     let mut rollouts = api.list(&ListParams::default()).await.map_err(|e| {
         let mut request = ctx.request("list", "rollouts", "Rollout", None);
         if args.all_namespaces {
-            request.namespace = "(all)";
+            request.namespace = "";
         }
         request.error(e)
     })?;
