@@ -18,6 +18,7 @@ pub mod get;
 pub mod info;
 mod lint;
 pub mod list;
+pub mod owned;
 mod pause;
 mod promote;
 mod restart;
