@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod condition;
+pub mod pass;
 pub mod plan;
 pub mod providers;
 pub mod rules;
