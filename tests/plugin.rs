@@ -542,6 +542,8 @@ async fn forbidden_names_the_verb_and_the_resource() {
 
 #[tokio::test]
 async fn no_cluster_reachable_is_said_with_the_server() {
+    // The local cluster is not used, but `cluster up` is what links its kubectl.
+    support::client().await;
     let dir = support::repo_root().join("target/test-logs");
     std::fs::create_dir_all(&dir).expect("target/test-logs");
     let path: PathBuf = dir.join("plugin-unreachable.kubeconfig");
