@@ -541,6 +541,67 @@ async fn forbidden_names_the_verb_and_the_resource() {
 }
 
 #[tokio::test]
+async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_default() {
+    let ns = support::TestNamespace::new("plugin-kubeconfig").await;
+    support::install_crds(&ns.client).await;
+    let rollout: sluice::api::Rollout =
+        serde_json::from_value(canary(1, json!([]))).expect("a Rollout");
+    ns.api::<sluice::api::Rollout>()
+        .create(&PostParams::default(), &rollout)
+        .await
+        .expect("creating the Rollout");
+    // A second file that only adds a context (on the test kubeconfig's cluster and user) and makes
+    // it current; KUBECONFIG lists it first, as kubectl merges: the first file to set a value wins.
+    let base = kube::config::Kubeconfig::read_from(support::kubeconfig()).expect("a kubeconfig");
+    let current = base.current_context.clone().expect("a current context");
+    let context = base
+        .contexts
+        .iter()
+        .find(|c| c.name == current)
+        .and_then(|c| c.context.clone())
+        .expect("the current context");
+    let dir = support::repo_root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).expect("target/test-logs");
+    let extra = dir.join(format!("{}.context.kubeconfig", ns.name));
+    let file = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "plugin",
+        "contexts": [{ "name": "plugin", "context": {
+            "cluster": context.cluster, "user": context.user, "namespace": ns.name
+        } }]
+    });
+    std::fs::write(&extra, file.to_string()).expect("writing a kubeconfig");
+    let both = std::env::join_paths([extra.as_path(), support::kubeconfig().as_path()])
+        .expect("a path list");
+    let run_with = |args: &[&str]| {
+        let mut cmd = kubectl_sluice(args);
+        cmd.env("KUBECONFIG", &both);
+        output(cmd)
+    };
+
+    // No -n: the rollout is found in the merged current context's namespace.
+    let run = run_with(&["status", "app"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("Progressing - waiting for the controller"),
+        "{run:?}"
+    );
+    // --context picks the other context, whose namespace is another one.
+    let elsewhere = context.namespace.unwrap_or_else(|| "default".into());
+    let run = run_with(&["status", "app", "--context", &current]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "Rollout \"app\" not found in namespace \"{elsewhere}\""
+        )),
+        "{run:?}"
+    );
+    // -n wins over the context.
+    let run = run_with(&["status", "app", "--context", &current, "-n", &ns.name]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
+
+#[tokio::test]
 async fn no_cluster_reachable_is_said_with_the_server() {
     // The local cluster is not used, but `cluster up` is what links its kubectl.
     support::client().await;
