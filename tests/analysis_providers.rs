@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use sluice::{
     analysis::{
         args::{self, NoSecrets},
+        pass::run_pass,
         plan::{self, Task},
         providers::{Providers, RunRef},
-        rules::RunRules,
     },
-    api::{AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric},
+    api::{AnalysisPhase, AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric},
 };
 use support::prometheus::Prometheus;
 
@@ -238,49 +238,29 @@ async fn prometheus_queries_take_arguments_headers_and_basic_auth_in_the_address
     assert!(message(&m).contains("header name"), "{m:?}");
 }
 
-/// Drives a run through the plan with the real providers until it completes, sleeping until
-/// each requeue time, as the controller does.
+/// Drives a run through [`run_pass`] with the real providers until it completes, sleeping
+/// until each requeue time, as the controller does.
 async fn drive(spec: Value) -> AnalysisRunStatus {
     let spec: AnalysisRunSpec = serde_json::from_value(spec).expect("a run spec");
-    let rules = RunRules::new(&spec).expect("valid rules");
+    let mut run = AnalysisRun::new("run", spec);
     let providers = Providers::new(None).expect("providers");
-    let run = RunRef::default();
-    let resolved = args::resolve_args(&spec.args, &NoSecrets, None).expect("args");
-    let mut status = AnalysisRunStatus::default();
     for _ in 0..30 {
-        let now = Timestamp::now();
-        for due in plan::due(&rules, &status, now) {
-            let metric_rules = rules.metric(&due.metric).expect("the metric");
-            let metric = args::substitute_metric(
-                spec.metrics
-                    .iter()
-                    .find(|m| m.name == due.metric)
-                    .expect("the metric"),
-                &resolved,
-            )
-            .expect("substituted");
-            let attempt = plan::attempt(&status, &due.metric);
-            let measurement = providers.perform(&run, &metric, due.task, attempt).await;
-            let metadata = providers.metadata_of(&metric);
-            plan::record(
-                metric_rules,
-                &mut status,
-                measurement,
-                metadata,
-                Timestamp::now(),
-            );
-        }
-        let assessment = plan::assess(&rules, &mut status, Timestamp::now());
+        let pass = run_pass(&run, &providers, &NoSecrets, None).await;
+        let status = pass.status.clone();
+        run.status = Some(pass.status);
         if status.phase.is_completed() && plan::settled(&status) {
+            assert!(
+                pass.completed_now,
+                "the pass that completes the run says so"
+            );
             return status;
         }
-        if let Some(next) = assessment.next_due {
+        if let Some(next) = pass.requeue_at {
             let wait = next.duration_since(Timestamp::now());
-            let wait = Duration::try_from(wait).unwrap_or_default();
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
         }
     }
-    panic!("the run did not complete: {status:?}");
+    panic!("the run did not complete: {:?}", run.status);
 }
 
 #[tokio::test]
@@ -362,4 +342,63 @@ async fn tasks_for_an_unknown_provider_are_errors() {
         .await;
     assert_eq!(m.phase, AnalysisPhase::Error);
     assert!(m.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn a_pass_reports_invalid_specs_and_unresolvable_arguments() {
+    let providers = Providers::new(None).unwrap();
+    let web =
+        json!({"name": "m", "provider": {"web": {"url": "http://127.0.0.1:1/{{args.path}}"}}});
+
+    // Invalid: an Error run at once, once.
+    let spec: AnalysisRunSpec = serde_json::from_value(json!({"metrics": []})).unwrap();
+    let mut run = AnalysisRun::new("invalid", spec);
+    let pass = run_pass(&run, &providers, &NoSecrets, None).await;
+    assert_eq!(pass.status.phase, AnalysisPhase::Error);
+    assert_eq!(
+        pass.status.message.as_deref(),
+        Some("Analysis spec invalid: no metrics specified")
+    );
+    assert!(pass.completed_now && pass.requeue_at.is_none());
+    run.status = Some(pass.status.clone());
+    let again = run_pass(&run, &providers, &NoSecrets, None).await;
+    assert_eq!(again.status, pass.status);
+    assert!(!again.completed_now);
+
+    // A Secret that does not exist: an Error run, as in Argo.
+    let spec: AnalysisRunSpec = serde_json::from_value(json!({
+        "args": [{"name": "path", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}],
+        "metrics": [web.clone()],
+    }))
+    .unwrap();
+    let run = AnalysisRun::new("secret", spec);
+    let pass = run_pass(&run, &providers, &NoSecrets, None).await;
+    assert_eq!(pass.status.phase, AnalysisPhase::Error);
+    assert_eq!(
+        pass.status.message.as_deref(),
+        Some("Unable to resolve metric arguments: args.path: Secret \"gone\" not found")
+    );
+
+    // A Secret that cannot be read now: nothing changes, try again soon.
+    let unavailable = |_: &str| -> Result<Option<k8s_openapi::api::core::v1::Secret>, String> {
+        Err("the API server is unavailable".into())
+    };
+    let pass = run_pass(&run, &providers, &unavailable, None).await;
+    assert_eq!(pass.status, AnalysisRunStatus::default());
+    assert!(pass.requeue_at.is_some() && !pass.completed_now);
+
+    // A server that refuses: an Error measurement, retried in 10 s, the run still Running.
+    let spec: AnalysisRunSpec = serde_json::from_value(json!({
+        "args": [{"name": "path", "value": "x"}],
+        "metrics": [web],
+    }))
+    .unwrap();
+    let run = AnalysisRun::new("refused", spec);
+    let before = Timestamp::now();
+    let pass = run_pass(&run, &providers, &NoSecrets, None).await;
+    assert_eq!(pass.status.phase, AnalysisPhase::Running);
+    let result = &pass.status.metric_results[0];
+    assert_eq!((result.error, result.consecutive_error), (Some(1), Some(1)));
+    let retry = pass.requeue_at.expect("a retry").duration_since(before);
+    assert!(retry.as_secs() >= 9 && retry.as_secs() <= 11, "{retry:?}");
 }

@@ -2,6 +2,8 @@
 //! PATH and `kubectl sluice …` runs it against the local cluster, where the `sluice` controller
 //! watches each test's namespace. Every writing command is checked by its effect on the Rollout
 //! (and its ReplicaSets and pods), not by the printed line alone.
+#[path = "plugin/harness.rs"]
+mod harness;
 mod support;
 
 use std::{
@@ -10,187 +12,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
+use harness::{Plugin, canary, image, kubectl_sluice, observed, output, paused_at, status};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
-    Api, ResourceExt,
+    ResourceExt,
     api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
-use sluice::api::{POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutPhase, RolloutStatus};
-use support::{Controller, TestNamespace};
+use sluice::api::RolloutPhase;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-
-/// A namespace with the controller watching it, and the plugin run inside it.
-struct Plugin {
-    // Dropped in this order: the controller (its log printed on failure) before the namespace.
-    _controller: Controller,
-    ns: TestNamespace,
-    rollouts: Api<Rollout>,
-}
-
-/// What one run of the plugin did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// `kubectl sluice ARGS` with the freshly built plugin first on PATH and the test cluster's
-/// kubeconfig in KUBECONFIG, as a user's shell would run it.
-fn kubectl_sluice(args: &[&str]) -> tokio::process::Command {
-    let plugin = PathBuf::from(env!("CARGO_BIN_EXE_kubectl-sluice"));
-    let dir = plugin.parent().expect("the plugin's directory");
-    let path = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .expect("a PATH");
-    let mut cmd =
-        tokio::process::Command::new(support::repo_root().join("target/cluster/bin/kubectl"));
-    cmd.arg("sluice")
-        .args(args)
-        .env("PATH", path)
-        .env("KUBECONFIG", support::kubeconfig())
-        .env_remove("COLUMNS")
-        .kill_on_drop(true);
-    cmd
-}
-
-async fn output(mut cmd: tokio::process::Command) -> Run {
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("the plugin ended within 120 s")
-        .expect("running kubectl sluice");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn status(r: &Rollout) -> RolloutStatus {
-    r.status.clone().unwrap_or_default()
-}
-
-fn observed(r: &Rollout) -> bool {
-    status(r).observed_generation == r.metadata.generation.map(|g| g.to_string())
-}
-
-fn paused_at(r: &Rollout, step: i32) -> bool {
-    let s = status(r);
-    s.current_step_index == Some(step)
-        && s.pause_conditions
-            .iter()
-            .any(|c| c.reason == PauseReason::CanaryPauseStep)
-        && s.phase == Some(RolloutPhase::Paused)
-}
-
-fn image(r: &Rollout) -> String {
-    r.spec
-        .template
-        .as_ref()
-        .and_then(|t| t.spec.as_ref())
-        .and_then(|s| s.containers[0].image.clone())
-        .unwrap_or_default()
-}
-
-/// A canary Rollout `app` of `replicas` pods with these steps (no Services: replica weights).
-fn canary(replicas: i32, steps: Value) -> Value {
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": { "name": "app" },
-        "spec": {
-            "replicas": replicas,
-            "selector": { "matchLabels": { "app": "app" } },
-            "template": {
-                "metadata": { "labels": { "app": "app" } },
-                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
-            },
-            "strategy": { "canary": { "steps": steps } }
-        }
-    })
-}
-
-impl Plugin {
-    async fn new(test: &str) -> Self {
-        let ns = TestNamespace::new(test).await;
-        support::install_crds(&ns.client).await;
-        let controller = Controller::start(&ns.name).await;
-        let rollouts = ns.api::<Rollout>();
-        Self {
-            _controller: controller,
-            ns,
-            rollouts,
-        }
-    }
-
-    /// Creates the rollout and waits until it is Healthy.
-    async fn deploy(&self, rollout: Value) -> Rollout {
-        let rollout: Rollout = serde_json::from_value(rollout).expect("a Rollout");
-        self.rollouts
-            .create(&PostParams::default(), &rollout)
-            .await
-            .expect("creating the Rollout");
-        self.healthy().await
-    }
-
-    async fn wait(&self, seconds: u64, what: &str, ok: impl Fn(&Rollout) -> bool) -> Rollout {
-        self.ns
-            .wait_for("app", seconds, what, move |r: Option<&Rollout>| {
-                r.is_some_and(&ok)
-            })
-            .await
-    }
-
-    async fn healthy(&self) -> Rollout {
-        self.wait(60, "the rollout Healthy and up to date", |r| {
-            status(r).phase == Some(RolloutPhase::Healthy) && observed(r)
-        })
-        .await
-    }
-
-    async fn get(&self) -> Rollout {
-        self.rollouts.get("app").await.expect("reading the rollout")
-    }
-
-    /// `kubectl sluice ARGS -n <namespace>`.
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = kubectl_sluice(args);
-        cmd.args(["-n", &self.ns.name]);
-        cmd
-    }
-
-    async fn sluice(&self, args: &[&str]) -> Run {
-        output(self.command(args)).await
-    }
-
-    /// Runs the plugin, failing the test unless it exits 0; returns its stdout.
-    async fn ok(&self, args: &[&str]) -> String {
-        let run = self.sluice(args).await;
-        assert_eq!(run.code, Some(0), "kubectl sluice {args:?}: {run:?}");
-        run.stdout
-    }
-
-    /// Changes the image with the plugin and waits until the canary stands paused at step 1.
-    async fn paused_at_first_pause(&self) -> Rollout {
-        self.ok(&["set", "image", "app", "app=example/app:2"]).await;
-        self.wait(60, "the canary paused at step 1", |r| paused_at(r, 1))
-            .await
-    }
-
-    async fn replicas_of(&self, hash: &str) -> i32 {
-        self.ns
-            .api::<ReplicaSet>()
-            .list(&ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}")))
-            .await
-            .expect("listing ReplicaSets")
-            .items
-            .iter()
-            .map(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
-            .sum()
-    }
-}
 
 #[tokio::test]
 async fn promote_resumes_a_paused_canary_and_refuses_one_that_is_not_paused() {
@@ -711,7 +541,70 @@ async fn forbidden_names_the_verb_and_the_resource() {
 }
 
 #[tokio::test]
+async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_default() {
+    let ns = support::TestNamespace::new("plugin-kubeconfig").await;
+    support::install_crds(&ns.client).await;
+    let rollout: sluice::api::Rollout =
+        serde_json::from_value(canary(1, json!([]))).expect("a Rollout");
+    ns.api::<sluice::api::Rollout>()
+        .create(&PostParams::default(), &rollout)
+        .await
+        .expect("creating the Rollout");
+    // A second file that only adds a context (on the test kubeconfig's cluster and user) and makes
+    // it current; KUBECONFIG lists it first, as kubectl merges: the first file to set a value wins.
+    let base = kube::config::Kubeconfig::read_from(support::kubeconfig()).expect("a kubeconfig");
+    let current = base.current_context.clone().expect("a current context");
+    let context = base
+        .contexts
+        .iter()
+        .find(|c| c.name == current)
+        .and_then(|c| c.context.clone())
+        .expect("the current context");
+    let dir = support::repo_root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).expect("target/test-logs");
+    let extra = dir.join(format!("{}.context.kubeconfig", ns.name));
+    let file = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "plugin",
+        "contexts": [{ "name": "plugin", "context": {
+            "cluster": context.cluster, "user": context.user, "namespace": ns.name
+        } }]
+    });
+    std::fs::write(&extra, file.to_string()).expect("writing a kubeconfig");
+    let both = std::env::join_paths([extra.as_path(), support::kubeconfig().as_path()])
+        .expect("a path list");
+    let run_with = |args: &[&str]| {
+        let mut cmd = kubectl_sluice(args);
+        cmd.env("KUBECONFIG", &both);
+        output(cmd)
+    };
+
+    // No -n: the rollout is found in the merged current context's namespace.
+    let run = run_with(&["status", "app"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("Progressing - waiting for the controller"),
+        "{run:?}"
+    );
+    // --context picks the other context, whose namespace is another one.
+    let elsewhere = context.namespace.unwrap_or_else(|| "default".into());
+    let run = run_with(&["status", "app", "--context", &current]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "Rollout \"app\" not found in namespace \"{elsewhere}\""
+        )),
+        "{run:?}"
+    );
+    // -n wins over the context.
+    let run = run_with(&["status", "app", "--context", &current, "-n", &ns.name]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
+
+#[tokio::test]
 async fn no_cluster_reachable_is_said_with_the_server() {
+    // The local cluster is not used, but `cluster up` is what links its kubectl.
+    support::client().await;
     let dir = support::repo_root().join("target/test-logs");
     std::fs::create_dir_all(&dir).expect("target/test-logs");
     let path: PathBuf = dir.join("plugin-unreachable.kubeconfig");

@@ -1,7 +1,56 @@
 //! The AnalysisRun controller: measurements, their verdicts, and the run's phase.
+//!
+//! - [`condition`]: `successCondition` / `failureCondition` in the expr language (expr-lang),
+//!   with Argo's helpers; compiled when a template or run is validated.
+//! - [`args`]: templates merged into a run, arguments resolved (`value`, `secretKeyRef`,
+//!   `fieldRef`, `podTemplateHashValue`), `{{args.x}}` substituted.
+//! - [`rules`]: a run's spec read and checked once ([`rules::RunRules`]); also
+//!   [`rules::validate_template`].
+//! - [`plan`]: PURE: which measurements are due, folding a measurement into the status, the
+//!   metric and run phases, and the exact time to look again.
+//! - [`providers`]: the [`providers::Provider`] trait and the registry
+//!   ([`providers::Providers`]): prometheus, web, job.
+//! - [`pass`]: one reconcile of a run's measurements, all of the above put together.
+//!
+//! # For the controller
+//!
+//! ```ignore
+//! // Once, at start-up: the providers share HTTP connections across runs.
+//! let providers = Providers::new(Some(client.clone()))?;
+//!
+//! // Reconciling one AnalysisRun (watch AnalysisRuns, and Jobs labelled
+//! // `analysisrun.argoproj.io/uid`, mapped to their owner run):
+//! let secrets: BTreeMap<String, Secret> = fetch(args::secret_names(&run.spec.args)).await?;
+//! let pass = pass::run_pass(&run, &providers, &secrets, rollout_json.as_ref()).await;
+//! if Some(&pass.status) != run.status.as_ref() {
+//!     patch_status(&run, &pass.status).await?; // one field manager, status subresource
+//! }
+//! if pass.completed_now {
+//!     event(&run, format!("AnalysisRun{:?}", pass.status.phase)); // Warning for Failed/Error
+//! }
+//! Ok(match pass.requeue_at {
+//!     Some(at) => Action::requeue(at.duration_since(Timestamp::now()).try_into().unwrap_or_default()),
+//!     None => Action::await_change(),
+//! })
+//! ```
+//!
+//! # For the rollout wiring
+//!
+//! ```ignore
+//! let templates = args::lookup_templates(&analysis.templates, |r| find(r))?; // TemplateNotFound
+//! let merged = args::flatten_templates(&templates)?; // DuplicateMetric, ConflictingArg
+//! rules::validate_template(&merged)?; // broken conditions, counts, providers
+//! let values = args::RolloutValues { rollout: &rollout_json, stable_hash, latest_hash };
+//! let spec = args::run_spec(&merged, &analysis, values)?; // MissingArg, fieldRef errors
+//! // create the AnalysisRun with `spec`; terminate it with `spec.terminate: true`
+//! ```
+//!
+//! Every error above is a `thiserror` type whose message names the metric, argument or
+//! template; none is transient except [`args::ArgsError::SecretUnavailable`].
 
 pub mod args;
 pub mod condition;
+pub mod pass;
 pub mod plan;
 pub mod providers;
 pub mod rules;

@@ -168,29 +168,23 @@ pub enum Output {
 /// Runs one invocation of the plugin; the exit code tells scripts how it went.
 pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let style = Style::of_stdout();
+    // Only the commands that talk to the cluster load the kubeconfig.
+    let connect = || Context::connect(&cli.global, style);
     match cli.command {
         Command::Version => Ok(version::run()),
         Command::Completion(args) => Ok(completion::run(&args)),
         Command::Lint(args) => lint::run(&args),
-        command => {
-            let ctx = Context::connect(&cli.global, style).await?;
-            match command {
-                Command::Get(args) => get::run(&ctx, args).await,
-                Command::List(args) => list::run(&ctx, args).await,
-                Command::Status(args) => status::run(&ctx, args).await,
-                Command::Promote(args) => promote::run(&ctx, args).await,
-                Command::Abort(args) => abort::run(&ctx, args).await,
-                Command::Retry(args) => retry::run(&ctx, args).await,
-                Command::Pause(args) => pause::run(&ctx, args).await,
-                Command::Restart(args) => restart::run(&ctx, args).await,
-                Command::Set(args) => set::run(&ctx, args).await,
-                Command::Undo(args) => undo::run(&ctx, args).await,
-                Command::SkipStep(args) => skip_step::run(&ctx, args).await,
-                Command::Version | Command::Completion(_) | Command::Lint(_) => {
-                    unreachable!("handled without a cluster")
-                }
-            }
-        }
+        Command::Get(args) => get::run(&connect().await?, args).await,
+        Command::List(args) => list::run(&connect().await?, args).await,
+        Command::Status(args) => status::run(&connect().await?, args).await,
+        Command::Promote(args) => promote::run(&connect().await?, args).await,
+        Command::Abort(args) => abort::run(&connect().await?, args).await,
+        Command::Retry(args) => retry::run(&connect().await?, args).await,
+        Command::Pause(args) => pause::run(&connect().await?, args).await,
+        Command::Restart(args) => restart::run(&connect().await?, args).await,
+        Command::Set(args) => set::run(&connect().await?, args).await,
+        Command::Undo(args) => undo::run(&connect().await?, args).await,
+        Command::SkipStep(args) => skip_step::run(&connect().await?, args).await,
     }
 }
 

@@ -67,6 +67,23 @@ impl WebServer {
                     }),
                 )
                 .route(
+                    "/token",
+                    post(|body: Bytes| async move {
+                        let form = String::from_utf8_lossy(&body).into_owned();
+                        let expected = [
+                            "grant_type=client_credentials",
+                            "client_id=sluice",
+                            "client_secret=pa%24%24",
+                            "scope=read+metrics",
+                        ];
+                        if expected.iter().all(|part| form.contains(part)) {
+                            (StatusCode::OK, r#"{"access_token": "s3cr3t"}"#)
+                        } else {
+                            (StatusCode::BAD_REQUEST, r#"{"error": "invalid_client"}"#)
+                        }
+                    }),
+                )
+                .route(
                     "/echo",
                     post(move |headers: HeaderMap, body: Bytes| {
                         *recorded.lock().unwrap() = Some((headers, body.clone()));
@@ -259,4 +276,29 @@ async fn web_headers_take_secrets_that_messages_never_show() {
         resolved.redact("Bearer wrong was refused"),
         "Bearer ***** was refused"
     );
+}
+
+#[tokio::test]
+async fn web_oauth2_client_credentials_fetch_a_bearer_token() {
+    let server = WebServer::start();
+    let oauth2 = |secret: &str| {
+        web_metric(
+            json!({
+                "url": server.url("/private"),
+                "jsonPath": "{$.ok}",
+                "authentication": {"oauth2": {
+                    "tokenUrl": server.url("/token"),
+                    "clientId": "sluice",
+                    "clientSecret": secret,
+                    "scopes": ["read", "metrics"],
+                }},
+            }),
+            json!({"successCondition": "result"}),
+        )
+    };
+    let m = measure(&oauth2("pa$$")).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    let m = measure(&oauth2("wrong")).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(message(&m).contains("oauth2"), "{m:?}");
 }

@@ -1,0 +1,186 @@
+//! The harness of the plugin tests: `kubectl sluice` run through the real kubectl with the
+//! plugin on PATH, a namespace with the controller watching it, and the reads the tests make.
+
+use std::{path::PathBuf, time::Duration};
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
+use serde_json::{Value, json};
+use sluice::api::{POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutPhase, RolloutStatus};
+
+use crate::support::{self, Controller, TestNamespace};
+
+/// A namespace with the controller watching it, and the plugin run inside it.
+pub struct Plugin {
+    // Dropped in this order: the controller (its log printed on failure) before the namespace.
+    _controller: Controller,
+    pub ns: TestNamespace,
+    pub rollouts: Api<Rollout>,
+}
+
+/// What one run of the plugin did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `kubectl sluice ARGS` with the freshly built plugin first on PATH and the test cluster's
+/// kubeconfig in KUBECONFIG, as a user's shell would run it.
+pub fn kubectl_sluice(args: &[&str]) -> tokio::process::Command {
+    let plugin = PathBuf::from(env!("CARGO_BIN_EXE_kubectl-sluice"));
+    let dir = plugin.parent().expect("the plugin's directory");
+    let path = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("a PATH");
+    let mut cmd =
+        tokio::process::Command::new(support::repo_root().join("target/cluster/bin/kubectl"));
+    cmd.arg("sluice")
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", support::kubeconfig())
+        .env_remove("COLUMNS")
+        .kill_on_drop(true);
+    cmd
+}
+
+pub async fn output(mut cmd: tokio::process::Command) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the plugin ended within 120 s")
+        .expect("running kubectl sluice");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn status(r: &Rollout) -> RolloutStatus {
+    r.status.clone().unwrap_or_default()
+}
+
+pub fn observed(r: &Rollout) -> bool {
+    status(r).observed_generation == r.metadata.generation.map(|g| g.to_string())
+}
+
+pub fn paused_at(r: &Rollout, step: i32) -> bool {
+    let s = status(r);
+    s.current_step_index == Some(step)
+        && s.pause_conditions
+            .iter()
+            .any(|c| c.reason == PauseReason::CanaryPauseStep)
+        && s.phase == Some(RolloutPhase::Paused)
+}
+
+pub fn image(r: &Rollout) -> String {
+    r.spec
+        .template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.containers[0].image.clone())
+        .unwrap_or_default()
+}
+
+/// A canary Rollout `app` of `replicas` pods with these steps (no Services: replica weights).
+pub fn canary(replicas: i32, steps: Value) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "app" },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": "app" } },
+            "template": {
+                "metadata": { "labels": { "app": "app" } },
+                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
+            },
+            "strategy": { "canary": { "steps": steps } }
+        }
+    })
+}
+
+impl Plugin {
+    pub async fn new(test: &str) -> Self {
+        let ns = TestNamespace::new(test).await;
+        support::install_crds(&ns.client).await;
+        let controller = Controller::start(&ns.name).await;
+        let rollouts = ns.api::<Rollout>();
+        Self {
+            _controller: controller,
+            ns,
+            rollouts,
+        }
+    }
+
+    /// Creates the rollout and waits until it is Healthy.
+    pub async fn deploy(&self, rollout: Value) -> Rollout {
+        let rollout: Rollout = serde_json::from_value(rollout).expect("a Rollout");
+        self.rollouts
+            .create(&PostParams::default(), &rollout)
+            .await
+            .expect("creating the Rollout");
+        self.healthy().await
+    }
+
+    pub async fn wait(&self, seconds: u64, what: &str, ok: impl Fn(&Rollout) -> bool) -> Rollout {
+        self.ns
+            .wait_for("app", seconds, what, move |r: Option<&Rollout>| {
+                r.is_some_and(&ok)
+            })
+            .await
+    }
+
+    pub async fn healthy(&self) -> Rollout {
+        self.wait(60, "the rollout Healthy and up to date", |r| {
+            status(r).phase == Some(RolloutPhase::Healthy) && observed(r)
+        })
+        .await
+    }
+
+    pub async fn get(&self) -> Rollout {
+        self.rollouts.get("app").await.expect("reading the rollout")
+    }
+
+    /// `kubectl sluice ARGS -n <namespace>`.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = kubectl_sluice(args);
+        cmd.args(["-n", &self.ns.name]);
+        cmd
+    }
+
+    pub async fn sluice(&self, args: &[&str]) -> Run {
+        output(self.command(args)).await
+    }
+
+    /// Runs the plugin, failing the test unless it exits 0; returns its stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let run = self.sluice(args).await;
+        assert_eq!(run.code, Some(0), "kubectl sluice {args:?}: {run:?}");
+        run.stdout
+    }
+
+    /// Changes the image with the plugin and waits until the canary stands paused at step 1.
+    pub async fn paused_at_first_pause(&self) -> Rollout {
+        self.ok(&["set", "image", "app", "app=example/app:2"]).await;
+        self.wait(60, "the canary paused at step 1", |r| paused_at(r, 1))
+            .await
+    }
+
+    pub async fn replicas_of(&self, hash: &str) -> i32 {
+        self.ns
+            .api::<ReplicaSet>()
+            .list(&ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}")))
+            .await
+            .expect("listing ReplicaSets")
+            .items
+            .iter()
+            .map(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+            .sum()
+    }
+}
