@@ -9,6 +9,8 @@
 //! | `rollout_phase{namespace,name,strategy,phase}` = 0/1       | gauge     | yes (deprecated in Argo, kept for old dashboards) |
 //! | `rollout_reconcile_bucket/_sum/_count{namespace,name}`     | histogram | yes (finer buckets, 1 ms – 10 s) |
 //! | `rollout_reconcile_error{namespace,name,reason}`           | unknown   | yes (Sluice adds `reason`) |
+//! | `analysis_run_info{namespace,name,phase}` = 1               | gauge     | yes |
+//! | `analysis_run_metric_phase{namespace,name,metric,type,phase}` = 0/1 | gauge | yes |
 //! | `sluice_kube_requests_total{verb,resource,status_code}`    | counter   | Sluice's own |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | as every Prometheus client |
 //!
@@ -69,6 +71,7 @@ pub const PHASES: [&str; 6] = [
 pub struct Metrics {
     registry: Registry,
     rollouts: Arc<RolloutSeries>,
+    runs: Arc<RunSeries>,
     kube_requests: Family<KubeRequestLabels, Counter>,
 }
 
@@ -91,6 +94,8 @@ impl Metrics {
         let mut registry = Registry::default();
         let rollouts = Arc::new(RolloutSeries::default());
         registry.register_collector(Box::new(rollouts.clone()));
+        let runs = Arc::new(RunSeries::default());
+        registry.register_collector(Box::new(runs.clone()));
         let kube_requests = Family::<KubeRequestLabels, Counter>::default();
         registry.register(
             "sluice_kube_requests",
@@ -101,6 +106,7 @@ impl Metrics {
         Self {
             registry,
             rollouts,
+            runs,
             kube_requests,
         }
     }
@@ -163,6 +169,31 @@ impl Metrics {
     /// reconcile (a timer still running records into the dropped series, not a new one).
     pub fn forget_rollout(&self, namespace: &str, name: &str) {
         self.rollouts
+            .lock()
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Records an AnalysisRun's phase and each metric's (`metrics` as name, provider type,
+    /// phase), replacing what was recorded before.
+    pub fn set_analysis_run(
+        &self,
+        namespace: &str,
+        name: &str,
+        phase: &str,
+        metrics: Vec<(String, String, String)>,
+    ) {
+        self.runs.lock().insert(
+            (namespace.to_owned(), name.to_owned()),
+            RunInfo {
+                phase: phase.to_owned(),
+                metrics,
+            },
+        );
+    }
+
+    /// Drops the series of a deleted AnalysisRun.
+    pub fn forget_analysis_run(&self, namespace: &str, name: &str) {
+        self.runs
             .lock()
             .remove(&(namespace.to_owned(), name.to_owned()));
     }
@@ -333,6 +364,75 @@ impl Collector for RolloutSeries {
     }
 }
 
+/// The phases of an AnalysisRun or metric, as Argo Rollouts names them.
+pub const ANALYSIS_PHASES: [&str; 6] = [
+    "Pending",
+    "Running",
+    "Successful",
+    "Failed",
+    "Error",
+    "Inconclusive",
+];
+
+/// The series of every AnalysisRun the controller has seen, keyed by (namespace, name).
+#[derive(Debug, Default)]
+struct RunSeries(Mutex<BTreeMap<(String, String), RunInfo>>);
+
+#[derive(Debug)]
+struct RunInfo {
+    phase: String,
+    /// (metric, provider type, phase).
+    metrics: Vec<(String, String, String)>,
+}
+
+impl RunSeries {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, String), RunInfo>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Collector for RunSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let runs = self.lock();
+        let mut family = encoder.encode_descriptor(
+            "analysis_run_info",
+            "Information about analysis run.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((ns, name), run) in runs.iter() {
+            let labels = [
+                ("namespace", ns.as_str()),
+                ("name", name.as_str()),
+                ("phase", run.phase.as_str()),
+            ];
+            ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "analysis_run_metric_phase",
+            "Information on the duration of a specific metric in the Analysis Run.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((ns, name), run) in runs.iter() {
+            for (metric, type_, current) in &run.metrics {
+                for phase in ANALYSIS_PHASES {
+                    let labels = [
+                        ("namespace", ns.as_str()),
+                        ("name", name.as_str()),
+                        ("metric", metric.as_str()),
+                        ("type", type_.as_str()),
+                        ("phase", phase),
+                    ];
+                    let value = i64::from(current == phase);
+                    ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The standard `process_*` metrics, read from `/proc/self` at scrape time (Linux only; elsewhere
 /// they are absent).
 #[derive(Debug)]
@@ -494,6 +594,42 @@ mod tests {
         let text = metrics.encode();
         assert!(!text.contains(r#"name="web""#), "{text}");
         assert!(text.contains(r#"name="api""#), "{text}");
+    }
+
+    #[test]
+    fn analysis_runs_have_one_info_series_and_one_hot_phase_per_metric() {
+        let metrics = Metrics::new();
+        let rate = || ("rate".to_string(), "prometheus".to_string());
+        metrics.set_analysis_run(
+            "shop",
+            "web-1",
+            "Running",
+            vec![(rate().0, rate().1, "Running".into())],
+        );
+        metrics.set_analysis_run(
+            "shop",
+            "web-1",
+            "Failed",
+            vec![(rate().0, rate().1, "Failed".into())],
+        );
+        let text = metrics.encode();
+        assert_eq!(
+            lines_starting(&text, "analysis_run_info{"),
+            [r#"analysis_run_info{namespace="shop",name="web-1",phase="Failed"} 1"#]
+        );
+        let phases = lines_starting(&text, "analysis_run_metric_phase{");
+        assert_eq!(phases.len(), ANALYSIS_PHASES.len());
+        assert_eq!(
+            phases
+                .iter()
+                .filter(|l| l.ends_with(" 1"))
+                .collect::<Vec<_>>(),
+            [
+                &r#"analysis_run_metric_phase{namespace="shop",name="web-1",metric="rate",type="prometheus",phase="Failed"} 1"#
+            ]
+        );
+        metrics.forget_analysis_run("shop", "web-1");
+        assert!(!metrics.encode().contains("web-1"));
     }
 
     #[test]

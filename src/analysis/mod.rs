@@ -11,6 +11,8 @@
 //! - [`providers`]: the [`providers::Provider`] trait and the registry
 //!   ([`providers::Providers`]): prometheus, web, job.
 //! - [`pass`]: one reconcile of a run's measurements, all of the above put together.
+//! - [`controller`]: the watch loop around [`pass::run_pass`]: status writes, exact requeues,
+//!   events and the `analysis_run_*` metrics; a completed run costs nothing.
 //!
 //! # For the controller
 //!
@@ -50,6 +52,7 @@
 
 pub mod args;
 pub mod condition;
+pub mod controller;
 pub mod pass;
 pub mod plan;
 pub mod providers;

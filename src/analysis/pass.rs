@@ -46,7 +46,7 @@ pub struct Pass {
 pub async fn run_pass(
     run: &AnalysisRun,
     providers: &Providers,
-    secrets: &dyn SecretSource,
+    secrets: &(dyn SecretSource + Sync),
     rollout: Option<&serde_json::Value>,
 ) -> Pass {
     let before = run.status.clone().unwrap_or_default();

@@ -3,9 +3,7 @@
 //!
 //! **When a feature lands, delete its line here** (and the matching test case).
 
-use super::{
-    BlueGreenStrategy, CanaryStrategy, RolloutSpec, StepKind, TrafficRouting, validate::step_field,
-};
+use super::{CanaryStrategy, RolloutSpec, StepKind, TrafficRouting, validate::step_field};
 
 /// Tells whether a spec uses a field.
 type Uses = fn(&RolloutSpec) -> bool;
@@ -15,7 +13,6 @@ type Uses = fn(&RolloutSpec) -> bool;
 const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.workloadRef",                                   |s| s.workload_ref.is_some()),
     ("spec.rollbackWindow",                                |s| s.rollback_window.is_some()),
-    ("spec.analysis",                                      |s| s.analysis.is_some()),
     ("spec.strategy.canary.trafficRouting.nginx",          |s| router(s, |t| t.nginx.is_some())),
     ("spec.strategy.canary.trafficRouting.istio",          |s| router(s, |t| t.istio.is_some())),
     ("spec.strategy.canary.trafficRouting.smi",            |s| router(s, |t| t.smi.is_some())),
@@ -27,19 +24,13 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.strategy.canary.trafficRouting.plugins",        |s| router(s, |t| !t.plugins.is_empty())),
     ("spec.strategy.canary.trafficRouting.managedRoutes",  |s| router(s, |t| !t.managed_routes.is_empty())),
     ("spec.strategy.canary.trafficRouting.maxTrafficWeight", |s| router(s, |t| t.max_traffic_weight.is_some())),
-    // Analysis: the rollout side is built (rollout/plan/analysis.rs), the AnalysisRun controller
-    // that measures is not; until it is, a run would never end, so the spec is refused.
-    ("spec.strategy.canary.analysis",                      |s| canary(s, |c| c.analysis.is_some())),
     ("spec.strategy.canary.pingPong",                      |s| canary(s, |c| c.ping_pong.is_some())),
     ("spec.strategy.canary.dynamicStableScale",            |s| canary(s, |c| c.dynamic_stable_scale == Some(true))),
     ("spec.strategy.canary.minPodsPerReplicaSet",          |s| canary(s, |c| c.min_pods_per_replica_set.is_some())),
-    ("spec.strategy.blueGreen.prePromotionAnalysis",       |s| blue_green(s, |b| b.pre_promotion_analysis.is_some())),
-    ("spec.strategy.blueGreen.postPromotionAnalysis",      |s| blue_green(s, |b| b.post_promotion_analysis.is_some())),
 ];
 
 /// Canary step kinds Sluice does not execute yet.
 const UNSUPPORTED_STEPS: &[StepKind] = &[
-    StepKind::Analysis,
     StepKind::Experiment,
     StepKind::SetHeaderRoute,
     StepKind::SetMirrorRoute,
@@ -71,9 +62,4 @@ fn router(spec: &RolloutSpec, test: fn(&TrafficRouting) -> bool) -> bool {
 /// Whether the canary strategy matches `test`.
 fn canary(spec: &RolloutSpec, test: fn(&CanaryStrategy) -> bool) -> bool {
     spec.canary().is_some_and(test)
-}
-
-/// Whether the blue/green strategy matches `test`.
-fn blue_green(spec: &RolloutSpec, test: fn(&BlueGreenStrategy) -> bool) -> bool {
-    spec.blue_green().is_some_and(test)
 }

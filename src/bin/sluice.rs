@@ -11,6 +11,7 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use sluice::{
+    analysis,
     client::{self, ClientOptions},
     leader::{LeaderElection, Leadership},
     metrics::Metrics,
@@ -205,6 +206,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    let analysis_config = analysis::controller::Config {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+    };
+    tasks.push((
+        "analysis controller",
+        tokio::spawn(analysis::controller::run(
+            client.clone(),
+            analysis_config,
+            metrics.clone(),
+            until_stopped(),
+        )),
+    ));
     tasks.push((
         "rollout controller",
         tokio::spawn(rollout::run(

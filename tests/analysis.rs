@@ -1,0 +1,307 @@
+//! Analysis deciding rollouts on the local cluster, against a real Prometheus (Debian's) that
+//! scrapes an exporter the test sets: a canary step's run passes and the rollout completes, a
+//! failing background run aborts it, blue/green's pre-promotion run gates the switch and a
+//! failing post-promotion run switches the active Service back, a missing template is an Error
+//! run with the reason, and finished runs beyond the history limit are deleted.
+#[allow(dead_code)] // the canary tests use the rest of it
+#[path = "canary/setup.rs"]
+mod setup;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use kube::{
+    ResourceExt,
+    api::{ListParams, PostParams},
+};
+use serde_json::{Value, json};
+use setup::{Setup, create_service, rollout, status};
+use sluice::api::{AnalysisPhase, AnalysisRun, AnalysisTemplate, RolloutPhase};
+use support::prometheus::Prometheus;
+
+/// A Prometheus serving a success rate of `ok`% of requests.
+async fn prometheus(ok: f64) -> Prometheus {
+    let prometheus = Prometheus::start().await;
+    set_rate(&prometheus, ok).await;
+    prometheus
+}
+
+async fn set_rate(prometheus: &Prometheus, ok: f64) {
+    prometheus
+        .exporter
+        .set("http_requests_total{code=\"200\"}", ok);
+    prometheus
+        .exporter
+        .set("http_requests_total{code=\"500\"}", 100.0 - ok);
+    let expected = ok / 100.0;
+    prometheus
+        .wait_for(SUCCESS_RATE, 30, move |v| v == [expected])
+        .await;
+}
+
+const SUCCESS_RATE: &str = "sum(http_requests_total{code=\"200\"}) / sum(http_requests_total)";
+
+/// The AnalysisTemplate `success-rate`: two measurements a second apart, each must be ≥ 0.95.
+async fn template(t: &Setup, prometheus: &Prometheus) {
+    template_of(
+        t,
+        prometheus,
+        "success-rate",
+        &SUCCESS_RATE.replace("code=", "service!=\"{{args.service}}\",code="),
+    )
+    .await;
+}
+
+/// An AnalysisTemplate `name` whose metric runs `query` twice, a second apart; each result must
+/// be ≥ 0.95.
+async fn template_of(t: &Setup, prometheus: &Prometheus, name: &str, query: &str) {
+    let template: AnalysisTemplate = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": { "name": name },
+        "spec": {
+            "args": [{ "name": "service" }],
+            "metrics": [{
+                "name": "success-rate",
+                "interval": "1s",
+                "count": 2,
+                "successCondition": "result[0] >= 0.95",
+                "provider": { "prometheus": {
+                    "address": prometheus.url(),
+                    "query": query
+                } }
+            }]
+        }
+    }))
+    .expect("a template");
+    t.ns.api::<AnalysisTemplate>()
+        .create(&PostParams::default(), &template)
+        .await
+        .expect("creating the AnalysisTemplate");
+}
+
+fn analysis(template: &str) -> Value {
+    json!({
+        "templates": [{ "templateName": template }],
+        "args": [{ "name": "service", "value": "unused" }]
+    })
+}
+
+async fn runs(t: &Setup) -> Vec<AnalysisRun> {
+    t.ns.api::<AnalysisRun>()
+        .list(&ListParams::default())
+        .await
+        .expect("listing AnalysisRuns")
+        .items
+}
+
+#[tokio::test]
+async fn a_passing_step_analysis_lets_the_canary_complete() {
+    let prometheus = prometheus(99.0).await;
+    let t = Setup::new("analysis-step").await;
+    template(&t, &prometheus).await;
+    let steps = json!([{ "setWeight": 50 }, { "analysis": analysis("success-rate") }]);
+    t.create(rollout(2, steps, json!({}))).await;
+    let first = status(&t.healthy().await).stable_rs;
+    t.set_image("example/app:2").await;
+    let done = t
+        .wait(60, "the canary promoted after its analysis", |r| {
+            status(r).phase == Some(RolloutPhase::Healthy)
+                && status(r).stable_rs == status(r).current_pod_hash
+                && status(r).stable_rs != first
+        })
+        .await;
+    let hash = status(&done).current_pod_hash.expect("a hash");
+    let recorded = status(&done)
+        .canary
+        .and_then(|c| c.current_step_analysis_run_status)
+        .expect("the step's run in the status");
+    assert_eq!(recorded.status, Some(AnalysisPhase::Successful));
+    let run =
+        t.ns.api::<AnalysisRun>()
+            .get(&recorded.name)
+            .await
+            .expect("the run");
+    assert!(
+        run.name_any().starts_with(&format!("app-{hash}-")),
+        "{}",
+        run.name_any()
+    );
+    assert_eq!(
+        run.labels().get("rollout-type").map(String::as_str),
+        Some("Step")
+    );
+    assert_eq!(
+        run.labels().get("step-index").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(run.owner_references()[0].kind, "Rollout");
+    let result = &run.status.expect("a status").metric_results[0];
+    assert_eq!(result.successful, Some(2), "{result:?}");
+    assert!(
+        result.measurements[0]
+            .value
+            .as_deref()
+            .is_some_and(|v| v.contains("0.99")),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_background_analysis_aborts_the_canary() {
+    let prometheus = prometheus(99.0).await;
+    let t = Setup::new("analysis-background").await;
+    template(&t, &prometheus).await;
+    let steps = json!([{ "setWeight": 50 }, { "pause": {} }]);
+    let background = json!({ "analysis": analysis("success-rate") });
+    t.create(rollout(2, steps, background)).await;
+    let stable = status(&t.healthy().await).stable_rs.expect("stable");
+    set_rate(&prometheus, 50.0).await;
+    t.set_image("example/app:2").await;
+    let aborted = t
+        .wait(60, "the rollout aborted by its analysis", |r| {
+            status(r).phase == Some(RolloutPhase::Degraded)
+        })
+        .await;
+    let message = status(&aborted).message.unwrap_or_default();
+    assert!(
+        message.contains("RolloutAborted") && message.contains("Failed"),
+        "{message}"
+    );
+    let background = status(&aborted)
+        .canary
+        .and_then(|c| c.current_background_analysis_run_status)
+        .expect("the background run");
+    assert_eq!(background.status, Some(AnalysisPhase::Failed));
+    // Everything back on the stable version.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let replicas = t.replicas().await;
+        if replicas.get(&stable) == Some(&2) && replicas.values().sum::<i32>() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{replicas:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        t.selected("app-canary").await.as_deref(),
+        Some(stable.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_missing_template_is_an_error_run_that_aborts_with_the_reason() {
+    let t = Setup::new("analysis-missing").await;
+    let steps = json!([{ "setWeight": 50 }, { "analysis": analysis("nope") }]);
+    t.create(rollout(2, steps, json!({}))).await;
+    t.healthy().await;
+    t.set_image("example/app:2").await;
+    let aborted = t
+        .wait(60, "the rollout aborted", |r| {
+            status(r).phase == Some(RolloutPhase::Degraded)
+        })
+        .await;
+    let message = status(&aborted).message.unwrap_or_default();
+    assert!(
+        message.contains("AnalysisTemplate \"nope\" not found"),
+        "{message}"
+    );
+    let runs = runs(&t).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0].status.as_ref().map(|s| s.phase),
+        Some(AnalysisPhase::Error)
+    );
+}
+
+/// A blue/green Rollout `app` with the given extra `blueGreen` fields.
+fn blue_green(extra: Value) -> Value {
+    let mut strategy = json!({ "activeService": "app-active", "previewService": "app-preview" });
+    if let (Some(s), Some(e)) = (strategy.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "app" },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": { "app": "app" } },
+            "template": {
+                "metadata": { "labels": { "app": "app" } },
+                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
+            },
+            "strategy": { "blueGreen": strategy }
+        }
+    })
+}
+
+#[tokio::test]
+async fn blue_green_pre_promotion_gates_the_switch_and_a_failed_post_promotion_switches_back() {
+    let prometheus = prometheus(99.0).await;
+    let t = Setup::new("analysis-bluegreen").await;
+    for name in ["app-active", "app-preview"] {
+        create_service(&t.ns, name).await;
+    }
+    template(&t, &prometheus).await;
+    // After the switch, the release's own health (set by the test) decides.
+    prometheus.exporter.set("release_health", 1.0);
+    prometheus
+        .wait_for("release_health", 30, |v| v == [1.0])
+        .await;
+    template_of(&t, &prometheus, "release-health", "release_health").await;
+    t.create(blue_green(json!({
+        "prePromotionAnalysis": analysis("success-rate"),
+        "postPromotionAnalysis": analysis("release-health"),
+        "scaleDownDelaySeconds": 2
+    })))
+    .await;
+    let old = status(&t.healthy().await).stable_rs.expect("stable");
+
+    // A good version: pre-promotion passes, the switch happens, post-promotion passes.
+    t.set_image("example/app:2").await;
+    let promoted = t
+        .wait(60, "the promotion after both analyses", |r| {
+            status(r).phase == Some(RolloutPhase::Healthy)
+                && status(r).stable_rs.as_ref() != Some(&old)
+        })
+        .await;
+    let good = status(&promoted).stable_rs.expect("stable");
+    let bg = status(&promoted).blue_green.expect("blue/green status");
+    assert_eq!(
+        bg.pre_promotion_analysis_run_status.and_then(|r| r.status),
+        Some(AnalysisPhase::Successful)
+    );
+    assert_eq!(
+        bg.post_promotion_analysis_run_status.and_then(|r| r.status),
+        Some(AnalysisPhase::Successful)
+    );
+
+    // A bad version found out after the switch: the pre-promotion analysis passes, the active
+    // Service switches, the post-promotion one fails, and the active Service goes back.
+    prometheus.exporter.set("release_health", 0.0);
+    prometheus
+        .wait_for("release_health", 30, |v| v == [0.0])
+        .await;
+    t.set_image("example/app:3").await;
+    let aborted = t
+        .wait(
+            60,
+            "the rollout aborted by its post-promotion analysis",
+            |r| status(r).phase == Some(RolloutPhase::Degraded),
+        )
+        .await;
+    assert_eq!(
+        status(&aborted)
+            .blue_green
+            .and_then(|b| b.post_promotion_analysis_run_status)
+            .and_then(|r| r.status),
+        Some(AnalysisPhase::Failed)
+    );
+    assert_eq!(
+        t.selected("app-active").await.as_deref(),
+        Some(good.as_str())
+    );
+    assert_eq!(status(&aborted).stable_rs.as_deref(), Some(good.as_str()));
+}
