@@ -17,7 +17,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use setup::{Setup, create_service, rollout, status};
-use sluice::api::{AnalysisPhase, AnalysisRun, AnalysisTemplate, RolloutPhase};
+use sluice::api::{AnalysisPhase, AnalysisRun, AnalysisTemplate, PauseReason, RolloutPhase};
 use support::prometheus::Prometheus;
 
 /// A Prometheus serving a success rate of `ok`% of requests.
@@ -56,6 +56,11 @@ async fn template(t: &Setup, prometheus: &Prometheus) {
 /// An AnalysisTemplate `name` whose metric runs `query` twice, a second apart; each result must
 /// be ≥ 0.95.
 async fn template_of(t: &Setup, prometheus: &Prometheus, name: &str, query: &str) {
+    template_with(t, prometheus, name, query, json!({})).await;
+}
+
+/// As [`template_of`], with `extra` fields of the metric (conditions, limits, count).
+async fn template_with(t: &Setup, prometheus: &Prometheus, name: &str, query: &str, extra: Value) {
     let template: AnalysisTemplate = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisTemplate",
@@ -75,6 +80,14 @@ async fn template_of(t: &Setup, prometheus: &Prometheus, name: &str, query: &str
         }
     }))
     .expect("a template");
+    let mut template = template;
+    if let (Some(metric), Some(extra)) = (template.spec.metrics.first_mut(), extra.as_object()) {
+        let mut json = serde_json::to_value(&*metric).expect("a metric");
+        if let Some(fields) = json.as_object_mut() {
+            fields.extend(extra.clone());
+        }
+        *metric = serde_json::from_value(json).expect("a metric");
+    }
     t.ns.api::<AnalysisTemplate>()
         .create(&PostParams::default(), &template)
         .await
@@ -304,4 +317,69 @@ async fn blue_green_pre_promotion_gates_the_switch_and_a_failed_post_promotion_s
         Some(good.as_str())
     );
     assert_eq!(status(&aborted).stable_rs.as_deref(), Some(good.as_str()));
+}
+
+#[tokio::test]
+async fn an_inconclusive_analysis_pauses_until_promoted() {
+    let prometheus = prometheus(80.0).await;
+    let t = Setup::new("analysis-inconclusive").await;
+    // 0.8 is neither a success (≥ 0.95) nor a failure (< 0.5).
+    let extra = json!({ "failureCondition": "result[0] < 0.5", "count": 1 });
+    template_with(&t, &prometheus, "success-rate", SUCCESS_RATE, extra).await;
+    let steps = json!([{ "setWeight": 50 }, { "analysis": analysis("success-rate") }]);
+    t.create(rollout(2, steps, json!({}))).await;
+    let first = status(&t.healthy().await).stable_rs;
+    t.set_image("example/app:2").await;
+    let paused = t
+        .wait(60, "the rollout paused by an inconclusive run", |r| {
+            status(r)
+                .pause_conditions
+                .iter()
+                .any(|c| c.reason == PauseReason::InconclusiveAnalysis)
+        })
+        .await;
+    assert_eq!(status(&paused).phase, Some(RolloutPhase::Paused));
+    assert_eq!(
+        status(&paused).stable_rs,
+        first,
+        "promoted without evidence"
+    );
+    t.patch_status(json!({ "pauseConditions": null })).await;
+    t.wait(60, "the canary promoted by a person", |r| {
+        status(r).phase == Some(RolloutPhase::Healthy) && status(r).stable_rs != first
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn prometheus_gone_mid_run_is_an_error_and_an_abort_never_a_promotion() {
+    let mut prometheus = prometheus(99.0).await;
+    let t = Setup::new("analysis-gone").await;
+    let extra = json!({ "count": 30, "consecutiveErrorLimit": 0 });
+    template_with(&t, &prometheus, "success-rate", SUCCESS_RATE, extra).await;
+    let steps = json!([{ "setWeight": 50 }, { "analysis": analysis("success-rate") }]);
+    t.create(rollout(2, steps, json!({}))).await;
+    let first = status(&t.healthy().await).stable_rs;
+    t.set_image("example/app:2").await;
+    t.wait(60, "the analysis measuring", |r| {
+        status(r)
+            .canary
+            .and_then(|c| c.current_step_analysis_run_status)
+            .is_some_and(|s| s.status == Some(AnalysisPhase::Running))
+    })
+    .await;
+    prometheus.stop();
+    let aborted = t
+        .wait(60, "the rollout aborted", |r| {
+            status(r).phase == Some(RolloutPhase::Degraded)
+        })
+        .await;
+    assert_eq!(status(&aborted).stable_rs, first);
+    assert_eq!(
+        status(&aborted)
+            .canary
+            .and_then(|c| c.current_step_analysis_run_status)
+            .and_then(|s| s.status),
+        Some(AnalysisPhase::Error)
+    );
 }
