@@ -46,14 +46,18 @@ async fn promote_resumes_a_paused_canary_and_refuses_one_that_is_not_paused() {
     assert!(status(&done).pause_conditions.is_empty());
 
     // Not paused: said so, non-zero, nothing written.
-    let before = t.get().await.resource_version();
+    let before = t.quiet_version().await;
     let run = t.sluice(&["promote", "app"]).await;
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(
         run.stderr.contains("rollout \"app\" is not paused"),
         "{run:?}"
     );
-    assert_eq!(t.get().await.resource_version(), before, "nothing changed");
+    assert_eq!(
+        t.get().await.resource_version().unwrap_or_default(),
+        before,
+        "nothing changed"
+    );
 }
 
 #[tokio::test]
@@ -126,6 +130,15 @@ async fn abort_goes_back_to_stable_and_retry_starts_over() {
         .await;
     assert_ne!(status(&again).abort, Some(true));
     assert_eq!(t.replicas_of(&canary_hash).await, 1, "50% of 2 pods again");
+
+    // Not aborted: nothing to retry, nothing written.
+    let before = t.quiet_version().await;
+    let out = t.ok(&["retry", "rollout", "app"]).await;
+    assert_eq!(
+        out.trim(),
+        "rollout \"app\" is not aborted; nothing to retry"
+    );
+    assert_eq!(t.get().await.resource_version().unwrap_or_default(), before);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! `retry rollout NAME`: `{"status":{"abort":false}}` on the status subresource, as
-//! `kubectl argo rollouts retry rollout` writes it; the controller runs the steps again.
+//! `kubectl argo rollouts retry rollout` writes it; the controller runs the steps again. A
+//! rollout that is not aborted is left alone, as Argo CD's `retry` action leaves it.
 
 use std::process::ExitCode;
 
@@ -29,6 +30,14 @@ pub struct RetryRollout {
 /// Runs `retry rollout`.
 pub async fn run(ctx: &Context, retry: Retry) -> Result<ExitCode, Error> {
     let Retry::Rollout(args) = retry;
+    let rollout = ctx.rollout(&args.name).await?;
+    if rollout.status.and_then(|s| s.abort) != Some(true) {
+        print(&format!(
+            "rollout \"{}\" is not aborted; nothing to retry\n",
+            args.name
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
     ctx.patch_status(&args.name, json!({ "status": { "abort": false } }))
         .await?;
     print(&format!(

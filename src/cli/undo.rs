@@ -53,6 +53,12 @@ pub enum Undo {
 /// The rollback of `rollout` to `to` (the previous revision when `None`), from its ReplicaSets.
 /// Pure.
 pub fn undo(rollout: &Rollout, sets: &[ReplicaSet], to: Option<i64>) -> Result<Undo, Error> {
+    if rollout.spec.workload_ref.is_some() {
+        return Err(Error::Refused(
+            "the rollout takes its pod template from spec.workloadRef: roll that workload back"
+                .into(),
+        ));
+    }
     let uid = rollout.metadata.uid.clone().unwrap_or_default();
     let mut revisions: Vec<(i64, &ReplicaSet)> = sets
         .iter()

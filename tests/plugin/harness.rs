@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::{
-    Api,
+    Api, ResourceExt,
     api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
@@ -170,6 +170,21 @@ impl Plugin {
         self.ok(&["set", "image", "app", "app=example/app:2"]).await;
         self.wait(60, "the canary paused at step 1", |r| paused_at(r, 1))
             .await
+    }
+
+    /// The rollout's resourceVersion once it has not changed for a second (the controller has
+    /// finished writing), so that a later equal version means nobody wrote.
+    pub async fn quiet_version(&self) -> String {
+        let mut last = self.get().await.resource_version();
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.get().await.resource_version();
+            if now == last {
+                return now.unwrap_or_default();
+            }
+            last = now;
+        }
+        panic!("the rollout kept changing for 20 s");
     }
 
     pub async fn replicas_of(&self, hash: &str) -> i32 {
