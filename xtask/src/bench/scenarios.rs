@@ -7,14 +7,17 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Namespace};
+use k8s_openapi::api::{
+    apps::v1::ReplicaSet,
+    core::v1::{Namespace, Service},
+};
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
-use sluice::api::{Rollout, RolloutPhase};
+use sluice::api::{PauseReason, Rollout, RolloutPhase};
 
 use super::{Figure, Run, audit};
 
@@ -215,14 +218,7 @@ async fn reaction(run: &Run<'_>) -> Result<Vec<Figure>> {
             latencies.push(latency.as_secs_f64() * 1000.0);
             controller.sample()?;
         }
-        let mut sorted = latencies.clone();
-        sorted.sort_by(f64::total_cmp);
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let p99 = sorted[((sorted.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];
+        let p99 = percentile(&latencies, 0.99);
         figures.push(Figure {
             name: format!("image change to new ReplicaSet, {others} others"),
             unit: "ms",
@@ -233,10 +229,143 @@ async fn reaction(run: &Run<'_>) -> Result<Vec<Figure>> {
             "ms",
             p99,
         ));
+        let switches = promotion_latencies(run, &ns.name, trials, &mut controller).await?;
+        let p99 = percentile(&switches, 0.99);
+        figures.push(Figure {
+            name: format!("blue/green promote to active switch, {others} others"),
+            unit: "ms",
+            values: switches,
+        });
+        figures.push(Figure::one(
+            format!("  p99 of it, {others} others"),
+            "ms",
+            p99,
+        ));
         controller.stop();
         ns.delete_and_wait().await?;
     }
     Ok(figures)
+}
+
+/// The `q` quantile of some values (nearest rank).
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1);
+    sorted.get(rank).copied().unwrap_or(0.0)
+}
+
+/// A blue/green Rollout `bg` waiting for promotion at each trial: the latency from the promote
+/// (the status patch `kubectl promote` makes) to the active Service's selector naming the new
+/// version, seen by a watch of the Service.
+async fn promotion_latencies(
+    run: &Run<'_>,
+    namespace: &str,
+    trials: usize,
+    controller: &mut super::contender::Running,
+) -> Result<Vec<f64>> {
+    let services: Api<Service> = Api::namespaced(run.client.clone(), namespace);
+    for name in ["bg-active", "bg-preview"] {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "spec": { "selector": { "app": "bg" }, "ports": [{ "port": 80 }] }
+        }))?;
+        services
+            .create(&PostParams::default(), &service)
+            .await
+            .with_context(|| format!("creating Service {name}"))?;
+    }
+    let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), namespace);
+    let mut bg = rollout("bg", 2, json!([]), "v0");
+    let strategy = json!({ "blueGreen": {
+        "activeService": "bg-active", "previewService": "bg-preview",
+        "autoPromotionEnabled": false, "scaleDownDelaySeconds": 0
+    } });
+    bg.spec.strategy = Some(serde_json::from_value(strategy)?);
+    rollouts
+        .create(&PostParams::default(), &bg)
+        .await
+        .context("creating the blue/green Rollout")?;
+    wait_healthy(&rollouts, "bg", Duration::from_secs(120)).await?;
+    let selected = |s: &Service| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| s.get("rollouts-pod-template-hash").cloned())
+    };
+    let mut latencies = Vec::new();
+    for trial in 1..=trials {
+        set_image(&rollouts, "bg", &format!("v{trial}")).await?;
+        let paused = wait_for(&rollouts, "bg", Duration::from_secs(60), |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.pause_conditions
+                    .iter()
+                    .any(|c| c.reason == PauseReason::BlueGreenPause)
+                    && s.current_pod_hash.is_some()
+                    && s.observed_generation == r.metadata.generation.map(|g| g.to_string())
+            })
+        })
+        .await?;
+        let new = paused
+            .status
+            .and_then(|s| s.current_pod_hash)
+            .unwrap_or_default();
+        let config = watcher::Config::default().fields("metadata.name=bg-active");
+        let mut watch = pin!(watcher(services.clone(), config).applied_objects());
+        // The initial list: the Service as it is, before the promote.
+        watch.try_next().await?;
+        let started = Instant::now();
+        rollouts
+            .patch_status(
+                "bg",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": { "pauseConditions": null } })),
+            )
+            .await
+            .context("promoting")?;
+        let switched = async {
+            while let Some(service) = watch.try_next().await? {
+                if selected(&service).as_deref() == Some(new.as_str()) {
+                    return Ok(started.elapsed());
+                }
+            }
+            bail!("the Service watch ended")
+        };
+        let latency = tokio::time::timeout(Duration::from_secs(60), switched)
+            .await
+            .context("the active Service was not switched within 60 s")??;
+        latencies.push(latency.as_secs_f64() * 1000.0);
+        controller.sample()?;
+        wait_healthy(&rollouts, "bg", Duration::from_secs(120)).await?;
+    }
+    Ok(latencies)
+}
+
+/// Waits (on a watch) until the rollout satisfies `done`, and returns it.
+async fn wait_for(
+    rollouts: &Api<Rollout>,
+    name: &str,
+    limit: Duration,
+    done: impl Fn(&Rollout) -> bool,
+) -> Result<Rollout> {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = pin!(watcher(rollouts.clone(), config).applied_objects());
+    let found = async {
+        while let Some(r) = stream.try_next().await? {
+            if done(&r) {
+                return Ok(r);
+            }
+        }
+        bail!("the watch of {name} ended")
+    };
+    tokio::time::timeout(limit, found)
+        .await
+        .with_context(|| format!("{name}: not there within {limit:?}"))?
 }
 
 /// N Rollouts changed at once: time until all are Healthy again, peak RSS, CPU seconds, API
