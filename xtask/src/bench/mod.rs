@@ -2,6 +2,7 @@
 //! one contender at a time (each with its own CRDs and fresh namespaces), figures printed as a
 //! table and written to `target/bench/<scenario>.json`.
 
+mod analysis;
 mod audit;
 mod contender;
 mod scenarios;

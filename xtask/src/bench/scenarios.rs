@@ -22,7 +22,14 @@ use sluice::api::{PauseReason, Rollout, RolloutPhase};
 use super::{Figure, Run, audit};
 
 /// The scenarios `cargo xtask bench` knows.
-pub const NAMES: [&str; 5] = ["idle", "cold-start", "reaction", "canary-steps", "storm"];
+pub const NAMES: [&str; 6] = [
+    "idle",
+    "cold-start",
+    "reaction",
+    "canary-steps",
+    "storm",
+    "analysis",
+];
 
 /// Runs scenario `name` for one contender.
 pub async fn run(name: &str, run: &Run<'_>) -> Result<Vec<Figure>> {
@@ -32,13 +39,14 @@ pub async fn run(name: &str, run: &Run<'_>) -> Result<Vec<Figure>> {
         "reaction" => reaction(run).await,
         "canary-steps" => canary_steps(run).await,
         "storm" => storm(run).await,
+        "analysis" => super::analysis::run(run).await,
         other => bail!("unknown scenario {other}"),
     }
 }
 
 /// A fresh namespace `bench-<what>-<contender>-…`, its Rollouts, and the contender started
 /// (every namespace watched), logging to `<log>.log`.
-async fn stage(
+pub(super) async fn stage(
     run: &Run<'_>,
     what: &str,
     log: &str,
@@ -52,7 +60,7 @@ async fn stage(
 }
 
 /// The Rollout counts of a scenario: the sizes, tiny ones with `--quick`, or `--size`.
-fn sizes(run: &Run<'_>, full: &[usize], quick: &[usize]) -> Vec<usize> {
+pub(super) fn sizes(run: &Run<'_>, full: &[usize], quick: &[usize]) -> Vec<usize> {
     match run.size {
         Some(n) => vec![n],
         None if run.quick => quick.to_vec(),
@@ -61,7 +69,7 @@ fn sizes(run: &Run<'_>, full: &[usize], quick: &[usize]) -> Vec<usize> {
 }
 
 /// How long an idle window lasts.
-fn idle_window(run: &Run<'_>) -> Duration {
+pub(super) fn idle_window(run: &Run<'_>) -> Duration {
     if run.quick {
         Duration::from_secs(10)
     } else {
@@ -70,7 +78,7 @@ fn idle_window(run: &Run<'_>) -> Duration {
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn mib(bytes: u64) -> f64 {
+pub(super) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
@@ -662,9 +670,9 @@ async fn wait_healthy(rollouts: &Api<Rollout>, name: &str, limit: Duration) -> R
 }
 
 /// A namespace for one scenario run, deleted afterwards.
-struct TempNamespace {
+pub(super) struct TempNamespace {
     client: Client,
-    name: String,
+    pub(super) name: String,
 }
 
 impl TempNamespace {
@@ -694,7 +702,7 @@ impl TempNamespace {
     }
 
     /// Deletes the namespace and waits until it is gone, so the next measurement starts clean.
-    async fn delete_and_wait(self) -> Result<()> {
+    pub(super) async fn delete_and_wait(self) -> Result<()> {
         let namespaces = Api::<Namespace>::all(self.client.clone());
         let name = self.name.clone();
         self.delete().await;
