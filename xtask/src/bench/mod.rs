@@ -5,6 +5,7 @@
 mod analysis;
 mod audit;
 mod contender;
+mod picture;
 mod scenarios;
 
 use std::{collections::BTreeMap, path::PathBuf};
@@ -148,6 +149,8 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         }
         report(scenario, &results)?;
     }
+    let picture = picture::write()?;
+    println!("\npictures: {}", picture.display());
     // Leave the cluster with Sluice's CRDs, as the tests and the demo expect.
     Contender::Sluice.install_crds(&client).await
 }

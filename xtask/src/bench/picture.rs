@@ -1,0 +1,226 @@
+//! `target/bench/report.html`: the figures of every scenario run so far as pictures, for people
+//! who would rather look than read: RSS against Rollout count (the `idle` scenario), each latency
+//! distribution as dots per contender, and every median in a table. Plain SVG, no scripts.
+
+use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::paths;
+
+const WIDTH: f64 = 640.0;
+const COLOURS: [(&str, &str); 2] = [("sluice", "#1f77b4"), ("argo", "#ff7f0e")];
+
+/// One figure of one contender, as the JSON files hold it.
+struct Row {
+    scenario: String,
+    figure: String,
+    contender: String,
+    unit: String,
+    median: f64,
+    values: Vec<f64>,
+}
+
+/// Writes the report from `target/bench/*.json`; returns its path.
+pub fn write() -> Result<PathBuf> {
+    let dir = paths::repo_root().join("target/bench");
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        let scenario = json["scenario"].as_str().unwrap_or_default().to_string();
+        for f in json["figures"].as_array().into_iter().flatten() {
+            rows.push(Row {
+                scenario: scenario.clone(),
+                figure: f["figure"].as_str().unwrap_or_default().to_string(),
+                contender: f["contender"].as_str().unwrap_or_default().to_string(),
+                unit: f["unit"].as_str().unwrap_or_default().to_string(),
+                median: f["median"].as_f64().unwrap_or(f64::NAN),
+                values: f["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_f64)
+                    .collect(),
+            });
+        }
+    }
+    rows.sort_by(|a, b| (&a.scenario, &a.figure).cmp(&(&b.scenario, &b.figure)));
+
+    let mut html = String::from(
+        "<!doctype html><meta charset=utf-8><title>Sluice vs Argo Rollouts</title>\
+         <style>body{font:14px sans-serif;margin:2em}td,th{padding:2px 8px;text-align:right}\
+         td:first-child,th:first-child{text-align:left}</style>\
+         <h1>Sluice and Argo Rollouts v1.9.1 on the local cluster</h1>\
+         <p><span style=color:#1f77b4>&#9679; Sluice</span> &nbsp; \
+         <span style=color:#ff7f0e>&#9679; Argo Rollouts</span></p>",
+    );
+    rss_chart(&rows, &mut html);
+    for row in rows
+        .iter()
+        .filter(|r| r.values.len() > 1 && r.contender == "sluice")
+    {
+        let others: Vec<&Row> = rows
+            .iter()
+            .filter(|o| o.scenario == row.scenario && o.figure == row.figure)
+            .collect();
+        strip_chart(&others, &mut html);
+    }
+    table(&rows, &mut html);
+    let path = dir.join("report.html");
+    std::fs::write(&path, html)?;
+    Ok(path)
+}
+
+fn colour(contender: &str) -> &'static str {
+    COLOURS
+        .iter()
+        .find(|(c, _)| *c == contender)
+        .map_or("#777", |(_, colour)| colour)
+}
+
+/// RSS (MiB) against the number of Rollouts, one line per contender, from `RSS with N Rollouts`.
+fn rss_chart(rows: &[Row], html: &mut String) {
+    let mut points: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.scenario == "idle") {
+        let Some(n) = row
+            .figure
+            .strip_prefix("RSS with ")
+            .and_then(|s| s.strip_suffix(" Rollouts"))
+            .and_then(|n| n.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        points
+            .entry(&row.contender)
+            .or_default()
+            .push((n, row.median));
+    }
+    if points.is_empty() {
+        return;
+    }
+    let max_n = points.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+    let max_y = points.values().flatten().map(|p| p.1).fold(1.0, f64::max);
+    let (h, left, bottom) = (300.0, 60.0, 30.0);
+    let x = |n: f64| left + (n / max_n) * (WIDTH - left - 20.0);
+    let y = |v: f64| h - bottom - (v / max_y) * (h - bottom - 20.0);
+    let _ = write!(
+        html,
+        "<h2>Resident memory against Rollouts (idle)</h2><svg width={WIDTH} height={h}>\
+         <line x1={left} y1={} x2={} y2={} stroke=#000 />\
+         <line x1={left} y1=20 x2={left} y2={} stroke=#000 />\
+         <text x=5 y=20>{max_y:.0} MiB</text><text x={} y={h}>{max_n:.0} Rollouts</text>",
+        h - bottom,
+        WIDTH - 20.0,
+        h - bottom,
+        h - bottom,
+        WIDTH - 120.0,
+    );
+    for (contender, mut pts) in points {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(n, v)| format!("{:.1},{:.1}", x(*n), y(*v)))
+            .collect();
+        let _ = write!(
+            html,
+            "<polyline fill=none stroke='{}' stroke-width=2 points='{}'/>",
+            colour(contender),
+            path.join(" ")
+        );
+        for (n, v) in &pts {
+            let _ = write!(
+                html,
+                "<circle cx={:.1} cy={:.1} r=4 fill='{}'><title>{contender}: {v:.1} MiB at {n}</title></circle>",
+                x(*n),
+                y(*v),
+                colour(contender)
+            );
+        }
+    }
+    html.push_str("</svg>");
+}
+
+/// Every trial of one figure as a dot, one row per contender, the median as a bar.
+fn strip_chart(rows: &[&Row], html: &mut String) {
+    let max = rows
+        .iter()
+        .flat_map(|r| r.values.iter().copied())
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let (left, row_h) = (80.0, 30.0);
+    let h = row_h * rows.len() as f64 + 30.0;
+    let x = |v: f64| left + (v / max) * (WIDTH - left - 20.0);
+    let first = rows[0];
+    let _ = write!(
+        html,
+        "<h3>{} — {}</h3><svg width={WIDTH} height={h}>\
+         <text x={left} y={h}>0</text><text x={} y={h}>{max:.1} {}</text>",
+        first.scenario,
+        first.figure,
+        WIDTH - 120.0,
+        first.unit
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let cy = row_h * i as f64 + 20.0;
+        let c = colour(&row.contender);
+        let _ = write!(html, "<text x=5 y={:.0}>{}</text>", cy + 4.0, row.contender);
+        for v in &row.values {
+            let _ = write!(
+                html,
+                "<circle cx={:.1} cy={cy:.0} r=3 fill='{c}' fill-opacity=0.5/>",
+                x(*v)
+            );
+        }
+        let _ = write!(
+            html,
+            "<line x1={m:.1} x2={m:.1} y1={:.0} y2={:.0} stroke=#000 stroke-width=2><title>median {:.2} {}</title></line>",
+            cy - 10.0,
+            cy + 10.0,
+            row.median,
+            row.unit,
+            m = x(row.median)
+        );
+    }
+    html.push_str("</svg>");
+}
+
+/// Every figure's median per contender and the ratio Sluice/Argo.
+fn table(rows: &[Row], html: &mut String) {
+    html.push_str(
+        "<h2>All figures (medians)</h2><table><tr><th>scenario</th><th>figure</th>\
+         <th>Sluice</th><th>Argo Rollouts</th><th>Sluice/Argo</th></tr>",
+    );
+    let mut seen = Vec::new();
+    for row in rows {
+        let key = (&row.scenario, &row.figure);
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let of = |who: &str| {
+            rows.iter()
+                .find(|r| {
+                    r.scenario == row.scenario && r.figure == row.figure && r.contender == who
+                })
+                .map(|r| r.median)
+        };
+        let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3} {}", row.unit));
+        let ratio = match (of("sluice"), of("argo")) {
+            (Some(s), Some(a)) if a != 0.0 => format!("{:.2}", s / a),
+            _ => String::new(),
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td style=text-align:left>{}</td><td>{}</td><td>{}</td><td>{ratio}</td></tr>",
+            row.scenario,
+            row.figure,
+            cell(of("sluice")),
+            cell(of("argo")),
+        );
+    }
+    html.push_str("</table>");
+}
