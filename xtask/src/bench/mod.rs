@@ -19,7 +19,7 @@ use crate::{cluster, paths};
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The scenario: idle, cold-start, reaction, canary-steps, storm, or `all`.
+    /// The scenario: idle, cold-start, reaction, canary-steps, storm, analysis, soak, or `all`.
     pub scenario: String,
     /// Run the scenario at this Rollout count only.
     #[arg(long)]
@@ -33,6 +33,27 @@ pub struct BenchArgs {
     /// Tiny sizes and one trial: checks that the harness works, not how fast anything is.
     #[arg(long)]
     pub quick: bool,
+    /// How long `soak` keeps rolling (e.g. `30m`, `2h`, `45s`); 30 minutes by default.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+/// `45s`, `30m`, `2h`, or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?}"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3_600,
+        _ => return Err(format!("not a duration: {text:?} (use s, m or h)")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// One figure of one contender: every trial's value.
@@ -89,6 +110,8 @@ pub struct Run<'a> {
     pub quick: bool,
     /// One Rollout count instead of the scenario's (`--size`).
     pub size: Option<usize>,
+    /// How long `soak` runs (`--duration`).
+    pub duration: Option<std::time::Duration>,
     /// A client for the cluster.
     pub client: kube::Client,
     /// Where this run's logs go.
@@ -138,6 +161,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
                 trials,
                 quick: args.quick,
                 size: args.size,
+                duration: args.duration,
                 client: client.clone(),
                 log_dir,
             };
