@@ -390,6 +390,46 @@ async fn get_list_and_watch_show_the_rollout_as_it_changes() {
             .map(Vec::len),
         Some(2)
     );
+    // An AnalysisRun of the rollout appears under its revision, and has its own view.
+    let run: sluice::api::AnalysisRun = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisRun",
+        "metadata": {
+            "name": "app-check",
+            "labels": { "rollouts-pod-template-hash": stable },
+            "ownerReferences": [{
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "app",
+                "uid": first.metadata.uid, "controller": true
+            }]
+        },
+        "spec": { "metrics": [{
+            "name": "success-rate",
+            "provider": { "web": { "url": "http://127.0.0.1:9/rate" } }
+        }] }
+    }))
+    .expect("an AnalysisRun");
+    t.ns.api::<sluice::api::AnalysisRun>()
+        .create(&PostParams::default(), &run)
+        .await
+        .expect("creating the AnalysisRun");
+    let tree = t.ok(&["get", "rollout", "app"]).await;
+    let row = tree
+        .lines()
+        .find(|l| l.contains("app-check"))
+        .unwrap_or_default();
+    assert!(row.contains("AnalysisRun"), "{tree}");
+    let revision_1 = tree.find("revision:1").unwrap_or(usize::MAX);
+    assert!(
+        tree.find("app-check") > Some(revision_1),
+        "under revision 1: {tree}"
+    );
+    let details = t.ok(&["get", "analysisrun", "app-check"]).await;
+    assert!(
+        details.starts_with("Name:           app-check"),
+        "{details}"
+    );
+    assert!(details.contains("success-rate"), "{details}");
+
     let list = t.ok(&["list", "rollouts"]).await;
     let row: Vec<&str> = list
         .lines()
