@@ -296,7 +296,7 @@ async fn skip_step_moves_past_a_pause_to_the_next_step() {
     let t = Plugin::new("plugin-skip-step").await;
     t.deploy(canary(
         2,
-        json!([{ "setWeight": 50 }, { "pause": {} }, { "setWeight": 100 }, { "pause": {} }]),
+        json!([{ "setWeight": 50 }, { "pause": {} }, { "pause": {} }, { "setWeight": 100 }, { "pause": {} }]),
     ))
     .await;
     let paused = t.paused_at_first_pause().await;
@@ -305,14 +305,22 @@ async fn skip_step_moves_past_a_pause_to_the_next_step() {
     let out = t.ok(&["skip-step", "app"]).await;
     assert_eq!(
         out.trim(),
-        "rollout \"app\" skipped step 1: now at step 2/4"
+        "rollout \"app\" skipped step 1: now at step 2/5"
     );
-    // Step 2 (setWeight 100) runs, and the pause after it holds.
-    t.wait(30, "paused at the second pause", |r| paused_at(r, 3))
+    // Skipped onto another pause: it holds (it is not taken for a promoted one).
+    t.wait(30, "paused at the second pause", |r| paused_at(r, 2))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(paused_at(&t.get().await, 2), "the second pause holds");
+    assert_eq!(t.replicas_of(&canary_hash).await, 1);
+
+    // Skipped onto a setWeight: it runs, and the pause after it holds.
+    t.ok(&["skip-step", "app"]).await;
+    t.wait(30, "paused at the last pause", |r| paused_at(r, 4))
         .await;
     assert_eq!(t.replicas_of(&canary_hash).await, 2);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(paused_at(&t.get().await, 3), "the second pause holds");
+    assert!(paused_at(&t.get().await, 4), "the last pause holds");
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! `skip-step NAME`: the patch of Argo CD's `skip-current-step` action, on the status
 //! subresource: `status.currentStepIndex` plus one, and the pause conditions cleared when there
 //! are any. Only a canary with a step left to skip can skip one.
+//!
+//! The controller's own pause marker (`controllerPause`) goes too: with it left behind, a pause
+//! step the rollout lands on would read as already promoted and be skipped as well.
 
 use std::process::ExitCode;
 
@@ -44,6 +47,9 @@ pub fn skip_patch(rollout: &Rollout) -> Result<(Value, i32), Error> {
     let mut patch = json!({ "status": { "currentStepIndex": index + 1 } });
     if !status.pause_conditions.is_empty() {
         patch["status"]["pauseConditions"] = Value::Null;
+    }
+    if status.controller_pause.is_some() {
+        patch["status"]["controllerPause"] = Value::Null;
     }
     Ok((patch, index + 1))
 }

@@ -66,9 +66,10 @@ fn promote_full_sets_promote_full_unless_already_stable() {
 fn skip_step_moves_one_step_on_and_clears_the_pause_like_argo_cd() {
     let (patch, next) = skip_patch(&canary_paused().rollout).expect("a step to skip");
     assert_eq!(next, 2);
+    // The controller's pause marker goes too, or a pause the rollout lands on reads as promoted.
     assert_eq!(
         patch,
-        json!({ "status": { "currentStepIndex": 2, "pauseConditions": null } })
+        json!({ "status": { "currentStepIndex": 2, "pauseConditions": null, "controllerPause": null } })
     );
     let (patch, _) = skip_patch(&canary_progressing().rollout).expect("a step to skip");
     assert_eq!(patch, json!({ "status": { "currentStepIndex": 3 } }));
