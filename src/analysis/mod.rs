@@ -16,7 +16,7 @@
 //!
 //! # For the controller
 //!
-//! ```ignore
+//! ```text
 //! // Once, at start-up: the providers share HTTP connections across runs.
 //! let providers = Providers::new(Some(client.clone()))?;
 //!
@@ -38,7 +38,7 @@
 //!
 //! # For the rollout wiring
 //!
-//! ```ignore
+//! ```text
 //! let templates = args::lookup_templates(&analysis.templates, |r| find(r))?; // TemplateNotFound
 //! let merged = args::flatten_templates(&templates)?; // DuplicateMetric, ConflictingArg
 //! rules::validate_template(&merged)?; // broken conditions, counts, providers
