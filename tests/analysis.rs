@@ -16,7 +16,7 @@ use kube::{
     api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
-use setup::{Setup, create_service, rollout, status};
+use setup::{Setup, blue_green_rollout, create_service, rollout, status};
 use sluice::api::{AnalysisPhase, AnalysisRun, AnalysisTemplate, PauseReason, RolloutPhase};
 use support::prometheus::Prometheus;
 
@@ -228,28 +228,6 @@ async fn a_missing_template_is_an_error_run_that_aborts_with_the_reason() {
     );
 }
 
-/// A blue/green Rollout `app` with the given extra `blueGreen` fields.
-fn blue_green(extra: Value) -> Value {
-    let mut strategy = json!({ "activeService": "app-active", "previewService": "app-preview" });
-    if let (Some(s), Some(e)) = (strategy.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
-    }
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": { "name": "app" },
-        "spec": {
-            "replicas": 2,
-            "selector": { "matchLabels": { "app": "app" } },
-            "template": {
-                "metadata": { "labels": { "app": "app" } },
-                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
-            },
-            "strategy": { "blueGreen": strategy }
-        }
-    })
-}
-
 #[tokio::test]
 async fn blue_green_pre_promotion_gates_the_switch_and_a_failed_post_promotion_switches_back() {
     let prometheus = prometheus(99.0).await;
@@ -264,11 +242,14 @@ async fn blue_green_pre_promotion_gates_the_switch_and_a_failed_post_promotion_s
         .wait_for("release_health", 30, |v| v == [1.0])
         .await;
     template_of(&t, &prometheus, "release-health", "release_health").await;
-    t.create(blue_green(json!({
-        "prePromotionAnalysis": analysis("success-rate"),
-        "postPromotionAnalysis": analysis("release-health"),
-        "scaleDownDelaySeconds": 2
-    })))
+    t.create(blue_green_rollout(
+        2,
+        json!({
+            "prePromotionAnalysis": analysis("success-rate"),
+            "postPromotionAnalysis": analysis("release-health"),
+            "scaleDownDelaySeconds": 2
+        }),
+    ))
     .await;
     let old = status(&t.healthy().await).stable_rs.expect("stable");
 

@@ -16,7 +16,7 @@ use std::{
 use k8s_openapi::api::{core::v1::Pod, discovery::v1::EndpointSlice};
 use kube::{ResourceExt, api::ListParams};
 use serde_json::{Value, json};
-use setup::{Setup, condition, create_service, status};
+use setup::{Setup, blue_green_rollout as rollout, condition, create_service, status};
 use sluice::api::{
     POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutConditionType, RolloutPhase,
 };
@@ -29,28 +29,6 @@ async fn setup(test: &str) -> Setup {
         create_service(&t.ns, name).await;
     }
     t
-}
-
-/// A blue/green Rollout `app` of `replicas` pods; `extra` adds to `spec.strategy.blueGreen`.
-fn rollout(replicas: i32, extra: Value) -> Value {
-    let mut strategy = json!({ "activeService": "app-active", "previewService": "app-preview" });
-    if let (Some(s), Some(e)) = (strategy.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
-    }
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": { "name": "app" },
-        "spec": {
-            "replicas": replicas,
-            "selector": { "matchLabels": { "app": "app" } },
-            "template": {
-                "metadata": { "labels": { "app": "app" } },
-                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
-            },
-            "strategy": { "blueGreen": strategy }
-        }
-    })
 }
 
 fn paused_for_promotion(r: &Rollout) -> bool {

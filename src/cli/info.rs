@@ -305,20 +305,14 @@ fn set_weight(ro: &Rollout, status: &RolloutStatus) -> Option<i32> {
     if status.abort == Some(true) && canary_running(status) {
         return Some(0);
     }
-    let index = usize::try_from(status.current_step_index.unwrap_or(0)).unwrap_or(0);
-    if index >= steps.len() || !canary_running(status) {
+    if !canary_running(status) {
         return Some(100);
     }
-    Some(
-        steps[..=index]
-            .iter()
-            .rev()
-            .find_map(|s| match s {
-                CanaryStep::SetWeight(w) => Some(*w),
-                _ => None,
-            })
-            .unwrap_or(0),
-    )
+    // The controller's own rule, so the plugin never shows another weight than it sets.
+    Some(crate::rollout::plan::canary::weight_at(
+        steps,
+        status.current_step_index.unwrap_or(0),
+    ))
 }
 
 /// The weight in effect: what the controller last set, or the canary's share of available pods.

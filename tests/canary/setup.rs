@@ -194,6 +194,19 @@ pub fn rollout(replicas: i32, steps: Value, canary: Value) -> Value {
     })
 }
 
+/// A blue/green Rollout `app` of `replicas` pods behind the Services `app-active` and
+/// `app-preview`; `extra` adds or overrides fields of `spec.strategy.blueGreen`.
+#[allow(dead_code)] // for the blue/green and analysis tests, which share this harness
+pub fn blue_green_rollout(replicas: i32, extra: Value) -> Value {
+    let mut strategy = json!({ "activeService": "app-active", "previewService": "app-preview" });
+    if let (Some(s), Some(e)) = (strategy.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    let mut rollout = rollout(replicas, json!([]), json!({}));
+    rollout["spec"]["strategy"] = json!({ "blueGreen": strategy });
+    rollout
+}
+
 pub fn status(rollout: &Rollout) -> RolloutStatus {
     rollout.status.clone().unwrap_or_default()
 }

@@ -10,8 +10,8 @@ use kube::ResourceExt;
 
 use super::{Action, EventType, Planner};
 use crate::api::{
-    AnalysisPhase, AnalysisRun, POD_TEMPLATE_HASH_LABEL, PauseCondition, PauseReason,
-    RolloutAnalysis, RolloutAnalysisRunStatus,
+    AnalysisPhase, AnalysisRun, POD_TEMPLATE_HASH_LABEL, PauseReason, RolloutAnalysis,
+    RolloutAnalysisRunStatus,
 };
 
 /// Label of a run: which part of the rollout started it (`Step`, `Background`, …), as Argo's.
@@ -226,12 +226,7 @@ fn inconclusive(p: &mut Planner<'_>, name: &str) -> Verdict {
         p.event(EventType::Normal, "RolloutResumed", "Rollout resumed");
         return Verdict::Passed;
     }
-    p.status.pause_conditions.push(PauseCondition {
-        reason,
-        start_time: p.now_time(),
-    });
-    p.status.controller_pause = Some(true);
-    p.progressed();
+    p.pause(reason);
     p.event(
         EventType::Warning,
         "RolloutPaused",

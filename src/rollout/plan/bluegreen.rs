@@ -18,9 +18,7 @@ use super::{
     metadata,
     replicasets::{SCALE_DOWN_DEADLINE_ANNOTATION, SetView, add_anti_affinity},
 };
-use crate::api::{
-    BlueGreenStatus, BlueGreenStrategy, POD_TEMPLATE_HASH_LABEL, PauseCondition, PauseReason,
-};
+use crate::api::{BlueGreenStatus, BlueGreenStrategy, POD_TEMPLATE_HASH_LABEL, PauseReason};
 
 /// Seconds before an aborted preview is scaled down, when the spec is silent.
 pub const DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
@@ -356,12 +354,7 @@ fn promoted(p: &mut Planner<'_>, strategy: &BlueGreenStrategy, preview_ready: bo
         (None, _) if !preview_ready => false,
         (None, None) if strategy.auto_promotes() => checkpoint(p),
         (None, timer) => {
-            p.status.pause_conditions.push(PauseCondition {
-                reason,
-                start_time: p.now_time(),
-            });
-            p.status.controller_pause = Some(true);
-            p.progressed();
+            p.pause(reason);
             match timer {
                 Some(t) => {
                     p.requeue_in(t);

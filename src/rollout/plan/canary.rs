@@ -16,8 +16,7 @@ use super::{
     replicasets::{SetView, add_anti_affinity, steps_hash},
 };
 use crate::api::{
-    CanaryStatus, CanaryStep, CanaryStrategy, PauseCondition, PauseReason, RolloutAnalysis,
-    SetCanaryScale,
+    CanaryStatus, CanaryStep, CanaryStrategy, PauseReason, RolloutAnalysis, SetCanaryScale,
 };
 
 /// Plans one reconcile of a canary rollout whose current pod template hashes to `hash`.
@@ -361,12 +360,7 @@ fn pause_done(p: &mut Planner<'_>, duration: Option<Duration>) -> bool {
         }
         (None, Some(duration)) if duration.is_zero() => true,
         (None, duration) => {
-            p.status.pause_conditions.push(PauseCondition {
-                reason,
-                start_time: p.now_time(),
-            });
-            p.status.controller_pause = Some(true);
-            p.progressed();
+            p.pause(reason);
             match duration {
                 Some(d) => {
                     p.requeue_in(d);

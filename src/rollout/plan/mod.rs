@@ -433,6 +433,19 @@ impl<'a> Planner<'a> {
         self.progressed = true;
     }
 
+    /// Pauses the rollout for `reason` from now, marking the pause as the controller's own, so a
+    /// pause condition cleared later (by a promote) reads as "go on".
+    pub fn pause(&mut self, reason: crate::api::PauseReason) {
+        self.status
+            .pause_conditions
+            .push(crate::api::PauseCondition {
+                reason,
+                start_time: self.now_time(),
+            });
+        self.status.controller_pause = Some(true);
+        self.progressed();
+    }
+
     /// Asks to plan again after `delay` at the latest.
     pub fn requeue_in(&mut self, delay: Duration) {
         let delay = delay.max(Duration::from_millis(100));

@@ -18,8 +18,8 @@ use serde_json::json;
 use sluice::api::AnalysisRun;
 
 use super::{
-    Figure, Run, audit,
-    scenarios::{idle_window, mib, sizes, stage},
+    Figure, Run,
+    scenarios::{idle_window, mib, sizes, stage, watch_window},
 };
 
 /// Runs measuring at once in the first part, and completed runs kept in the second.
@@ -42,17 +42,8 @@ pub async fn run(run: &Run<'_>) -> Result<Vec<Figure>> {
         create(&runs, &format!("active-{i}"), &prometheus.url(), true).await?;
     }
     let window = idle_window(run);
-    let before = controller.sample()?;
-    let mark = audit::mark()?;
-    let mut peak = before.rss;
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        peak = peak.max(controller.sample()?.rss);
-    }
-    let after = controller.sample()?;
+    let (before, after, peak, requests) = watch_window(run, &mut controller, window).await?;
     let queries = prometheus.queries().await? - queries_before;
-    let requests = audit::count_since(mark, run.contender.user_agent())?;
     figures.push(Figure::one(
         format!("CPU, {active} runs measuring for {window:.0?}"),
         "s",
@@ -110,16 +101,7 @@ pub async fn run(run: &Run<'_>) -> Result<Vec<Figure>> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let before = controller.sample()?;
-    let mark = audit::mark()?;
-    let mut rss = before.rss;
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        rss = rss.max(controller.sample()?.rss);
-    }
-    let after = controller.sample()?;
-    let requests = audit::count_since(mark, run.contender.user_agent())?;
+    let (before, after, rss, requests) = watch_window(run, &mut controller, window).await?;
     let total = completed + active;
     figures.push(Figure::one(
         format!("RSS with {total} completed runs"),

@@ -94,16 +94,7 @@ async fn idle(run: &Run<'_>) -> Result<Vec<Figure>> {
         // Settle, then measure a quiet window.
         tokio::time::sleep(Duration::from_secs(10)).await;
         let window = idle_window(run);
-        let before = controller.sample()?;
-        let mark = audit::mark()?;
-        let mut peak = before.rss;
-        let end = Instant::now() + window;
-        while Instant::now() < end {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            peak = peak.max(controller.sample()?.rss);
-        }
-        let after = controller.sample()?;
-        let counts = audit::count_since(mark, run.contender.user_agent())?;
+        let (before, after, peak, counts) = watch_window(run, &mut controller, window).await?;
         #[allow(clippy::cast_precision_loss)]
         let per_minute = counts.values().sum::<u64>() as f64 / (window.as_secs_f64() / 60.0);
         figures.push(Figure::one(
@@ -765,6 +756,31 @@ async fn wait_healthy(rollouts: &Api<Rollout>, name: &str, limit: Duration) -> R
     tokio::time::timeout(limit, done)
         .await
         .with_context(|| format!("{name} not Healthy within {limit:?}"))?
+}
+
+/// Watches the controller for `window`, sampling it every second: its sample before and after,
+/// its peak RSS, and the API requests it made meanwhile (by verb and resource).
+pub(super) async fn watch_window(
+    run: &Run<'_>,
+    controller: &mut super::contender::Running,
+    window: Duration,
+) -> Result<(
+    super::contender::Sample,
+    super::contender::Sample,
+    u64,
+    audit::Counts,
+)> {
+    let before = controller.sample()?;
+    let mark = audit::mark()?;
+    let mut peak = before.rss;
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        peak = peak.max(controller.sample()?.rss);
+    }
+    let after = controller.sample()?;
+    let counts = audit::count_since(mark, run.contender.user_agent())?;
+    Ok((before, after, peak, counts))
 }
 
 /// A namespace for one scenario run, deleted afterwards.
