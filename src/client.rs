@@ -2,15 +2,24 @@
 //! merges `KUBECONFIG`) or the pod's service account, behind a client-side rate limit so that a
 //! storm of rollouts never floods the API server.
 
-use std::{path::Path, time::Duration};
+use std::{
+    future::Future,
+    num::NonZeroU32,
+    path::Path,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
 
 use anyhow::Context as _;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kube::{
     Client,
     client::ClientBuilder,
     config::{KubeConfigOptions, Kubeconfig},
 };
-use tower::limit::RateLimitLayer;
+use tower::{Layer, Service};
 
 /// Where the configuration comes from and how fast the client may go.
 #[derive(Clone, Debug, Default)]
@@ -34,25 +43,75 @@ pub async fn client(options: &ClientOptions) -> anyhow::Result<Client> {
         axum::http::HeaderValue::from_static(concat!("sluice/", env!("CARGO_PKG_VERSION"))),
     ));
     let builder = ClientBuilder::try_from(config).context("creating the Kubernetes client")?;
-    match rate(options.qps, options.burst) {
-        Some((requests, per)) => Ok(builder
-            .with_layer(&RateLimitLayer::new(requests, per))
-            .build()),
+    match quota(options.qps, options.burst) {
+        Some(quota) => Ok(builder.with_layer(&TokenBucketLayer::new(quota)).build()),
         None => Ok(builder.build()),
     }
 }
 
-/// The rate limit as `requests` per `per`: `burst` requests per the time `qps` takes to earn
-/// them back, so the sustained rate is `qps` and up to `burst` requests may go at once.
-fn rate(qps: f64, burst: u32) -> Option<(u64, Duration)> {
+/// A token bucket as client-go's: `burst` requests may go at once, and a token comes back every
+/// `1/qps` seconds, so after a burst the next request waits one interval, not a whole window.
+fn quota(qps: f64, burst: u32) -> Option<Quota> {
     if !(qps.is_finite() && qps > 0.0) {
         return None;
     }
-    let burst = burst.max(1);
-    Some((
-        u64::from(burst),
-        Duration::from_secs_f64(f64::from(burst) / qps),
-    ))
+    let burst = NonZeroU32::new(burst.max(1))?;
+    Quota::with_period(Duration::from_secs_f64(1.0 / qps)).map(|q| q.allow_burst(burst))
+}
+
+/// Rate limits the client's requests with a [`quota`] token bucket.
+#[derive(Clone)]
+struct TokenBucketLayer(Arc<DefaultDirectRateLimiter>);
+
+impl TokenBucketLayer {
+    fn new(quota: Quota) -> Self {
+        Self(Arc::new(RateLimiter::direct(quota)))
+    }
+}
+
+impl<S> Layer<S> for TokenBucketLayer {
+    type Service = TokenBucket<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TokenBucket {
+            inner,
+            limiter: self.0.clone(),
+            wait: None,
+            permitted: false,
+        }
+    }
+}
+
+/// The service of [`TokenBucketLayer`]: ready once a token is taken and the inner service is.
+struct TokenBucket<S> {
+    inner: S,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    permitted: bool,
+}
+
+impl<S: Service<R>, R> Service<R> for TokenBucket<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if !self.permitted {
+            let limiter = self.limiter.clone();
+            let wait = self
+                .wait
+                .get_or_insert_with(|| Box::pin(async move { limiter.until_ready().await }));
+            ready!(wait.as_mut().poll(cx));
+            self.wait = None;
+            self.permitted = true;
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.permitted = false;
+        self.inner.call(request)
+    }
 }
 
 /// The configuration from `kubeconfig` (a path list like `KUBECONFIG`, merged in order) and
@@ -101,15 +160,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_rate_earns_a_burst_back_at_qps() {
-        assert_eq!(rate(50.0, 100), Some((100, Duration::from_secs(2))));
-        assert_eq!(rate(20.0, 0), Some((1, Duration::from_millis(50))));
+    fn a_token_comes_back_every_interval_and_a_burst_may_go_at_once() {
+        let bucket = quota(50.0, 100).expect("a quota");
+        assert_eq!(bucket.replenish_interval(), Duration::from_millis(20));
+        assert_eq!(bucket.burst_size().get(), 100);
+        assert_eq!(quota(20.0, 0).map(|q| q.burst_size().get()), Some(1));
     }
 
     #[test]
     fn zero_or_nonsense_qps_means_no_limit() {
-        assert_eq!(rate(0.0, 100), None);
-        assert_eq!(rate(-1.0, 100), None);
-        assert_eq!(rate(f64::NAN, 100), None);
+        assert!(quota(0.0, 100).is_none());
+        assert!(quota(-1.0, 100).is_none());
+        assert!(quota(f64::NAN, 100).is_none());
+    }
+
+    #[test]
+    fn after_a_burst_the_bucket_is_empty_until_a_token_comes_back() {
+        let limiter = RateLimiter::direct(quota(50.0, 100).expect("a quota"));
+        for _ in 0..100 {
+            assert!(limiter.check().is_ok(), "the burst goes at once");
+        }
+        assert!(limiter.check().is_err(), "the bucket is empty");
     }
 }
