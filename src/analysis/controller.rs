@@ -26,7 +26,7 @@ use super::{
     providers::{Providers, job::RUN_UID_LABEL, key},
 };
 use crate::{
-    api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus},
+    api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, INSTANCE_ID_LABEL},
     error::is_not_found,
     metrics::Metrics,
 };
@@ -38,6 +38,9 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Runs reconciled at once.
     pub concurrency: u16,
+    /// Only runs labelled with this controller instance id (and, without one, only unlabelled
+    /// runs), as for Rollouts, so two installations never measure the same run.
+    pub instance_id: Option<String>,
 }
 
 struct Context {
@@ -76,16 +79,23 @@ pub async fn run(
     // Runs through a reflector of our own, so a deletion drops the run's metric series.
     let (store, writer) = reflector::store::<AnalysisRun>();
     let forget = context.metrics.clone();
-    let events = watcher(runs, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
-        .reflect(writer)
-        .inspect_ok(move |event| {
-            if let watcher::Event::Delete(run) = event {
-                forget.forget_analysis_run(&run.namespace().unwrap_or_default(), &run.name_any());
-            }
-        })
-        .applied_objects();
+    let selector = match config.instance_id.as_deref() {
+        Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
+        None => format!("!{INSTANCE_ID_LABEL}"),
+    };
+    let events = watcher(
+        runs,
+        watcher::Config::default().any_semantic().labels(&selector),
+    )
+    .default_backoff()
+    .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
+    .reflect(writer)
+    .inspect_ok(move |event| {
+        if let watcher::Event::Delete(run) = event {
+            forget.forget_analysis_run(&run.namespace().unwrap_or_default(), &run.name_any());
+        }
+    })
+    .applied_objects();
     Controller::for_stream(events, store)
         // Only the Jobs runs create (labelled with the run's uid), never every Job.
         .owns(jobs, watcher::Config::default().labels(RUN_UID_LABEL))

@@ -209,6 +209,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let analysis_config = analysis::controller::Config {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
+        instance_id: args.instance_id.clone(),
     };
     tasks.push((
         "analysis controller",

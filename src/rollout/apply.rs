@@ -23,8 +23,8 @@ use crate::{
     analysis::args::{RolloutValues, flatten_templates, lookup_templates, run_spec},
     api::{
         AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
-        ClusterAnalysisTemplate, MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
-        PodTemplateMetadata, Rollout,
+        ClusterAnalysisTemplate, INSTANCE_ID_LABEL, MANAGED_BY_ROLLOUTS_ANNOTATION,
+        POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout,
     },
     error::{Error, is_already_exists, is_conflict, is_not_found},
     metrics::Metrics,
@@ -218,6 +218,10 @@ async fn create_run(
     ]);
     if let RunKind::Step(index) = run.kind {
         labels.insert(STEP_INDEX_LABEL.into(), index.to_string());
+    }
+    // The rollout's controller instance measures its runs.
+    if let Some(id) = rollout.labels().get(INSTANCE_ID_LABEL) {
+        labels.insert(INSTANCE_ID_LABEL.to_string(), id.clone());
     }
     let mut annotations = BTreeMap::new();
     if let Some(extra) = run.analysis.analysis_run_metadata.as_ref() {
