@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::plan::{
     Action, Plan,
-    analysis::{NewRun, ROLLOUT_TYPE_LABEL, RunKind, STEP_INDEX_LABEL},
+    analysis::{NewRun, ROLLOUT_TYPE_LABEL, RunKind, SPENT_LABEL, STEP_INDEX_LABEL},
     metadata::EPHEMERAL_ANNOTATION,
 };
 use crate::{
@@ -114,6 +114,18 @@ pub async fn apply_actions(
                     Err(e) if is_not_found(&e) => {}
                     other => other.map(drop).map_err(|source| {
                         write_error(format!("terminating AnalysisRun {name}"), source)
+                    })?,
+                }
+            }
+            Action::SpendAnalysisRun { name } => {
+                let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &namespace);
+                let patch = json!({ "metadata": { "labels": { SPENT_LABEL: "true" } } });
+                let result = runs.patch(name, &patch_params, &Patch::Merge(&patch)).await;
+                metrics.api_request("patch", "analysisruns", status_code(&result));
+                match result {
+                    Err(e) if is_not_found(&e) => {}
+                    other => other.map(drop).map_err(|source| {
+                        write_error(format!("marking AnalysisRun {name} spent"), source)
                     })?,
                 }
             }

@@ -18,6 +18,8 @@ use crate::api::{
 pub const ROLLOUT_TYPE_LABEL: &str = "rollout-type";
 /// Label of a step's run: the index of the step.
 pub const STEP_INDEX_LABEL: &str = "step-index";
+/// Label of a run a retry left behind: it no longer speaks for its version.
+pub const SPENT_LABEL: &str = "sluice.dev/spent";
 /// Completed runs of each outcome kept per rollout, when the spec is silent.
 pub const DEFAULT_HISTORY_LIMIT: i32 = 5;
 
@@ -70,6 +72,8 @@ pub struct RunView {
     pub message: Option<String>,
     /// Whether it was asked to stop.
     pub terminating: bool,
+    /// Whether a retry left it behind ([`SPENT_LABEL`]).
+    pub spent: bool,
     /// When it was created.
     pub created: Option<Timestamp>,
 }
@@ -99,6 +103,7 @@ impl RunView {
             phase: status.map(|s| s.phase).unwrap_or_default(),
             message: status.and_then(|s| s.message.clone()),
             terminating: run.spec.is_terminated(),
+            spent: labels.contains_key(SPENT_LABEL),
             created: run.metadata.creation_timestamp.as_ref().map(|t| t.0),
         }
     }
@@ -143,15 +148,12 @@ pub fn require(
     recorded: Option<&RolloutAnalysisRunStatus>,
 ) -> (Verdict, RolloutAnalysisRunStatus) {
     let runs: Vec<RunView> = p.runs.clone();
-    let matches = |r: &&RunView| r.kind == Some(kind) && r.hash == hash;
-    // The recorded run, if it is this kind's; else one left running (a lost status write).
+    let matches = |r: &&RunView| r.kind == Some(kind) && r.hash == hash && !r.spent;
+    // The recorded run, if it is this kind's; else the newest one this attempt started (its
+    // status write was lost), finished or not: a run is never started twice for one attempt.
     let found = recorded
         .and_then(|rec| runs.iter().filter(matches).find(|r| r.name == rec.name))
-        .or_else(|| {
-            runs.iter()
-                .filter(matches)
-                .find(|r| !r.phase.is_completed() && !r.terminating)
-        })
+        .or_else(|| runs.iter().filter(matches).max_by_key(|r| r.created))
         .cloned();
     let run = match found {
         Some(run) => run,
@@ -254,6 +256,20 @@ fn fresh_name(p: &Planner<'_>, kind: RunKind, hash: &str) -> String {
         .map(|n| format!("{base}.{n}"))
         .find(|n| !taken(n))
         .unwrap_or(base)
+}
+
+/// A retry: the runs of version `hash` speak for the aborted attempt, not the next one; they
+/// are marked so that the retry starts its own.
+pub fn spend(p: &mut Planner<'_>, hash: &str) {
+    let spent: Vec<String> = p
+        .runs
+        .iter()
+        .filter(|r| r.hash == hash && !r.spent)
+        .map(|r| r.name.clone())
+        .collect();
+    for name in spent {
+        p.act(Action::SpendAnalysisRun { name });
+    }
 }
 
 /// Stops the runs nothing waits on any more, and deletes completed runs beyond the history

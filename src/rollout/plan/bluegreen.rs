@@ -32,6 +32,8 @@ pub fn plan(
 ) {
     if p.prev.current_pod_hash.as_deref() != Some(hash) {
         p.start_over();
+        // Runs of an earlier attempt at this template are no evidence for this one.
+        analysis::spend(p, hash);
     }
     p.status.current_pod_hash = Some(hash.to_string());
 
@@ -152,6 +154,7 @@ fn update(
         let bg = bg_status(p);
         bg.pre_promotion_analysis_run_status = None;
         bg.post_promotion_analysis_run_status = None;
+        analysis::spend(p, hash);
     }
     let preview_count = strategy
         .preview_replica_count

@@ -45,6 +45,8 @@ pub fn plan(
     if new_revision || steps_changed {
         p.start_over();
         p.status.current_step_index = Some(0);
+        // Runs of an earlier attempt at this template are no evidence for this one.
+        analysis::spend(p, hash);
     }
     p.status.current_pod_hash = Some(hash.to_string());
     p.status.current_step_hash = Some(steps_hash);
@@ -74,6 +76,7 @@ pub fn plan(
             c.current_step_analysis_run_status = None;
             c.current_background_analysis_run_status = None;
         }
+        analysis::spend(p, hash);
     }
 
     let counts = Counts::of(&p.sets, hash, stable_hash.as_deref());

@@ -100,6 +100,11 @@ pub enum Action {
         /// The run.
         name: String,
     },
+    /// Mark a run a retry left behind ([`analysis::SPENT_LABEL`]).
+    SpendAnalysisRun {
+        /// The run.
+        name: String,
+    },
     /// Delete a completed run beyond the history limits.
     DeleteAnalysisRun {
         /// The run.
@@ -140,6 +145,9 @@ impl std::fmt::Display for Action {
             }
             Action::TerminateAnalysisRun { name } => write!(f, "terminate AnalysisRun {name}"),
             Action::DeleteAnalysisRun { name } => write!(f, "delete AnalysisRun {name}"),
+            Action::SpendAnalysisRun { name } => {
+                write!(f, "mark AnalysisRun {name} spent by a retry")
+            }
             Action::SetPodMetadata { name, wanted, .. } => write!(
                 f,
                 "set the ephemeral metadata of ReplicaSet {name}'s pods to labels {:?}, annotations {:?}",

@@ -6,7 +6,7 @@ use super::*;
 use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutAnalysisRunStatus};
 use crate::rollout::plan::{
     Planner,
-    analysis::{NewRun, RunKind, RunView, Verdict, require, tidy},
+    analysis::{NewRun, RunKind, RunView, Verdict, require, spend, tidy},
 };
 
 fn analysis() -> RolloutAnalysis {
@@ -22,6 +22,7 @@ fn run(name: &str, kind: RunKind, phase: AnalysisPhase, age: i64) -> RunView {
         phase,
         message: Some("metric \"rate\" assessed Failed".into()),
         terminating: false,
+        spent: false,
         created: Some(Timestamp::from_second(1_800_000_000 + age).expect("a time")),
     }
 }
@@ -157,14 +158,37 @@ fn verdicts_follow_the_run_phase_and_an_inconclusive_run_pauses_until_promoted()
 }
 
 #[test]
-fn a_retry_gets_a_fresh_run_beside_the_failed_one() {
+fn a_lost_status_write_never_starts_a_second_run_even_for_a_finished_one() {
     let r = rollout(2, standard_steps());
+    // Created and failed at once (a missing template), and the status never recorded it.
     let seen = observed(vec![run(
         "web-h2-1-0",
         RunKind::Step(0),
-        AnalysisPhase::Failed,
+        AnalysisPhase::Error,
         0,
     )]);
+    let mut p = planner(&r, &seen);
+    let (verdict, entry) = require(&mut p, RunKind::Step(0), "h2", &analysis(), None);
+    assert!(matches!(verdict, Verdict::Failed(_)), "{verdict:?}");
+    assert_eq!(entry.name, "web-h2-1-0");
+    assert!(created(&p).is_empty());
+}
+
+#[test]
+fn a_retry_gets_a_fresh_run_beside_the_spent_one() {
+    let r = rollout(2, standard_steps());
+    let mut failed = run("web-h2-1-0", RunKind::Step(0), AnalysisPhase::Failed, 0);
+    let seen = observed(vec![failed.clone()]);
+    let mut p = planner(&r, &seen);
+    spend(&mut p, "h2");
+    assert_eq!(p.plan.actions.len(), 1);
+    assert_eq!(
+        p.plan.actions[0].to_string(),
+        "mark AnalysisRun web-h2-1-0 spent by a retry"
+    );
+
+    failed.spent = true;
+    let seen = observed(vec![failed]);
     let mut p = planner(&r, &seen);
     let (verdict, entry) = require(&mut p, RunKind::Step(0), "h2", &analysis(), None);
     assert_eq!(verdict, Verdict::Waiting);

@@ -152,6 +152,7 @@ impl Sim {
                             phase: crate::api::AnalysisPhase::Pending,
                             message: None,
                             terminating: false,
+                            spent: false,
                             created: Some(self.now),
                         });
                     }
@@ -166,6 +167,11 @@ impl Sim {
                     run.phase = crate::api::AnalysisPhase::Successful;
                 }
                 Action::DeleteAnalysisRun { name } => self.runs.retain(|r| r.name != *name),
+                Action::SpendAnalysisRun { name } => {
+                    for run in self.runs.iter_mut().filter(|r| r.name == *name) {
+                        run.spent = true;
+                    }
+                }
                 Action::SetPodMetadata { name, wanted, .. } => {
                     let rs = self
                         .sets
