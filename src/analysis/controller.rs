@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
-use futures::{StreamExt, TryStreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
 use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
 use kube::{
@@ -96,17 +96,29 @@ pub async fn run(
         }
     })
     .applied_objects();
-    Controller::for_stream(events, store)
+    let shutdown = shutdown.shared();
+    let controller = Controller::for_stream(events, store)
         // Only the Jobs runs create (labelled with the run's uid), never every Job.
         .owns(jobs, watcher::Config::default().labels(RUN_UID_LABEL))
         .with_config(controller::Config::default().concurrency(config.concurrency.max(1)))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context)
-        .for_each(|_| future::ready(()))
-        .await;
-    info!("analysis controller stopped");
+        .for_each(|_| future::ready(()));
+    // A stop that comes before the first list of runs is in would leave kube-runtime waiting
+    // for a cache nobody fills any more: in-flight passes get a grace period, then it is over.
+    let deadline = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = controller => info!("analysis controller stopped"),
+        () = deadline => warn!("analysis controller stopped after {SHUTDOWN_GRACE:?} of grace"),
+    }
     Ok(())
 }
+
+/// How long in-flight passes may take to finish once a stop is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a pass could not be written.
 #[derive(Debug, thiserror::Error)]
