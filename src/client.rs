@@ -1,8 +1,10 @@
 //! The controller's Kubernetes client: configuration from kubeconfig files (merged as kubectl
 //! merges `KUBECONFIG`) or the pod's service account, behind a client-side rate limit so that a
-//! storm of rollouts never floods the API server.
+//! storm of rollouts never floods the API server, and a meter that counts every request by verb
+//! and resource, and per reconcile ([`counting_requests`]).
 
 use std::{
+    cell::Cell,
     future::Future,
     num::NonZeroU32,
     path::Path,
@@ -21,6 +23,8 @@ use kube::{
 };
 use tower::{Layer, Service};
 
+use crate::metrics::Metrics;
+
 /// Where the configuration comes from and how fast the client may go.
 #[derive(Clone, Debug, Default)]
 pub struct ClientOptions {
@@ -32,6 +36,8 @@ pub struct ClientOptions {
     pub qps: f64,
     /// Requests allowed at once above the sustained rate.
     pub burst: u32,
+    /// Where every request is counted (`sluice_kube_requests_total`); `None`: not counted.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// A client for `options`, rate limited to `qps` with bursts of `burst` requests.
@@ -42,11 +48,124 @@ pub async fn client(options: &ClientOptions) -> anyhow::Result<Client> {
         axum::http::header::USER_AGENT,
         axum::http::HeaderValue::from_static(concat!("sluice/", env!("CARGO_PKG_VERSION"))),
     ));
-    let builder = ClientBuilder::try_from(config).context("creating the Kubernetes client")?;
+    let builder = ClientBuilder::try_from(config)
+        .context("creating the Kubernetes client")?
+        .with_layer(&MeterLayer(options.metrics.clone()));
     match quota(options.qps, options.burst) {
         Some(quota) => Ok(builder.with_layer(&TokenBucketLayer::new(quota)).build()),
         None => Ok(builder.build()),
     }
+}
+
+tokio::task_local! {
+    /// The requests made so far by the work [`counting_requests`] runs.
+    static TALLY: Cell<u32>;
+}
+
+/// Runs `work` and returns its output with the number of API requests it made through a client of
+/// [`client`]. The count follows the future, not the task, so reconciles that interleave on one
+/// task are counted apart, and the controllers' watches (their own futures) are never counted.
+pub async fn counting_requests<F: Future>(work: F) -> (F::Output, u32) {
+    TALLY
+        .scope(Cell::new(0), async {
+            let output = work.await;
+            (output, TALLY.with(Cell::get))
+        })
+        .await
+}
+
+/// Counts each request once its response (or error) comes back: in `sluice_kube_requests_total`
+/// by verb, resource and status, and in the tally of the [`counting_requests`] it belongs to.
+#[derive(Clone)]
+struct MeterLayer(Option<Arc<Metrics>>);
+
+impl<S> Layer<S> for MeterLayer {
+    type Service = Meter<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Meter {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`MeterLayer`].
+struct Meter<S> {
+    inner: S,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl<S, B, RB> Service<axum::http::Request<B>> for Meter<S>
+where
+    S: Service<axum::http::Request<B>, Response = axum::http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let (verb, resource) = classify(request.method(), request.uri());
+        let response = self.inner.call(request);
+        let metrics = self.metrics.clone();
+        // kube's client hands `call` to a buffer task but polls the returned future in the
+        // caller's, which is where the tally of a reconcile lives.
+        Box::pin(async move {
+            let result = response.await;
+            let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+            if let Some(metrics) = metrics {
+                metrics.api_request(verb, &resource, status);
+            }
+            let _ = TALLY.try_with(|tally| tally.set(tally.get().saturating_add(1)));
+            result
+        })
+    }
+}
+
+/// The verb (as in RBAC and the audit log) and the resource (`replicasets`, `rollouts/status`,
+/// `pods/eviction`) of a request to the Kubernetes API, read off its method and path.
+fn classify(method: &axum::http::Method, uri: &axum::http::Uri) -> (&'static str, String) {
+    use axum::http::Method;
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    // `/api/v1/…` or `/apis/<group>/<version>/…`; anything else (`/version`) is its own resource.
+    let rest = match segments.first() {
+        Some(&"api") => segments.get(2..),
+        Some(&"apis") => segments.get(3..),
+        _ => None,
+    }
+    .unwrap_or_default();
+    // `namespaces/<ns>/<resource>…`, but `namespaces/<name>` is the namespace itself.
+    let rest = match rest {
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
+        _ => rest,
+    };
+    let (resource, named) = match rest {
+        [] => (uri.path().to_owned(), false),
+        [resource] => ((*resource).to_owned(), false),
+        [resource, _] => ((*resource).to_owned(), true),
+        [resource, _, sub, ..] => (format!("{resource}/{sub}"), true),
+    };
+    let watch = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair == "watch=true" || pair == "watch=1")
+    });
+    let verb = match *method {
+        Method::GET if watch => "watch",
+        Method::GET if named => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "other",
+    };
+    (verb, resource)
 }
 
 /// A token bucket as client-go's: `burst` requests may go at once, and a token comes back every
@@ -165,6 +284,99 @@ mod tests {
         assert_eq!(bucket.replenish_interval(), Duration::from_millis(20));
         assert_eq!(bucket.burst_size().get(), 100);
         assert_eq!(quota(20.0, 0).map(|q| q.burst_size().get()), Some(1));
+    }
+
+    #[test]
+    fn requests_are_named_by_the_verb_and_resource_rbac_would_name() {
+        use axum::http::{Method, Uri};
+        let cases = [
+            (
+                Method::GET,
+                "/apis/argoproj.io/v1alpha1/rollouts?watch=true&resourceVersion=1",
+                "watch",
+                "rollouts",
+            ),
+            (
+                Method::GET,
+                "/apis/apps/v1/namespaces/shop/replicasets?labelSelector=a",
+                "list",
+                "replicasets",
+            ),
+            (
+                Method::PUT,
+                "/apis/argoproj.io/v1alpha1/namespaces/shop/rollouts/web/status",
+                "update",
+                "rollouts/status",
+            ),
+            (
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/shop/replicasets/web-6d4f",
+                "patch",
+                "replicasets",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/shop/pods/web-1/eviction",
+                "create",
+                "pods/eviction",
+            ),
+            (
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events",
+                "create",
+                "events",
+            ),
+            (Method::GET, "/api/v1/namespaces/shop", "get", "namespaces"),
+            (
+                Method::GET,
+                "/api/v1/namespaces/shop/secrets/token",
+                "get",
+                "secrets",
+            ),
+            (
+                Method::DELETE,
+                "/apis/batch/v1/namespaces/shop/jobs/run-1",
+                "delete",
+                "jobs",
+            ),
+            (
+                Method::GET,
+                "/apis/coordination.k8s.io/v1/namespaces/ops/leases/sluice",
+                "get",
+                "leases",
+            ),
+        ];
+        for (method, uri, verb, resource) in cases {
+            let uri: Uri = uri.parse().expect("a valid URI");
+            assert_eq!(
+                classify(&method, &uri),
+                (verb, resource.to_owned()),
+                "{method} {uri}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reconcile_counts_its_own_requests_and_no_one_else_s() {
+        use axum::http::{Request, Response};
+        let mut meter = MeterLayer(None).layer(tower::service_fn(|_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(()))
+        }));
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            calls.push(meter.call(Request::new(())));
+        }
+        let [first, second, third] = <[_; 3]>::try_from(calls).ok().expect("three calls");
+        // Two requests awaited inside the counted work, one outside it.
+        let ((), inside) = counting_requests(async {
+            first.await.expect("a response");
+            second.await.expect("a response");
+        })
+        .await;
+        third.await.expect("a response");
+        assert_eq!(inside, 2);
+        let ((), none) = counting_requests(async {}).await;
+        assert_eq!(none, 0);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | `analysis_run_info{namespace,name,phase}` = 1               | gauge     | yes |
 //! | `analysis_run_metric_phase{namespace,name,metric,type,phase}` = 0/1 | gauge | yes |
 //! | `sluice_kube_requests_total{verb,resource,status_code}`    | counter   | Sluice's own |
+//! | `sluice_reconcile_kube_requests_bucket/_sum/_count{controller}` | histogram | Sluice's own |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | as every Prometheus client |
 //!
 //! `rollout_reconcile_error` is a counter in meaning, but OpenMetrics requires a counter's sample to
@@ -55,6 +56,10 @@ const RECONCILE_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Upper bounds of the `sluice_reconcile_kube_requests` buckets: how many API requests one
+/// reconcile made (a settled rollout makes none).
+const REQUEST_BUCKETS: [f64; 8] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 /// The values of `rollout_phase`'s `phase` label, as Argo Rollouts writes them. A rollout whose
 /// phase is not among them (`InvalidSpec`) has all of them at 0, as in Argo.
 pub const PHASES: [&str; 6] = [
@@ -73,6 +78,12 @@ pub struct Metrics {
     rollouts: Arc<RolloutSeries>,
     runs: Arc<RunSeries>,
     kube_requests: Family<KubeRequestLabels, Counter>,
+    reconcile_requests: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabel {
+    controller: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,12 +113,20 @@ impl Metrics {
             "Kubernetes API requests made by the controller, by verb, resource and HTTP status.",
             kube_requests.clone(),
         );
+        let reconcile_requests: Family<_, _, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(REQUEST_BUCKETS));
+        registry.register(
+            "sluice_reconcile_kube_requests",
+            "Kubernetes API requests made by one reconcile, by controller (rollout or analysisrun).",
+            reconcile_requests.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
         Self {
             registry,
             rollouts,
             runs,
             kube_requests,
+            reconcile_requests,
         }
     }
 
@@ -141,7 +160,8 @@ impl Metrics {
     }
 
     /// Counts one Kubernetes API request (`verb` such as `create` or `patch`, `resource` such as
-    /// `replicasets`, `status` the HTTP status code).
+    /// `replicasets` or `rollouts/status`, `status` the HTTP status code, 0 when none came back).
+    /// The client's [`crate::client::client`] layer calls it for every request it sends.
     pub fn api_request(&self, verb: &str, resource: &str, status: u16) {
         self.kube_requests
             .get_or_create(&KubeRequestLabels {
@@ -150,6 +170,14 @@ impl Metrics {
                 status_code: status,
             })
             .inc();
+    }
+
+    /// Records how many API requests one reconcile of `controller` (`rollout` or `analysisrun`)
+    /// made: requests are the scarce resource at scale, so their count per reconcile is watched.
+    pub fn reconcile_requests(&self, controller: &'static str, requests: u32) {
+        self.reconcile_requests
+            .get_or_create(&ControllerLabel { controller })
+            .observe(f64::from(requests));
     }
 
     /// Records a rollout's strategy ([`strategy_label`]) and phase ([`phase_label`]), replacing
@@ -532,10 +560,11 @@ mod tests {
         metrics.reconcile_error("shop", "web", "ServiceNotFound");
         metrics.reconcile_error("shop", "web", "ServiceNotFound");
         metrics.api_request("patch", "replicasets", 200);
+        metrics.reconcile_requests("rollout", 0);
+        metrics.reconcile_requests("rollout", 3);
         metrics.set_rollout("shop", "web", "canary", "Paused");
 
         let text = metrics.encode();
-        eprintln!("{text}"); // SCRATCH
         for line in [
             "# TYPE rollout_info gauge",
             r#"rollout_info{namespace="shop",name="web",strategy="canary",phase="Paused"} 1"#,
@@ -548,6 +577,12 @@ mod tests {
             r#"rollout_reconcile_error{namespace="shop",name="web",reason="ServiceNotFound"} 2"#,
             "# TYPE sluice_kube_requests counter",
             r#"sluice_kube_requests_total{verb="patch",resource="replicasets",status_code="200"} 1"#,
+            "# TYPE sluice_reconcile_kube_requests histogram",
+            r#"sluice_reconcile_kube_requests_count{controller="rollout"} 2"#,
+            r#"sluice_reconcile_kube_requests_sum{controller="rollout"} 3.0"#,
+            r#"sluice_reconcile_kube_requests_bucket{le="0.0",controller="rollout"} 1"#,
+            r#"sluice_reconcile_kube_requests_bucket{le="2.0",controller="rollout"} 1"#,
+            r#"sluice_reconcile_kube_requests_bucket{le="4.0",controller="rollout"} 2"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -105,10 +105,27 @@ async fn of_two_replicas_one_reconciles_and_the_other_takes_over_mid_rollout() {
         .await
         .expect("creating the Rollout");
     ns.wait_for("app", 30, "Healthy", healthy).await;
-    let standby_writes = standby.get("/metrics").await.unwrap_or_default();
+    // The standby asks for the Lease and nothing else: no watch, no cache, no write.
+    let standby_metrics = standby.get("/metrics").await.unwrap_or_default();
+    let not_the_lease: Vec<&str> = standby_metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("sluice_kube_requests_total") && !l.contains(r#"resource="leases""#)
+        })
+        .collect();
     assert!(
-        !standby_writes.contains("sluice_kube_requests_total"),
-        "the standby made API writes:\n{standby_writes}"
+        not_the_lease.is_empty(),
+        "the standby made API requests besides the Lease: {not_the_lease:?}"
+    );
+    let leader_metrics = leader.get("/metrics").await.unwrap_or_default();
+    assert!(
+        leader_metrics
+            .contains(r#"sluice_kube_requests_total{verb="update",resource="rollouts/status""#),
+        "the leader's status writes are counted:\n{leader_metrics}"
+    );
+    assert!(
+        leader_metrics.contains(r#"sluice_reconcile_kube_requests_count{controller="rollout"}"#),
+        "the leader's reconciles are counted:\n{leader_metrics}"
     );
 
     let patch = json!({ "spec": { "template": { "metadata": { "annotations": { "v": "2" } } } } });

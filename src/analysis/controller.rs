@@ -102,7 +102,7 @@ pub async fn run(
         .owns(jobs, watcher::Config::default().labels(RUN_UID_LABEL))
         .with_config(controller::Config::default().concurrency(config.concurrency.max(1)))
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile, error_policy, context)
+        .run(metered_reconcile, error_policy, context)
         .for_each(|_| future::ready(()));
     // A stop that comes before the first list of runs is in would leave kube-runtime waiting
     // for a cache nobody fills any more: in-flight passes get a grace period, then it is over.
@@ -138,6 +138,14 @@ enum Error {
     },
 }
 
+/// [`reconcile`], with the API requests it made recorded in `sluice_reconcile_kube_requests`.
+async fn metered_reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let metrics = ctx.metrics.clone();
+    let (result, requests) = crate::client::counting_requests(reconcile(run, ctx)).await;
+    metrics.reconcile_requests("analysisrun", requests);
+    result
+}
+
 async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = run.namespace().unwrap_or_default();
     let name = run.name_any();
@@ -156,11 +164,6 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, E
     let mut fetched: BTreeMap<String, Result<Option<Secret>, String>> = BTreeMap::new();
     for secret in secret_names(&run.spec.args) {
         let got = secrets.get_opt(secret).await;
-        ctx.metrics.api_request(
-            "get",
-            "secrets",
-            got.as_ref().map_or_else(status_code, |_| 200),
-        );
         let got = got.map_err(|source| Error::Secret {
             name: secret.to_string(),
             run: name.clone(),
@@ -178,11 +181,6 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, E
         let result = api
             .replace_status(&name, &PostParams::default(), &updated)
             .await;
-        ctx.metrics.api_request(
-            "update",
-            "analysisruns/status",
-            result.as_ref().map_or_else(status_code, |_| 200),
-        );
         match result {
             Ok(_) => {}
             // Changed meanwhile (terminated, deleted): the watch brings the new version.
@@ -262,13 +260,6 @@ fn error_policy(run: Arc<AnalysisRun>, error: &Error, ctx: Arc<Context>) -> Acti
         "AnalysisRunFailed",
     );
     Action::requeue(Duration::from_secs(5))
-}
-
-fn status_code(error: &kube::Error) -> u16 {
-    match error {
-        kube::Error::Api(status) => status.code,
-        _ => 0,
-    }
 }
 
 fn is_conflict(error: &kube::Error) -> bool {

@@ -135,11 +135,13 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     // Handlers first, so that a signal arriving during startup is not fatal.
     let mut signals = Signals::new()?;
+    let metrics = Arc::new(Metrics::new());
     let client = client::client(&ClientOptions {
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
         qps: args.qps,
         burst: args.burst,
+        metrics: Some(metrics.clone()),
     })
     .await?;
     let server = Server::bind(args.metrics_addr).await?;
@@ -152,7 +154,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "starting sluice"
     );
 
-    let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let (stop, stopped) = watch::channel(false);
     let until_stopped = || {

@@ -1,5 +1,5 @@
-//! Carries out a [`Plan`]: thin and idempotent. Every write is counted in the metrics, so the
-//! cost of each step can be read off `/metrics`.
+//! Carries out a [`Plan`]: thin and idempotent. The client counts every request in the metrics,
+//! so the cost of each step can be read off `/metrics`.
 
 use std::collections::BTreeMap;
 
@@ -27,19 +27,13 @@ use crate::{
         POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout,
     },
     error::{Error, is_already_exists, is_conflict, is_not_found},
-    metrics::Metrics,
 };
 
 /// The field manager of every Sluice write.
 pub const FIELD_MANAGER: &str = "sluice";
 
 /// Makes the plan's changes to the rollout's ReplicaSets and Services.
-pub async fn apply_actions(
-    client: &Client,
-    rollout: &Rollout,
-    plan: &Plan,
-    metrics: &Metrics,
-) -> Result<(), Error> {
+pub async fn apply_actions(client: &Client, rollout: &Rollout, plan: &Plan) -> Result<(), Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
@@ -56,7 +50,6 @@ pub async fn apply_actions(
                     ..PostParams::default()
                 };
                 let result = sets.create(&params, rs).await;
-                metrics.api_request("create", "replicasets", status_code(&result));
                 // Created by a previous reconcile whose status write did not land: nothing to do.
                 match result {
                     Err(e) if is_already_exists(&e) => {}
@@ -68,14 +61,12 @@ pub async fn apply_actions(
             Action::ScaleReplicaSet { name, to, .. } => {
                 let patch = json!({ "spec": { "replicas": to } });
                 let result = sets.patch(name, &patch_params, &Patch::Merge(&patch)).await;
-                metrics.api_request("patch", "replicasets", status_code(&result));
                 result.map_err(|source| {
                     write_error(format!("scaling ReplicaSet {name} to {to}"), source)
                 })?;
             }
             Action::DeleteReplicaSet { name } => {
                 let result = sets.delete(name, &DeleteParams::background()).await;
-                metrics.api_request("delete", "replicasets", status_code(&result));
                 match result {
                     Err(e) if is_not_found(&e) => {}
                     other => other.map(drop).map_err(|source| {
@@ -86,7 +77,6 @@ pub async fn apply_actions(
             Action::AnnotateReplicaSet { name, key, value } => {
                 let patch = json!({ "metadata": { "annotations": { *key: value } } });
                 let result = sets.patch(name, &patch_params, &Patch::Merge(&patch)).await;
-                metrics.api_request("patch", "replicasets", status_code(&result));
                 result.map_err(|source| {
                     write_error(format!("annotating ReplicaSet {name}"), source)
                 })?;
@@ -94,7 +84,6 @@ pub async fn apply_actions(
             Action::EvictPod { name } => {
                 // Eviction, not deletion: the application's PodDisruptionBudgets have a say.
                 let result = pods.evict(name, &EvictParams::default()).await;
-                metrics.api_request("create", "pods/eviction", status_code(&result));
                 match result {
                     Err(e) if is_not_found(&e) => {}
                     // A budget refused it (429): the next reconcile tries again.
@@ -104,12 +93,11 @@ pub async fn apply_actions(
                         .map_err(|source| write_error(format!("evicting pod {name}"), source))?,
                 }
             }
-            Action::CreateAnalysisRun(run) => create_run(client, rollout, run, metrics).await?,
+            Action::CreateAnalysisRun(run) => create_run(client, rollout, run).await?,
             Action::TerminateAnalysisRun { name } => {
                 let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &namespace);
                 let patch = json!({ "spec": { "terminate": true } });
                 let result = runs.patch(name, &patch_params, &Patch::Merge(&patch)).await;
-                metrics.api_request("patch", "analysisruns", status_code(&result));
                 match result {
                     Err(e) if is_not_found(&e) => {}
                     other => other.map(drop).map_err(|source| {
@@ -121,7 +109,6 @@ pub async fn apply_actions(
                 let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &namespace);
                 let patch = json!({ "metadata": { "labels": { SPENT_LABEL: "true" } } });
                 let result = runs.patch(name, &patch_params, &Patch::Merge(&patch)).await;
-                metrics.api_request("patch", "analysisruns", status_code(&result));
                 match result {
                     Err(e) if is_not_found(&e) => {}
                     other => other.map(drop).map_err(|source| {
@@ -132,7 +119,6 @@ pub async fn apply_actions(
             Action::DeleteAnalysisRun { name } => {
                 let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &namespace);
                 let result = runs.delete(name, &DeleteParams::background()).await;
-                metrics.api_request("delete", "analysisruns", status_code(&result));
                 match result {
                     Err(e) if is_not_found(&e) => {}
                     other => other.map(drop).map_err(|source| {
@@ -146,17 +132,7 @@ pub async fn apply_actions(
                 wanted,
                 previous,
             } => {
-                set_pod_metadata(
-                    &sets,
-                    &pods,
-                    &patch_params,
-                    metrics,
-                    name,
-                    hash,
-                    wanted,
-                    previous,
-                )
-                .await?;
+                set_pod_metadata(&sets, &pods, &patch_params, name, hash, wanted, previous).await?;
             }
             Action::PointService { service, hash } => {
                 // A merge patch adds one key to the selector and leaves the keys the user (or Helm,
@@ -168,7 +144,6 @@ pub async fn apply_actions(
                 let result = services
                     .patch(service, &patch_params, &Patch::Merge(&patch))
                     .await;
-                metrics.api_request("patch", "services", status_code(&result));
                 result.map_err(|source| {
                     write_error(format!("pointing Service {service} at {hash}"), source)
                 })?;
@@ -182,12 +157,7 @@ pub async fn apply_actions(
 /// with), merged, and given the rollout's arguments. A template or argument that cannot be
 /// resolved still creates the run, in phase Error with the reason, so the rollout reports it
 /// as any failed analysis, and a person sees why on the run.
-async fn create_run(
-    client: &Client,
-    rollout: &Rollout,
-    run: &NewRun,
-    metrics: &Metrics,
-) -> Result<(), Error> {
+async fn create_run(client: &Client, rollout: &Rollout, run: &NewRun) -> Result<(), Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let templates: Api<AnalysisTemplate> = Api::namespaced(client.clone(), &namespace);
     let cluster_templates: Api<ClusterAnalysisTemplate> = Api::all(client.clone());
@@ -196,11 +166,9 @@ async fn create_run(
         let name = &template.template_name;
         let spec = if template.cluster_scope == Some(true) {
             let got = cluster_templates.get_opt(name).await;
-            metrics.api_request("get", "clusteranalysistemplates", status_code(&got));
             got.map(|t| t.map(|t| t.spec.template))
         } else {
             let got = templates.get_opt(name).await;
-            metrics.api_request("get", "analysistemplates", status_code(&got));
             got.map(|t| t.map(|t| t.spec))
         }
         .map_err(|source| write_error(format!("reading analysis template {name}"), source))?;
@@ -258,7 +226,6 @@ async fn create_run(
         ..PostParams::default()
     };
     let result = runs.create(&params, &object).await;
-    metrics.api_request("create", "analysisruns", status_code(&result));
     match result {
         Err(e) if is_already_exists(&e) => return Ok(()),
         other => other
@@ -270,7 +237,6 @@ async fn create_run(
         let result = runs
             .patch_status(&run.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await;
-        metrics.api_request("patch", "analysisruns/status", status_code(&result));
         result.map_err(|source| {
             write_error(
                 format!("reporting why AnalysisRun {} cannot run", run.name),
@@ -288,7 +254,6 @@ async fn set_pod_metadata(
     sets: &Api<ReplicaSet>,
     pods: &Api<Pod>,
     params: &PatchParams,
-    metrics: &Metrics,
     name: &str,
     hash: &str,
     wanted: &PodTemplateMetadata,
@@ -310,7 +275,6 @@ async fn set_pod_metadata(
     });
     let patch = json!({ "spec": { "template": { "metadata": meta } } });
     let result = sets.patch(name, params, &Patch::Merge(&patch)).await;
-    metrics.api_request("patch", "replicasets", status_code(&result));
     result.map_err(|source| {
         write_error(
             format!("setting the pod template metadata of ReplicaSet {name}"),
@@ -320,7 +284,6 @@ async fn set_pod_metadata(
 
     let selector = ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}"));
     let listed = pods.list_metadata(&selector).await;
-    metrics.api_request("list", "pods", status_code(&listed));
     let listed = listed
         .map_err(|source| write_error(format!("listing the pods of ReplicaSet {name}"), source))?;
     let patch = json!({ "metadata": meta });
@@ -348,7 +311,6 @@ async fn set_pod_metadata(
         }
         let pod_name = pod.name_any();
         let result = pods.patch(&pod_name, params, &Patch::Merge(&patch)).await;
-        metrics.api_request("patch", "pods", status_code(&result));
         match result {
             Err(e) if is_not_found(&e) => {}
             other => other.map(drop).map_err(|source| {
@@ -360,7 +322,6 @@ async fn set_pod_metadata(
     let record = serde_json::to_string(wanted).unwrap_or_default();
     let patch = json!({ "metadata": { "annotations": { EPHEMERAL_ANNOTATION: record } } });
     let result = sets.patch(name, params, &Patch::Merge(&patch)).await;
-    metrics.api_request("patch", "replicasets", status_code(&result));
     result.map_err(|source| {
         write_error(
             format!("recording the pod metadata of ReplicaSet {name}"),
@@ -372,12 +333,7 @@ async fn set_pod_metadata(
 
 /// Replaces the rollout's status when it changed; a concurrent change (a promote, an abort)
 /// makes the write fail with a conflict, and the next reconcile plans with it.
-pub async fn write_status(
-    client: &Client,
-    rollout: &Rollout,
-    plan: &Plan,
-    metrics: &Metrics,
-) -> Result<bool, Error> {
+pub async fn write_status(client: &Client, rollout: &Rollout, plan: &Plan) -> Result<bool, Error> {
     if rollout.status.as_ref() == Some(&plan.status) {
         return Ok(false);
     }
@@ -393,7 +349,6 @@ pub async fn write_status(
     let result = api
         .replace_status(&rollout.name_any(), &params, &updated)
         .await;
-    metrics.api_request("update", "rollouts/status", status_code(&result));
     match result {
         Ok(_) => Ok(true),
         Err(e) if is_conflict(&e) => Err(Error::Conflict(rollout.name_any())),
@@ -406,12 +361,4 @@ pub async fn write_status(
 
 fn write_error(action: String, source: kube::Error) -> Error {
     Error::Write { action, source }
-}
-
-fn status_code<T>(result: &Result<T, kube::Error>) -> u16 {
-    match result {
-        Ok(_) => 200,
-        Err(kube::Error::Api(status)) => status.code,
-        Err(_) => 0,
-    }
 }

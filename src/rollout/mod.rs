@@ -177,7 +177,7 @@ pub async fn run(
             rollouts_naming(&rollout_store, &service)
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
+        .run(metered_reconcile, error_policy, context)
         .for_each(|_| future::ready(()))
         .await;
     info!("rollout controller stopped");
@@ -281,6 +281,17 @@ fn rollouts_naming(
         .collect()
 }
 
+/// [`reconcile`], with the API requests it made recorded in `sluice_reconcile_kube_requests`.
+async fn metered_reconcile(
+    guard: Arc<DeserializeGuard<Rollout>>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, Error> {
+    let metrics = ctx.metrics.clone();
+    let (result, requests) = crate::client::counting_requests(reconcile(guard, ctx)).await;
+    metrics.reconcile_requests("rollout", requests);
+    result
+}
+
 async fn reconcile(
     guard: Arc<DeserializeGuard<Rollout>>,
     ctx: Arc<Context>,
@@ -330,8 +341,6 @@ async fn reconcile(
     let mut observed = observe(rollout, &ctx.caches);
     if plan::restart::pending(rollout, now) {
         let pods = observe::list_pods(&ctx.client, rollout).await;
-        ctx.metrics
-            .api_request("list", "pods", if pods.is_ok() { 200 } else { 0 });
         observed.pods = Some(pods.map_err(|source| Error::Write {
             action: format!("listing the pods of Rollout {name} for its restart"),
             source,
@@ -342,8 +351,8 @@ async fn reconcile(
     for action in &plan.actions {
         info!(namespace, rollout = name, %action, "applying");
     }
-    apply::apply_actions(&ctx.client, rollout, &plan, &ctx.metrics).await?;
-    apply::write_status(&ctx.client, rollout, &plan, &ctx.metrics).await?;
+    apply::apply_actions(&ctx.client, rollout, &plan).await?;
+    apply::write_status(&ctx.client, rollout, &plan).await?;
     let reference = rollout.object_ref(&());
     for event in &plan.events {
         info!(

@@ -109,20 +109,23 @@ impl Contender {
                 .port())
         };
         let kubeconfig = paths::kubeconfig();
+        // `warn` keeps logging out of the figures; `BENCH_LOG_LEVEL=info` (or `debug`) is for
+        // finding out why a contender did what it did, in `target/bench/<contender>.log`.
+        let level = std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
         let mut cmd = Command::new(binary);
         match self {
             Contender::Sluice => {
                 cmd.arg("--kubeconfig")
                     .arg(&kubeconfig)
                     .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()?))
-                    .args(["--log-format", "json", "--log-level", "warn"]);
+                    .args(["--log-format", "json", "--log-level", &level]);
             }
             Contender::Argo => {
                 cmd.arg("--kubeconfig")
                     .arg(&kubeconfig)
                     .arg(format!("--metricsPort={}", free_port()?))
                     .arg(format!("--healthzPort={}", free_port()?))
-                    .args(["--leader-elect=false", "--loglevel", "warn"]);
+                    .args(["--leader-elect=false", "--loglevel", &level]);
             }
         }
         let file =
