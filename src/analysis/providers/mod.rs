@@ -218,6 +218,40 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The two HTTP clients a provider shares between its measurements: one that verifies
+/// certificates, and one for metrics that say `insecure: true`.
+pub struct HttpClients {
+    verifying: reqwest::Client,
+    insecure: reqwest::Client,
+}
+
+impl HttpClients {
+    /// Builds both clients, named `sluice/<version>` in the servers' logs.
+    pub fn new() -> Result<Self, ProviderError> {
+        ensure_crypto_provider();
+        let build = |insecure: bool| {
+            reqwest::Client::builder()
+                .tls_danger_accept_invalid_certs(insecure)
+                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(ProviderError::Http)
+        };
+        Ok(Self {
+            verifying: build(false)?,
+            insecure: build(true)?,
+        })
+    }
+
+    /// The client for a metric whose `insecure` is `insecure`.
+    pub fn get(&self, insecure: Option<bool>) -> &reqwest::Client {
+        if insecure.unwrap_or(false) {
+            &self.insecure
+        } else {
+            &self.verifying
+        }
+    }
+}
+
 /// A bearer token from an OAuth2 token endpoint (client-credentials flow), for the prometheus
 /// and web providers' `authentication.oauth2`.
 pub async fn oauth2_token(

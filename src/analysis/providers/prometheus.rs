@@ -36,24 +36,14 @@ pub const RESOLVED_QUERY_KEY: &str = "ResolvedPrometheusQuery";
 
 /// Queries Prometheus servers; the HTTP clients are shared by every measurement.
 pub struct PrometheusProvider {
-    http: reqwest::Client,
-    insecure_http: reqwest::Client,
+    http: super::HttpClients,
 }
 
 impl PrometheusProvider {
     /// Builds the HTTP clients (one verifying certificates, one for `insecure: true`).
     pub fn new() -> Result<Self, ProviderError> {
-        super::ensure_crypto_provider();
-        let build = |insecure: bool| {
-            reqwest::Client::builder()
-                .tls_danger_accept_invalid_certs(insecure)
-                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(ProviderError::Http)
-        };
         Ok(Self {
-            http: build(false)?,
-            insecure_http: build(true)?,
+            http: super::HttpClients::new()?,
         })
     }
 
@@ -92,11 +82,7 @@ impl PrometheusProvider {
             .and_then(|t| u64::try_from(t).ok())
             .filter(|t| *t > 0)
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
-        let http = if spec.insecure.unwrap_or(false) {
-            &self.insecure_http
-        } else {
-            &self.http
-        };
+        let http = self.http.get(spec.insecure);
         let client = Client::from(http.clone(), &address).map_err(|e| error_chain(&e))?;
         let mut request = client
             .query(query)

@@ -28,8 +28,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Calls web endpoints; the HTTP clients are shared by every measurement.
 pub struct WebProvider {
-    http: reqwest::Client,
-    insecure_http: reqwest::Client,
+    http: super::HttpClients,
 }
 
 /// Parses a `jsonPath` as Argo users write it: `{$.data.ok}`, `{.data.ok}`, `$.data.ok`,
@@ -67,17 +66,8 @@ pub fn select(body: &[u8], path: &JsonPath) -> Result<(MetricValue, String), Str
 impl WebProvider {
     /// Builds the HTTP clients (one verifying certificates, one for `insecure: true`).
     pub fn new() -> Result<Self, ProviderError> {
-        super::ensure_crypto_provider();
-        let build = |insecure: bool| {
-            reqwest::Client::builder()
-                .tls_danger_accept_invalid_certs(insecure)
-                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(ProviderError::Http)
-        };
         Ok(Self {
-            http: build(false)?,
-            insecure_http: build(true)?,
+            http: super::HttpClients::new()?,
         })
     }
 
@@ -101,11 +91,7 @@ impl WebProvider {
             .and_then(|t| u64::try_from(t).ok())
             .filter(|t| *t > 0)
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
-        let http = if spec.insecure.unwrap_or(false) {
-            &self.insecure_http
-        } else {
-            &self.http
-        };
+        let http = self.http.get(spec.insecure);
         let mut request = match method {
             WebMethod::Get => http.get(url),
             WebMethod::Post => http.post(url),

@@ -37,12 +37,8 @@ pub fn plan(
     }
     p.status.current_pod_hash = Some(hash.to_string());
 
-    let stable = p
-        .status
-        .stable_rs
-        .clone()
-        .filter(|h| p.sets.iter().any(|s| s.hash == *h));
-    let new_set = p.sets.iter().find(|s| s.hash == hash).cloned();
+    let stable = p.existing_stable();
+    let new_set = p.set(hash);
     let updating = stable.as_deref().is_some_and(|h| h != hash);
     let aborted = updating && p.status.abort == Some(true);
 
@@ -166,7 +162,7 @@ fn update(
     let target = if promoted { desired } else { preview_count };
 
     // The stable set keeps serving at full size until the switch.
-    if let Some(set) = p.sets.iter().find(|s| s.hash == stable).cloned()
+    if let Some(set) = p.set(&stable)
         && set.replicas < desired
     {
         p.scale_set(&set, desired);
@@ -267,7 +263,7 @@ fn update(
     }
     // The new version is stable. The old one waits out its delay; the deadline is written with
     // the change, so it is on record however the reconcile ends.
-    let old = p.sets.iter().find(|s| s.hash == stable).cloned();
+    let old = p.set(&stable);
     if let Some(old) = old.filter(|s| s.replicas > 0) {
         p.act(Action::AnnotateReplicaSet {
             name: old.name.clone(),
@@ -404,7 +400,7 @@ fn abort(
             p.now
         }
     };
-    if let Some(set) = p.sets.iter().find(|s| s.hash == stable).cloned()
+    if let Some(set) = p.set(&stable)
         && set.replicas < desired
     {
         p.scale_set(&set, desired);

@@ -51,12 +51,8 @@ pub fn plan(
     p.status.current_pod_hash = Some(hash.to_string());
     p.status.current_step_hash = Some(steps_hash);
 
-    let stable_hash = p
-        .status
-        .stable_rs
-        .clone()
-        .filter(|h| p.sets.iter().any(|s| s.hash == *h));
-    let new_set = p.sets.iter().find(|s| s.hash == hash).cloned();
+    let stable_hash = p.existing_stable();
+    let new_set = p.set(hash);
     let canary_running = stable_hash.as_deref().is_some_and(|h| h != hash);
 
     let mut index = p

@@ -496,6 +496,20 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The set of version `hash`, if it exists.
+    pub fn set(&self, hash: &str) -> Option<SetView> {
+        self.sets.iter().find(|s| s.hash == hash).cloned()
+    }
+
+    /// The stable version (`status.stableRS`), if its set still exists: a stable whose set is
+    /// gone counts as none, and the rollout starts over as on its first deploy.
+    pub fn existing_stable(&self) -> Option<String> {
+        self.status
+            .stable_rs
+            .clone()
+            .filter(|h| self.sets.iter().any(|s| s.hash == *h))
+    }
+
     /// The ReplicaSet of a new version with `replicas` pods, at the next revision.
     pub fn new_set(
         &self,

@@ -19,7 +19,8 @@ use crate::{cluster, paths};
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The scenario: idle, cold-start, reaction, canary-steps, storm, analysis, soak, or `all`.
+    /// The scenario: idle, cold-start, reaction, canary-steps, storm, analysis, soak, several of
+    /// them comma-separated, or `all`.
     pub scenario: String,
     /// Run the scenario at this Rollout count only.
     #[arg(long)]
@@ -122,11 +123,21 @@ pub struct Run<'a> {
 pub async fn run(args: &BenchArgs) -> Result<()> {
     let scenarios: Vec<&str> = match args.scenario.as_str() {
         "all" => scenarios::NAMES.to_vec(),
-        name if scenarios::NAMES.contains(&name) => vec![name],
-        other => bail!(
-            "unknown scenario {other:?}; one of: {}, all",
-            scenarios::NAMES.join(", ")
-        ),
+        list => list
+            .split(',')
+            .map(|name| {
+                scenarios::NAMES
+                    .iter()
+                    .copied()
+                    .find(|known| *known == name.trim())
+                    .with_context(|| {
+                        format!(
+                            "unknown scenario {name:?}; one of: {}, all (or several, comma-separated)",
+                            scenarios::NAMES.join(", ")
+                        )
+                    })
+            })
+            .collect::<Result<_>>()?,
     };
     // Room for the largest scenario's pods (one per Rollout, and a surge pod each in a storm).
     let largest = args.size.unwrap_or(if args.quick { 10 } else { 10_000 });
@@ -145,6 +156,9 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         binaries.insert(contender.to_string(), contender.build()?);
     }
     let trials = args.trials.unwrap_or(if args.quick { 1 } else { 5 });
+    // A failed scenario does not end a long run: the others still run, and the run fails at the
+    // end, naming every scenario that failed.
+    let mut failed = Vec::new();
     for scenario in scenarios {
         let mut results: Vec<(Contender, Vec<Figure>)> = Vec::new();
         for &contender in &args.contenders {
@@ -167,16 +181,35 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             };
             let figures = scenarios::run(scenario, &run)
                 .await
-                .with_context(|| format!("{scenario} with {contender}"))?;
-            check_sane(scenario, contender, &figures)?;
-            results.push((contender, figures));
+                .with_context(|| format!("{scenario} with {contender}"))
+                .and_then(|figures| {
+                    check_sane(scenario, contender, &figures)?;
+                    Ok(figures)
+                });
+            match figures {
+                Ok(figures) => results.push((contender, figures)),
+                Err(e) => {
+                    eprintln!("==> {scenario} with {contender} failed: {e:#}");
+                    failed.push(format!("{scenario} with {contender}: {e:#}"));
+                }
+            }
         }
-        report(scenario, &results)?;
+        if results.len() == args.contenders.len() {
+            report(scenario, &results)?;
+        }
     }
     let picture = picture::write()?;
     println!("\npictures: {}", picture.display());
     // Leave the cluster with Sluice's CRDs, as the tests and the demo expect.
-    Contender::Sluice.install_crds(&client).await
+    Contender::Sluice.install_crds(&client).await?;
+    if !failed.is_empty() {
+        bail!(
+            "{} scenario run(s) failed:\n{}",
+            failed.len(),
+            failed.join("\n")
+        );
+    }
+    Ok(())
 }
 
 /// Every figure was produced, and none is zero or NaN where a run happened.
