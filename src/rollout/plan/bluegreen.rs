@@ -162,7 +162,7 @@ fn update(
     let target = if promoted { desired } else { preview_count };
 
     // The stable set keeps serving at full size until the switch.
-    if let Some(set) = p.set(&stable)
+    if let Some(set) = p.set(stable)
         && set.replicas < desired
     {
         p.scale_set(&set, desired);
@@ -263,7 +263,7 @@ fn update(
     }
     // The new version is stable. The old one waits out its delay; the deadline is written with
     // the change, so it is on record however the reconcile ends.
-    let old = p.set(&stable);
+    let old = p.set(stable);
     if let Some(old) = old.filter(|s| s.replicas > 0) {
         p.act(Action::AnnotateReplicaSet {
             name: old.name.clone(),
@@ -400,7 +400,7 @@ fn abort(
             p.now
         }
     };
-    if let Some(set) = p.set(&stable)
+    if let Some(set) = p.set(stable)
         && set.replicas < desired
     {
         p.scale_set(&set, desired);
