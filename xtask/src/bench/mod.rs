@@ -20,7 +20,7 @@ use crate::{cluster, paths};
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// The scenario: idle, cold-start, reaction, canary-steps, storm, analysis, soak, several of
-    /// them comma-separated, or `all`.
+    /// them comma-separated, or `all`; `report` only redraws the pictures from the figures there.
     pub scenario: String,
     /// Run the scenario at this Rollout count only.
     #[arg(long)]
@@ -121,6 +121,11 @@ pub struct Run<'a> {
 
 /// Runs `cargo xtask bench`.
 pub async fn run(args: &BenchArgs) -> Result<()> {
+    if args.scenario == "report" {
+        // The pictures again from the figures already in `target/bench`, without running anything.
+        println!("pictures: {}", picture::write()?.display());
+        return Ok(());
+    }
     let scenarios: Vec<&str> = match args.scenario.as_str() {
         "all" => scenarios::NAMES.to_vec(),
         list => list

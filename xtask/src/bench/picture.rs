@@ -1,6 +1,7 @@
 //! `target/bench/report.html`: the figures of every scenario run so far as pictures, for people
 //! who would rather look than read: RSS against Rollout count (the `idle` scenario), each latency
-//! distribution as dots per contender, and every median in a table. Plain SVG, no scripts.
+//! distribution as dots per contender, and every median in a table. Plain SVG, no scripts; each
+//! chart is also written alone as `target/bench/<name>.svg`, so a document can show it.
 
 use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
 
@@ -59,7 +60,8 @@ pub fn write() -> Result<PathBuf> {
          <p><span style=color:#1f77b4>&#9679; Sluice</span> &nbsp; \
          <span style=color:#ff7f0e>&#9679; Argo Rollouts</span></p>",
     );
-    rss_chart(&rows, &mut html);
+    let mut charts: Vec<(String, String, String)> = Vec::new();
+    charts.extend(rss_chart(&rows));
     for row in rows
         .iter()
         .filter(|r| r.values.len() > 1 && r.contender == "sluice")
@@ -68,7 +70,11 @@ pub fn write() -> Result<PathBuf> {
             .iter()
             .filter(|o| o.scenario == row.scenario && o.figure == row.figure)
             .collect();
-        strip_chart(&others, &mut html);
+        charts.push(strip_chart(&others));
+    }
+    for (file, title, svg) in &charts {
+        let _ = write!(html, "<h3>{}</h3>{svg}", escape(title));
+        std::fs::write(dir.join(format!("{file}.svg")), svg)?;
     }
     table(&rows, &mut html);
     let path = dir.join("report.html");
@@ -83,8 +89,43 @@ fn colour(contender: &str) -> &'static str {
         .map_or("#777", |(_, colour)| colour)
 }
 
-/// RSS (MiB) against the number of Rollouts, one line per contender, from `RSS with N Rollouts`.
-fn rss_chart(rows: &[Row], html: &mut String) {
+/// Makes `text` safe inside SVG and HTML text.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A file name for a figure: its scenario and words, lower case, joined by dashes.
+fn slug(scenario: &str, figure: &str) -> String {
+    let words: Vec<String> = format!("{scenario} {figure}")
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    words.join("-")
+}
+
+/// The opening of a standalone SVG (valid inside HTML too), with a white background and the
+/// legend of the two contenders.
+fn svg_open(width: f64, height: f64, title: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"12\"><title>{}</title>\
+         <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\
+         <text x=\"{}\" y=\"14\" fill=\"{}\">&#9679; Sluice</text>\
+         <text x=\"{}\" y=\"14\" fill=\"{}\">&#9679; Argo Rollouts v1.9.1</text>",
+        escape(title),
+        width - 250.0,
+        colour("sluice"),
+        width - 180.0,
+        colour("argo"),
+    )
+}
+
+/// RSS (MiB) against the number of Rollouts, one line per contender, from `RSS with N Rollouts`:
+/// (file name, title, SVG), or nothing without `idle` figures.
+fn rss_chart(rows: &[Row]) -> Option<(String, String, String)> {
     let mut points: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.scenario == "idle") {
         let Some(n) = row
@@ -101,24 +142,28 @@ fn rss_chart(rows: &[Row], html: &mut String) {
             .push((n, row.median));
     }
     if points.is_empty() {
-        return;
+        return None;
     }
     let max_n = points.values().flatten().map(|p| p.0).fold(1.0, f64::max);
     let max_y = points.values().flatten().map(|p| p.1).fold(1.0, f64::max);
     let (h, left, bottom) = (300.0, 60.0, 30.0);
     let x = |n: f64| left + (n / max_n) * (WIDTH - left - 20.0);
-    let y = |v: f64| h - bottom - (v / max_y) * (h - bottom - 20.0);
+    let y = |v: f64| h - bottom - (v / max_y) * (h - bottom - 30.0);
+    let title = "Resident memory against Rollouts (idle)";
+    let mut svg = svg_open(WIDTH, h, title);
     let _ = write!(
-        html,
-        "<h2>Resident memory against Rollouts (idle)</h2><svg width={WIDTH} height={h}>\
-         <line x1={left} y1={} x2={} y2={} stroke=#000 />\
-         <line x1={left} y1=20 x2={left} y2={} stroke=#000 />\
-         <text x=5 y=20>{max_y:.0} MiB</text><text x={} y={h}>{max_n:.0} Rollouts</text>",
+        svg,
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>\
+         <line x1=\"{left}\" y1=\"30\" x2=\"{left}\" y2=\"{}\" stroke=\"#000\"/>\
+         <text x=\"5\" y=\"34\">{max_y:.0} MiB</text><text x=\"{left}\" y=\"{}\">0</text>\
+         <text x=\"{}\" y=\"{}\">{max_n:.0} Rollouts</text>",
         h - bottom,
         WIDTH - 20.0,
         h - bottom,
         h - bottom,
+        h - 10.0,
         WIDTH - 120.0,
+        h - 10.0,
     );
     for (contender, mut pts) in points {
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -127,65 +172,78 @@ fn rss_chart(rows: &[Row], html: &mut String) {
             .map(|(n, v)| format!("{:.1},{:.1}", x(*n), y(*v)))
             .collect();
         let _ = write!(
-            html,
-            "<polyline fill=none stroke='{}' stroke-width=2 points='{}'/>",
+            svg,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
             colour(contender),
             path.join(" ")
         );
         for (n, v) in &pts {
             let _ = write!(
-                html,
-                "<circle cx={:.1} cy={:.1} r=4 fill='{}'><title>{contender}: {v:.1} MiB at {n}</title></circle>",
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{contender}: {v:.1} MiB at {n}</title></circle>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{v:.0}</text>",
                 x(*n),
                 y(*v),
-                colour(contender)
+                colour(contender),
+                x(*n) - 30.0,
+                y(*v) - 8.0,
+                colour(contender),
             );
         }
     }
-    html.push_str("</svg>");
+    svg.push_str("</svg>");
+    Some(("rss-against-rollouts".into(), title.into(), svg))
 }
 
-/// Every trial of one figure as a dot, one row per contender, the median as a bar.
-fn strip_chart(rows: &[&Row], html: &mut String) {
+/// Every trial of one figure as a dot, one row per contender, the median as a bar: (file name,
+/// title, SVG).
+fn strip_chart(rows: &[&Row]) -> (String, String, String) {
     let max = rows
         .iter()
         .flat_map(|r| r.values.iter().copied())
         .fold(f64::MIN_POSITIVE, f64::max);
     let (left, row_h) = (80.0, 30.0);
-    let h = row_h * rows.len() as f64 + 30.0;
+    let h = row_h * rows.len() as f64 + 50.0;
     let x = |v: f64| left + (v / max) * (WIDTH - left - 20.0);
     let first = rows[0];
+    let title = format!("{}: {}", first.scenario, first.figure);
+    let mut svg = svg_open(WIDTH, h, &title);
     let _ = write!(
-        html,
-        "<h3>{} — {}</h3><svg width={WIDTH} height={h}>\
-         <text x={left} y={h}>0</text><text x={} y={h}>{max:.1} {}</text>",
-        first.scenario,
-        first.figure,
+        svg,
+        "<text x=\"{left}\" y=\"{}\">0</text><text x=\"{}\" y=\"{}\">{max:.1} {}</text>",
+        h - 5.0,
         WIDTH - 120.0,
-        first.unit
+        h - 5.0,
+        escape(&first.unit)
     );
     for (i, row) in rows.iter().enumerate() {
-        let cy = row_h * i as f64 + 20.0;
+        let cy = row_h * i as f64 + 40.0;
         let c = colour(&row.contender);
-        let _ = write!(html, "<text x=5 y={:.0}>{}</text>", cy + 4.0, row.contender);
+        let _ = write!(
+            svg,
+            "<text x=\"5\" y=\"{:.0}\">{}</text>",
+            cy + 4.0,
+            escape(&row.contender)
+        );
         for v in &row.values {
             let _ = write!(
-                html,
-                "<circle cx={:.1} cy={cy:.0} r=3 fill='{c}' fill-opacity=0.5/>",
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{cy:.0}\" r=\"3\" fill=\"{c}\" fill-opacity=\"0.5\"/>",
                 x(*v)
             );
         }
         let _ = write!(
-            html,
-            "<line x1={m:.1} x2={m:.1} y1={:.0} y2={:.0} stroke=#000 stroke-width=2><title>median {:.2} {}</title></line>",
+            svg,
+            "<line x1=\"{m:.1}\" x2=\"{m:.1}\" y1=\"{:.0}\" y2=\"{:.0}\" stroke=\"#000\" stroke-width=\"2\"><title>median {:.2} {}</title></line>",
             cy - 10.0,
             cy + 10.0,
             row.median,
-            row.unit,
+            escape(&row.unit),
             m = x(row.median)
         );
     }
-    html.push_str("</svg>");
+    svg.push_str("</svg>");
+    (slug(&first.scenario, &first.figure), title, svg)
 }
 
 /// Every figure's median per contender and the ratio Sluice/Argo.
