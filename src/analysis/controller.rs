@@ -89,6 +89,7 @@ pub async fn run(
     )
     .default_backoff()
     .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
+    .modify(crate::rollout::trim)
     .reflect(writer)
     .inspect_ok(move |event| {
         if let watcher::Event::Delete(run) = event {

@@ -137,6 +137,7 @@ pub async fn run(
     )
     .default_backoff()
     .inspect_err(|e| warn!(error = %e, "watching Rollouts failed; retrying"))
+    .modify(trim)
     .reflect(rollout_writer)
     .inspect_ok(filled.on_init_done(Filled::ROLLOUTS, "Rollouts"))
     .inspect_ok(move |event| {
@@ -237,8 +238,11 @@ impl Filled {
     }
 }
 
-/// Drops what the caches never read, to keep memory flat at scale.
-fn trim<K: Resource>(object: &mut K) {
+/// Drops what the caches never read, to keep memory flat at scale: managedFields (a tree of
+/// every field path per manager: more than half of a settled Rollout in memory) and kubectl's
+/// last-applied copy of the object. Status writes are unaffected: the API server takes
+/// everything but the status from its own copy.
+pub(crate) fn trim<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
     if let Some(annotations) = object.meta_mut().annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -409,4 +413,63 @@ fn error_policy(
         ),
     }
     Requeue::requeue(error.retry_after())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn guarded(spec: serde_json::Value) -> DeserializeGuard<Rollout> {
+        serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {
+                "name": "app",
+                "namespace": "default",
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"a\":\"copy\"}",
+                    "notes": "kept",
+                },
+                "managedFields": [{
+                    "manager": "kubectl",
+                    "operation": "Update",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": { "f:spec": { "f:replicas": {} } },
+                }],
+            },
+            "spec": spec,
+        }))
+        .expect("a guard reads any object")
+    }
+
+    #[test]
+    fn cached_rollouts_keep_neither_managed_fields_nor_kubectl_s_copy_whether_valid_or_not() {
+        let valid = json!({
+            "selector": { "matchLabels": { "app": "app" } },
+            "template": { "metadata": { "labels": { "app": "app" } }, "spec": { "containers": [{ "name": "app", "image": "app:1" }] } },
+            "strategy": { "canary": { "steps": [{ "setWeight": 50 }] } },
+        });
+        let unreadable = json!({ "replicas": "three" });
+        for (spec, readable) in [(valid, true), (unreadable, false)] {
+            let mut guard = guarded(spec);
+            assert_eq!(guard.0.is_ok(), readable);
+            trim(&mut guard);
+            let meta = guard.meta();
+            assert_eq!(meta.managed_fields, None);
+            let annotations = meta.annotations.clone().unwrap_or_default();
+            assert_eq!(
+                annotations.keys().collect::<Vec<_>>(),
+                ["notes"],
+                "only kubectl's copy goes"
+            );
+        }
+        let mut valid = guarded(json!({ "template": { "spec": { "containers": [] } } }));
+        trim(&mut valid);
+        assert!(
+            valid.0.is_ok_and(|r| r.spec.template.is_some()),
+            "the pod template stays: new ReplicaSets are built from it"
+        );
+    }
 }
