@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use self::{
-    observe::{Caches, observe, service_names},
+    observe::{Caches, OwnWrites, observe, service_names},
     plan::{EventType, analysis},
 };
 use crate::{
@@ -61,6 +61,8 @@ struct Context {
     caches: Caches,
     metrics: Arc<Metrics>,
     recorder: Recorder,
+    /// Status writes the Rollout cache may not show yet.
+    own_writes: Arc<OwnWrites>,
 }
 
 /// Runs the Rollout controller until `shutdown` resolves; in-flight reconciles finish first.
@@ -126,6 +128,8 @@ pub async fn run(
     // drops the rollout's metric series.
     let (rollout_store, rollout_writer) = reflector::store::<DeserializeGuard<Rollout>>();
     let forget = metrics.clone();
+    let own_writes = Arc::new(OwnWrites::default());
+    let forget_writes = own_writes.clone();
     // Another installation's Rollouts are filtered out by the API server, never cached.
     let selector = match config.instance_id.as_deref() {
         Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
@@ -146,10 +150,12 @@ pub async fn run(
                 Ok(rollout) => &rollout.metadata,
                 Err(invalid) => &invalid.metadata,
             };
-            forget.forget_rollout(
+            let (namespace, name) = (
                 meta.namespace.as_deref().unwrap_or_default(),
                 meta.name.as_deref().unwrap_or_default(),
             );
+            forget.forget_rollout(namespace, name);
+            forget_writes.forget(namespace, name);
         }
     })
     .applied_objects();
@@ -170,6 +176,7 @@ pub async fn run(
             analysis_runs: run_store,
         },
         metrics,
+        own_writes,
     });
     controller
         .owns_stream(set_events)
@@ -340,6 +347,15 @@ async fn reconcile(
     {
         return Err(Error::NotReady("ReplicaSet and Service caches".into()));
     }
+    if ctx.own_writes.behind(rollout) {
+        // The watch brings our last status write in a moment, and wakes this rollout again.
+        debug!(
+            namespace,
+            rollout = name,
+            "cache behind our status write; waiting for it"
+        );
+        return Ok(Requeue::requeue(BEHIND_RETRY));
+    }
     // The one clock read of a reconcile: `plan` takes the time as an argument.
     let now = Timestamp::now();
     let mut observed = observe(rollout, &ctx.caches);
@@ -356,7 +372,9 @@ async fn reconcile(
         info!(namespace, rollout = name, %action, "applying");
     }
     apply::apply_actions(&ctx.client, rollout, &plan).await?;
-    apply::write_status(&ctx.client, rollout, &plan).await?;
+    if apply::write_status(&ctx.client, rollout, &plan).await? {
+        ctx.own_writes.wrote(rollout);
+    }
     let reference = rollout.object_ref(&());
     for event in &plan.events {
         info!(
@@ -390,6 +408,10 @@ async fn reconcile(
         .requeue_after
         .map_or_else(Requeue::await_change, Requeue::requeue))
 }
+
+/// When a reconcile that found the cache behind our own status write looks again, should the
+/// watch event that normally wakes it never come (it always does; this is a fallback).
+const BEHIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn error_policy(
     guard: Arc<DeserializeGuard<Rollout>>,

@@ -1,7 +1,10 @@
 //! Reads the cluster into one [`Observed`] snapshot for a rollout, from the controller's
 //! caches: no API request per reconcile (but a list of pods while a restart is pending).
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use k8s_openapi::api::{
     apps::v1::ReplicaSet,
@@ -27,6 +30,50 @@ pub struct Caches {
     /// AnalysisRuns carrying a `rollout-type` label (the ones rollouts start), trimmed to what
     /// the plan reads.
     pub analysis_runs: Store<AnalysisRun>,
+}
+
+/// The status writes the Rollout cache may not show yet. A write's new version comes back on the
+/// watch a moment later; a reconcile woken meanwhile (by the ReplicaSets the write's reconcile
+/// just scaled) would read the version the write replaced, plan the step that was already taken
+/// from it, scale the sets back and forth, and then fail its own status write with a conflict.
+#[derive(Debug, Default)]
+pub struct OwnWrites(Mutex<HashMap<(String, String), String>>);
+
+impl OwnWrites {
+    /// Notes that a status write replaced `rollout` as it was (its resourceVersion).
+    pub fn wrote(&self, rollout: &Rollout) {
+        if let Some(replaced) = rollout.resource_version() {
+            self.lock().insert(key(rollout), replaced);
+        }
+    }
+
+    /// Whether `rollout` is a version a status write of ours has replaced: the cache is behind,
+    /// and the watch is about to bring the newer one. Any other version ends the wait.
+    pub fn behind(&self, rollout: &Rollout) -> bool {
+        let mut writes = self.lock();
+        let key = key(rollout);
+        match writes.get(&key) {
+            Some(replaced) if Some(replaced) == rollout.resource_version().as_ref() => true,
+            Some(_) => {
+                writes.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets a deleted rollout.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.lock().remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn key(rollout: &Rollout) -> (String, String) {
+    (rollout.namespace().unwrap_or_default(), rollout.name_any())
 }
 
 /// The Services a rollout's strategy names.
@@ -144,4 +191,50 @@ pub async fn list_pods(
             name: pod.name_any(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(version: &str) -> Rollout {
+        let mut rollout = Rollout::new("web", crate::api::RolloutSpec::default());
+        rollout.metadata.namespace = Some("shop".into());
+        rollout.metadata.resource_version = Some(version.into());
+        rollout
+    }
+
+    #[test]
+    fn the_version_a_status_write_replaced_is_behind_until_a_newer_one_is_seen() {
+        let writes = OwnWrites::default();
+        assert!(!writes.behind(&at("10")), "nothing written yet");
+        writes.wrote(&at("10"));
+        assert!(
+            writes.behind(&at("10")),
+            "the cache still has what was overwritten"
+        );
+        assert!(
+            writes.behind(&at("10")),
+            "and stays behind until the watch catches up"
+        );
+        assert!(
+            !writes.behind(&at("11")),
+            "our write (or anyone's) has arrived"
+        );
+        assert!(
+            !writes.behind(&at("10")),
+            "once caught up, the note is gone"
+        );
+    }
+
+    #[test]
+    fn rollouts_are_told_apart_by_namespace_and_name_and_a_deleted_one_is_forgotten() {
+        let writes = OwnWrites::default();
+        writes.wrote(&at("10"));
+        let mut elsewhere = at("10");
+        elsewhere.metadata.namespace = Some("other".into());
+        assert!(!writes.behind(&elsewhere));
+        writes.forget("shop", "web");
+        assert!(!writes.behind(&at("10")));
+    }
 }
