@@ -627,3 +627,83 @@ async fn a_rollout_left_by_argo_rollouts_is_adopted_without_rolling_its_pods_aga
     assert_ne!(status(&paused).current_pod_hash.as_deref(), Some(argo));
     assert_eq!(t.sets().await.len(), 2);
 }
+
+#[tokio::test]
+async fn through_zero_length_pauses_the_sets_only_ever_move_forward() {
+    use futures::TryStreamExt;
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    let t = Setup::new("canary-forward").await;
+    let steps = json!([
+        { "setWeight": 20 }, { "pause": { "duration": "0s" } },
+        { "setWeight": 60 }, { "pause": { "duration": "0s" } },
+        { "setWeight": 80 },
+    ]);
+    t.create(rollout(5, steps, json!({}))).await;
+    // Several updates back to back, as a pipeline makes them: each step is taken once, so the
+    // new set is only ever scaled up and the old one only down, never a step back and forth.
+    for version in 2..=4 {
+        let old = status(&t.healthy().await).stable_rs.expect("a stable hash");
+        let seen = std::sync::Mutex::new(BTreeMap::<String, Vec<i32>>::new());
+        let record = async {
+            let sets = watcher(t.ns.api::<ReplicaSet>(), watcher::Config::default());
+            let mut sets = std::pin::pin!(sets.touched_objects());
+            while let Some(rs) = sets.try_next().await.expect("watching ReplicaSets") {
+                let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL).cloned();
+                let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let mut seen = seen.lock().expect("not poisoned");
+                let history = seen.entry(hash.unwrap_or_default()).or_default();
+                if history.last() != Some(&replicas) {
+                    history.push(replicas);
+                }
+            }
+        };
+        let image = format!("example/app:{version}");
+        let done = async {
+            t.set_image(&image).await;
+            let r = t
+                .wait(60, "the update to finish", |r| {
+                    let s = status(r);
+                    s.phase == Some(RolloutPhase::Healthy)
+                        && s.stable_rs.is_some()
+                        && s.stable_rs.as_deref() != Some(old.as_str())
+                })
+                .await;
+            let new = status(&r).stable_rs.expect("the new stable");
+            // The last scale-down may come on the watch a moment after the status.
+            for _ in 0..100 {
+                let finished = {
+                    let seen = seen.lock().expect("not poisoned");
+                    let last = |hash: &str| seen.get(hash).and_then(|h| h.last().copied());
+                    (last(&new), last(&old)) == (Some(5), Some(0))
+                };
+                if finished {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            new
+        };
+        let new = tokio::select! {
+            () = record => panic!("the ReplicaSet watch ended"),
+            new = done => new,
+        };
+        let seen = seen.into_inner().expect("not poisoned");
+        let up = &seen[&new];
+        let down = &seen[&old];
+        assert!(
+            up.is_sorted(),
+            "update to {image}: the new set went {up:?}, old {down:?}"
+        );
+        assert!(
+            down.iter().rev().is_sorted(),
+            "update to {image}: the old set went {down:?}, new {up:?}"
+        );
+        assert_eq!(
+            (up.last(), down.last()),
+            (Some(&5), Some(&0)),
+            "all of {image}"
+        );
+    }
+}
