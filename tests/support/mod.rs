@@ -294,10 +294,6 @@ impl Controller {
     /// Starts the controller for `namespace` with another kubeconfig (another identity) and
     /// extra flags, and waits until it reports ready.
     pub async fn start_with(namespace: &str, kubeconfig: &Path, args: &[&str]) -> Self {
-        // A free port: bound, read and released; the controller binds it a moment later.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
         let dir = repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).expect("creating target/test-logs");
         let log = dir.join(format!("{namespace}.log"));
@@ -306,14 +302,17 @@ impl Controller {
             .append(true)
             .open(&log)
             .expect("opening the controller log");
+        // A restart appends to the same log: its own lines start here.
+        let start = file.metadata().map_or(0, |m| m.len());
+        // Port 0: the controller picks a free port and logs it, so no other process can take
+        // the port between the test choosing it and the controller binding it.
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(args)
             .args(["--namespace", namespace, "--log-format", "json"])
             .args(["--log-level", "info,sluice=debug"])
-            .arg("--metrics-addr")
-            .arg(addr.to_string())
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .stdout(file.try_clone().expect("the log file"))
             .stderr(file)
             .spawn()
@@ -321,11 +320,44 @@ impl Controller {
         let mut controller = Self {
             child,
             namespace: namespace.to_string(),
-            addr,
+            addr: ([127, 0, 0, 1], 0).into(),
             log,
         };
+        controller.addr = controller.announced_addr(start).await;
         controller.wait_ready().await;
         controller
+    }
+
+    /// The address the controller logged on starting (`metrics_addr` of "starting sluice"),
+    /// read from the log after byte `start`.
+    async fn announced_addr(&mut self, start: u64) -> std::net::SocketAddr {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read(&self.log).unwrap_or_default();
+            let own = text
+                .get(usize::try_from(start).unwrap_or(0)..)
+                .unwrap_or_default();
+            let announced = String::from_utf8_lossy(own)
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|line| line["message"] == "starting sluice")
+                .and_then(|line| line["metrics_addr"].as_str()?.parse().ok());
+            if let Some(addr) = announced {
+                return addr;
+            }
+            if let Some(status) = self.child.try_wait().expect("polling sluice") {
+                panic!(
+                    "sluice exited ({status}) before it started:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sluice did not start within 30 s:\n{}",
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until `/readyz` answers 200.
