@@ -70,7 +70,13 @@ pub fn write() -> Result<PathBuf> {
             .iter()
             .filter(|o| o.scenario == row.scenario && o.figure == row.figure)
             .collect();
-        charts.push(strip_chart(&others));
+        charts.push(
+            if row.scenario == "soak" && row.figure.starts_with("RSS every") {
+                time_chart(&others)
+            } else {
+                strip_chart(&others)
+            },
+        );
     }
     for (file, title, svg) in &charts {
         let _ = write!(html, "<h3>{}</h3>{svg}", escape(title));
@@ -240,6 +246,64 @@ fn strip_chart(rows: &[&Row]) -> (String, String, String) {
             row.median,
             escape(&row.unit),
             m = x(row.median)
+        );
+    }
+    svg.push_str("</svg>");
+    (slug(&first.scenario, &first.figure), title, svg)
+}
+
+/// RSS over a soak, one line per contender: its samples (taken between rounds, at most every
+/// 10 s) spread evenly over the run, whose length the figure's name ends with (`… for 1800s`):
+/// (file name, title, SVG).
+fn time_chart(rows: &[&Row]) -> (String, String, String) {
+    let first = rows[0];
+    let seconds = first
+        .figure
+        .rsplit(' ')
+        .next()
+        .and_then(|d| d.strip_suffix('s'))
+        .and_then(|d| d.parse::<f64>().ok())
+        .unwrap_or(1.0);
+    let max_y = rows
+        .iter()
+        .flat_map(|r| r.values.iter().copied())
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let (h, left, bottom) = (260.0, 60.0, 30.0);
+    let x = |t: f64| left + (t / seconds) * (WIDTH - left - 20.0);
+    let y = |v: f64| h - bottom - (v / max_y) * (h - bottom - 30.0);
+    let title = format!("{}: {}", first.scenario, first.figure);
+    let mut svg = svg_open(WIDTH, h, &title);
+    let _ = write!(
+        svg,
+        "<line x1=\"{left}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#000\"/>\
+         <line x1=\"{left}\" y1=\"30\" x2=\"{left}\" y2=\"{b}\" stroke=\"#000\"/>\
+         <text x=\"5\" y=\"34\">{max_y:.0} {unit}</text><text x=\"{left}\" y=\"{t}\">0</text>\
+         <text x=\"{end}\" y=\"{t}\">{minutes:.0} min</text>",
+        b = h - bottom,
+        r = WIDTH - 20.0,
+        t = h - 10.0,
+        end = WIDTH - 70.0,
+        unit = escape(&first.unit),
+        minutes = seconds / 60.0,
+    );
+    for row in rows {
+        #[allow(clippy::cast_precision_loss)]
+        let step = seconds / (row.values.len().max(2) - 1) as f64;
+        let points: Vec<String> = row
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                #[allow(clippy::cast_precision_loss)]
+                let t = i as f64 * step;
+                format!("{:.1},{:.1}", x(t), y(*v))
+            })
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+            colour(&row.contender),
+            points.join(" ")
         );
     }
     svg.push_str("</svg>");
