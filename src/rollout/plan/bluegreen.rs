@@ -427,10 +427,16 @@ fn abort(
     };
     let delay = Duration::from_secs(u64::try_from(delay).unwrap_or(0));
     let waited = p.now.duration_since(aborted_at).unsigned_abs();
-    if waited >= delay {
+    // A set the active Service left before it became the update (a rollback to it, then an
+    // abort) also waits out that earlier delay: traffic may still reach it until then.
+    let left = set
+        .scale_down_deadline
+        .filter(|d| *d > p.now)
+        .map_or(Duration::ZERO, |d| d.duration_since(p.now).unsigned_abs());
+    if waited >= delay && left.is_zero() {
         p.scale_set(set, 0);
     } else {
-        p.requeue_in(delay - waited);
+        p.requeue_in(delay.saturating_sub(waited).max(left));
     }
 }
 
