@@ -333,6 +333,8 @@ async fn set_pod_metadata(
 
 /// Replaces the rollout's status when it changed; a concurrent change (a promote, an abort)
 /// makes the write fail with a conflict, and the next reconcile plans with it.
+/// Returns whether the write made a new version (a write the API server found to change nothing
+/// keeps the version, and no watch event follows it).
 pub async fn write_status(client: &Client, rollout: &Rollout, plan: &Plan) -> Result<bool, Error> {
     if rollout.status.as_ref() == Some(&plan.status) {
         return Ok(false);
@@ -350,7 +352,7 @@ pub async fn write_status(client: &Client, rollout: &Rollout, plan: &Plan) -> Re
         .replace_status(&rollout.name_any(), &params, &updated)
         .await;
     match result {
-        Ok(_) => Ok(true),
+        Ok(written) => Ok(written.resource_version() != rollout.resource_version()),
         Err(e) if is_conflict(&e) => Err(Error::Conflict(rollout.name_any())),
         Err(source) => Err(write_error(
             format!("writing the status of Rollout {}", rollout.name_any()),

@@ -37,13 +37,14 @@ pub struct Caches {
 /// just scaled) would read the version the write replaced, plan the step that was already taken
 /// from it, scale the sets back and forth, and then fail its own status write with a conflict.
 #[derive(Debug, Default)]
-pub struct OwnWrites(Mutex<HashMap<(String, String), String>>);
+pub struct OwnWrites(Mutex<HashMap<(String, String), (String, std::time::Instant)>>);
 
 impl OwnWrites {
     /// Notes that a status write replaced `rollout` as it was (its resourceVersion).
     pub fn wrote(&self, rollout: &Rollout) {
         if let Some(replaced) = rollout.resource_version() {
-            self.lock().insert(key(rollout), replaced);
+            self.lock()
+                .insert(key(rollout), (replaced, std::time::Instant::now()));
         }
     }
 
@@ -53,7 +54,13 @@ impl OwnWrites {
         let mut writes = self.lock();
         let key = key(rollout);
         match writes.get(&key) {
-            Some(replaced) if Some(replaced) == rollout.resource_version().as_ref() => true,
+            // Bounded: a write that changed nothing keeps its version and brings no event.
+            Some((replaced, at))
+                if Some(replaced) == rollout.resource_version().as_ref()
+                    && at.elapsed() < BEHIND_AT_MOST =>
+            {
+                true
+            }
             Some(_) => {
                 writes.remove(&key);
                 false
@@ -67,10 +74,15 @@ impl OwnWrites {
         self.lock().remove(&(namespace.to_owned(), name.to_owned()));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, std::time::Instant)>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+/// How long a reconcile may wait for the watch to bring our own write before it plans anyway.
+const BEHIND_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn key(rollout: &Rollout) -> (String, String) {
     (rollout.namespace().unwrap_or_default(), rollout.name_any())
