@@ -609,7 +609,16 @@ async fn a_rollout_left_by_argo_rollouts_is_adopted_without_rolling_its_pods_aga
     .await;
 
     t.controller = Controller::start(&t.ns.name).await;
-    let healthy = t.healthy().await;
+    // Argo's status already reads Healthy; Sluice's first status write adds the selector and the
+    // replica counts, after the actions of the same reconcile.
+    let healthy = t
+        .wait(30, "Sluice's first status of the adopted rollout", |r| {
+            let s = status(r);
+            s.phase == Some(RolloutPhase::Healthy)
+                && s.selector.is_some()
+                && s.available_replicas == Some(3)
+        })
+        .await;
     assert_eq!(status(&healthy).stable_rs.as_deref(), Some(argo));
     let sets = t.sets().await;
     assert_eq!(sets.len(), 1, "the same pods are not rolled out again");
