@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Service};
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use sluice::api::{Rollout, RolloutPhase, RolloutStatus};
+use sluice::api::{AnalysisRun, Rollout, RolloutPhase, RolloutStatus};
 use support::{Controller, TestNamespace};
 
 fn rollout(name: &str, labels: Value, steps: Value) -> Rollout {
@@ -181,29 +181,69 @@ async fn of_two_replicas_one_reconciles_and_the_other_takes_over_mid_rollout() {
 async fn instance_ids_keep_two_installations_apart() {
     let ns = TestNamespace::new("instance-id").await;
     support::install_crds(&ns.client).await;
-    let _blue =
+    let mut blue =
         Controller::start_with(&ns.name, &support::kubeconfig(), &["--instance-id", "blue"]).await;
     let rollouts = ns.api::<Rollout>();
+    let runs = ns.api::<AnalysisRun>();
     let label = json!({ "argo-rollouts.argoproj.io/controller-instance-id": "blue" });
-    for r in [
-        rollout("mine", label, json!([])),
-        rollout("unlabelled", json!({}), json!([])),
-    ] {
+    for (name, labels) in [("mine", label.clone()), ("unlabelled", json!({}))] {
         rollouts
-            .create(&PostParams::default(), &r)
+            .create(
+                &PostParams::default(),
+                &rollout(name, labels.clone(), json!([])),
+            )
             .await
             .expect("creating a Rollout");
+        runs.create(&PostParams::default(), &analysis_run(name, labels))
+            .await
+            .expect("creating an AnalysisRun");
     }
     ns.wait_for("mine", 30, "the blue rollout Healthy", healthy)
+        .await;
+    ns.wait_for("mine", 30, "the blue AnalysisRun measured", measured)
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let other = rollouts.get("unlabelled").await.expect("the other rollout");
     assert!(other.status.is_none(), "the blue controller touched it");
+    let other = runs.get("unlabelled").await.expect("the other AnalysisRun");
+    assert!(other.status.is_none(), "the blue controller measured it");
 
-    // An installation without an instance id takes the unlabelled one only.
+    // An installation without an instance id takes the unlabelled ones only: with the blue
+    // controller gone, a new blue run waits for it.
+    blue.kill();
     let _default = Controller::start(&ns.name).await;
     ns.wait_for("unlabelled", 30, "the unlabelled rollout Healthy", healthy)
         .await;
+    ns.wait_for(
+        "unlabelled",
+        30,
+        "the unlabelled AnalysisRun measured",
+        measured,
+    )
+    .await;
+    runs.create(&PostParams::default(), &analysis_run("later", label))
+        .await
+        .expect("creating an AnalysisRun");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = runs.get("later").await.expect("the later blue AnalysisRun");
+    assert!(later.status.is_none(), "the default controller measured it");
+}
+
+/// A run of one web metric against a closed port: whoever measures it records an error.
+fn analysis_run(name: &str, labels: Value) -> AnalysisRun {
+    serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": labels },
+        "spec": { "metrics": [{
+            "name": "up",
+            "provider": { "web": { "url": "http://127.0.0.1:1/" } }
+        }] }
+    }))
+    .expect("an AnalysisRun")
+}
+
+fn measured(run: Option<&AnalysisRun>) -> bool {
+    run.and_then(|r| r.status.as_ref())
+        .is_some_and(|s| s.metric_results.iter().any(|m| !m.measurements.is_empty()))
 }
 
 #[tokio::test]
