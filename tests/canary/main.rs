@@ -82,11 +82,7 @@ async fn a_new_rollout_gets_one_full_replica_set_and_is_healthy_for_argo_cd() {
             Some(&"app".to_string())
         );
     }
-    assert!(
-        t.event_reasons()
-            .await
-            .contains(&"NewReplicaSetCreated".to_string())
-    );
+    t.wait_event("NewReplicaSetCreated").await;
     let metrics = t.controller.get("/metrics").await.expect("a scrape");
     assert!(
         metrics.contains(&format!(
@@ -159,11 +155,7 @@ async fn a_canary_walks_its_steps_pauses_until_promoted_and_becomes_stable() {
     );
     assert_eq!(t.selected("app-stable").await, Some(canary.clone()));
     assert_eq!(t.selected("app-canary").await, Some(canary));
-    assert!(
-        t.event_reasons()
-            .await
-            .contains(&"RolloutCompleted".to_string())
-    );
+    t.wait_event("RolloutCompleted").await;
 }
 
 #[tokio::test]
@@ -335,7 +327,7 @@ async fn a_missing_service_is_an_invalid_spec_condition_and_nothing_is_scaled() 
         t.sets().await.is_empty(),
         "nothing created for an invalid spec"
     );
-    assert!(t.event_reasons().await.contains(&"InvalidSpec".to_string()));
+    t.wait_event("InvalidSpec").await;
 
     // Creating the Service is enough: the rollout proceeds.
     create_service(&t.ns, "app-preview").await;
@@ -530,11 +522,7 @@ async fn restart_at_replaces_every_pod_and_records_it() {
         let created = pod.metadata.creation_timestamp.as_ref().expect("a time").0;
         assert!(created >= at, "{} was not restarted", pod.name_any());
     }
-    assert!(
-        t.event_reasons()
-            .await
-            .contains(&"RolloutRestarted".to_string())
-    );
+    t.wait_event("RolloutRestarted").await;
 }
 
 #[tokio::test]

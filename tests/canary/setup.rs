@@ -142,16 +142,29 @@ impl Setup {
             .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned())
     }
 
-    pub async fn event_reasons(&self) -> Vec<String> {
-        self.ns
-            .api::<Event>()
-            .list(&ListParams::default().fields("involvedObject.kind=Rollout"))
-            .await
-            .expect("listing events")
-            .items
-            .into_iter()
-            .filter_map(|e| e.reason)
-            .collect()
+    /// Waits until an event with `reason` is recorded for the rollout (events are published
+    /// after the reconcile that decided them, so a status may show before its event).
+    pub async fn wait_event(&self, reason: &str) {
+        let events = self.ns.api::<Event>();
+        let params = ListParams::default().fields("involvedObject.kind=Rollout");
+        support::wait(
+            async {
+                loop {
+                    let listed = events.list(&params).await.expect("listing events");
+                    if listed
+                        .items
+                        .iter()
+                        .any(|e| e.reason.as_deref() == Some(reason))
+                    {
+                        return Ok::<_, ()>(());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            },
+            10,
+            &format!("a {reason} event"),
+        )
+        .await;
     }
 }
 
