@@ -14,7 +14,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
-        events::{Event, EventType, Recorder, Reporter},
+        events::{Event, EventType, Reporter},
         reflector, watcher,
     },
 };
@@ -28,6 +28,7 @@ use super::{
 use crate::{
     api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, INSTANCE_ID_LABEL},
     error::is_not_found,
+    events::Events,
     metrics::Metrics,
 };
 
@@ -47,7 +48,8 @@ struct Context {
     client: Client,
     providers: Providers,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    /// Where passes queue their events.
+    events: Events,
 }
 
 /// Runs the AnalysisRun controller until `shutdown` resolves; in-flight passes finish first.
@@ -70,8 +72,9 @@ pub async fn run(
         controller: "sluice".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let (events, publishing) = Events::start(client.clone(), reporter, metrics.clone());
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events,
         client,
         providers,
         metrics,
@@ -115,6 +118,7 @@ pub async fn run(
         () = controller => info!("analysis controller stopped"),
         () = deadline => warn!("analysis controller stopped after {SHUTDOWN_GRACE:?} of grace"),
     }
+    crate::events::drain(publishing, "analysis").await;
     Ok(())
 }
 
@@ -210,9 +214,7 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, E
             action: "Analyse".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &run.object_ref(&())).await {
-            warn!(run = %name, error = %e, "recording an event failed");
-        }
+        ctx.events.publish(event, run.object_ref(&()));
     }
     Ok(match pass.requeue_at {
         Some(at) => Action::requeue(

@@ -23,7 +23,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action as Requeue},
-        events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter},
+        events::{Event as KubeEvent, EventType as KubeEventType, Reporter},
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -38,6 +38,7 @@ use self::{
 use crate::{
     api::{AnalysisRun, INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout},
     error::Error,
+    events::Events,
     metrics::{self, Metrics},
     server::Health,
 };
@@ -60,7 +61,8 @@ struct Context {
     caches_filled: watch::Receiver<u8>,
     caches: Caches,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    /// Where reconciles queue their events.
+    events: Events,
     /// Status writes the Rollout cache may not show yet.
     own_writes: Arc<OwnWrites>,
 }
@@ -166,8 +168,9 @@ pub async fn run(
         controller: "sluice".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let (events, publishing) = Events::start(client.clone(), reporter, metrics.clone());
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events,
         client,
         caches_filled,
         caches: Caches {
@@ -189,6 +192,7 @@ pub async fn run(
         .for_each(|_| future::ready(()))
         .await;
     info!("rollout controller stopped");
+    crate::events::drain(publishing, "rollout").await;
     Ok(())
 }
 
@@ -332,7 +336,7 @@ async fn reconcile(
                 action: "Reconcile".into(),
                 secondary: None,
             };
-            let _ = ctx.recorder.publish(&event, &reference).await;
+            ctx.events.publish(event, reference);
             return Ok(Requeue::await_change());
         }
     };
@@ -394,9 +398,7 @@ async fn reconcile(
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&published, &reference).await {
-            warn!(namespace, rollout = name, error = %e, "could not record an event");
-        }
+        ctx.events.publish(published, reference.clone());
     }
     ctx.metrics.set_rollout(
         &namespace,
