@@ -7,7 +7,6 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod error;
-pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod rollout;

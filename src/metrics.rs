@@ -79,7 +79,6 @@ pub struct Metrics {
     runs: Arc<RunSeries>,
     kube_requests: Family<KubeRequestLabels, Counter>,
     reconcile_requests: Family<ControllerLabel, Histogram, fn() -> Histogram>,
-    events_dropped: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,12 +120,6 @@ impl Metrics {
             "Kubernetes API requests made by one reconcile, by controller (rollout or analysisrun).",
             reconcile_requests.clone(),
         );
-        let events_dropped = Counter::default();
-        registry.register(
-            "sluice_events_dropped",
-            "Kubernetes events not published because the controller's event queue was full.",
-            events_dropped.clone(),
-        );
         registry.register_collector(Box::new(ProcessCollector));
         Self {
             registry,
@@ -134,7 +127,6 @@ impl Metrics {
             runs,
             kube_requests,
             reconcile_requests,
-            events_dropped,
         }
     }
 
@@ -178,11 +170,6 @@ impl Metrics {
                 status_code: status,
             })
             .inc();
-    }
-
-    /// Counts one event dropped because the event queue was full ([`crate::events`]).
-    pub fn event_dropped(&self) {
-        self.events_dropped.inc();
     }
 
     /// Records how many API requests one reconcile of `controller` (`rollout` or `analysisrun`)

@@ -14,7 +14,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
-        events::{Event, EventType, Reporter},
+        events::{Event, EventType, Recorder, Reporter},
         reflector, watcher,
     },
 };
@@ -28,7 +28,6 @@ use super::{
 use crate::{
     api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, INSTANCE_ID_LABEL},
     error::is_not_found,
-    events::Events,
     metrics::Metrics,
 };
 
@@ -48,8 +47,7 @@ struct Context {
     client: Client,
     providers: Providers,
     metrics: Arc<Metrics>,
-    /// Where passes queue their events.
-    events: Events,
+    recorder: Recorder,
 }
 
 /// Runs the AnalysisRun controller until `shutdown` resolves; in-flight passes finish first.
@@ -72,9 +70,8 @@ pub async fn run(
         controller: "sluice".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let (events, publishing) = Events::start(client.clone(), reporter, metrics.clone());
     let context = Arc::new(Context {
-        events,
+        recorder: Recorder::new(client.clone(), reporter),
         client,
         providers,
         metrics,
@@ -118,7 +115,6 @@ pub async fn run(
         () = controller => info!("analysis controller stopped"),
         () = deadline => warn!("analysis controller stopped after {SHUTDOWN_GRACE:?} of grace"),
     }
-    crate::events::drain(publishing, "analysis").await;
     Ok(())
 }
 
@@ -214,7 +210,9 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, E
             action: "Analyse".into(),
             secondary: None,
         };
-        ctx.events.publish(event, run.object_ref(&()));
+        if let Err(e) = ctx.recorder.publish(&event, &run.object_ref(&())).await {
+            warn!(run = %name, error = %e, "recording an event failed");
+        }
     }
     Ok(match pass.requeue_at {
         Some(at) => Action::requeue(

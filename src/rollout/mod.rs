@@ -23,7 +23,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action as Requeue},
-        events::{Event as KubeEvent, EventType as KubeEventType, Reporter},
+        events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter},
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -38,7 +38,6 @@ use self::{
 use crate::{
     api::{AnalysisRun, INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout},
     error::Error,
-    events::Events,
     metrics::{self, Metrics},
     server::Health,
 };
@@ -61,8 +60,7 @@ struct Context {
     caches_filled: watch::Receiver<u8>,
     caches: Caches,
     metrics: Arc<Metrics>,
-    /// Where reconciles queue their events.
-    events: Events,
+    recorder: Recorder,
     /// Status writes the Rollout cache may not show yet.
     own_writes: Arc<OwnWrites>,
 }
@@ -168,9 +166,8 @@ pub async fn run(
         controller: "sluice".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let (events, publishing) = Events::start(client.clone(), reporter, metrics.clone());
     let context = Arc::new(Context {
-        events,
+        recorder: Recorder::new(client.clone(), reporter),
         client,
         caches_filled,
         caches: Caches {
@@ -192,7 +189,6 @@ pub async fn run(
         .for_each(|_| future::ready(()))
         .await;
     info!("rollout controller stopped");
-    crate::events::drain(publishing, "rollout").await;
     Ok(())
 }
 
@@ -336,7 +332,7 @@ async fn reconcile(
                 action: "Reconcile".into(),
                 secondary: None,
             };
-            ctx.events.publish(event, reference);
+            let _ = ctx.recorder.publish(&event, &reference).await;
             return Ok(Requeue::await_change());
         }
     };
@@ -398,7 +394,9 @@ async fn reconcile(
             action: "Reconcile".into(),
             secondary: None,
         };
-        ctx.events.publish(published, reference.clone());
+        if let Err(e) = ctx.recorder.publish(&published, &reference).await {
+            warn!(namespace, rollout = name, error = %e, "could not record an event");
+        }
     }
     ctx.metrics.set_rollout(
         &namespace,
