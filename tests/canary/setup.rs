@@ -142,8 +142,8 @@ impl Setup {
             .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned())
     }
 
-    /// Waits until an event with `reason` is recorded for the rollout (events are published
-    /// after the reconcile that decided them, so a status may show before its event).
+    /// Waits until an event with `reason` is recorded for the rollout (a reconcile records its
+    /// events after its status write, so a status may show before its event).
     pub async fn wait_event(&self, reason: &str) {
         let events = self.ns.api::<Event>();
         let params = ListParams::default().fields("involvedObject.kind=Rollout");
