@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::{
@@ -37,14 +38,16 @@ pub struct Caches {
 /// just scaled) would read the version the write replaced, plan the step that was already taken
 /// from it, scale the sets back and forth, and then fail its own status write with a conflict.
 #[derive(Debug, Default)]
-pub struct OwnWrites(Mutex<HashMap<(String, String), (String, std::time::Instant)>>);
+pub struct OwnWrites(Mutex<Noted>);
+
+/// Per rollout (namespace, name): the resourceVersion our status write replaced, and when.
+type Noted = HashMap<(String, String), (String, Instant)>;
 
 impl OwnWrites {
     /// Notes that a status write replaced `rollout` as it was (its resourceVersion).
     pub fn wrote(&self, rollout: &Rollout) {
         if let Some(replaced) = rollout.resource_version() {
-            self.lock()
-                .insert(key(rollout), (replaced, std::time::Instant::now()));
+            self.lock().insert(key(rollout), (replaced, Instant::now()));
         }
     }
 
@@ -74,15 +77,13 @@ impl OwnWrites {
         self.lock().remove(&(namespace.to_owned(), name.to_owned()));
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, std::time::Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Noted> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// How long a reconcile may wait for the watch to bring our own write before it plans anyway.
-const BEHIND_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
+const BEHIND_AT_MOST: Duration = Duration::from_secs(5);
 
 fn key(rollout: &Rollout) -> (String, String) {
     (rollout.namespace().unwrap_or_default(), rollout.name_any())

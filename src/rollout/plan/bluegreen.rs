@@ -179,7 +179,7 @@ fn update(
             }
             Some(set) => {
                 // A set back from the old versions keeps its pods while its delay runs.
-                let waiting = set.scale_down_deadline.is_some_and(|d| d > p.now);
+                let waiting = set.scale_down_wait(p.now).is_some();
                 let to = if waiting {
                     target.max(set.replicas)
                 } else {
@@ -429,10 +429,7 @@ fn abort(
     let waited = p.now.duration_since(aborted_at).unsigned_abs();
     // A set the active Service left before it became the update (a rollback to it, then an
     // abort) also waits out that earlier delay: traffic may still reach it until then.
-    let left = set
-        .scale_down_deadline
-        .filter(|d| *d > p.now)
-        .map_or(Duration::ZERO, |d| d.duration_since(p.now).unsigned_abs());
+    let left = set.scale_down_wait(p.now).unwrap_or(Duration::ZERO);
     if waited >= delay && left.is_zero() {
         p.scale_set(set, 0);
     } else {
@@ -456,13 +453,12 @@ fn scale_down_old(p: &mut Planner<'_>, strategy: &BlueGreenStrategy, keep: &[Str
     let mut waiting = 0;
     for set in old {
         let wait = set
-            .scale_down_deadline
-            .filter(|d| *d > p.now)
+            .scale_down_wait(p.now)
             .filter(|_| limit.is_none_or(|l| waiting < l));
         match wait {
-            Some(deadline) => {
+            Some(left) => {
                 waiting += 1;
-                p.requeue_in(deadline.duration_since(p.now).unsigned_abs());
+                p.requeue_in(left);
             }
             None => p.scale_set(&set, 0),
         }

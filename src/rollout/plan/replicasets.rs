@@ -109,6 +109,14 @@ impl SetView {
             ephemeral: super::metadata::recorded(rs),
         })
     }
+
+    /// How long the set still waits for its scale-down deadline at `now`; `None` when it has
+    /// none or the deadline has passed.
+    pub fn scale_down_wait(&self, now: jiff::Timestamp) -> Option<std::time::Duration> {
+        self.scale_down_deadline
+            .filter(|d| *d > now)
+            .map(|d| d.duration_since(now).unsigned_abs())
+    }
 }
 
 /// The ReplicaSet Sluice creates for a new version of the rollout's pods.
