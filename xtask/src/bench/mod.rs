@@ -230,6 +230,13 @@ fn check_sane(scenario: &str, contender: Contender, figures: &[Figure]) -> Resul
                 figure.values
             );
         }
+        // The peer's stuck updates are a finding; Sluice's are a bug.
+        if contender == Contender::Sluice
+            && figure.name.contains("stuck")
+            && figure.values.iter().any(|v| *v != 0.0)
+        {
+            bail!("{scenario}/sluice: {} = {:?}", figure.name, figure.values);
+        }
     }
     Ok(())
 }
@@ -302,4 +309,31 @@ fn report(scenario: &str, results: &[(Contender, Vec<Figure>)]) -> Result<()> {
     )?;
     println!("written to {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(stuck: f64) -> Vec<Figure> {
+        vec![
+            Figure::one("rollouts done in 20s".into(), "", 10.0),
+            Figure::one("  rollouts stuck until nudged".into(), "", stuck),
+        ]
+    }
+
+    #[test]
+    fn a_stuck_update_fails_sluice_and_is_a_figure_for_the_peer() {
+        assert!(check_sane("soak", Contender::Sluice, &figures(0.0)).is_ok());
+        let err = check_sane("soak", Contender::Sluice, &figures(1.0)).unwrap_err();
+        assert!(err.to_string().contains("stuck until nudged"), "{err}");
+        assert!(check_sane("soak", Contender::Argo, &figures(1.0)).is_ok());
+    }
+
+    #[test]
+    fn a_figure_without_a_finite_value_fails_either_contender() {
+        let nan = vec![Figure::one("RSS".into(), "MiB", f64::NAN)];
+        assert!(check_sane("idle", Contender::Argo, &nan).is_err());
+        assert!(check_sane("idle", Contender::Sluice, &[]).is_err());
+    }
 }

@@ -191,6 +191,7 @@ async fn reaction(run: &Run<'_>) -> Result<Vec<Figure>> {
         wait_healthy(&rollouts, "target", Duration::from_secs(120)).await?;
         let sets: Api<ReplicaSet> = Api::namespaced(run.client.clone(), &ns.name);
         let mut latencies = Vec::new();
+        let mut lost = 0u32;
         for trial in 1..=trials {
             let version = format!("v{trial}");
             let config = watcher::Config::default().labels("app=target");
@@ -213,10 +214,12 @@ async fn reaction(run: &Run<'_>) -> Result<Vec<Figure>> {
                 }
                 bail!("the ReplicaSet watch ended")
             };
-            let latency = tokio::time::timeout(Duration::from_secs(30), seen)
-                .await
-                .context("no new ReplicaSet within 30 s")??;
-            latencies.push(latency.as_secs_f64() * 1000.0);
+            // A contender that never creates it lost the change (Argo Rollouts v1.9.1 can, see
+            // `wait_nudging`): count it; the next trial's change brings it a fresh copy.
+            match tokio::time::timeout(Duration::from_secs(30), seen).await {
+                Ok(latency) => latencies.push(latency?.as_secs_f64() * 1000.0),
+                Err(_) => lost += 1,
+            }
             controller.sample()?;
         }
         let p99 = percentile(&latencies, 0.99);
@@ -229,6 +232,11 @@ async fn reaction(run: &Run<'_>) -> Result<Vec<Figure>> {
             format!("  p99 of it, {others} others"),
             "ms",
             p99,
+        ));
+        figures.push(Figure::one(
+            format!("canary updates stuck (no new ReplicaSet in 30 s), {others} others"),
+            "",
+            f64::from(lost),
         ));
         let (switches, missed) =
             promotion_latencies(run, &ns.name, trials, &mut controller).await?;
@@ -496,6 +504,45 @@ async fn populate(
     .map(drop)
 }
 
+/// Prints, for a wait that timed out, what the Rollouts not in `done` and their ReplicaSets
+/// look like: the first thing anyone asks when a contender got stuck.
+async fn describe_unready(rollouts: &Api<Rollout>, done: &std::collections::HashSet<String>) {
+    let Ok(list) = rollouts.list(&ListParams::default()).await else {
+        return;
+    };
+    for r in list
+        .items
+        .iter()
+        .filter(|r| !done.contains(r.metadata.name.as_deref().unwrap_or_default()))
+    {
+        let name = r.metadata.name.as_deref().unwrap_or_default();
+        eprintln!(
+            "==> not ready: Rollout {name}, generation {:?}, status {}",
+            r.metadata.generation,
+            serde_json::to_string(&r.status).unwrap_or_default()
+        );
+    }
+    let namespace = list
+        .items
+        .first()
+        .and_then(|r| r.metadata.namespace.clone())
+        .unwrap_or_default();
+    let sets: Api<ReplicaSet> = Api::namespaced(rollouts.clone().into_client(), &namespace);
+    if let Ok(sets) = sets.list(&ListParams::default()).await {
+        for rs in sets.items {
+            let status = rs.status.unwrap_or_default();
+            eprintln!(
+                "==>   ReplicaSet {}: spec {:?}, ready {:?}, available {:?}, annotations {:?}",
+                rs.metadata.name.unwrap_or_default(),
+                rs.spec.and_then(|s| s.replicas),
+                status.ready_replicas,
+                status.available_replicas,
+                rs.metadata.annotations.unwrap_or_default()
+            );
+        }
+    }
+}
+
 /// Waits, on a watch of the namespace (no polling lists: the harness must not load the machine
 /// it measures), until `n` Rollouts satisfy `ok`; samples the controller twice a second and
 /// returns its peak RSS.
@@ -506,11 +553,34 @@ async fn wait_all(
     limit: Duration,
     controller: &mut super::contender::Running,
 ) -> Result<u64> {
+    wait_nudging(rollouts, n, ok, limit, controller, None)
+        .await
+        .map(|(peak, _)| peak)
+}
+
+/// `wait_all`, and with `nudge_after`, a Rollout whose spec change its controller has not
+/// observed for that long gets an annotation, so that the controller sees a fresh copy of it.
+/// Returns the peak RSS and how many nudges it took.
+///
+/// Argo Rollouts v1.9.1 can lose a spec change: when its own status write races the change, it
+/// writes the older Rollout back into its informer, and nothing tells it otherwise until its next
+/// resync (argoproj/argo-rollouts#4073). A user would see a Rollout that never starts.
+async fn wait_nudging(
+    rollouts: &Api<Rollout>,
+    n: usize,
+    ok: impl Fn(&Rollout) -> bool,
+    limit: Duration,
+    controller: &mut super::contender::Running,
+    nudge_after: Option<Duration>,
+) -> Result<(u64, u32)> {
     let deadline = Instant::now() + limit;
     let mut done = std::collections::HashSet::new();
+    // Since when each Rollout's status has been behind its spec, as last seen.
+    let mut behind: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    let mut nudges = 0;
     let mut peak = controller.sample()?.rss;
     if n == 0 {
-        return Ok(peak);
+        return Ok((peak, nudges));
     }
     let mut stream = pin!(watcher(rollouts.clone(), watcher::Config::default()).applied_objects());
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -519,19 +589,41 @@ async fn wait_all(
             next = stream.try_next() => {
                 let r = next?.context("the Rollout watch ended")?;
                 let name = r.metadata.name.clone().unwrap_or_default();
+                if status_current(&r) {
+                    behind.remove(&name);
+                } else {
+                    behind.entry(name.clone()).or_insert_with(Instant::now);
+                }
                 if ok(&r) {
                     done.insert(name);
                 } else {
                     done.remove(&name);
                 }
                 if done.len() >= n {
-                    return Ok(peak.max(controller.sample()?.rss));
+                    return Ok((peak.max(controller.sample()?.rss), nudges));
                 }
             }
             _ = tick.tick() => {
                 peak = peak.max(controller.sample()?.rss);
                 if Instant::now() > deadline {
+                    describe_unready(rollouts, &done).await;
                     bail!("only {} of {n} Rollouts ready after {limit:?}", done.len());
+                }
+                let Some(after) = nudge_after else { continue };
+                for (name, since) in &mut behind {
+                    if since.elapsed() < after {
+                        continue;
+                    }
+                    eprintln!("==> nudging Rollout {name}: its spec change not observed for {after:?}");
+                    nudges += 1;
+                    *since = Instant::now();
+                    let patch = json!({ "metadata": { "annotations": {
+                        "bench.sluice.dev/nudged": nudges.to_string()
+                    } } });
+                    rollouts
+                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .with_context(|| format!("nudging Rollout {name}"))?;
                 }
             }
         }
@@ -551,6 +643,7 @@ where
         .map(drop)
 }
 
+/// Whether the controller has written a status for the Rollout's latest spec.
 fn status_current(r: &Rollout) -> bool {
     r.status
         .as_ref()
@@ -559,7 +652,8 @@ fn status_current(r: &Rollout) -> bool {
 
 /// Rollouts of 100 Rollouts, one after the other, for `--duration` (30 minutes by default, 20 s
 /// with `--quick`): RSS sampled every 10 s, its first and last value and the slope of a least-
-/// squares line through the samples (MiB per hour), and how many rollouts were done.
+/// squares line through the samples (MiB per hour), how many rollouts were done, and how many
+/// times a Rollout whose spec change went unobserved for a minute had to be nudged.
 async fn soak(run: &Run<'_>) -> Result<Vec<Figure>> {
     let n = sizes(run, &[100], &[5])[0];
     let duration = run.duration.unwrap_or(if run.quick {
@@ -574,6 +668,7 @@ async fn soak(run: &Run<'_>) -> Result<Vec<Figure>> {
     let mut samples: Vec<(f64, f64)> = Vec::new();
     let mut next_sample = Instant::now();
     let mut round = 0usize;
+    let mut nudges = 0;
     while started.elapsed() < duration {
         round += 1;
         let version = format!("v{round}");
@@ -583,7 +678,7 @@ async fn soak(run: &Run<'_>) -> Result<Vec<Figure>> {
         })
         .await?;
         let image = format!("example/app:{version}");
-        wait_all(
+        let (_, nudged) = wait_nudging(
             &rollouts,
             n,
             |r| {
@@ -600,8 +695,10 @@ async fn soak(run: &Run<'_>) -> Result<Vec<Figure>> {
             },
             Duration::from_secs(600),
             &mut controller,
+            Some(Duration::from_secs(60)),
         )
         .await?;
+        nudges += nudged;
         if Instant::now() >= next_sample {
             samples.push((
                 started.elapsed().as_secs_f64(),
@@ -632,6 +729,11 @@ async fn soak(run: &Run<'_>) -> Result<Vec<Figure>> {
             format!("rollouts done in {duration:.0?}"),
             "",
             (round * n) as f64,
+        ),
+        Figure::one(
+            "  rollouts stuck until nudged".into(),
+            "",
+            f64::from(nudges),
         ),
     ])
 }
