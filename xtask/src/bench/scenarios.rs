@@ -61,6 +61,11 @@ pub(super) async fn stage(
     Ok((ns, rollouts, controller))
 }
 
+/// How long a scenario lets the contender finish its writes after its Rollouts became Healthy,
+/// before it measures a change: Argo Rollouts v1.9.1 writes a Rollout's status a few more times
+/// then, and can lose a spec change that lands among those writes (see `wait_nudging`).
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// The Rollout counts of a scenario: the sizes, tiny ones with `--quick`, or `--size`.
 pub(super) fn sizes(run: &Run<'_>, full: &[usize], quick: &[usize]) -> Vec<usize> {
     match run.size {
@@ -412,6 +417,7 @@ async fn storm(run: &Run<'_>) -> Result<Vec<Figure>> {
     let (ns, rollouts, mut controller) = stage(run, "storm", "storm").await?;
     let steps = json!([{ "setWeight": 50 }, { "pause": { "duration": "0s" } }]);
     populate(&rollouts, n, steps, &mut controller).await?;
+    tokio::time::sleep(SETTLE).await;
     let before = controller.sample()?;
     let mark = audit::mark()?;
     let started = Instant::now();
@@ -798,6 +804,7 @@ async fn canary_steps(run: &Run<'_>) -> Result<Vec<Figure>> {
         values: vec![],
     };
     let mut last = audit::Counts::new();
+    tokio::time::sleep(SETTLE).await;
     for trial in 1..=run.trials {
         let before = controller.sample()?;
         let mark = audit::mark()?;
