@@ -243,11 +243,6 @@ fn check_sane(scenario: &str, contender: Contender, figures: &[Figure]) -> Resul
 
 /// Prints the table and writes `target/bench/<scenario>.json`.
 fn report(scenario: &str, results: &[(Contender, Vec<Figure>)]) -> Result<()> {
-    println!("\n{scenario}");
-    println!(
-        "{:<44} {:<8} {:>12} {:>22} {:>10}",
-        "figure", "who", "median", "min – max", "sluice/argo"
-    );
     let median_of = |who: Contender, name: &str| {
         results
             .iter()
@@ -263,6 +258,24 @@ fn report(scenario: &str, results: &[(Contender, Vec<Figure>)]) -> Result<()> {
             }
         }
     }
+    // Columns as wide as the longest figure name and unit, so that every row lines up.
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let unit = results
+        .iter()
+        .flat_map(|(_, figures)| figures.iter().map(|f| f.unit.chars().count()))
+        .max()
+        .unwrap_or(0);
+    println!("\n{scenario}");
+    println!(
+        "{:<width$} {:<8} {:>w_median$} {:>w_spread$} {:>11}",
+        "figure",
+        "who",
+        "median",
+        "min – max",
+        "sluice/argo",
+        w_median = 11 + unit,
+        w_spread = 22 + unit,
+    );
     let mut json_figures = Vec::new();
     for name in names {
         for (who, figures) in results {
@@ -280,13 +293,14 @@ fn report(scenario: &str, results: &[(Contender, Vec<Figure>)]) -> Result<()> {
                 _ => String::new(),
             };
             println!(
-                "{:<44} {:<8} {:>10.3} {:<2}{:>9.3} – {:<9.3}  {:>10}",
+                "{:<width$} {:<8} {:>10.3} {:<unit$} {:>9.3} – {:<9.3} {:<unit$} {:>11}",
                 name,
                 who.to_string(),
                 figure.median(),
                 figure.unit,
                 min,
                 max,
+                figure.unit,
                 ratio
             );
             json_figures.push(json!({
