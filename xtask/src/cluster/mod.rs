@@ -231,7 +231,8 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-/// Prints each process with its pid and memory, the apiserver's health and the nodes.
+/// Prints each process with its pid and memory, the apiserver's health and the nodes; exits 3
+/// when the cluster is not up.
 pub async fn status() -> Result<()> {
     let dir = paths::cluster_dir();
     let mut total = 0;
@@ -262,7 +263,12 @@ pub async fn status() -> Result<()> {
             println!("kubeconfig: {}", paths::kubeconfig().display());
             Ok(())
         }
-        Err(e) => bail!("the cluster is not up: {e:#}"),
+        // Down is an answer, not a failure of this command: say so plainly (no backtrace) and
+        // exit 3, as `systemctl status` does for a unit that is not running, for scripts.
+        Err(e) => {
+            println!("the cluster is not up: {e:#}");
+            std::process::exit(3)
+        }
     }
 }
 
