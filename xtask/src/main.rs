@@ -68,7 +68,13 @@ async fn main() -> Result<()> {
         Cmd::Cluster { action } => match action {
             ClusterCmd::Up(options) => cluster::up(&options).await,
             ClusterCmd::Down => cluster::down(),
-            ClusterCmd::Status => cluster::status().await,
+            // Down exits 3 without a backtrace, as `systemctl status` does for a stopped unit.
+            ClusterCmd::Status => {
+                if !cluster::status().await? {
+                    std::process::exit(3);
+                }
+                Ok(())
+            }
             ClusterCmd::Build => cluster::build(),
         },
         Cmd::Crds { check } => crds::run(check),

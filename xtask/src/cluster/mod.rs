@@ -231,9 +231,9 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-/// Prints each process with its pid and memory, the apiserver's health and the nodes; exits 3
-/// when the cluster is not up.
-pub async fn status() -> Result<()> {
+/// Prints each process with its pid and memory, the apiserver's health and the nodes; says
+/// whether the cluster is up (down is an answer, not an error).
+pub async fn status() -> Result<bool> {
     let dir = paths::cluster_dir();
     let mut total = 0;
     for name in PROCESSES {
@@ -261,13 +261,11 @@ pub async fn status() -> Result<()> {
                 nodes.items.len()
             );
             println!("kubeconfig: {}", paths::kubeconfig().display());
-            Ok(())
+            Ok(true)
         }
-        // Down is an answer, not a failure of this command: say so plainly (no backtrace) and
-        // exit 3, as `systemctl status` does for a unit that is not running, for scripts.
         Err(e) => {
             println!("the cluster is not up: {e:#}");
-            std::process::exit(3)
+            Ok(false)
         }
     }
 }
