@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use sluice::{
     analysis::{
         args::{self, NoSecrets},
+        evaluator::Evaluator,
+        limits::AnalysisLimits,
         pass::run_pass,
         plan::{self, Task},
         providers::{Providers, RunRef},
@@ -40,7 +42,12 @@ fn prometheus_metric(address: &str, query: &str, conditions: Value) -> Metric {
 }
 
 async fn measure(metric: &Metric) -> Measurement {
-    let providers = Providers::new(None).expect("providers");
+    let providers = Providers::new(
+        None,
+        &AnalysisLimits::default(),
+        Evaluator::new(Default::default()),
+    )
+    .expect("providers");
     providers.measure(&RunRef::default(), metric, 1).await
 }
 
@@ -221,7 +228,12 @@ async fn prometheus_queries_take_arguments_headers_and_basic_auth_in_the_address
     .unwrap();
     let resolved = args::resolve_args(&args, &NoSecrets, None).unwrap();
     let metric = args::substitute_metric(&template, &resolved).unwrap();
-    let providers = Providers::new(None).unwrap();
+    let providers = Providers::new(
+        None,
+        &AnalysisLimits::default(),
+        Evaluator::new(Default::default()),
+    )
+    .unwrap();
     assert_eq!(
         providers.metadata_of(&metric)["ResolvedPrometheusQuery"],
         "sum(http_requests_total{code=\"500\"})"
@@ -243,7 +255,12 @@ async fn prometheus_queries_take_arguments_headers_and_basic_auth_in_the_address
 async fn drive(spec: Value) -> AnalysisRunStatus {
     let spec: AnalysisRunSpec = serde_json::from_value(spec).expect("a run spec");
     let mut run = AnalysisRun::new("run", spec);
-    let providers = Providers::new(None).expect("providers");
+    let providers = Providers::new(
+        None,
+        &AnalysisLimits::default(),
+        Evaluator::new(Default::default()),
+    )
+    .expect("providers");
     for _ in 0..30 {
         let pass = run_pass(&run, &providers, &NoSecrets, None).await;
         let status = pass.status.clone();
@@ -331,7 +348,12 @@ async fn a_run_against_a_stopped_prometheus_ends_in_error_never_success() {
 
 #[tokio::test]
 async fn tasks_for_an_unknown_provider_are_errors() {
-    let providers = Providers::new(None).unwrap();
+    let providers = Providers::new(
+        None,
+        &AnalysisLimits::default(),
+        Evaluator::new(Default::default()),
+    )
+    .unwrap();
     let dd = metric(json!({"name": "d", "provider": {"datadog": {"query": "x"}}}));
     let inflight = Measurement {
         phase: AnalysisPhase::Running,
@@ -346,7 +368,12 @@ async fn tasks_for_an_unknown_provider_are_errors() {
 
 #[tokio::test]
 async fn a_pass_reports_invalid_specs_and_unresolvable_arguments() {
-    let providers = Providers::new(None).unwrap();
+    let providers = Providers::new(
+        None,
+        &AnalysisLimits::default(),
+        Evaluator::new(Default::default()),
+    )
+    .unwrap();
     let web =
         json!({"name": "m", "provider": {"web": {"url": "http://127.0.0.1:1/{{args.path}}"}}});
 

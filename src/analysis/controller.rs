@@ -22,6 +22,8 @@ use tracing::{info, warn};
 
 use super::{
     args::secret_names,
+    evaluator::Evaluator,
+    limits::AnalysisLimits,
     pass::run_pass,
     providers::{Providers, job::RUN_UID_LABEL, key},
 };
@@ -41,6 +43,8 @@ pub struct Config {
     /// Only runs labelled with this controller instance id (and, without one, only unlabelled
     /// runs), as for Rollouts, so two installations never measure the same run.
     pub instance_id: Option<String>,
+    /// The bounds of every measurement and evaluation.
+    pub limits: AnalysisLimits,
 }
 
 struct Context {
@@ -64,7 +68,8 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let providers = Providers::new(Some(client.clone()))
+    let evaluator = Evaluator::new(config.limits.condition.clone());
+    let providers = Providers::new(Some(client.clone()), &config.limits, evaluator)
         .map_err(|e| anyhow::anyhow!("building the metric providers: {e}"))?;
     let reporter = Reporter {
         controller: "sluice".into(),

@@ -53,6 +53,8 @@
 pub mod args;
 pub mod condition;
 pub mod controller;
+pub mod evaluator;
+pub mod limits;
 pub mod pass;
 pub mod plan;
 pub mod providers;

@@ -11,7 +11,7 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use sluice::{
-    analysis,
+    analysis::{self, limits::AnalysisLimits},
     client::{self, ClientOptions},
     leader::{LeaderElection, Leadership},
     metrics::Metrics,
@@ -99,6 +99,16 @@ struct Args {
     /// How long before the Lease expires the leader renews it, e.g. `5s`.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_seconds)]
     leader_election_grace: Duration,
+
+    /// The most bytes read of a metric server's answer (web, Prometheus); a larger answer is an
+    /// Error measurement.
+    #[arg(long, value_name = "BYTES", default_value_t = AnalysisLimits::default().max_response_bytes)]
+    analysis_max_response_bytes: usize,
+
+    /// Hosts web metrics may call (comma-separated; `*.example.com` for a domain's subdomains);
+    /// without it, any host, as in Argo Rollouts.
+    #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
+    web_metric_allowed_hosts: Option<Vec<String>>,
 }
 
 /// Parses `15s`, `2m` or a number of seconds.
@@ -118,6 +128,13 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The same binary evaluates conditions in child processes, within their own limits.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == analysis::evaluator::WORKER_ARG)
+    {
+        return analysis::evaluator::worker_main();
+    }
     let args = Args::parse();
     if let Err(e) = telemetry::try_init(args.log_format, &args.log_level) {
         eprintln!("error: {e:#}");
@@ -211,6 +228,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
         instance_id: args.instance_id.clone(),
+        limits: AnalysisLimits {
+            max_response_bytes: args.analysis_max_response_bytes,
+            web_allowed_hosts: args.web_metric_allowed_hosts.clone(),
+            ..AnalysisLimits::default()
+        },
     };
     tasks.push((
         "analysis controller",

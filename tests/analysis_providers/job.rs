@@ -9,6 +9,8 @@ use kube::{Api, ResourceExt, api::PostParams};
 use serde_json::{Value, json};
 use sluice::{
     analysis::{
+        evaluator::Evaluator,
+        limits::AnalysisLimits,
         plan::Task,
         providers::{
             Providers, RunRef,
@@ -99,7 +101,12 @@ async fn jobs_pass_fail_terminate_and_are_cleaned_up() {
         .await
         .expect("creating the run");
     let run = RunRef::of(&run);
-    let providers = Providers::new(Some(ns.client.clone())).expect("providers");
+    let providers = Providers::new(
+        Some(ns.client.clone()),
+        &AnalysisLimits::default(),
+        Evaluator::new(Default::default()),
+    )
+    .expect("providers");
     let jobs: Api<Job> = ns.api();
 
     // A Job that succeeds: created in flight, owned by the run, then Successful.

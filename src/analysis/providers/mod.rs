@@ -11,7 +11,10 @@ pub mod job;
 pub mod prometheus;
 pub mod web;
 
-use std::{collections::BTreeMap, sync::Once};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Once},
+};
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;
@@ -19,7 +22,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
     analysis::{
-        condition::{self, MetricValue},
+        condition::MetricValue,
+        evaluator::Evaluator,
+        limits::AnalysisLimits,
         plan::{Task, error_measurement},
     },
     api::{AnalysisPhase, Measurement, Metric, MetricProvider},
@@ -181,14 +186,16 @@ pub fn terminated(mut measurement: Measurement, now: Timestamp) -> Measurement {
 
 /// The measurement of a value: its phase from the metric's conditions (an evaluation error is
 /// an Error measurement), `value` recorded as text.
-pub fn measured(
+pub async fn measured(
+    evaluator: &Evaluator,
     metric: &Metric,
     value: &MetricValue,
     text: String,
     started: Timestamp,
-    now: Timestamp,
 ) -> Measurement {
-    match condition::assess(metric, value) {
+    let assessed = evaluator.assess(metric, value).await;
+    let now = Timestamp::now();
+    match assessed {
         Ok(phase) => Measurement {
             phase,
             started_at: Some(Time(started)),
@@ -333,12 +340,16 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Builds every provider; without a client, Job metrics measure as Errors.
-    pub fn new(client: Option<kube::Client>) -> Result<Self, ProviderError> {
+    /// Builds every provider within `limits`; without a client, Job metrics measure as Errors.
+    pub fn new(
+        client: Option<kube::Client>,
+        limits: &AnalysisLimits,
+        evaluator: Arc<Evaluator>,
+    ) -> Result<Self, ProviderError> {
         ensure_crypto_provider();
         Ok(Self {
-            prometheus: prometheus::PrometheusProvider::new()?,
-            web: web::WebProvider::new()?,
+            prometheus: prometheus::PrometheusProvider::new(limits, evaluator.clone())?,
+            web: web::WebProvider::new(limits, evaluator)?,
             job: client.map(job::JobProvider::new),
         })
     }

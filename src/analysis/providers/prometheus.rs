@@ -18,6 +18,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use prometheus_http_query::{Client, response::Data};
 
+use std::sync::Arc;
+
+use crate::analysis::{evaluator::Evaluator, limits::AnalysisLimits};
+
 use super::{Provider, ProviderError, RunRef, error_chain, measured, oauth2_token};
 use crate::{
     analysis::{
@@ -37,13 +41,17 @@ pub const RESOLVED_QUERY_KEY: &str = "ResolvedPrometheusQuery";
 /// Queries Prometheus servers; the HTTP clients are shared by every measurement.
 pub struct PrometheusProvider {
     http: super::HttpClients,
+    evaluator: Arc<Evaluator>,
+    limits: AnalysisLimits,
 }
 
 impl PrometheusProvider {
     /// Builds the HTTP clients (one verifying certificates, one for `insecure: true`).
-    pub fn new() -> Result<Self, ProviderError> {
+    pub fn new(limits: &AnalysisLimits, evaluator: Arc<Evaluator>) -> Result<Self, ProviderError> {
         Ok(Self {
             http: super::HttpClients::new()?,
+            evaluator,
+            limits: limits.clone(),
         })
     }
 
@@ -160,7 +168,7 @@ impl Provider for PrometheusProvider {
                 return error_measurement("not a prometheus metric", started);
             };
             match self.query(spec).await {
-                Ok((value, text)) => measured(metric, &value, text, started, Timestamp::now()),
+                Ok((value, text)) => measured(&self.evaluator, metric, &value, text, started).await,
                 Err(message) => {
                     tracing::debug!(metric = %metric.name, %message, "prometheus query failed");
                     let mut m = error_measurement(message, Timestamp::now());

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::{web::*, *};
+use crate::analysis::{evaluator::Evaluator, limits::AnalysisLimits};
 
 fn metric(value: serde_json::Value) -> Metric {
     serde_json::from_value(value).expect("a metric")
@@ -11,7 +12,12 @@ fn metric(value: serde_json::Value) -> Metric {
 
 #[test]
 fn the_registry_picks_by_provider_key() {
-    let providers = Providers::new(None).expect("providers");
+    let providers = Providers::new(
+        None,
+        &AnalysisLimits::default(),
+        Evaluator::new(Default::default()),
+    )
+    .expect("providers");
     let prom = metric(json!({"name": "p", "provider": {"prometheus": {"query": "up"}}}));
     let web = metric(json!({"name": "w", "provider": {"web": {"url": "http://x"}}}));
     let job = metric(json!({"name": "j", "provider": {"job": {"spec": {"template": {}}}}}));
@@ -37,7 +43,12 @@ fn the_registry_picks_by_provider_key() {
 
 #[tokio::test]
 async fn an_unsupported_provider_measures_as_an_error() {
-    let providers = Providers::new(None).expect("providers");
+    let providers = Providers::new(
+        None,
+        &AnalysisLimits::default(),
+        Evaluator::new(Default::default()),
+    )
+    .expect("providers");
     let dd = metric(json!({"name": "d", "provider": {"datadog": {"query": "x"}}}));
     let m = providers.measure(&RunRef::default(), &dd, 1).await;
     assert_eq!(m.phase, AnalysisPhase::Error);
@@ -82,19 +93,20 @@ fn a_body_that_is_not_json_is_a_string_result() {
     assert_eq!(text, "healthy");
 }
 
-#[test]
-fn a_value_is_measured_with_the_conditions() {
+#[tokio::test]
+async fn a_value_is_measured_with_the_conditions() {
     let now = Timestamp::from_second(1_700_000_000).unwrap();
+    let evaluator = Evaluator::new(Default::default());
     let m = metric(json!({
         "name": "m", "successCondition": "result[0] < 0.1",
         "provider": {"prometheus": {"query": "x"}},
     }));
-    let ok = measured(&m, &vec![0.05].into(), "[0.05]".into(), now, now);
+    let ok = measured(&evaluator, &m, &vec![0.05].into(), "[0.05]".into(), now).await;
     assert_eq!(ok.phase, AnalysisPhase::Successful);
     assert_eq!(ok.value.as_deref(), Some("[0.05]"));
-    let bad = measured(&m, &vec![0.5].into(), "[0.5]".into(), now, now);
+    let bad = measured(&evaluator, &m, &vec![0.5].into(), "[0.5]".into(), now).await;
     assert_eq!(bad.phase, AnalysisPhase::Failed);
-    let empty = measured(&m, &Vec::<f64>::new().into(), "[]".into(), now, now);
+    let empty = measured(&evaluator, &m, &Vec::<f64>::new().into(), "[]".into(), now).await;
     assert_eq!(
         empty.phase,
         AnalysisPhase::Error,

@@ -17,6 +17,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json_path::JsonPath;
 
+use std::sync::Arc;
+
+use crate::analysis::{evaluator::Evaluator, limits::AnalysisLimits};
+
 use super::{Provider, ProviderError, RunRef, error_chain, measured, oauth2_token};
 use crate::{
     analysis::{condition::MetricValue, plan::error_measurement},
@@ -29,6 +33,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Calls web endpoints; the HTTP clients are shared by every measurement.
 pub struct WebProvider {
     http: super::HttpClients,
+    evaluator: Arc<Evaluator>,
+    limits: AnalysisLimits,
 }
 
 /// Parses a `jsonPath` as Argo users write it: `{$.data.ok}`, `{.data.ok}`, `$.data.ok`,
@@ -65,9 +71,11 @@ pub fn select(body: &[u8], path: &JsonPath) -> Result<(MetricValue, String), Str
 
 impl WebProvider {
     /// Builds the HTTP clients (one verifying certificates, one for `insecure: true`).
-    pub fn new() -> Result<Self, ProviderError> {
+    pub fn new(limits: &AnalysisLimits, evaluator: Arc<Evaluator>) -> Result<Self, ProviderError> {
         Ok(Self {
             http: super::HttpClients::new()?,
+            evaluator,
+            limits: limits.clone(),
         })
     }
 
@@ -151,7 +159,7 @@ impl Provider for WebProvider {
                 return error_measurement("not a web metric", started);
             };
             match self.call(spec).await {
-                Ok((value, text)) => measured(metric, &value, text, started, Timestamp::now()),
+                Ok((value, text)) => measured(&self.evaluator, metric, &value, text, started).await,
                 Err(message) => {
                     tracing::debug!(metric = %metric.name, %message, "web metric failed");
                     let mut m = error_measurement(message, Timestamp::now());
