@@ -16,7 +16,10 @@ use serde_json::json;
 
 use super::plan::{
     Action, Plan,
-    analysis::{NewRun, ROLLOUT_TYPE_LABEL, RunKind, SPENT_LABEL, STEP_INDEX_LABEL},
+    analysis::{
+        NewRun, ROLLOUT_TYPE_LABEL, RunKind, SPENT_LABEL, STEP_INDEX_LABEL,
+        TERMINATED_BY_CONTROLLER, TERMINATED_LABEL,
+    },
     metadata::EPHEMERAL_ANNOTATION,
 };
 use crate::{
@@ -96,7 +99,11 @@ pub async fn apply_actions(client: &Client, rollout: &Rollout, plan: &Plan) -> R
             Action::CreateAnalysisRun(run) => create_run(client, rollout, run).await?,
             Action::TerminateAnalysisRun { name } => {
                 let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &namespace);
-                let patch = json!({ "spec": { "terminate": true } });
+                // Marked as the controller's doing: such a run is never evidence of a pass.
+                let patch = json!({
+                    "metadata": { "labels": { TERMINATED_LABEL: TERMINATED_BY_CONTROLLER } },
+                    "spec": { "terminate": true },
+                });
                 let result = runs.patch(name, &patch_params, &Patch::Merge(&patch)).await;
                 match result {
                     Err(e) if is_not_found(&e) => {}

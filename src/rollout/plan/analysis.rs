@@ -20,6 +20,11 @@ pub const ROLLOUT_TYPE_LABEL: &str = "rollout-type";
 pub const STEP_INDEX_LABEL: &str = "step-index";
 /// Label of a run a retry left behind: it no longer speaks for its version.
 pub const SPENT_LABEL: &str = "sluice.dev/spent";
+/// Label of a run that a controller asked to stop, with who asked ([`TERMINATED_BY_CONTROLLER`]):
+/// a run cut short by Sluice is never evidence that its version passed.
+pub const TERMINATED_LABEL: &str = "sluice.dev/terminated-by";
+/// The [`TERMINATED_LABEL`] value of a run Sluice itself terminated.
+pub const TERMINATED_BY_CONTROLLER: &str = "controller";
 /// Completed runs of each outcome kept per rollout, when the spec is silent.
 pub const DEFAULT_HISTORY_LIMIT: i32 = 5;
 
@@ -74,6 +79,8 @@ pub struct RunView {
     pub terminating: bool,
     /// Whether a retry left it behind ([`SPENT_LABEL`]).
     pub spent: bool,
+    /// Whether Sluice asked it to stop ([`TERMINATED_LABEL`]); a person's terminate is not this.
+    pub cut_by_controller: bool,
     /// When it was created.
     pub created: Option<Timestamp>,
 }
@@ -104,6 +111,8 @@ impl RunView {
             message: status.and_then(|s| s.message.clone()),
             terminating: run.spec.is_terminated(),
             spent: labels.contains_key(SPENT_LABEL),
+            cut_by_controller: labels.get(TERMINATED_LABEL).map(String::as_str)
+                == Some(TERMINATED_BY_CONTROLLER),
             created: run.metadata.creation_timestamp.as_ref().map(|t| t.0),
         }
     }
@@ -137,6 +146,17 @@ pub enum Verdict {
     Held,
 }
 
+impl RunView {
+    /// Whether the run can speak for its version: not left behind by a retry, and not cut
+    /// short by the controller unless what it measured before already failed it (a terminated
+    /// run reads Successful with no verdict behind it, so it is never a pass).
+    pub fn is_evidence(&self) -> bool {
+        !self.spent
+            && (!self.cut_by_controller
+                || matches!(self.phase, AnalysisPhase::Failed | AnalysisPhase::Error))
+    }
+}
+
 /// Finds or starts the run of `kind` for the version `hash`, marks it needed, and returns its
 /// verdict and the status entry to record. `recorded` is the entry the status holds for this
 /// kind of run.
@@ -148,7 +168,7 @@ pub fn require(
     recorded: Option<&RolloutAnalysisRunStatus>,
 ) -> (Verdict, RolloutAnalysisRunStatus) {
     let runs: Vec<RunView> = p.runs.clone();
-    let matches = |r: &&RunView| r.kind == Some(kind) && r.hash == hash && !r.spent;
+    let matches = |r: &&RunView| r.kind == Some(kind) && r.hash == hash && r.is_evidence();
     // The recorded run, if it is this kind's; else the newest one this attempt started (its
     // status write was lost), finished or not: a run is never started twice for one attempt.
     let found = recorded
@@ -259,17 +279,24 @@ fn fresh_name(p: &Planner<'_>, kind: RunKind, hash: &str) -> String {
 }
 
 /// A retry: the runs of version `hash` speak for the aborted attempt, not the next one; they
-/// are marked so that the retry starts its own.
+/// are marked so that the retry starts its own, in this same plan.
 pub fn spend(p: &mut Planner<'_>, hash: &str) {
-    let spent: Vec<String> = p
-        .runs
-        .iter()
-        .filter(|r| r.hash == hash && !r.spent)
-        .map(|r| r.name.clone())
-        .collect();
+    let mut spent = Vec::new();
+    for run in p.runs.iter_mut().filter(|r| r.hash == hash && !r.spent) {
+        run.spent = true;
+        spent.push(run.name.clone());
+    }
     for name in spent {
         p.act(Action::SpendAnalysisRun { name });
     }
+}
+
+/// Whether the attempt at version `hash` has started a run of `kind` that still speaks for it:
+/// such a run stays needed whatever happens meanwhile (a pause, a moment of unreadiness).
+pub fn started(p: &Planner<'_>, kind: RunKind, hash: &str) -> bool {
+    p.runs
+        .iter()
+        .any(|r| r.kind == Some(kind) && r.hash == hash && r.is_evidence())
 }
 
 /// Stops the runs nothing waits on any more, and deletes completed runs beyond the history

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use super::{
     Action, EventType, Planner,
     analysis::{self, RunKind},
-    canary::judge,
+    canary::{self, judge},
     metadata,
     replicasets::{SCALE_DOWN_DEADLINE_ANNOTATION, SetView, add_anti_affinity},
 };
@@ -201,7 +201,9 @@ fn update(
     let pre_passed = match strategy.pre_promotion_analysis.as_ref() {
         None => true,
         Some(_) if switched_before => true,
-        Some(analysis) if preview_ready => {
+        // Once started, the run stays needed while the preview is briefly short of pods: it is
+        // never cut short and read as a pass.
+        Some(analysis) if preview_ready || analysis::started(p, RunKind::PrePromotion, hash) => {
             let recorded = p
                 .status
                 .blue_green
@@ -331,7 +333,7 @@ fn promoted(p: &mut Planner<'_>, strategy: &BlueGreenStrategy, preview_ready: bo
         .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
     match (started, timer) {
         (Some(start), Some(timer)) => {
-            let waited = p.now.duration_since(start).unsigned_abs();
+            let waited = canary::waited(p, reason, start);
             if waited >= timer {
                 clear_pause(p);
                 p.event(
@@ -389,6 +391,11 @@ fn abort(
         bg.scale_up_preview_check_point = None;
     }
     let aborted_at = match p.status.aborted_at.clone() {
+        // An abort recorded in the future has waited nothing: its delay starts now.
+        Some(t) if t.0 > p.now => {
+            p.status.aborted_at = Some(p.now_time());
+            p.now
+        }
         Some(t) => t.0,
         None => {
             p.status.aborted_at = Some(p.now_time());

@@ -78,6 +78,10 @@ pub fn plan(
     let counts = Counts::of(&p.sets, hash, stable_hash.as_deref());
     if canary_running && p.status.abort != Some(true) && !user_paused {
         index = advance(p, steps, index, hash, desired, limits, &counts);
+    } else if canary_running && p.status.abort != Some(true) {
+        // Paused by a person: the steps wait, but the analysis of the step the rollout stands
+        // at goes on (a run cut short would be no evidence), and its failure still aborts.
+        hold_step_analysis(p, steps, index, hash);
     }
     if canary_running && p.status.abort != Some(true) {
         background_analysis(p, strategy, index, hash);
@@ -283,6 +287,19 @@ fn step_analysis_done(
     judge(p, verdict)
 }
 
+/// Keeps the run of the `analysis` step at `index` going while the rollout is paused; a run it
+/// already has is judged (a failure aborts), none is started.
+fn hold_step_analysis(p: &mut Planner<'_>, steps: &[CanaryStep], index: i32, hash: &str) {
+    let Some(CanaryStep::Analysis(analysis)) =
+        usize::try_from(index).ok().and_then(|i| steps.get(i))
+    else {
+        return;
+    };
+    if analysis::started(p, RunKind::Step(index), hash) {
+        step_analysis_done(p, analysis, index, hash);
+    }
+}
+
 /// Runs `canary.analysis` from its starting step on, while the canary runs.
 fn background_analysis(p: &mut Planner<'_>, strategy: &CanaryStrategy, index: i32, hash: &str) {
     let Some(background) = strategy.analysis.as_ref() else {
@@ -341,7 +358,7 @@ fn pause_done(p: &mut Planner<'_>, duration: Option<Duration>) -> bool {
         .map(|c| c.start_time.0);
     match (started, duration) {
         (Some(start), Some(duration)) => {
-            let elapsed = p.now.duration_since(start).unsigned_abs();
+            let elapsed = waited(p, reason, start);
             if elapsed >= duration {
                 p.status.pause_conditions.retain(|c| c.reason != reason);
                 p.status.controller_pause = None;
@@ -378,6 +395,25 @@ fn pause_done(p: &mut Planner<'_>, duration: Option<Duration>) -> bool {
             false
         }
     }
+}
+
+/// How long the pause of `reason` that began at `start` has lasted. A start in the future (a
+/// skewed clock, a status written by hand) is no time waited: the pause restarts now, so it
+/// neither ends early nor waits for a far-off date.
+pub fn waited(p: &mut Planner<'_>, reason: PauseReason, start: jiff::Timestamp) -> Duration {
+    if start > p.now {
+        let now = p.now_time();
+        for condition in p
+            .status
+            .pause_conditions
+            .iter_mut()
+            .filter(|c| c.reason == reason)
+        {
+            condition.start_time = now.clone();
+        }
+        return Duration::ZERO;
+    }
+    p.now.duration_since(start).unsigned_abs()
 }
 
 /// The canary weight at a step: the last `setWeight` at or before it, 100 past the last step.

@@ -23,6 +23,7 @@ fn run(name: &str, kind: RunKind, phase: AnalysisPhase, age: i64) -> RunView {
         message: Some("metric \"rate\" assessed Failed".into()),
         terminating: false,
         spent: false,
+        cut_by_controller: false,
         created: Some(Timestamp::from_second(1_800_000_000 + age).expect("a time")),
     }
 }
@@ -222,4 +223,186 @@ fn runs_nothing_waits_on_are_terminated_and_old_ones_deleted_beyond_the_limits()
             "terminate AnalysisRun bg",
         ]
     );
+}
+
+/// A canary of 4 whose second step is an analysis, deployed and Healthy on `web:1`, then
+/// updated to `web:2` until the analysis run exists; returns the run's name.
+fn at_step_analysis() -> (Sim, String) {
+    let mut sim = deployed(
+        serde_json::json!({
+            "maxSurge": 1, "maxUnavailable": 0,
+            "steps": [
+                { "setWeight": 25 },
+                { "analysis": { "templates": [{ "templateName": "success-rate" }] } },
+                { "setWeight": 75 },
+            ]
+        }),
+        4,
+    );
+    sim.set_image("web:2");
+    sim.run(10);
+    let run = sim
+        .runs
+        .iter()
+        .find(|r| r.kind == Some(RunKind::Step(1)))
+        .expect("the step's run was started")
+        .name
+        .clone();
+    set_phase(&mut sim, &run, AnalysisPhase::Running);
+    (sim, run)
+}
+
+fn set_phase(sim: &mut Sim, name: &str, phase: AnalysisPhase) {
+    for r in sim.runs.iter_mut().filter(|r| r.name == name) {
+        r.phase = phase;
+    }
+}
+
+fn terminated(sim: &Sim) -> Vec<String> {
+    sim.runs
+        .iter()
+        .filter(|r| r.terminating)
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+#[test]
+fn a_pause_keeps_the_step_analysis_running_and_its_failure_still_aborts() {
+    let (mut sim, run) = at_step_analysis();
+    sim.rollout.spec.paused = Some(true);
+    sim.advance(30);
+    sim.run(10);
+    assert_eq!(
+        terminated(&sim),
+        Vec::<String>::new(),
+        "paused, not stopped"
+    );
+    assert_eq!(sim.status().current_step_index, Some(1));
+
+    // It fails while the rollout is paused: the rollout aborts, as Argo's does.
+    set_phase(&mut sim, &run, AnalysisPhase::Failed);
+    sim.run(10);
+    assert_eq!(sim.status().abort, Some(true));
+    assert_eq!(argocd_health(&sim.rollout).0, "Degraded");
+}
+
+#[test]
+fn a_run_the_controller_cut_short_is_no_pass_and_a_fresh_run_decides() {
+    let (mut sim, run) = at_step_analysis();
+    // What an earlier controller did (or any cut it makes): terminated, read Successful.
+    for r in sim.runs.iter_mut().filter(|r| r.name == run) {
+        r.terminating = true;
+        r.cut_by_controller = true;
+        r.phase = AnalysisPhase::Successful;
+    }
+    sim.run(10);
+    assert_eq!(
+        sim.status().current_step_index,
+        Some(1),
+        "a terminated run never promotes the step"
+    );
+    let fresh: Vec<String> = sim
+        .runs
+        .iter()
+        .filter(|r| r.kind == Some(RunKind::Step(1)) && r.name != run)
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(
+        fresh,
+        [format!("{run}.2")],
+        "a fresh run analyses the version"
+    );
+    assert_eq!(
+        sim.status()
+            .canary
+            .and_then(|c| c.current_step_analysis_run_status)
+            .map(|s| s.name),
+        Some(format!("{run}.2"))
+    );
+
+    // Its pass is the one that counts.
+    set_phase(&mut sim, &format!("{run}.2"), AnalysisPhase::Successful);
+    sim.run(20);
+    assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
+}
+
+#[test]
+fn a_person_terminating_a_run_lets_the_step_pass_as_in_argo() {
+    let (mut sim, run) = at_step_analysis();
+    for r in sim.runs.iter_mut().filter(|r| r.name == run) {
+        r.terminating = true;
+        r.phase = AnalysisPhase::Successful;
+    }
+    sim.run(20);
+    assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
+}
+
+#[test]
+fn retry_after_a_failed_analysis_starts_a_new_run_in_the_same_reconcile() {
+    // Background analysis is needed from the first step, so the retry's first reconcile reads it.
+    let mut sim = deployed(
+        serde_json::json!({
+            "maxSurge": 1, "maxUnavailable": 0,
+            "analysis": { "templates": [{ "templateName": "success-rate" }] },
+            "steps": [ { "setWeight": 25 }, { "pause": {} } ]
+        }),
+        4,
+    );
+    sim.set_image("web:2");
+    sim.run(10);
+    let background = |sim: &Sim| {
+        sim.status()
+            .canary
+            .and_then(|c| c.current_background_analysis_run_status)
+            .map(|s| s.name)
+    };
+    let run = background(&sim).expect("the background run started");
+    set_phase(&mut sim, &run, AnalysisPhase::Failed);
+    sim.run(10);
+    assert_eq!(sim.status().abort, Some(true));
+
+    sim.patch_status(|s| s.abort = None);
+    let retried = sim.reconcile();
+    assert_ne!(
+        retried.status.abort,
+        Some(true),
+        "the old failure is spent, not read again"
+    );
+    let fresh = background(&sim).expect("the retry's run is recorded");
+    assert_ne!(fresh, run, "a new run in the retry's first reconcile");
+    assert!(
+        retried
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateAnalysisRun(r) if r.name == fresh)),
+        "{:?}",
+        retried.actions
+    );
+    sim.run(10);
+    assert_ne!(sim.status().abort, Some(true));
+}
+
+#[test]
+fn a_pause_start_in_the_future_is_no_time_waited() {
+    let mut sim = deployed(standard_steps(), 5);
+    sim.set_image("web:2");
+    sim.run(10);
+    assert_eq!(sim.status().current_step_index, Some(1), "at the 10s pause");
+    let future = sim.now + Duration::from_secs(3600);
+    sim.patch_status(|s| {
+        for c in &mut s.pause_conditions {
+            c.start_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(future);
+        }
+    });
+    sim.reconcile();
+    assert_eq!(
+        sim.status().current_step_index,
+        Some(1),
+        "an hour in the future is not ten seconds waited"
+    );
+    let start = sim.status().pause_conditions[0].start_time.0;
+    assert_eq!(start, sim.now, "the pause starts over now, not in an hour");
+    sim.advance(11);
+    sim.run(10);
+    assert_eq!(sim.status().current_step_index, Some(3));
 }

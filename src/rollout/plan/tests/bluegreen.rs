@@ -582,3 +582,45 @@ fn active_and_preview_metadata_follow_the_role_of_each_set() {
         "the old set is no longer active"
     );
 }
+
+#[test]
+fn a_pre_promotion_run_stays_needed_while_the_preview_is_briefly_short_of_pods() {
+    let mut sim = deployed_bg(
+        serde_json::json!({
+            "autoPromotionEnabled": false,
+            "prePromotionAnalysis": { "templates": [{ "templateName": "smoke" }] }
+        }),
+        3,
+    );
+    sim.set_image("web:2");
+    sim.run(10);
+    let run = sim
+        .runs
+        .iter()
+        .find(|r| r.kind == Some(super::super::analysis::RunKind::PrePromotion))
+        .expect("the pre-promotion run started once the preview was ready")
+        .name
+        .clone();
+    // A moment of unreadiness (a pod restarting) in the preview set.
+    sim.broken_image = Some("web:2".into());
+    sim.run(5);
+    assert!(
+        sim.runs.iter().all(|r| !r.terminating),
+        "the run is not cut short: {:?}",
+        sim.runs
+    );
+    sim.broken_image = None;
+    sim.run(5);
+    promote(&mut sim);
+    sim.run(10);
+    assert_ne!(
+        active(&sim).as_deref(),
+        Some(sim.hash_of("web:2").as_str()),
+        "no switch before the run passes"
+    );
+    for r in sim.runs.iter_mut().filter(|r| r.name == run) {
+        r.phase = crate::api::AnalysisPhase::Successful;
+    }
+    sim.run(10);
+    assert_eq!(active(&sim).as_deref(), Some(sim.hash_of("web:2").as_str()));
+}

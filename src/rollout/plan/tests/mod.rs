@@ -153,6 +153,7 @@ impl Sim {
                             message: None,
                             terminating: false,
                             spent: false,
+                            cut_by_controller: false,
                             created: Some(self.now),
                         });
                     }
@@ -163,7 +164,10 @@ impl Sim {
                         .iter_mut()
                         .find(|r| r.name == *name)
                         .expect("terminating a run that exists");
+                    // As the AnalysisRun controller ends a terminated run, and with the label
+                    // the terminate patch sets.
                     run.terminating = true;
+                    run.cut_by_controller = true;
                     run.phase = crate::api::AnalysisPhase::Successful;
                 }
                 Action::DeleteAnalysisRun { name } => self.runs.retain(|r| r.name != *name),
