@@ -364,3 +364,66 @@ async fn prometheus_gone_mid_run_is_an_error_and_an_abort_never_a_promotion() {
         Some(AnalysisPhase::Error)
     );
 }
+
+/// `spec.paused` (what `kubectl sluice pause` and Argo CD's pause action write) during a step's
+/// analysis: the run keeps measuring instead of being terminated (a terminated run reads
+/// Successful, which once let the unanalysed version through on resume), and a failure while
+/// paused aborts the rollout.
+#[tokio::test]
+async fn a_pause_during_a_step_analysis_keeps_its_run_and_a_failure_still_aborts() {
+    let prometheus = prometheus(99.0).await;
+    let t = Setup::new("analysis-paused").await;
+    template_with(
+        &t,
+        &prometheus,
+        "success-rate",
+        SUCCESS_RATE,
+        json!({ "count": 60, "failureLimit": 0 }),
+    )
+    .await;
+    let steps = json!([{ "setWeight": 50 }, { "analysis": analysis("success-rate") }]);
+    t.create(rollout(2, steps, json!({}))).await;
+    t.healthy().await;
+    t.set_image("example/app:2").await;
+    let analysing = t
+        .wait(60, "the step's run measuring", |r| {
+            status(r)
+                .canary
+                .and_then(|c| c.current_step_analysis_run_status)
+                .is_some_and(|s| s.status == Some(AnalysisPhase::Running))
+        })
+        .await;
+    let name = status(&analysing)
+        .canary
+        .and_then(|c| c.current_step_analysis_run_status)
+        .expect("the step's run")
+        .name;
+    t.patch_spec(json!({ "spec": { "paused": true } })).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let run =
+        t.ns.api::<AnalysisRun>()
+            .get(&name)
+            .await
+            .expect("the run");
+    assert!(
+        !run.spec.is_terminated(),
+        "a pause does not terminate the step's run"
+    );
+    assert_eq!(
+        run.status.as_ref().map(|s| s.phase),
+        Some(AnalysisPhase::Running)
+    );
+
+    set_rate(&prometheus, 50.0).await;
+    let aborted = t
+        .wait(60, "the rollout aborted by its analysis while paused", |r| {
+            status(r).phase == Some(RolloutPhase::Degraded)
+        })
+        .await;
+    let recorded = status(&aborted)
+        .canary
+        .and_then(|c| c.current_step_analysis_run_status)
+        .expect("the step's run");
+    assert_eq!(recorded.name, name);
+    assert_eq!(recorded.status, Some(AnalysisPhase::Failed));
+}
