@@ -11,11 +11,12 @@
 //! | `rollout_reconcile_error{namespace,name,reason}`           | unknown   | yes (Sluice adds `reason`) |
 //! | `analysis_run_info{namespace,name,phase}` = 1               | gauge     | yes |
 //! | `analysis_run_metric_phase{namespace,name,metric,type,phase}` = 0/1 | gauge | yes |
+//! | `analysis_run_reconcile_error{namespace,name,reason}`      | unknown   | yes (Sluice adds `reason`) |
 //! | `sluice_kube_requests_total{verb,resource,status_code}`    | counter   | Sluice's own |
 //! | `sluice_reconcile_kube_requests_bucket/_sum/_count{controller}` | histogram | Sluice's own |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | as every Prometheus client |
 //!
-//! `rollout_reconcile_error` is a counter in meaning, but OpenMetrics requires a counter's sample to
+//! `rollout_reconcile_error` (and `analysis_run_reconcile_error`) is a counter in meaning, but OpenMetrics requires a counter's sample to
 //! end in `_total`, and Argo (which serves the classic text format) exposes it without the suffix,
 //! which is the name stored in Prometheus and used by existing queries. Sluice therefore exposes it
 //! with the OpenMetrics type `unknown`, whose sample keeps the bare name; `rate()` and `increase()`
@@ -27,7 +28,9 @@
 //!
 //! Per-rollout series live in one map keyed by namespace and name and are written out at scrape
 //! time, so a rollout has exactly one `rollout_info` series and [`Metrics::forget_rollout`] drops
-//! all of its series at once.
+//! all of its series at once. AnalysisRuns have a map of their own: a run's errors never count
+//! against a Rollout, and [`Metrics::forget_analysis_run`] (or
+//! [`Metrics::retain_analysis_runs`], after the watch lists the runs again) drops them.
 
 use std::{
     collections::BTreeMap,
@@ -202,7 +205,7 @@ impl Metrics {
     }
 
     /// Records an AnalysisRun's phase and each metric's (`metrics` as name, provider type,
-    /// phase), replacing what was recorded before.
+    /// phase), replacing what was recorded before (its error counts stay).
     pub fn set_analysis_run(
         &self,
         namespace: &str,
@@ -210,20 +213,41 @@ impl Metrics {
         phase: &str,
         metrics: Vec<(String, String, String)>,
     ) {
-        self.runs.lock().insert(
-            (namespace.to_owned(), name.to_owned()),
-            RunInfo {
-                phase: phase.to_owned(),
-                metrics,
-            },
-        );
+        let mut runs = self.runs.lock();
+        let run = runs
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default();
+        run.phase = Some(phase.to_owned());
+        run.metrics = metrics;
     }
 
-    /// Drops the series of a deleted AnalysisRun.
+    /// Counts a failed reconcile of an AnalysisRun in `analysis_run_reconcile_error`, never in
+    /// a Rollout's series; `reason` is the error's short reason, so the label's values stay few.
+    pub fn analysis_run_reconcile_error(&self, namespace: &str, name: &str, reason: &str) {
+        *self
+            .runs
+            .lock()
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default()
+            .errors
+            .entry(reason.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Drops every series of a deleted AnalysisRun.
     pub fn forget_analysis_run(&self, namespace: &str, name: &str) {
         self.runs
             .lock()
             .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Keeps the series of the AnalysisRuns `exists(namespace, name)` says are still there and
+    /// drops the others: after the watch lists the runs again, a run deleted meanwhile (whose
+    /// deletion no event reported) leaves no series behind.
+    pub fn retain_analysis_runs(&self, exists: impl Fn(&str, &str) -> bool) {
+        self.runs
+            .lock()
+            .retain(|(namespace, name), _| exists(namespace, name));
     }
 
     /// The OpenMetrics text of every metric, ending in `# EOF`.
@@ -406,11 +430,14 @@ pub const ANALYSIS_PHASES: [&str; 6] = [
 #[derive(Debug, Default)]
 struct RunSeries(Mutex<BTreeMap<(String, String), RunInfo>>);
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct RunInfo {
-    phase: String,
+    /// The run's phase; `None` until it is first recorded (an error may come first).
+    phase: Option<String>,
     /// (metric, provider type, phase).
     metrics: Vec<(String, String, String)>,
+    /// Failed reconciles, by reason.
+    errors: BTreeMap<String, u64>,
 }
 
 impl RunSeries {
@@ -429,10 +456,13 @@ impl Collector for RunSeries {
             MetricType::Gauge,
         )?;
         for ((ns, name), run) in runs.iter() {
+            let Some(phase) = run.phase.as_deref() else {
+                continue;
+            };
             let labels = [
                 ("namespace", ns.as_str()),
                 ("name", name.as_str()),
-                ("phase", run.phase.as_str()),
+                ("phase", phase),
             ];
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
         }
@@ -455,6 +485,23 @@ impl Collector for RunSeries {
                     let value = i64::from(current == phase);
                     ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
                 }
+            }
+        }
+        // `unknown`, not `counter`, as `rollout_reconcile_error` (see the module's header).
+        let mut family = encoder.encode_descriptor(
+            "analysis_run_reconcile_error",
+            "Errors during analysis run reconciles, by reason.",
+            None,
+            MetricType::Unknown,
+        )?;
+        for ((ns, name), run) in runs.iter() {
+            for (reason, count) in &run.errors {
+                let labels = [
+                    ("namespace", ns.as_str()),
+                    ("name", name.as_str()),
+                    ("reason", reason),
+                ];
+                family.encode_family(&labels)?.encode_gauge(count)?;
             }
         }
         Ok(())
@@ -665,6 +712,45 @@ mod tests {
         );
         metrics.forget_analysis_run("shop", "web-1");
         assert!(!metrics.encode().contains("web-1"));
+    }
+
+    #[test]
+    fn analysis_run_errors_have_their_own_series() {
+        let metrics = Metrics::new();
+        metrics.analysis_run_reconcile_error("shop", "web-1", "StatusWrite");
+        metrics.set_analysis_run("shop", "web-1", "Running", vec![]);
+        metrics.analysis_run_reconcile_error("shop", "web-1", "StatusWrite");
+        let text = metrics.encode();
+        assert!(
+            text.lines()
+                .any(|l| l == "# TYPE analysis_run_reconcile_error unknown"),
+            "{text}"
+        );
+        assert_eq!(
+            lines_starting(&text, "analysis_run_reconcile_error{"),
+            [
+                r#"analysis_run_reconcile_error{namespace="shop",name="web-1",reason="StatusWrite"} 2"#
+            ]
+        );
+        assert!(
+            lines_starting(&text, "rollout_").is_empty(),
+            "an AnalysisRun's error is no Rollout's: {text}"
+        );
+        metrics.forget_analysis_run("shop", "web-1");
+        assert!(!metrics.encode().contains("web-1"));
+    }
+
+    #[test]
+    fn runs_gone_after_a_relist_lose_their_series() {
+        let metrics = Metrics::new();
+        for name in ["kept", "gone"] {
+            metrics.set_analysis_run("shop", name, "Running", vec![]);
+            metrics.analysis_run_reconcile_error("shop", name, "SecretUnavailable");
+        }
+        metrics.retain_analysis_runs(|namespace, name| namespace == "shop" && name == "kept");
+        let text = metrics.encode();
+        assert!(text.contains(r#"name="kept""#), "{text}");
+        assert!(!text.contains(r#"name="gone""#), "{text}");
     }
 
     #[test]

@@ -359,12 +359,18 @@ impl ResolvedArgs {
         self.values.get(name).map(String::as_str)
     }
 
-    /// `text` with every Secret value replaced by `*****` (for messages and logs).
+    /// `text` with every Secret value replaced by `*****`, as written and in the forms it takes
+    /// on its way out (percent-encoded, JSON-escaped, base64): for messages, values and logs.
     pub fn redact(&self, text: &str) -> String {
-        self.secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "*****"))
+        if self.secrets.is_empty() {
+            return text.to_owned();
+        }
+        redact::redact(text, self.secrets.iter().map(String::as_str))
+    }
+
+    /// Whether any value came from a Secret (nothing to redact otherwise).
+    pub fn has_secrets(&self) -> bool {
+        self.secrets.iter().any(|s| !s.is_empty())
     }
 }
 
@@ -542,5 +548,6 @@ fn substitute_json(
 }
 
 mod field_path;
+mod redact;
 #[cfg(test)]
 mod tests;

@@ -2,15 +2,28 @@
 //! reconcile, writes the status when it changed, and requeues exactly when the next measurement
 //! is due. A completed run with nothing in flight costs nothing: it is not requeued, and only a
 //! change to it wakes it again.
+//!
+//! No run can take the controller down: runs are watched through `DeserializeGuard`, so one
+//! that the types cannot read is reported (a Warning event, its status Error) instead of
+//! failing every list of runs; a run's reconcile errors and series are its own
+//! (`analysis_run_*`), dropped when it is deleted; and a stop gives the passes in flight
+//! [`SHUTDOWN_GRACE`], then drops them unwritten (the next leader measures again).
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
-use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use k8s_openapi::{
+    api::{
+        batch::v1::Job,
+        core::v1::{ObjectReference, Secret},
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::PostParams,
+    api::{Patch, PatchParams, PostParams},
+    core::{DeserializeGuard, error_boundary::InvalidObject},
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
@@ -24,7 +37,7 @@ use super::{
     args::secret_names,
     evaluator::Evaluator,
     limits::AnalysisLimits,
-    pass::run_pass,
+    pass::run_pass_within,
     providers::{Providers, job::RUN_UID_LABEL, key},
 };
 use crate::{
@@ -52,16 +65,21 @@ struct Context {
     providers: Providers,
     metrics: Arc<Metrics>,
     recorder: Recorder,
+    limits: AnalysisLimits,
 }
 
-/// Runs the AnalysisRun controller until `shutdown` resolves; in-flight passes finish first.
+/// A watched run: the run, or what could be read of one the types cannot read.
+type Guarded = DeserializeGuard<AnalysisRun>;
+
+/// Runs the AnalysisRun controller until `shutdown` resolves; passes in flight then get
+/// [`SHUTDOWN_GRACE`] to finish and are dropped after it, their results unwritten.
 pub async fn run(
     client: Client,
     config: Config,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let (runs, jobs): (Api<AnalysisRun>, Api<Job>) = match config.namespace.as_deref() {
+    let (runs, jobs): (Api<Guarded>, Api<Job>) = match config.namespace.as_deref() {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -80,9 +98,12 @@ pub async fn run(
         client,
         providers,
         metrics,
+        limits: config.limits.clone(),
     });
-    // Runs through a reflector of our own, so a deletion drops the run's metric series.
-    let (store, writer) = reflector::store::<AnalysisRun>();
+    // Runs through a reflector of our own, so a deletion drops the run's metric series, and a
+    // new full list (after the watch was interrupted) drops those of runs deleted meanwhile.
+    let (store, writer) = reflector::store::<Guarded>();
+    let listed = store.clone();
     let forget = context.metrics.clone();
     let selector = match config.instance_id.as_deref() {
         Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
@@ -96,10 +117,23 @@ pub async fn run(
     .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
     .modify(crate::rollout::trim)
     .reflect(writer)
-    .inspect_ok(move |event| {
-        if let watcher::Event::Delete(run) = event {
-            forget.forget_analysis_run(&run.namespace().unwrap_or_default(), &run.name_any());
+    .inspect_ok(move |event| match event {
+        watcher::Event::Delete(run) => {
+            let (namespace, name) = key_of(meta_of(run));
+            forget.forget_analysis_run(&namespace, &name);
         }
+        watcher::Event::InitDone => {
+            // The reflector has swapped the new list in by now.
+            let present: std::collections::BTreeSet<(String, String)> = listed
+                .state()
+                .iter()
+                .map(|run| key_of(meta_of(run)))
+                .collect();
+            forget.retain_analysis_runs(|namespace, name| {
+                present.contains(&(namespace.to_owned(), name.to_owned()))
+            });
+        }
+        _ => {}
     })
     .applied_objects();
     let shutdown = shutdown.shared();
@@ -123,8 +157,26 @@ pub async fn run(
     Ok(())
 }
 
-/// How long in-flight passes may take to finish once a stop is asked for.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long in-flight passes may take to finish once a stop is asked for; a measurement still
+/// waiting then (a web metric's long timeout) is dropped, so the process ends well within a
+/// pod's termination grace period.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// A run's metadata, whether or not the rest of it could be read.
+fn meta_of(run: &Guarded) -> &ObjectMeta {
+    match &run.0 {
+        Ok(run) => &run.metadata,
+        Err(invalid) => &invalid.metadata,
+    }
+}
+
+/// A run's (namespace, name).
+fn key_of(meta: &ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
 
 /// Why a pass could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -144,19 +196,77 @@ enum Error {
     },
 }
 
+impl Error {
+    /// The short reason in `analysis_run_reconcile_error`'s `reason` label.
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Secret { .. } => "SecretUnavailable",
+            Self::Status { .. } => "StatusWrite",
+        }
+    }
+}
+
 /// [`reconcile`], with the API requests it made recorded in `sluice_reconcile_kube_requests`.
-async fn metered_reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn metered_reconcile(run: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let metrics = ctx.metrics.clone();
-    let (result, requests) = crate::client::counting_requests(reconcile(run, ctx)).await;
+    let (result, requests) = crate::client::counting_requests(async move {
+        match &run.0 {
+            Ok(readable) => reconcile(readable, ctx).await,
+            Err(invalid) => unreadable(invalid, &ctx).await,
+        }
+    })
+    .await;
     metrics.reconcile_requests("analysisrun", requests);
     result
 }
 
-async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// A run the types cannot read (a field of the wrong type, a duration that is not one): a
+/// Warning event and an Error status say why, once per change of the run; nothing else waits
+/// on it.
+async fn unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let meta = &invalid.metadata;
+    let (namespace, name) = key_of(meta);
+    let message: String = format!("the AnalysisRun cannot be read: {}", invalid.error)
+        .chars()
+        .take(1000)
+        .collect();
+    warn!(namespace, run = name, error = %invalid.error, "cannot read AnalysisRun");
+    let api: Api<Guarded> = Api::namespaced(ctx.client.clone(), &namespace);
+    let status = serde_json::json!({ "status": { "phase": "Error", "message": message } });
+    match api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
+        Err(source) => return Err(Error::Status { run: name, source }),
+    }
+    let reference = ObjectReference {
+        api_version: Some(AnalysisRun::api_version(&()).into_owned()),
+        kind: Some(AnalysisRun::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        ..ObjectReference::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "InvalidSpec".into(),
+        note: Some(message),
+        action: "Analyse".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        warn!(run = %name, error = %e, "recording an event failed");
+    }
+    Ok(Action::await_change())
+}
+
+async fn reconcile(run: &AnalysisRun, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = run.namespace().unwrap_or_default();
     let name = run.name_any();
     let before = run.status.clone().unwrap_or_default();
-    record_metrics(&ctx.metrics, &run, &before);
+    record_metrics(&ctx.metrics, run, &before);
     if before.phase.is_completed()
         && super::plan::settled(&before)
         && run.metadata.deletion_timestamp.is_none()
@@ -179,10 +289,10 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, E
     }
     let source = |secret: &str| fetched.get(secret).cloned().unwrap_or(Ok(None));
 
-    let pass = run_pass(&run, &ctx.providers, &source, None).await;
+    let pass = run_pass_within(run, &ctx.providers, &source, None, &ctx.limits).await;
     if pass.status != before {
         let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
-        let mut updated = (*run).clone();
+        let mut updated = run.clone();
         updated.status = Some(pass.status.clone());
         let result = api
             .replace_status(&name, &PostParams::default(), &updated)
@@ -195,7 +305,7 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<Context>) -> Result<Action, E
             }
             Err(source) => return Err(Error::Status { run: name, source }),
         }
-        record_metrics(&ctx.metrics, &run, &pass.status);
+        record_metrics(&ctx.metrics, run, &pass.status);
     }
     if pass.completed_now {
         let phase = pass.status.phase;
@@ -258,13 +368,11 @@ fn record_metrics(metrics: &Metrics, run: &AnalysisRun, status: &AnalysisRunStat
     );
 }
 
-fn error_policy(run: Arc<AnalysisRun>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(run = %run.name_any(), error = %error, "analysis pass failed; retrying");
-    ctx.metrics.reconcile_error(
-        &run.namespace().unwrap_or_default(),
-        &run.name_any(),
-        "AnalysisRunFailed",
-    );
+fn error_policy(run: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    let (namespace, name) = key_of(meta_of(&run));
+    warn!(namespace, run = name, reason = error.reason(), error = %error, "analysis pass failed; retrying");
+    ctx.metrics
+        .analysis_run_reconcile_error(&namespace, &name, error.reason());
     Action::requeue(Duration::from_secs(5))
 }
 

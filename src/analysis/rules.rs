@@ -2,6 +2,12 @@
 //! substituted, its schedule, its limits, whether it is a dry run and how many measurements to
 //! keep. PURE.
 //!
+//! The controller's [`AnalysisLimits`] bound every metric here: an `interval` below the floor
+//! (`0s` included) is raised to it, so no run can make a hot loop, and a provider's timeout
+//! above the ceiling is lowered to it ([`bound_metric`]); each adjustment is kept as a note
+//! ([`MetricRules::adjusted`]) the run's status shows. A metric name is never substituted: a
+//! placeholder in one is an error naming it, not a metric the status can never match.
+//!
 //! [`RunRules::new`] is the one validation of a run (Argo's `ValidateMetrics` plus the checks
 //! Argo only makes at the tenth measurement): an invalid run is an Error with a message, once,
 //! not a retry storm. [`validate_template`] runs the same checks on a template, with arguments
@@ -14,11 +20,12 @@ use crate::{
     analysis::{
         args::{self, ArgsError, ResolvedArgs},
         condition::{ConditionError, Conditions},
+        limits::AnalysisLimits,
         providers,
     },
     api::{
-        AnalysisRunSpec, AnalysisTemplateSpec, Argument, DryRun, IntOrString, MeasurementRetention,
-        Metric,
+        AnalysisRunSpec, AnalysisTemplateSpec, Argument, DryRun, Duration, IntOrString,
+        MeasurementRetention, Metric, MetricProvider,
     },
 };
 
@@ -42,6 +49,20 @@ pub enum SpecError {
         index: usize,
         /// The name.
         name: String,
+    },
+    /// A metric's name holds a placeholder: names are never substituted (the status, dryRun
+    /// rules and metric labels refer to a metric by the name as written), so the run could
+    /// never record a measurement under it.
+    #[error(
+        "metrics[{index}]: name {name:?} holds the placeholder {placeholder}; metric names are not substituted, write the name out"
+    )]
+    PlaceholderInName {
+        /// Position of the metric.
+        index: usize,
+        /// The name as written.
+        name: String,
+        /// The placeholder, braces included.
+        placeholder: String,
     },
     /// Arguments could not be resolved or substituted.
     #[error(transparent)]
@@ -129,6 +150,9 @@ pub struct MetricRules {
     pub dry_run: bool,
     /// Measurements kept in the status.
     pub retention: usize,
+    /// What the controller's limits changed in the metric as written (an interval raised, a
+    /// timeout lowered), for the run's status to say; empty when nothing.
+    pub adjusted: Vec<String>,
 }
 
 impl MetricRules {
@@ -148,14 +172,20 @@ pub struct RunRules {
 }
 
 impl RunRules {
-    /// Reads and checks a run's spec.
+    /// Reads and checks a run's spec within the default [`AnalysisLimits`].
     pub fn new(spec: &AnalysisRunSpec) -> Result<Self, SpecError> {
+        Self::within(spec, &AnalysisLimits::default())
+    }
+
+    /// Reads and checks a run's spec, bounding each metric by the controller's `limits`.
+    pub fn within(spec: &AnalysisRunSpec, limits: &AnalysisLimits) -> Result<Self, SpecError> {
         let resolved = args::resolve_args_without_secrets(&spec.args)?;
         let metrics = check_metrics(
             &spec.metrics,
             &resolved,
             &spec.dry_run,
             &spec.measurement_retention,
+            limits,
         )?;
         Ok(Self {
             metrics,
@@ -187,8 +217,58 @@ pub fn validate_template(spec: &AnalysisTemplateSpec) -> Result<(), SpecError> {
         &resolved,
         &spec.dry_run,
         &spec.measurement_retention,
+        &AnalysisLimits::default(),
     )
     .map(|_| ())
+}
+
+/// Bounds a metric (after substitution) by the controller's limits: an `interval` shorter than
+/// [`AnalysisLimits::min_interval`] is raised to it, a web or Prometheus timeout longer than
+/// [`AnalysisLimits::max_timeout`] is lowered to it. Returns a note for each change.
+pub fn bound_metric(metric: &mut Metric, limits: &AnalysisLimits) -> Vec<String> {
+    let mut notes = Vec::new();
+    // A zero interval is raised even under a zero floor: it would measure in a loop.
+    if let Some(interval) = &metric.interval
+        && (interval.as_std() < limits.min_interval || interval.as_std().is_zero())
+    {
+        let floor = whole_seconds_at_least(limits.min_interval);
+        notes.push(format!(
+            "interval {interval} raised to {}s, the shortest this controller measures at",
+            floor.as_secs()
+        ));
+        metric.interval = Some(floor);
+    }
+    let ceiling = i64::try_from(limits.max_timeout.as_secs()).unwrap_or(i64::MAX);
+    let mut lower = |field: &str, timeout: &mut Option<i64>| {
+        if let Some(t) = timeout.as_mut()
+            && *t > ceiling
+        {
+            notes.push(format!(
+                "{field} {t} lowered to {ceiling}, the longest this controller waits"
+            ));
+            *t = ceiling;
+        }
+    };
+    match &mut metric.provider {
+        MetricProvider::Web(web) => lower("timeoutSeconds", &mut web.timeout_seconds),
+        MetricProvider::Prometheus(prometheus) => lower("timeout", &mut prometheus.timeout),
+        _ => {}
+    }
+    notes
+}
+
+/// The duration in whole seconds, rounded up, and at least one second (an API duration is
+/// written in seconds; a floor of zero would be no floor).
+fn whole_seconds_at_least(d: StdDuration) -> Duration {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    Duration::from_secs(secs.max(1))
+}
+
+/// The first `{{...}}` placeholder in `text` (to its end when unterminated), if any.
+fn placeholder_in(text: &str) -> Option<&str> {
+    let start = text.find("{{")?;
+    let rest = &text[start..];
+    Some(rest.find("}}").map_or(rest, |end| &rest[..end + 2]))
 }
 
 /// The checks shared by runs and templates.
@@ -197,6 +277,7 @@ fn check_metrics(
     resolved: &ResolvedArgs,
     dry_run: &[DryRun],
     retention: &[MeasurementRetention],
+    limits: &AnalysisLimits,
 ) -> Result<Vec<MetricRules>, SpecError> {
     if metrics.is_empty() {
         return Err(SpecError::NoMetrics);
@@ -209,8 +290,18 @@ fn check_metrics(
                 name: metric.name.clone(),
             });
         }
-        let metric = args::substitute_metric(metric, resolved)?;
-        out.push(check_metric(index, metric)?);
+        if let Some(placeholder) = placeholder_in(&metric.name) {
+            return Err(SpecError::PlaceholderInName {
+                index,
+                name: metric.name.clone(),
+                placeholder: placeholder.to_owned(),
+            });
+        }
+        let mut metric = args::substitute_metric(metric, resolved)?;
+        let adjusted = bound_metric(&mut metric, limits);
+        let mut rules = check_metric(index, metric)?;
+        rules.adjusted = adjusted;
+        out.push(rules);
     }
     for (index, rule) in dry_run.iter().enumerate() {
         for m in matching(&mut out, "dryRun", index, &rule.metric_name)? {
@@ -344,6 +435,7 @@ fn check_metric(index: usize, metric: Metric) -> Result<MetricRules, SpecError> 
         consecutive_error_limit,
         dry_run: false,
         retention: DEFAULT_MEASUREMENT_RETENTION,
+        adjusted: Vec::new(),
         metric,
     })
 }

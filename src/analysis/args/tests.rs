@@ -321,3 +321,95 @@ fn every_field_of_a_metric_is_substituted() {
     let e = substitute_metric(&metric, &resolved(&[])).unwrap_err();
     assert!(e.to_string().contains("in metric \"m\""), "{e}");
 }
+
+/// Resolved arguments with one Secret value, `token`.
+fn with_secret(value: &str) -> ResolvedArgs {
+    let secrets: BTreeMap<String, Secret> =
+        [("creds".to_owned(), secret(&[("token", value)]))].into();
+    resolve_args(&[secret_arg("token", "creds", "token")], &secrets, None).unwrap()
+}
+
+#[test]
+fn a_secret_is_redacted_when_base64_encoded() {
+    let value = "s3cr3t-p@ss";
+    let resolved = with_secret(value);
+    // Alone, in both alphabets, with and without padding.
+    let alone = redact::base64(value.as_bytes());
+    assert_eq!(resolved.redact(&format!("token {alone}")), "token *****");
+    let bare = alone.trim_end_matches('=');
+    assert!(!resolved.redact(&format!("token {bare}.")).contains(bare));
+    // Inside Basic credentials, at each alignment a user name may give it.
+    for user in ["a", "ab", "abc"] {
+        let basic = redact::base64(format!("{user}:{value}").as_bytes());
+        let line = resolved.redact(&format!("401 for Authorization: Basic {basic}"));
+        let masked = line.split_whitespace().last().unwrap_or_default();
+        let (before, after) = masked
+            .split_once("*****")
+            .unwrap_or_else(|| panic!("{user}: nothing masked in {line}"));
+        // Left: the characters of the user name (one of them sharing bits with the secret),
+        // and at most two sharing bits with the secret's end.
+        assert!(
+            before.len() <= (8 * (user.len() + 1)).div_ceil(6),
+            "{user}: {line}"
+        );
+        assert!(after.trim_end_matches('=').len() <= 2, "{user}: {line}");
+    }
+    // A value outside ASCII, in the URL-safe alphabet.
+    let odd = "ü?>ü?>s3cr3t";
+    let encoded = redact::base64_url(odd.as_bytes());
+    assert!(encoded.contains('_'), "{encoded}");
+    assert_eq!(with_secret(odd).redact(&format!("k={encoded}")), "k=*****");
+}
+
+#[test]
+fn a_secret_is_redacted_when_percent_encoded() {
+    let resolved = with_secret("p@ss w/rd&=ключ");
+    for line in [
+        "GET https://x/?key=p%40ss%20w%2Frd%26%3D%D0%BA%D0%BB%D1%8E%D1%87 failed",
+        "GET https://x/?key=p%40ss+w%2frd%26%3d%d0%ba%d0%bb%d1%8e%d1%87 failed",
+        // Encoded in part, as a URL parser leaves `@` and `/` in a query.
+        "GET https://x/?key=p@ss%20w/rd%26%3D%D0%BA%D0%BB%D1%8E%D1%87 failed",
+    ] {
+        assert_eq!(
+            resolved.redact(line),
+            "GET https://x/?key=***** failed",
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_is_redacted_when_json_escaped() {
+    let value = "tok\"en\\with/\n\u{1}ключ😀";
+    let resolved = with_secret(value);
+    // serde_json's escaping, inside a body quoted in a message.
+    let json = serde_json::to_string(&json!({ "token": value })).unwrap();
+    assert_eq!(
+        resolved.redact(&format!("received {json}")),
+        "received {\"token\":\"*****\"}"
+    );
+    // Escaping everything outside ASCII, with `/` escaped, as other encoders do.
+    let ascii = "tok\\\"en\\\\with\\/\\n\\u0001\\u043a\\u043b\\u044e\\u0447\\ud83d\\ude00";
+    assert_eq!(resolved.redact(&format!("[{ascii}]")), "[*****]");
+    let upper = ascii
+        .replace("\\u043a", "\\u043A")
+        .replace("\\ud83d", "\\uD83D");
+    assert_eq!(resolved.redact(&format!("[{upper}]")), "[*****]");
+    // Rust's Debug formatting of the value, as `{:?}` in a message writes it.
+    assert_eq!(
+        resolved.redact(&format!("value {value:?}")),
+        "value \"*****\""
+    );
+}
+
+#[test]
+fn redaction_leaves_text_without_the_secret_alone() {
+    let resolved = with_secret("s3cr3t");
+    let text = "no secret here: s3cr3 and 3cr3t, %73%33%63, czNjcjN";
+    assert_eq!(resolved.redact(text), text);
+    assert_eq!(resolved.redact("s3cr3ts3cr3t"), "**********");
+    assert!(!resolved.redact("ключ s3cr3t ключ").contains("s3cr3t"));
+    let none = resolve_args(&[arg("a", Some("s3cr3t"))], &NoSecrets, None).unwrap();
+    assert!(!none.has_secrets());
+    assert_eq!(none.redact("s3cr3t"), "s3cr3t");
+}

@@ -232,3 +232,125 @@ fn templates_validate_with_open_arguments() {
         Err(SpecError::Condition { .. })
     ));
 }
+
+#[test]
+fn an_interval_below_the_floor_is_raised_and_said_so() {
+    let rules = RunRules::new(&spec(json!({"metrics": [
+        web("zero", json!({"interval": "0s"})),
+        web("bare-zero", json!({"interval": 0, "count": 3})),
+        web("fast", json!({"interval": "10ms"})),
+        web("fine", json!({"interval": "5s"})),
+    ]})))
+    .unwrap();
+    for name in ["zero", "bare-zero", "fast"] {
+        let m = rules.metric(name).unwrap();
+        assert_eq!(m.interval, Some(StdDuration::from_secs(1)), "{name}");
+        assert_eq!(m.adjusted.len(), 1, "{name}: {:?}", m.adjusted);
+        assert!(
+            m.adjusted[0].starts_with("interval ") && m.adjusted[0].contains("raised to 1s"),
+            "{name}: {:?}",
+            m.adjusted
+        );
+    }
+    assert_eq!(rules.metric("zero").unwrap().count, None);
+    assert_eq!(rules.metric("bare-zero").unwrap().count, Some(3));
+    let fine = rules.metric("fine").unwrap();
+    assert_eq!(fine.interval, Some(StdDuration::from_secs(5)));
+    assert!(fine.adjusted.is_empty());
+
+    // A stricter controller raises further; a zero floor is still one second.
+    let strict = AnalysisLimits {
+        min_interval: StdDuration::from_millis(2500),
+        ..AnalysisLimits::default()
+    };
+    let rules = RunRules::within(
+        &spec(json!({"metrics": [web("m", json!({"interval": "2s"}))]})),
+        &strict,
+    )
+    .unwrap();
+    assert_eq!(rules.metrics[0].interval, Some(StdDuration::from_secs(3)));
+    let none = AnalysisLimits {
+        min_interval: StdDuration::ZERO,
+        ..AnalysisLimits::default()
+    };
+    let rules = RunRules::within(
+        &spec(json!({"metrics": [web("m", json!({"interval": "0s"}))]})),
+        &none,
+    )
+    .unwrap();
+    assert_eq!(rules.metrics[0].interval, Some(StdDuration::from_secs(1)));
+}
+
+#[test]
+fn timeouts_above_the_ceiling_are_lowered() {
+    let limits = AnalysisLimits::default();
+    let ceiling = i64::try_from(limits.max_timeout.as_secs()).unwrap();
+    let mut metric: Metric = serde_json::from_value(json!({
+        "name": "slow",
+        "provider": {"web": {"url": "http://x", "timeoutSeconds": 86_400}},
+    }))
+    .unwrap();
+    let notes = bound_metric(&mut metric, &limits);
+    let MetricProvider::Web(web_metric) = &metric.provider else {
+        panic!("a web metric");
+    };
+    assert_eq!(web_metric.timeout_seconds, Some(ceiling));
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].contains("timeoutSeconds 86400 lowered to 60"),
+        "{notes:?}"
+    );
+
+    let mut metric: Metric = serde_json::from_value(json!({
+        "name": "q",
+        "provider": {"prometheus": {"address": "http://p", "query": "up", "timeout": 3600}},
+    }))
+    .unwrap();
+    bound_metric(&mut metric, &limits);
+    let MetricProvider::Prometheus(p) = &metric.provider else {
+        panic!("a prometheus metric");
+    };
+    assert_eq!(p.timeout, Some(ceiling));
+
+    // Within the bounds: untouched.
+    let mut metric: Metric = serde_json::from_value(json!({
+        "name": "ok", "interval": "30s",
+        "provider": {"web": {"url": "http://x", "timeoutSeconds": 5}},
+    }))
+    .unwrap();
+    let before = metric.clone();
+    assert!(bound_metric(&mut metric, &limits).is_empty());
+    assert_eq!(metric, before);
+
+    // The run's rules carry the lowered timeout too.
+    let rules = RunRules::new(&spec(json!({"metrics": [
+        {"name": "slow", "provider": {"web": {"url": "http://x", "timeoutSeconds": 999}}},
+    ]})))
+    .unwrap();
+    assert_eq!(rules.metrics[0].adjusted.len(), 1);
+}
+
+#[test]
+fn a_placeholder_in_a_metric_name_is_an_error_naming_it() {
+    let message = error(json!({
+        "args": [{"name": "service", "value": "web"}],
+        "metrics": [web("rate-{{ args.service }}", json!({}))],
+    }));
+    assert!(message.contains("{{ args.service }}"), "{message}");
+    assert!(message.starts_with("metrics[0]: name"), "{message}");
+    // Unresolvable and unterminated ones too.
+    let message = error(json!({"metrics": [web("rate-{{args.nope}}", json!({}))]}));
+    assert!(message.contains("{{args.nope}}"), "{message}");
+    let message = error(json!({"metrics": [web("rate-{{args", json!({}))]}));
+    assert!(message.contains("{{args"), "{message}");
+    // A template is refused the same way.
+    let template: AnalysisTemplateSpec = serde_json::from_value(json!({
+        "args": [{"name": "service"}],
+        "metrics": [web("{{args.service}}", json!({}))],
+    }))
+    .unwrap();
+    assert!(matches!(
+        validate_template(&template),
+        Err(SpecError::PlaceholderInName { .. })
+    ));
+}

@@ -502,3 +502,26 @@ fn provider_metadata_is_kept_with_the_result() {
 }
 
 mod properties;
+
+#[test]
+fn a_zero_interval_never_makes_a_hot_loop() {
+    let rules = rules(json!({"metrics": [web("m", json!({"interval": "0s"}))]}));
+    let mut status = AnalysisRunStatus::default();
+    let mut now = t(0);
+    let mut measured = 0;
+    // Ten seconds of passes, each at the moment the plan asks for: one measurement a second.
+    while now < t(10) {
+        let (due, a) = step(&rules, &mut status, now, |_, _| {
+            finished(AnalysisPhase::Successful, now)
+        });
+        measured += due.len();
+        let next = a.next_due.expect("an unbounded metric measures again");
+        assert!(
+            next.duration_since(now).as_secs_f64() >= 1.0,
+            "next measurement {next} only {:?} after {now}",
+            next.duration_since(now)
+        );
+        now = next;
+    }
+    assert_eq!(measured, 10);
+}
