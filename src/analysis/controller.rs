@@ -330,13 +330,22 @@ async fn reconcile(run: &AnalysisRun, ctx: Arc<Context>) -> Result<Action, Error
         }
     }
     Ok(match pass.requeue_at {
-        Some(at) => Action::requeue(
-            at.duration_since(Timestamp::now())
-                .unsigned_abs()
-                .max(Duration::from_millis(100)),
-        ),
+        Some(at) => Action::requeue(requeue_after(at, Timestamp::now(), &ctx.limits)),
         None => Action::await_change(),
     })
+}
+
+/// The wait before looking at a run again that wants to be looked at `at`: exactly then, or,
+/// when that is already past (a provider that left a measurement in flight without a future
+/// `resumeAt`), the shortest interval, so that nothing can make a hot loop.
+fn requeue_after(at: Timestamp, now: Timestamp, limits: &AnalysisLimits) -> Duration {
+    let floor = Duration::from_millis(100);
+    let wait = at.duration_since(now);
+    if wait.is_positive() {
+        wait.unsigned_abs().max(floor)
+    } else {
+        limits.min_interval.max(floor)
+    }
 }
 
 /// `analysis_run_info` and `analysis_run_metric_phase` for a run.
@@ -378,4 +387,34 @@ fn error_policy(run: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
 
 fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_due_in_the_past_is_not_looked_at_in_a_loop() {
+        let limits = AnalysisLimits::default();
+        let now = Timestamp::from_second(1_700_000_000).expect("a time");
+        let at = |ms: i64| {
+            now.checked_add(jiff::SignedDuration::from_millis(ms))
+                .expect("a time")
+        };
+        assert_eq!(
+            requeue_after(at(2500), now, &limits),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            requeue_after(at(10), now, &limits),
+            Duration::from_millis(100)
+        );
+        for past in [0, -10, -5000] {
+            assert_eq!(
+                requeue_after(at(past), now, &limits),
+                limits.min_interval,
+                "{past}"
+            );
+        }
+    }
 }
