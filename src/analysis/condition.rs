@@ -7,22 +7,38 @@
 //! expr's builtins (`len`, `all`, `any`, `filter`, …). A condition is compiled when the
 //! template or run is validated ([`validate_metric`]), so a typo is reported before the first
 //! measurement rather than as ten Error measurements.
+//!
+//! No condition may exhaust the controller: [`compile_within`] refuses, from the text alone, a
+//! condition longer, deeper or larger than its [`ConditionBudget`] allows and a literal range
+//! too large to build (`caps`), and evaluation is bounded in time and memory by
+//! [`Evaluator`](crate::analysis::evaluator::Evaluator).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
+    panic::{AssertUnwindSafe, catch_unwind},
     sync::LazyLock,
+    time::Duration,
 };
 
 use expr::{Context, Environment, Program, Value};
+use serde::{Deserialize, Serialize};
 
-use crate::api::{AnalysisPhase, Metric};
+use crate::{
+    analysis::limits::ConditionBudget,
+    api::{AnalysisPhase, Metric},
+};
+
+mod caps;
+#[cfg(test)]
+mod fuzz;
 
 /// The value a condition sees as `result`.
 ///
 /// A type of its own rather than `serde_json::Value` because Prometheus answers NaN and ±Inf,
-/// which JSON cannot hold.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// which JSON cannot hold. It serialises in a tagged form (`{"Float":"NaN"}`) that keeps them:
+/// the form the controller sends to its evaluation workers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum MetricValue {
     /// JSON `null`.
     #[default]
@@ -32,13 +48,50 @@ pub enum MetricValue {
     /// A whole number.
     Int(i64),
     /// A floating-point number, NaN and infinities included.
-    Float(f64),
+    Float(#[serde(with = "wire_float")] f64),
     /// A string.
     String(String),
     /// An array (a Prometheus vector is an array of `Float`).
     Array(Vec<MetricValue>),
     /// A JSON object.
     Map(BTreeMap<String, MetricValue>),
+}
+
+/// Floats on the wire: finite ones as JSON numbers, NaN and infinities as Prometheus writes them.
+mod wire_float {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    /// Writes a float, non-finite ones as a string.
+    pub(super) fn serialize<S: Serializer>(f: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if f.is_finite() {
+            serializer.serialize_f64(*f)
+        } else {
+            serializer.serialize_str(&super::format_float(*f))
+        }
+    }
+
+    /// A float as a number or as one of the strings `NaN`, `+Inf`, `-Inf`.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        /// A finite float.
+        Number(f64),
+        /// NaN or an infinity.
+        Text(String),
+    }
+
+    /// Reads a float written by [`serialize`].
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        match Wire::deserialize(deserializer)? {
+            Wire::Number(f) => Ok(f),
+            Wire::Text(text) => match text.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "+Inf" => Ok(f64::INFINITY),
+                "-Inf" => Ok(f64::NEG_INFINITY),
+                _ => Err(de::Error::custom(format!("{text:?} is not a float"))),
+            },
+        }
+    }
 }
 
 impl From<f64> for MetricValue {
@@ -130,7 +183,110 @@ pub enum ConditionError {
         /// The result it was evaluated on, as text.
         result: String,
     },
+    /// The text is longer than [`ConditionBudget::max_source_bytes`].
+    #[error("condition is {bytes} bytes; the limit is {limit} (it starts {preview:?})")]
+    TooLong {
+        /// The first characters of the condition.
+        preview: String,
+        /// Its length in bytes.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Brackets (or ternaries, `??`, `if`) nest deeper than [`ConditionBudget::max_nesting`].
+    #[error("condition {condition:?} nests {depth} levels deep; the limit is {limit}")]
+    TooDeep {
+        /// The condition as written.
+        condition: String,
+        /// Its deepest nesting.
+        depth: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More syntax nodes than [`ConditionBudget::max_nodes`].
+    #[error(
+        "condition {condition:?} has {nodes} syntax nodes (identifiers, literals, operators, brackets); the limit is {limit}"
+    )]
+    TooManyNodes {
+        /// The condition as written.
+        condition: String,
+        /// Its nodes.
+        nodes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A range between two literals holds more numbers than [`ConditionBudget::max_range_len`].
+    #[error(
+        "condition {condition:?} builds the range {start}..{end} of {len} numbers; the limit is {limit}"
+    )]
+    RangeTooLarge {
+        /// The condition as written.
+        condition: String,
+        /// The first number.
+        start: i64,
+        /// The last number.
+        end: i64,
+        /// How many numbers that is.
+        len: u128,
+        /// The limit.
+        limit: u64,
+    },
+    /// The evaluation ran longer than [`ConditionBudget::max_time`] and was stopped.
+    #[error("condition {condition:?} exceeded its time budget of {}", human_duration(.limit))]
+    TimeBudget {
+        /// The condition as written.
+        condition: String,
+        /// The budget.
+        limit: Duration,
+    },
+    /// The evaluation needed more than [`ConditionBudget::max_memory_bytes`] and was stopped.
+    #[error("condition {condition:?} exceeded its memory budget of {}", human_bytes(*.limit))]
+    MemoryBudget {
+        /// The condition as written.
+        condition: String,
+        /// The budget, in bytes.
+        limit: u64,
+    },
+    /// The evaluation could not be carried out (a worker that would not start or stopped for
+    /// another reason than a budget, a result too large to hand over).
+    #[error("condition {condition:?} could not be evaluated: {message}")]
+    Unavailable {
+        /// The condition as written.
+        condition: String,
+        /// What went wrong.
+        message: String,
+    },
 }
+
+/// A time budget as people write it: `500ms`, `2s`.
+pub(crate) fn human_duration(d: &Duration) -> String {
+    if d.subsec_nanos() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{d:?}")
+    }
+}
+
+/// A memory budget as people write it: `64 MiB`, `512 KiB`, `1000 bytes`.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    const GIB: u64 = 1024 * MIB;
+    match bytes {
+        0 => "0 bytes".to_owned(),
+        b if b.is_multiple_of(GIB) => format!("{} GiB", b / GIB),
+        b if b.is_multiple_of(MIB) => format!("{} MiB", b / MIB),
+        b if b.is_multiple_of(KIB) => format!("{} KiB", b / KIB),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// The stack an evaluation needs: expr-lang evaluates by recursion, one level (several KiB in
+/// a debug build) per level of the syntax tree, which the node cap keeps below about 300.
+/// [`Evaluator`](crate::analysis::evaluator::Evaluator) evaluates on threads this large.
+pub const EVALUATION_STACK_BYTES: usize = 64 << 20;
 
 /// A parsed condition, ready to evaluate against many results.
 #[derive(Clone, Debug)]
@@ -241,12 +397,32 @@ fn describe(value: &Value) -> &'static str {
     }
 }
 
-/// Compiles a condition, rejecting text that does not parse and calls of unknown functions.
+/// Compiles a condition within the default [`ConditionBudget`] (see [`compile_within`]).
 pub fn compile(source: &str) -> Result<Condition, ConditionError> {
-    let program = expr::compile(source).map_err(|e| ConditionError::Parse {
+    compile_within(source, &ConditionBudget::default())
+}
+
+/// Compiles a condition, rejecting text beyond the static caps of `budget` (size, nesting,
+/// nodes, literal ranges), text that does not parse and calls of unknown functions.
+///
+/// The size, nesting and nodes are checked on the text before it is parsed, so no input can
+/// make the parser recurse deeper than the budget allows.
+pub fn compile_within(source: &str, budget: &ConditionBudget) -> Result<Condition, ConditionError> {
+    caps::check_text(source, budget)?;
+    let parse_error = |message: String| ConditionError::Parse {
         condition: source.to_owned(),
-        message: e.to_string().trim().to_owned(),
-    })?;
+        message,
+    };
+    // expr-lang's parser must not panic; should it, the condition is refused, not the process.
+    let program = catch_unwind(|| expr::compile(source))
+        .map_err(|panic| {
+            parse_error(format!(
+                "the parser failed (a defect of expr-lang, which cannot build this expression): {}",
+                panic_message(&*panic)
+            ))
+        })?
+        .map_err(|e| parse_error(e.to_string().trim().to_owned()))?;
+    caps::check_ranges(source, &program, budget)?;
     if let Some(function) = called_functions(&program)
         .into_iter()
         .find(|name| !ENVIRONMENT_FUNCTIONS.contains(name.as_str()))
@@ -371,10 +547,23 @@ impl Condition {
     }
 
     /// Evaluates the condition with `result` bound to `value`; it must give true or false.
+    ///
+    /// In this thread, without a time or memory bound beyond the static caps of its
+    /// compilation, and recursing as deep as its syntax tree: the controller evaluates through
+    /// [`Evaluator`](crate::analysis::evaluator::Evaluator) instead, on a thread of
+    /// [`EVALUATION_STACK_BYTES`].
     pub fn evaluate(&self, value: &MetricValue) -> Result<bool, ConditionError> {
         let mut ctx = Context::default();
         ctx.insert("result", value.to_expr());
-        match ENVIRONMENT.run(&self.program, &ctx) {
+        // expr-lang must not panic; should it, this measurement is an Error, not the process.
+        let outcome = catch_unwind(AssertUnwindSafe(|| ENVIRONMENT.run(&self.program, &ctx)))
+            .unwrap_or_else(|panic| {
+                Err(expr::Error::ExprError(format!(
+                    "the evaluator failed: {}",
+                    panic_message(&*panic)
+                )))
+            });
+        match outcome {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError::NotBoolean {
                 condition: self.source.clone(),
@@ -400,12 +589,18 @@ pub struct Conditions {
 }
 
 impl Conditions {
-    /// Compiles both conditions of a metric; empty strings count as absent, as in Argo.
+    /// Compiles both conditions of a metric within the default [`ConditionBudget`]; empty
+    /// strings count as absent, as in Argo.
     pub fn of(metric: &Metric) -> Result<Self, ConditionError> {
+        Self::of_within(metric, &ConditionBudget::default())
+    }
+
+    /// Compiles both conditions of a metric within `budget`; empty strings count as absent.
+    pub fn of_within(metric: &Metric, budget: &ConditionBudget) -> Result<Self, ConditionError> {
         let compile_some = |c: &Option<String>| {
             c.as_deref()
                 .filter(|s| !s.trim().is_empty())
-                .map(compile)
+                .map(|source| compile_within(source, budget))
                 .transpose()
         };
         Ok(Self {
@@ -434,12 +629,27 @@ impl Conditions {
             .as_ref()
             .map(|c| c.evaluate(value))
             .transpose()?;
-        Ok(match (success, failure) {
-            (_, Some(true)) | (Some(false), None) => AnalysisPhase::Failed,
-            (Some(false), Some(false)) => AnalysisPhase::Inconclusive,
-            _ => AnalysisPhase::Successful,
-        })
+        Ok(verdict(success, failure))
     }
+}
+
+/// The phase of a measurement from what its success and failure conditions gave (`None`: the
+/// metric has no such condition), by Argo's rules (see [`Conditions::assess`]).
+pub fn verdict(success: Option<bool>, failure: Option<bool>) -> AnalysisPhase {
+    match (success, failure) {
+        (_, Some(true)) | (Some(false), None) => AnalysisPhase::Failed,
+        (Some(false), Some(false)) => AnalysisPhase::Inconclusive,
+        _ => AnalysisPhase::Successful,
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }
 
 /// Checks that both conditions of a metric compile: call this when a template or run is

@@ -28,15 +28,24 @@ pub struct AnalysisLimits {
 }
 
 /// What one `successCondition`/`failureCondition` may cost.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The first four are checked when a condition is compiled, from its text alone; the last two
+/// bound its evaluation, which runs in a worker process (see
+/// [`Evaluator`](crate::analysis::evaluator::Evaluator)). Serialisable because the controller
+/// hands it to its workers on their command line.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConditionBudget {
     /// The longest condition, in bytes of source.
     pub max_source_bytes: usize,
-    /// The deepest nesting of brackets and parentheses.
+    /// The deepest nesting of brackets and parentheses (and of the ternaries, `??` and `if`
+    /// that nest without brackets), counted in the text before it is parsed.
     pub max_nesting: usize,
-    /// The most syntax nodes a condition may have.
+    /// The most syntax nodes a condition may have, counted in the text before it is parsed
+    /// (identifiers, literals, operators and opening brackets: never fewer than the nodes).
     pub max_nodes: usize,
-    /// The most memory one evaluation may use.
+    /// The most numbers a range between two literals (`0..100`) may hold.
+    pub max_range_len: u64,
+    /// The most memory one evaluation may use, above what an idle worker holds.
     pub max_memory_bytes: u64,
     /// The longest one evaluation may run.
     pub max_time: Duration,
@@ -48,6 +57,7 @@ impl Default for ConditionBudget {
             max_source_bytes: 4 * 1024,
             max_nesting: 32,
             max_nodes: 512,
+            max_range_len: 100_000,
             max_memory_bytes: 64 * 1024 * 1024,
             max_time: Duration::from_millis(500),
         }

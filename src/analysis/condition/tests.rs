@@ -208,3 +208,198 @@ fn values_display_like_argo() {
     assert_eq!(display(&web(json!({"a": [1, "x"]}))), "{\"a\":[1,\"x\"]}");
     assert_eq!(format_float(1e21), "1000000000000000000000");
 }
+
+#[test]
+fn oversized_conditions_are_refused_naming_the_limit() {
+    let long = format!("result == \"{}\"", "x".repeat(8988));
+    assert_eq!(long.len(), 9000);
+    let e = compile(&long).expect_err("9000 bytes is past the 4 KiB cap");
+    assert!(matches!(e, ConditionError::TooLong { .. }), "{e:?}");
+    assert!(
+        e.to_string().starts_with(
+            "condition is 9000 bytes; the limit is 4096 (it starts \"result == \\\"xxx"
+        ),
+        "{e}"
+    );
+    // The same condition within a larger budget compiles.
+    let roomy = ConditionBudget {
+        max_source_bytes: 10_000,
+        ..ConditionBudget::default()
+    };
+    assert!(compile_within(&long, &roomy).is_ok());
+    // Argo's budget errors reach validation, hence lint and InvalidSpec.
+    assert!(validate_metric(&metric(Some(&long), None)).is_err());
+}
+
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    let nested = |depth: usize| format!("{}result{} > 0", "(".repeat(depth), ")".repeat(depth));
+    compile(&nested(32)).expect("32 levels are allowed");
+    let e = compile(&nested(33)).expect_err("33 levels are not");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "condition {:?} nests 33 levels deep; the limit is 32",
+            nested(33)
+        )
+    );
+    // Far deeper than pest could recurse: refused from the text, without parsing.
+    let huge = ConditionBudget {
+        max_source_bytes: usize::MAX,
+        max_nodes: usize::MAX,
+        ..ConditionBudget::default()
+    };
+    for deep in [
+        nested(200_000),
+        format!("{}1", "result ? 1 : ".repeat(50_000)),
+        format!("{}1", "result ?? ".repeat(50_000)),
+        format!("{}{{1}}", "if true {1} else ".repeat(50_000)),
+        format!("{}1", "[".repeat(200_000)),
+    ] {
+        match compile_within(&deep, &huge) {
+            Err(ConditionError::TooDeep { depth, limit, .. }) => {
+                assert!(depth >= 50_000, "{depth}");
+                assert_eq!(limit, 32);
+            }
+            other => panic!("should be refused as too deep, got {other:?}"),
+        }
+    }
+    // Brackets, ternaries and `??` that follow each other rather than nest are fine.
+    compile(&vec!["(result > 1)"; 40].join(" || ")).expect("sequential brackets");
+    compile("(result ? 1 : 2) > 0 && (result ?? 0) > 0").expect("two ternaries");
+}
+
+#[test]
+fn node_count_is_capped() {
+    let sum = |terms: usize| format!("{} > 0", vec!["result"; terms].join(" + "));
+    compile(&sum(255)).expect("509 nodes are allowed");
+    let e = compile(&sum(300)).expect_err("601 nodes are not");
+    assert!(
+        matches!(
+            e,
+            ConditionError::TooManyNodes {
+                nodes: 601,
+                limit: 512,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().ends_with(
+            "has 601 syntax nodes (identifiers, literals, operators, brackets); the limit is 512"
+        ),
+        "{e}"
+    );
+    // Comments and strings count once, whatever they hold.
+    compile(&format!("/* {} */ result > 0", "a + ".repeat(600))).expect("a comment");
+    compile(&format!("result == \"{}\"", "a + ".repeat(600))).expect("a string");
+}
+
+#[test]
+fn huge_literal_ranges_are_refused() {
+    let e = compile("len(0..200000000) > 0").expect_err("200 million numbers");
+    assert_eq!(
+        e.to_string(),
+        "condition \"len(0..200000000) > 0\" builds the range 0..200000000 of 200000001 numbers; the limit is 100000"
+    );
+    for refused in [
+        "len((-200000000)..0) > 0",
+        "len(-1 .. 99999) > 0",
+        "all(result, {len(0..400000000) > #})",
+        "len(-9223372036854775807..9223372036854775807) > 0",
+    ] {
+        assert!(
+            matches!(compile(refused), Err(ConditionError::RangeTooLarge { .. })),
+            "{refused}"
+        );
+    }
+    for allowed in [
+        "len(1..100000) == 100000",
+        "len(-5..5) == 11",
+        "len(9..0) == 0",
+    ] {
+        assert!(eval(allowed, 0.0), "{allowed}");
+    }
+    // A range that depends on the result is bounded at evaluation, by the worker's budgets.
+    compile("len(0..result) > 0").expect("data-dependent ranges compile");
+}
+
+#[test]
+fn the_debug_form_of_ranges_is_read() {
+    let ranges = |source: &str| {
+        let program = expr::compile(source).expect("parses");
+        caps::literal_ranges(&format!("{program:?}"))
+    };
+    assert_eq!(ranges("0..9"), vec![(0, 9)]);
+    assert_eq!(ranges("-3..+4"), vec![(-3, 4)]);
+    assert_eq!(ranges("(1)..(2) == [1, 2]"), vec![(1, 2)]);
+    assert_eq!(ranges("0..result"), vec![]);
+    assert_eq!(ranges("result[0:9]"), vec![], "slices are not ranges");
+    assert_eq!(
+        ranges("\"Range(Value(Integer(0)), Value(Integer(99999999)))\" == result"),
+        vec![],
+        "strings are not code"
+    );
+}
+
+#[test]
+fn the_deepest_trees_the_caps_allow_evaluate_on_the_evaluation_stack() {
+    let shapes = [
+        format!("result{} == nil", ".a".repeat(250)),
+        format!("result{} == nil", "[0]".repeat(250)),
+        vec!["true"; 255].join(" && "),
+        format!("{} > 0", vec!["1"; 255].join(" + ")),
+        format!("{} > 0", vec!["1"; 255].join(" ** ")),
+        format!("{} == 1", vec!["1"; 30].join(" ?? ")),
+        format!("{}1{} < 0", "-(".repeat(32), ")".repeat(32)),
+        format!("{}result{} >= 0", "len([".repeat(16), "])".repeat(16)),
+        format!("{}true{}", "all(result, {".repeat(16), "})".repeat(16)),
+    ];
+    // The stack every evaluator gives an evaluation.
+    let outcomes = std::thread::Builder::new()
+        .stack_size(EVALUATION_STACK_BYTES)
+        .spawn(move || {
+            shapes
+                .iter()
+                .map(|source| {
+                    let value = web(json!({"a": null}));
+                    (
+                        source.clone(),
+                        compile(source).and_then(|c| c.evaluate(&value)),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .expect("a thread")
+        .join()
+        .expect("no stack overflow");
+    for (source, outcome) in outcomes {
+        match outcome {
+            Ok(_) | Err(ConditionError::Evaluate { .. } | ConditionError::NotBoolean { .. }) => {}
+            Err(e) => panic!("{source}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn budgets_are_named_as_people_write_them() {
+    let time = ConditionError::TimeBudget {
+        condition: "c".into(),
+        limit: std::time::Duration::from_millis(500),
+    };
+    assert_eq!(
+        time.to_string(),
+        "condition \"c\" exceeded its time budget of 500ms"
+    );
+    let memory = ConditionError::MemoryBudget {
+        condition: "c".into(),
+        limit: 64 << 20,
+    };
+    assert_eq!(
+        memory.to_string(),
+        "condition \"c\" exceeded its memory budget of 64 MiB"
+    );
+    assert_eq!(human_duration(&std::time::Duration::from_secs(2)), "2s");
+    assert_eq!(human_bytes(1000), "1000 bytes");
+}
