@@ -2,16 +2,26 @@
 //! reconciles, and another takes over within the lease duration when it dies.
 //!
 //! The Lease is held and renewed by `kube-lease-manager`. A process that loses the Lease stops at
-//! once (its caller exits), so two leaders never write at the same time: the old leader stops
-//! renewing `grace` before the Lease expires, and nobody else may take it before it expires.
+//! once (its caller exits, cutting the writes in flight), so two leaders never write at the same
+//! time: nobody else may take the Lease before it expires, and the leader steps down before that.
+//!
+//! The manager only says the Lease is lost when a renewal is answered with someone else's Lease;
+//! a renewal that fails or hangs (the API server unreachable from here) never says anything, while
+//! the Lease expires and another process takes it. So a watchdog also reads the Lease, each read
+//! bounded by a timeout, and steps down when no renewal is confirmed within the lease duration
+//! minus a margin ([`LeaderElection::hold`]).
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    time::{Duration, Instant, SystemTime},
+};
 
 use anyhow::Context as _;
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::{sync::watch, task::JoinHandle};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Which Lease to contend for, and as whom.
 #[derive(Clone, Debug)]
@@ -32,6 +42,8 @@ pub struct LeaderElection {
 pub struct Leadership {
     held: watch::Receiver<bool>,
     task: JoinHandle<kube_lease_manager::Result<LeaseManager>>,
+    /// Ends with the reason to step down when no renewal is confirmed in time.
+    watchdog: JoinHandle<String>,
 }
 
 impl LeaderElection {
@@ -52,7 +64,7 @@ impl LeaderElection {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<Option<Leadership>> {
         let seconds = |d: Duration| d.as_secs().max(1);
-        let manager = LeaseManagerBuilder::new(client, &self.lease)
+        let manager = LeaseManagerBuilder::new(client.clone(), &self.lease)
             .with_namespace(&self.namespace)
             .with_identity(&self.identity)
             .with_duration(seconds(self.duration))
@@ -87,23 +99,232 @@ impl LeaderElection {
             }
         }
         info!(identity = self.identity, "became the leader");
-        Ok(Some(Leadership { held, task }))
+        let leases: Api<Lease> = Api::namespaced(client, &self.namespace);
+        let (lease, identity) = (self.lease.clone(), self.identity.clone());
+        let look_timeout = self.look_timeout();
+        let look = move || {
+            let (leases, lease, identity) = (leases.clone(), lease.clone(), identity.clone());
+            async move { look(&leases, &lease, &identity).await }
+        };
+        let watchdog = tokio::spawn(watchdog(
+            look,
+            SystemTime::now(),
+            self.hold(),
+            self.look_period(),
+            look_timeout,
+        ));
+        Ok(Some(Leadership {
+            held,
+            task,
+            watchdog,
+        }))
+    }
+
+    /// How long after its last confirmed renewal this process still counts as the leader: the
+    /// lease duration minus a margin (half the grace, at least a second when the grace allows it),
+    /// so it stops before the Lease expires and another process may take it. The manager renews
+    /// `grace` before expiry, so a renewal that works lands well before this.
+    pub fn hold(&self) -> Duration {
+        let margin = (self.grace / 2).max(Duration::from_secs(1).min(self.grace));
+        self.duration.saturating_sub(margin)
+    }
+
+    /// How often the watchdog reads the Lease.
+    fn look_period(&self) -> Duration {
+        (self.grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+    }
+
+    /// The longest one read of the Lease (or one renewal) may take.
+    pub fn look_timeout(&self) -> Duration {
+        (self.grace / 2).max(Duration::from_millis(200))
+    }
+}
+
+/// What one read of the Lease found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// This process holds it, last renewed then.
+    Held(SystemTime),
+    /// Another process holds it, or nobody does.
+    NotHeld,
+}
+
+/// Reads the Lease: who holds it and when it was renewed.
+async fn look(leases: &Api<Lease>, lease: &str, identity: &str) -> Result<Seen, String> {
+    let found = leases.get(lease).await.map_err(|e| e.to_string())?;
+    let spec = found.spec.unwrap_or_default();
+    match (spec.holder_identity.as_deref(), spec.renew_time) {
+        (Some(holder), Some(renewed)) if holder == identity => {
+            Ok(Seen::Held(SystemTime::from(renewed.0)))
+        }
+        _ => Ok(Seen::NotHeld),
+    }
+}
+
+/// When leadership renewed at `renewed` ends, `hold` later, as an instant of this process.
+fn deadline(renewed: SystemTime, hold: Duration) -> Instant {
+    let until = renewed + hold;
+    let left = until
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + left
+}
+
+/// Reads the Lease every `period` (each read given at most `look_timeout`) and returns why to step
+/// down: the Lease is seen held by another, or no renewal is confirmed within `hold` of the last
+/// one. A read that fails or hangs confirms nothing; the deadline does not wait for it.
+async fn watchdog<F, Fut>(
+    mut look: F,
+    renewed: SystemTime,
+    hold: Duration,
+    period: Duration,
+    look_timeout: Duration,
+) -> String
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Seen, String>>,
+{
+    let mut until = deadline(renewed, hold);
+    loop {
+        let step = async {
+            tokio::time::sleep(period).await;
+            tokio::time::timeout(look_timeout, look()).await
+        };
+        match tokio::time::timeout_at(until.into(), step).await {
+            Err(_) => {
+                return format!(
+                    "the Lease was not renewed within {} s of its last renewal",
+                    hold.as_secs_f32()
+                );
+            }
+            Ok(Err(_)) => warn!(
+                timeout = ?look_timeout,
+                "reading the leader Lease timed out"
+            ),
+            Ok(Ok(Err(error))) => warn!(error, "could not read the leader Lease"),
+            Ok(Ok(Ok(Seen::NotHeld))) => return "another process holds the Lease".into(),
+            Ok(Ok(Ok(Seen::Held(at)))) => until = until.max(deadline(at, hold)),
+        }
     }
 }
 
 impl Leadership {
-    /// Resolves when the Lease is lost (not renewed in time, or taken).
-    pub async fn lost(&mut self) {
-        let _ = self.held.wait_for(|held| !*held).await;
+    /// Resolves when the Lease is lost (taken, or not renewed in time), with why.
+    pub async fn lost(&mut self) -> String {
+        tokio::select! {
+            _ = self.held.wait_for(|held| !*held) => "another process took the Lease".into(),
+            why = &mut self.watchdog => why.unwrap_or_else(|e| format!("the Lease watchdog failed: {e}")),
+        }
     }
 
     /// Gives the Lease up, so that another process takes over at once rather than after expiry.
     pub async fn release(self) {
+        self.watchdog.abort();
         drop(self.held);
         match self.task.await {
             Ok(Ok(_)) => info!("released the leader Lease"),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not release the leader Lease"),
             Err(e) => tracing::warn!(error = %e, "the leader election task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+
+    const HOLD: Duration = Duration::from_millis(600);
+    const PERIOD: Duration = Duration::from_millis(50);
+    const LOOK_TIMEOUT: Duration = Duration::from_millis(100);
+
+    #[tokio::test]
+    async fn a_renewal_that_hangs_ends_leadership_at_the_deadline() {
+        let started = Instant::now();
+        let why = watchdog(
+            std::future::pending::<Result<Seen, String>>,
+            SystemTime::now(),
+            HOLD,
+            PERIOD,
+            LOOK_TIMEOUT,
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(why.contains("not renewed"), "{why}");
+        assert!(
+            took >= HOLD - Duration::from_millis(20) && took < HOLD + Duration::from_millis(300),
+            "stepped down after {took:?}, the deadline was {HOLD:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failing_reads_do_not_extend_leadership() {
+        let started = Instant::now();
+        let why = watchdog(
+            || async { Err::<Seen, _>("connection refused".to_string()) },
+            SystemTime::now(),
+            HOLD,
+            PERIOD,
+            LOOK_TIMEOUT,
+        )
+        .await;
+        assert!(why.contains("not renewed"), "{why}");
+        assert!(started.elapsed() < HOLD + Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn confirmed_renewals_keep_leadership_and_another_holder_ends_it_at_once() {
+        let looks = Arc::new(AtomicUsize::new(0));
+        let counted = looks.clone();
+        let started = Instant::now();
+        let why = watchdog(
+            move || {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    // Renewed at every read for three deadlines' worth, then taken.
+                    if PERIOD * u32::try_from(n).unwrap_or(u32::MAX) < HOLD * 3 {
+                        Ok(Seen::Held(SystemTime::now()))
+                    } else {
+                        Ok(Seen::NotHeld)
+                    }
+                }
+            },
+            SystemTime::now(),
+            HOLD,
+            PERIOD,
+            LOOK_TIMEOUT,
+        )
+        .await;
+        assert_eq!(why, "another process holds the Lease");
+        assert!(
+            started.elapsed() > HOLD * 2,
+            "held past the first deadline while renewals were confirmed"
+        );
+    }
+
+    #[test]
+    fn the_leader_steps_down_before_the_lease_expires_and_after_the_manager_renews() {
+        let election = |duration: u64, grace: u64| LeaderElection {
+            namespace: "sluice".into(),
+            lease: "sluice-controller".into(),
+            identity: "me".into(),
+            duration: Duration::from_secs(duration),
+            grace: Duration::from_secs(grace),
+        };
+        for (duration, grace) in [(15, 5), (4, 2), (30, 10)] {
+            let e = election(duration, grace);
+            assert!(e.hold() < e.duration, "{duration}/{grace}: {:?}", e.hold());
+            assert!(
+                e.hold() > e.duration - e.grace,
+                "{duration}/{grace}: the manager renews at {:?}, the deadline is {:?}",
+                e.duration - e.grace,
+                e.hold()
+            );
+            assert!(e.look_timeout() < e.grace);
         }
     }
 }

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::{path::PathBuf, process::Stdio};
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -168,6 +168,134 @@ async fn service_account_kubeconfig(ns: &TestNamespace, account: &str) -> PathBu
     let path = repo_root().join(format!("target/test-logs/{}-{account}.kubeconfig", ns.name));
     std::fs::write(&path, serde_norway::to_string(&config).expect("yaml")).expect("writing");
     path
+}
+
+/// The rules of the rendered `kind` (ClusterRole or Role) named `name`: `group/resource` (the
+/// core group as ``) to its verbs, sorted.
+fn rules(rendered: &str, kind: &str, name: &str) -> BTreeMap<String, Vec<String>> {
+    let doc = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_norway::from_str::<serde_json::Value>(doc).ok())
+        .find(|doc| doc["kind"] == kind && doc["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in:\n{rendered}"));
+    let mut rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for rule in doc["rules"].as_array().expect("rules") {
+        let strings = |key: &str| -> Vec<String> {
+            rule[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for group in strings("apiGroups") {
+            for resource in strings("resources") {
+                let verbs = rules.entry(format!("{group}/{resource}")).or_default();
+                verbs.extend(strings("verbs"));
+                verbs.sort();
+                verbs.dedup();
+            }
+        }
+    }
+    rules
+}
+
+/// Exactly the verbs the controller's code uses, per resource: a watcher lists and watches, a
+/// status write is an update (`replace_status`), ReplicaSets and AnalysisRuns are patched and
+/// never updated, and events go through events.k8s.io only (kube's Recorder).
+const CONTROLLER_VERBS: &[(&str, &[&str])] = &[
+    ("/pods", &["list", "patch"]),
+    ("/pods/eviction", &["create"]),
+    ("/secrets", &["get"]),
+    ("/services", &["list", "patch", "watch"]),
+    (
+        "apps/replicasets",
+        &["create", "delete", "get", "list", "patch", "watch"],
+    ),
+    (
+        "argoproj.io/analysisruns",
+        &["create", "delete", "get", "list", "patch", "watch"],
+    ),
+    ("argoproj.io/analysisruns/finalizers", &["update"]),
+    ("argoproj.io/analysisruns/status", &["patch", "update"]),
+    ("argoproj.io/analysistemplates", &["get"]),
+    ("argoproj.io/rollouts", &["list", "watch"]),
+    ("argoproj.io/rollouts/finalizers", &["update"]),
+    ("argoproj.io/rollouts/status", &["update"]),
+    ("batch/jobs", &["create", "delete", "get", "list", "watch"]),
+    ("events.k8s.io/events", &["create", "patch"]),
+];
+
+fn expected(extra: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+    CONTROLLER_VERBS
+        .iter()
+        .chain(extra)
+        .map(|(resource, verbs)| {
+            let mut verbs: Vec<String> = verbs.iter().map(|v| v.to_string()).collect();
+            verbs.sort();
+            (resource.to_string(), verbs)
+        })
+        .collect()
+}
+
+#[test]
+fn the_chart_grants_exactly_the_verbs_the_controller_uses() {
+    let cluster = template("sluice", "sluice", &[]);
+    assert_eq!(
+        rules(&cluster, "ClusterRole", "sluice"),
+        expected(&[("argoproj.io/clusteranalysistemplates", &["get"])]),
+    );
+    assert_eq!(
+        rules(&cluster, "Role", "sluice-leader-election"),
+        BTreeMap::from([(
+            "coordination.k8s.io/leases".to_string(),
+            vec!["create".to_string(), "get".to_string(), "patch".to_string()],
+        )]),
+        "kube-lease-manager creates the Lease, reads it, and patches it (apply and strategic)"
+    );
+    let namespaced = template("sluice", "sluice", &["controller.namespaced=true"]);
+    assert_eq!(rules(&namespaced, "Role", "sluice"), expected(&[]));
+    assert_eq!(
+        rules(&namespaced, "ClusterRole", "sluice-cluster-templates"),
+        BTreeMap::from([(
+            "argoproj.io/clusteranalysistemplates".to_string(),
+            vec!["get".to_string()]
+        )]),
+    );
+}
+
+/// The controller's args as the chart renders them with `sets`.
+fn controller_args(sets: &[&str]) -> Vec<String> {
+    let rendered = template("sluice", "sluice", sets);
+    rendered
+        .split("\n---")
+        .filter_map(|doc| serde_norway::from_str::<Deployment>(doc).ok())
+        .find(|d| d.metadata.name.as_deref() == Some("sluice"))
+        .and_then(|d| d.spec)
+        .and_then(|s| s.template.spec)
+        .map(|s| s.containers[0].args.clone().unwrap_or_default())
+        .expect("the controller's args")
+}
+
+#[test]
+fn web_metric_hosts_are_open_by_default_and_limited_to_the_listed_ones_when_set() {
+    let flag = "--web-metric-allowed-hosts";
+    let args = controller_args(&[]);
+    assert!(
+        !args.iter().any(|a| a.starts_with(flag)),
+        "no list: any host, as in Argo Rollouts: {args:?}"
+    );
+    let args = controller_args(&[
+        "controller.webMetricAllowedHosts={prometheus.monitoring.svc,*.example.com}",
+    ]);
+    let passed: Vec<&String> = args.iter().filter(|a| a.starts_with(flag)).collect();
+    assert_eq!(
+        passed,
+        [&format!("{flag}=prometheus.monitoring.svc,*.example.com")],
+        "{args:?}"
+    );
 }
 
 #[tokio::test]
@@ -354,6 +482,7 @@ async fn the_binary_understands_every_flag_the_chart_passes() {
             &format!("controller.metrics.port={port}"),
             &format!("controller.watchNamespace={}", ns.name),
             "controller.instanceID=blue",
+            "controller.webMetricAllowedHosts={prometheus.monitoring.svc,*.example.com}",
         ],
     );
     let deployment = rendered
@@ -367,6 +496,11 @@ async fn the_binary_understands_every_flag_the_chart_passes() {
         .map(|s| s.containers[0].args.clone().unwrap_or_default())
         .expect("the controller's args");
     assert!(args.iter().any(|a| a == "--leader-elect"), "{args:?}");
+    assert!(
+        args.iter()
+            .any(|a| a.starts_with("--web-metric-allowed-hosts=")),
+        "{args:?}"
+    );
     // The chart's args exactly, as the pod would run them (POD_NAMESPACE from the downward API).
     let log = repo_root().join(format!("target/test-logs/{}.log", ns.name));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))

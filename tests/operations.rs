@@ -1,14 +1,25 @@
 //! Running Sluice for real: two replicas with leader election (a handover in the middle of a
-//! rollout), installations kept apart by instance id, and a clean SIGTERM.
+//! rollout), installations kept apart by instance id, a clean SIGTERM, and writes the API refuses
+//! (a quota, a name taken) reported on the rollout instead of retried in silence.
 
 mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::Service};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::{
+    apps::v1::ReplicaSet,
+    coordination::v1::Lease,
+    core::v1::{Event, ResourceQuota, Service},
+};
+use kube::{
+    ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
 use serde_json::{Value, json};
-use sluice::api::{AnalysisRun, Rollout, RolloutPhase, RolloutStatus};
+use sluice::{
+    api::{AnalysisRun, Rollout, RolloutConditionType, RolloutPhase, RolloutStatus},
+    rollout::plan::replicasets::pod_template_hash,
+};
 use support::{Controller, TestNamespace};
 
 fn rollout(name: &str, labels: Value, steps: Value) -> Rollout {
@@ -282,4 +293,176 @@ async fn sigterm_stops_cleanly_and_hands_the_lease_over_at_once() {
         "the Lease is released on shutdown, not left to expire: {holder:?}"
     );
     assert!(only.log_tail(5).contains("stopped"), "{}", only.log_tail(5));
+}
+
+fn replica_failure(r: &Rollout) -> Option<(String, String)> {
+    status(r)
+        .conditions
+        .iter()
+        .find(|c| c.type_ == RolloutConditionType::ReplicaFailure)
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test]
+async fn a_replica_set_the_quota_refuses_is_reported_on_the_rollout_and_cleared_once_created() {
+    let ns = TestNamespace::new("quota").await;
+    support::install_crds(&ns.client).await;
+    let _controller = Controller::start(&ns.name).await;
+    let rollouts = ns.api::<Rollout>();
+    rollouts
+        .create(
+            &PostParams::default(),
+            &rollout("app", json!({}), json!([])),
+        )
+        .await
+        .expect("creating the Rollout");
+    ns.wait_for("app", 30, "the first version Healthy", healthy)
+        .await;
+    // Room for the one ReplicaSet there is, and no more.
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": { "name": "sets" },
+        "spec": { "hard": { "count/replicasets.apps": "1" } }
+    }))
+    .expect("a ResourceQuota");
+    let quotas = ns.api::<ResourceQuota>();
+    quotas
+        .create(&PostParams::default(), &quota)
+        .await
+        .expect("creating the quota");
+    ns.wait_for(
+        "sets",
+        30,
+        "the quota counted",
+        |q: Option<&ResourceQuota>| {
+            q.and_then(|q| q.status.as_ref())
+                .and_then(|s| s.used.as_ref())
+                .is_some_and(|u| u.contains_key("count/replicasets.apps"))
+        },
+    )
+    .await;
+
+    let patch = json!({ "spec": { "template": { "spec": { "containers": [
+        { "name": "app", "image": "example/app:2" }
+    ] } } } });
+    rollouts
+        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("a new version");
+    let refused = ns
+        .wait_for("app", 30, "the refusal reported", |r: Option<&Rollout>| {
+            r.is_some_and(|r| replica_failure(r).is_some())
+        })
+        .await;
+    let (reason, message) = replica_failure(&refused).expect("a ReplicaFailure condition");
+    assert_eq!(reason, "ReplicaSetCreateError");
+    assert!(
+        message.starts_with("Failed to create new replica set \"app-")
+            && message.contains("exceeded quota"),
+        "the API's own words: {message}"
+    );
+    let warned = support::wait(
+        async {
+            loop {
+                let events = ns
+                    .api::<Event>()
+                    .list(&ListParams::default().fields("involvedObject.name=app"))
+                    .await
+                    .expect("listing events");
+                if let Some(event) = events.items.into_iter().find(|e| {
+                    e.reason.as_deref() == Some("ReplicaSetCreateError")
+                        && e.type_.as_deref() == Some("Warning")
+                }) {
+                    return Ok::<_, ()>(event);
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        },
+        30,
+        "a Warning event",
+    )
+    .await;
+    assert!(
+        warned
+            .message
+            .unwrap_or_default()
+            .contains("exceeded quota"),
+        "the event says why"
+    );
+
+    // The quota raised: the set is created on a later attempt, and the condition goes.
+    quotas
+        .patch(
+            "sets",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "hard": { "count/replicasets.apps": "10" } } })),
+        )
+        .await
+        .expect("raising the quota");
+    let done = ns
+        .wait_for("app", 90, "the new version Healthy", healthy)
+        .await;
+    assert_eq!(
+        replica_failure(&done),
+        None,
+        "{:?}",
+        status(&done).conditions
+    );
+}
+
+#[tokio::test]
+async fn a_replica_set_name_taken_by_another_owner_is_a_collision_and_the_next_name_is_used() {
+    let ns = TestNamespace::new("collision").await;
+    support::install_crds(&ns.client).await;
+    // The Rollout first, with no controller running yet, to know the name it will want.
+    let rollouts = ns.api::<Rollout>();
+    let created = rollouts
+        .create(
+            &PostParams::default(),
+            &rollout("app", json!({}), json!([])),
+        )
+        .await
+        .expect("creating the Rollout");
+    let template = created.spec.template.clone().expect("a template");
+    let taken = format!("app-{}", pod_template_hash(&template, None));
+    // Someone else's ReplicaSet (a leftover of another app) holds that name.
+    let foreign: ReplicaSet = serde_json::from_value(json!({
+        "metadata": { "name": taken, "labels": { "app": "other" } },
+        "spec": {
+            "replicas": 0,
+            "selector": { "matchLabels": { "app": "other" } },
+            "template": {
+                "metadata": { "labels": { "app": "other" } },
+                "spec": { "containers": [{ "name": "other", "image": "example/other:1" }] }
+            }
+        }
+    }))
+    .expect("a ReplicaSet");
+    let sets = ns.api::<ReplicaSet>();
+    sets.create(&PostParams::default(), &foreign)
+        .await
+        .expect("creating the foreign ReplicaSet");
+
+    let _controller = Controller::start(&ns.name).await;
+    let done = ns
+        .wait_for("app", 60, "Healthy under another name", healthy)
+        .await;
+    assert_eq!(status(&done).collision_count, Some(1));
+    let expected = pod_template_hash(&template, Some(1));
+    assert_eq!(
+        status(&done).current_pod_hash.as_deref(),
+        Some(expected.as_str())
+    );
+    let ours = sets
+        .get(&format!("app-{expected}"))
+        .await
+        .expect("the rollout's ReplicaSet under the next name");
+    assert_eq!(
+        ours.owner_references()[0].uid,
+        created.uid().unwrap_or_default()
+    );
+    let theirs = sets.get(&taken).await.expect("the foreign ReplicaSet");
+    assert!(
+        theirs.owner_references().is_empty() && theirs.spec.and_then(|s| s.replicas) == Some(0),
+        "the foreign set is left alone"
+    );
 }

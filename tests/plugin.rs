@@ -687,3 +687,85 @@ async fn no_cluster_reachable_is_said_with_the_server() {
         "{run:?}"
     );
 }
+
+#[tokio::test]
+async fn watches_end_with_one_line_when_the_rollout_is_deleted_or_watching_is_forbidden() {
+    let t = Plugin::new("plugin-watch-end").await;
+    t.deploy(canary(1, json!([]))).await;
+    // A version whose pods never become ready: Progressing for good, so `status --watch` waits.
+    t.rollouts
+        .patch(
+            "app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": { "template": {
+                "metadata": { "annotations": { "sluice.dev/pod-fate": "never-ready" } },
+                "spec": { "containers": [{ "name": "app", "image": "example/app:2" }] }
+            } } })),
+        )
+        .await
+        .expect("a broken version");
+    t.wait(30, "the broken version progressing", |r| {
+        observed(r) && status(r).phase == Some(RolloutPhase::Progressing)
+    })
+    .await;
+
+    // A user who may read everything the commands show, but not watch rollouts.
+    let getter = t
+        .kubeconfig_for(
+            "getter",
+            json!([
+                { "apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get", "list"] },
+                { "apiGroups": ["argoproj.io"], "resources": ["analysisruns"], "verbs": ["list", "watch"] },
+                { "apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "watch"] },
+                { "apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"] },
+            ]),
+        )
+        .await;
+    for args in [
+        &["status", "app", "--watch"][..],
+        &["get", "rollout", "app", "--watch"][..],
+    ] {
+        let mut cmd = t.command(args);
+        cmd.env("KUBECONFIG", &getter);
+        let started = Instant::now();
+        let run = output(cmd).await;
+        assert_eq!(run.code, Some(1), "{args:?}: {run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {run:?}");
+        assert!(
+            run.stderr.starts_with(&format!(
+                "error: forbidden: you may not watch rollouts in namespace \"{}\"",
+                t.ns.name
+            )),
+            "{args:?}: {run:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+
+    // Both watches running, then the rollout is deleted: each ends at once, exit 1, one line.
+    let status_watch = tokio::spawn(output(t.command(&["status", "app", "--watch"])));
+    let get_watch = tokio::spawn(output(t.command(&["get", "rollout", "app", "--watch"])));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !status_watch.is_finished() && !get_watch.is_finished(),
+        "both wait on the progressing rollout"
+    );
+    t.rollouts
+        .delete("app", &kube::api::DeleteParams::default())
+        .await
+        .expect("deleting the rollout");
+    for (which, watch) in [("status", status_watch), ("get", get_watch)] {
+        let run = tokio::time::timeout(Duration::from_secs(30), watch)
+            .await
+            .unwrap_or_else(|_| panic!("{which} --watch still running 30 s after the deletion"))
+            .expect("the watch task");
+        assert_eq!(run.code, Some(1), "{which}: {run:?}");
+        assert_eq!(
+            run.stderr, "error: the rollout \"app\" was deleted\n",
+            "{which}: {run:?}"
+        );
+    }
+}

@@ -209,7 +209,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let signal = signals.recv().await;
             info!(signal, "shutting down before becoming the leader");
         };
-        match election.acquire(client.clone(), signal).await? {
+        // The Lease's own client: every renewal bounded by a timeout (a hanging one would hold a
+        // Lease that expires meanwhile), and never held back by the reconciles' rate limit.
+        let mut lease_config = client::config(args.kubeconfig.as_deref(), args.context.clone())
+            .await
+            .context("loading the kubeconfig for leader election")?;
+        let timeout = Some(election.look_timeout());
+        (lease_config.read_timeout, lease_config.write_timeout) = (timeout, timeout);
+        lease_config.connect_timeout = timeout;
+        let lease_client = kube::Client::try_from(lease_config)
+            .context("creating the Kubernetes client for leader election")?;
+        match election.acquire(lease_client, signal).await? {
             Some(held) => {
                 // Ready again once the leader's caches are filled.
                 health.set_ready(false);
@@ -265,15 +275,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let ended = tokio::select! {
-        signal = signals.recv() => Err(Some(signal)),
-        () = lost => Err(None),
+        signal = signals.recv() => Err(Ok(signal)),
+        why = lost => Err(Err(why)),
         (result, index, _) = first_to_end => Ok((index, result)),
     };
     match ended {
-        Err(Some(signal)) => info!(signal, "shutting down: finishing the work in flight"),
-        Err(None) => {
-            error!("lost the leader Lease; stopping so that only the new leader reconciles");
-            failed = true;
+        Err(Ok(signal)) => info!(signal, "shutting down: finishing the work in flight"),
+        Err(Err(why)) => {
+            // Another process may be the leader already: the writes in flight are cut, not
+            // finished, and the Lease is not ours to release.
+            error!(
+                reason = why,
+                "lost the leader Lease; stopping at once so that only the new leader writes"
+            );
+            health.set_ready(false);
+            for (_, task) in &tasks {
+                task.abort();
+            }
+            anyhow::bail!("lost the leader Lease: {why}");
         }
         Ok((index, result)) => {
             let (which, _) = tasks.remove(index);

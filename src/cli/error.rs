@@ -59,6 +59,12 @@ pub enum Error {
         /// The rollout's name.
         name: String,
     },
+    /// The rollout a `--watch` followed was deleted: nothing more will happen to it.
+    #[error("the rollout \"{name}\" was deleted")]
+    Deleted {
+        /// The rollout's name.
+        name: String,
+    },
     /// A request that cannot be carried out as asked (unknown container, missing revision, …).
     #[error("{0}")]
     Refused(String),

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures::{FutureExt as _, Stream, StreamExt as _, future::ready, stream};
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
 use kube::{
-    Api, Resource,
+    Resource,
     api::ListParams,
     runtime::{WatchStreamExt as _, reflector, watcher},
 };
@@ -64,31 +64,70 @@ async fn analysis_runs(ctx: &Context) -> Result<Option<Vec<AnalysisRun>>, Error>
     }
 }
 
-/// A boxed stream of "something changed" signals.
-type Changes = Pin<Box<dyn Stream<Item = ()> + Send>>;
+/// A boxed stream of "something changed" signals, or of the error that ends the watch.
+type Changes = Pin<Box<dyn Stream<Item = Result<(), Error>> + Send>>;
+
+/// The verb that failed and the API server's answer under a watch error, if it answered at all.
+fn api_status(error: &watcher::Error) -> Option<(&'static str, &kube::core::Status)> {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status)) => Some(("list", &**status)),
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::WatchError(status) => Some(("watch", &**status)),
+        _ => None,
+    }
+}
+
+/// The error that ends a watch for good: RBAC refused it (retrying cannot help, and waiting
+/// silently would hang). Any other failure (a dropped connection, an expired resourceVersion) is
+/// retried with backoff.
+pub fn refused(
+    ctx: &Context,
+    resource: &'static str,
+    kind: &'static str,
+    error: &watcher::Error,
+) -> Option<Error> {
+    let (verb, status) = api_status(error).filter(|(_, s)| s.code == 403)?;
+    Some(
+        ctx.request(verb, resource, kind, None)
+            .error(kube::Error::Api(Box::new(status.clone()))),
+    )
+}
 
 /// A reflector of one kind: its store and the stream that fills it.
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> (reflector::Store<K>, Changes)
+fn reflect<K>(
+    ctx: &Context,
+    resource: &'static str,
+    kind: &'static str,
+    config: watcher::Config,
+) -> (reflector::Store<K>, Changes)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
-    K: 'static,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
+    let api = ctx.api::<K>();
+    let ctx = ctx.clone();
+    let refusal = move |error: &watcher::Error| refused(&ctx, resource, kind, error);
     let changes = reflector(writer, watcher(api, config))
         .default_backoff()
-        // A failed watch is retried with backoff; its error is not a change.
-        .filter_map(|event| ready(event.ok().map(|_| ())))
+        .filter_map(move |event| {
+            ready(match event {
+                Ok(_) => Some(Ok(())),
+                Err(e) => refusal(&e).map(Err),
+            })
+        })
         .boxed();
     (reader, changes)
 }
 
 /// Snapshots of the rollout and what it owns: one when every watch has listed, then one after
-/// each burst of changes. Ends when the rollout is deleted (after a snapshot without it is
-/// skipped) or the watches end.
+/// each burst of changes; `None` once the rollout is gone (deleted), an error when a watch is
+/// refused.
 pub async fn watch(
     ctx: &Context,
     name: &str,
-) -> Result<impl Stream<Item = Option<Objects>> + use<>, Error> {
+) -> Result<impl Stream<Item = Result<Option<Objects>, Error>> + use<>, Error> {
     // Read once first: a missing rollout or a forbidden list is reported, not retried forever.
     let first = objects(ctx, name).await?;
     let with_runs = analysis_runs(ctx).await?.is_some();
@@ -96,15 +135,27 @@ pub async fn watch(
         Some(s) => c.labels(&s),
         None => c,
     };
-    let (rollouts, a) = reflect(
-        ctx.api::<Rollout>(),
+    let (rollouts, a) = reflect::<Rollout>(
+        ctx,
+        "rollouts",
+        "Rollout",
         watcher::Config::default().fields(&format!("metadata.name={name}")),
     );
-    let (sets, b) = reflect(ctx.api::<ReplicaSet>(), labels(watcher::Config::default()));
-    let (pods, c) = reflect(ctx.api::<Pod>(), labels(watcher::Config::default()));
+    let (sets, b) = reflect::<ReplicaSet>(
+        ctx,
+        "replicasets",
+        "ReplicaSet",
+        labels(watcher::Config::default()),
+    );
+    let (pods, c) = reflect::<Pod>(ctx, "pods", "Pod", labels(watcher::Config::default()));
     let mut streams = vec![a, b, c];
     let runs = if with_runs {
-        let (runs, d) = reflect(ctx.api::<AnalysisRun>(), watcher::Config::default());
+        let (runs, d) = reflect::<AnalysisRun>(
+            ctx,
+            "analysisruns",
+            "AnalysisRun",
+            watcher::Config::default(),
+        );
         streams.push(d);
         Some(runs)
     } else {
@@ -139,6 +190,11 @@ pub async fn watch(
     let found = |o: &Objects| o.rollout.metadata.name.is_some();
     Ok(stream::select_all(streams)
         .ready_chunks(1024)
-        .filter_map(move |_| ready(ready_all().then(&snapshot)))
-        .map(move |o| found(&o).then_some(o)))
+        .filter_map(move |chunk| {
+            ready(match chunk.into_iter().find_map(Result::err) {
+                Some(refused) => Some(Err(refused)),
+                None => ready_all().then(&snapshot).map(Ok),
+            })
+        })
+        .map(move |o| o.map(|o| found(&o).then_some(o))))
 }

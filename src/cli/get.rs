@@ -89,14 +89,15 @@ pub async fn run(ctx: &Context, get: Get) -> Result<ExitCode, Error> {
     }
 }
 
-/// Redraws the tree on every change until Ctrl-C or the rollout's deletion.
+/// Redraws the tree on every change until Ctrl-C; the rollout's deletion, or a watch RBAC
+/// refuses, ends it with an error.
 async fn watch(ctx: &Context, name: &str) -> Result<ExitCode, Error> {
     let mut snapshots = std::pin::pin!(super::fetch::watch(ctx, name).await?);
     let mut last = String::new();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            next = snapshots.next() => match next {
+            next = snapshots.next() => match next.transpose()? {
                 Some(Some(objects)) => {
                     // The width is read again: the terminal may have been resized.
                     let style = Style { width: Style::of_stdout().width, ..ctx.style };
@@ -107,10 +108,7 @@ async fn watch(ctx: &Context, name: &str) -> Result<ExitCode, Error> {
                         last = text;
                     }
                 }
-                Some(None) => {
-                    print(&format!("rollout \"{name}\" was deleted\n"));
-                    return Ok(ExitCode::FAILURE);
-                }
+                Some(None) => return Err(Error::Deleted { name: name.to_string() }),
                 None => return Ok(ExitCode::SUCCESS),
             }
         }

@@ -189,6 +189,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
 }
 
 /// A connection to the cluster and where to print: what every online command needs.
+#[derive(Clone)]
 pub struct Context {
     /// The client.
     pub client: Client,

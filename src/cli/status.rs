@@ -21,7 +21,8 @@ Exit codes:
      without a duration, a blue/green preview, an inconclusive analysis, spec.paused.
      Timed pauses end by themselves and are waited through.
   1  Degraded (aborted, invalid spec, progress deadline exceeded), or --timeout passed
-     before an end state, or an error (not found, forbidden, no cluster reachable)
+     before an end state, or an error (not found, forbidden, no cluster reachable), or
+     the rollout was deleted while watched
   2  wrong usage
   130  interrupted (Ctrl-C) while watching
 Without --watch the status is printed once, and only Degraded exits 1.
@@ -110,11 +111,12 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
     };
     let mut deadline = pin!(deadline);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", args.name));
-    let mut changes = pin!(
-        watcher(ctx.api::<Rollout>(), config)
-            .default_backoff()
-            .applied_objects()
-    );
+    let mut changes = pin!(watcher(ctx.api::<Rollout>(), config).default_backoff());
+    let deleted = || Error::Deleted {
+        name: args.name.clone(),
+    };
+    // Whether the list in progress (the first one, or a restarted watch's) holds the rollout.
+    let mut listed = false;
     let mut last = line;
     loop {
         tokio::select! {
@@ -128,7 +130,8 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
             }
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::from(130)),
             next = changes.next() => match next {
-                Some(Ok(rollout)) => {
+                Some(Ok(watcher::Event::Apply(rollout) | watcher::Event::InitApply(rollout))) => {
+                    listed = true;
                     let line = status_line(&rollout, &ctx.style);
                     if line != last {
                         print(&format!("{line}\n"));
@@ -138,8 +141,17 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
                         return Ok(code);
                     }
                 }
-                // Retried with backoff; a watch that cannot start at all was caught by the get.
-                Some(Err(_)) => {}
+                Some(Ok(watcher::Event::Init)) => listed = false,
+                // Deleted while we watched, or while the watch was down (a re-list without it).
+                Some(Ok(watcher::Event::Delete(_))) => return Err(deleted()),
+                Some(Ok(watcher::Event::InitDone)) if !listed => return Err(deleted()),
+                Some(Ok(watcher::Event::InitDone)) => {}
+                // RBAC refused the watch: retrying cannot help, and waiting would hang.
+                Some(Err(e)) => {
+                    if let Some(refused) = super::fetch::refused(ctx, "rollouts", "Rollout", &e) {
+                        return Err(refused);
+                    }
+                }
                 None => return Ok(ExitCode::FAILURE),
             }
         }

@@ -21,13 +21,14 @@ use super::plan::{
         TERMINATED_BY_CONTROLLER, TERMINATED_LABEL,
     },
     metadata::EPHEMERAL_ANNOTATION,
+    replicasets::collision,
 };
 use crate::{
     analysis::args::{RolloutValues, flatten_templates, lookup_templates, run_spec},
     api::{
         AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
         ClusterAnalysisTemplate, INSTANCE_ID_LABEL, MANAGED_BY_ROLLOUTS_ANNOTATION,
-        POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout,
+        POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout, RolloutStatus,
     },
     error::{Error, is_already_exists, is_conflict, is_not_found},
 };
@@ -52,13 +53,21 @@ pub async fn apply_actions(client: &Client, rollout: &Rollout, plan: &Plan) -> R
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..PostParams::default()
                 };
+                let name = rs.name_any();
                 let result = sets.create(&params, rs).await;
-                // Created by a previous reconcile whose status write did not land: nothing to do.
                 match result {
-                    Err(e) if is_already_exists(&e) => {}
-                    other => other.map(drop).map_err(|source| {
-                        write_error(format!("creating ReplicaSet {}", rs.name_any()), source)
-                    })?,
+                    Ok(_) => {}
+                    // Created by a previous reconcile whose status write did not land (nothing to
+                    // do), or another set holds the name: a hash collision, never a success.
+                    Err(e) if is_already_exists(&e) => {
+                        let existing = sets.get(&name).await.map_err(|source| {
+                            write_error(format!("reading ReplicaSet {name}"), source)
+                        })?;
+                        if let Some(why) = collision(&existing, rs) {
+                            return Err(Error::Collision(why));
+                        }
+                    }
+                    Err(source) => return Err(Error::CreateReplicaSet { name, source }),
                 }
             }
             Action::ScaleReplicaSet { name, to, .. } => {
@@ -215,7 +224,7 @@ async fn create_run(client: &Client, rollout: &Rollout, run: &NewRun) -> Result<
         labels.extend(extra.labels.clone());
         annotations.extend(extra.annotations.clone());
     }
-    let object = AnalysisRun {
+    let mut object = AnalysisRun {
         metadata: ObjectMeta {
             name: Some(run.name.clone()),
             namespace: Some(namespace.clone()),
@@ -232,25 +241,78 @@ async fn create_run(client: &Client, rollout: &Rollout, run: &NewRun) -> Result<
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    let result = runs.create(&params, &object).await;
-    match result {
-        Err(e) if is_already_exists(&e) => return Ok(()),
-        other => other
-            .map(drop)
-            .map_err(|source| write_error(format!("creating AnalysisRun {}", run.name), source))?,
+    let uid = rollout.uid().unwrap_or_default();
+    // A name held by a run this rollout does not own (a leftover of a rollout of the same name,
+    // deleted and created again) is a collision: the next free `.N` name is tried, as Argo Rollouts
+    // does; the plan finds the run by its labels. A run this rollout owns under the name is this
+    // run, created by an earlier attempt whose status write did not land.
+    let mut taken = Vec::new();
+    for name in run_names(&run.name).take(RUN_NAME_ATTEMPTS) {
+        object.metadata.name = Some(name.clone());
+        let result = runs.create(&params, &object).await;
+        match result {
+            Ok(_) => {
+                if let Some(message) = error {
+                    report_unrunnable(&runs, &name, &message).await?;
+                }
+                return Ok(());
+            }
+            Err(e) if is_already_exists(&e) => {
+                let existing = runs
+                    .get(&name)
+                    .await
+                    .map_err(|source| write_error(format!("reading AnalysisRun {name}"), source))?;
+                if controlled_by(existing.owner_references(), &uid) {
+                    return Ok(());
+                }
+                taken.push(name);
+            }
+            Err(source) => {
+                return Err(write_error(format!("creating AnalysisRun {name}"), source));
+            }
+        }
     }
-    if let Some(message) = error {
-        let patch = json!({ "status": { "phase": "Error", "message": message } });
-        let result = runs
-            .patch_status(&run.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await;
-        result.map_err(|source| {
-            write_error(
-                format!("reporting why AnalysisRun {} cannot run", run.name),
-                source,
-            )
-        })?;
-    }
+    Err(Error::Collision(format!(
+        "the AnalysisRun names {} are taken by runs Rollout {} does not own",
+        taken.join(", "),
+        rollout.name_any()
+    )))
+}
+
+/// How many names a new AnalysisRun tries before its creation fails as a collision.
+const RUN_NAME_ATTEMPTS: usize = 10;
+
+/// `name`, then `name.2`, `name.3`, …: the names a new AnalysisRun tries in turn.
+fn run_names(name: &str) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(name.to_string()).chain((2..).map(move |n| format!("{name}.{n}")))
+}
+
+/// Whether the owner references name `uid` as the controller.
+fn controlled_by(
+    owners: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+    uid: &str,
+) -> bool {
+    owners
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+/// Puts a run whose templates or arguments cannot be resolved in phase Error, with the reason.
+async fn report_unrunnable(
+    runs: &Api<AnalysisRun>,
+    name: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let patch = json!({ "status": { "phase": "Error", "message": message } });
+    let result = runs
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    result.map_err(|source| {
+        write_error(
+            format!("reporting why AnalysisRun {name} cannot run"),
+            source,
+        )
+    })?;
     Ok(())
 }
 
@@ -338,18 +400,22 @@ async fn set_pod_metadata(
     Ok(())
 }
 
-/// Replaces the rollout's status when it changed; a concurrent change (a promote, an abort)
-/// makes the write fail with a conflict, and the next reconcile plans with it.
+/// Replaces the rollout's status with `status` when it changed; a concurrent change (a promote,
+/// an abort) makes the write fail with a conflict, and the next reconcile plans with it.
 /// Returns whether the write made a new version (a write the API server found to change nothing
 /// keeps the version, and no watch event follows it).
-pub async fn write_status(client: &Client, rollout: &Rollout, plan: &Plan) -> Result<bool, Error> {
-    if rollout.status.as_ref() == Some(&plan.status) {
+pub async fn write_status(
+    client: &Client,
+    rollout: &Rollout,
+    status: &RolloutStatus,
+) -> Result<bool, Error> {
+    if rollout.status.as_ref() == Some(status) {
         return Ok(false);
     }
     let api: Api<Rollout> =
         Api::namespaced(client.clone(), &rollout.namespace().unwrap_or_default());
     let mut updated = rollout.clone();
-    updated.status = Some(plan.status.clone());
+    updated.status = Some(status.clone());
     updated.meta_mut().managed_fields = None;
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),

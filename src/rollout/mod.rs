@@ -9,7 +9,7 @@ pub mod apply;
 pub mod observe;
 pub mod plan;
 
-use std::{future::Future, sync::Arc};
+use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
 use futures::{StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
@@ -33,11 +33,11 @@ use tracing::{debug, info, warn};
 
 use self::{
     observe::{Caches, OwnWrites, observe, service_names},
-    plan::{EventType, analysis},
+    plan::{EventType, analysis, status::cut},
 };
 use crate::{
     api::{AnalysisRun, INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout},
-    error::Error,
+    error::{Backoff, Error},
     metrics::{self, Metrics},
     server::Health,
 };
@@ -63,7 +63,20 @@ struct Context {
     recorder: Recorder,
     /// Status writes the Rollout cache may not show yet.
     own_writes: Arc<OwnWrites>,
+    /// Per rollout: how long to wait after a write the API keeps refusing.
+    backoff: Arc<Backoff<Key>>,
 }
+
+/// A rollout's namespace and name.
+type Key = (String, String);
+
+/// The first wait after a refused write; it doubles with each failure in a row.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// The longest wait between attempts of a write the API keeps refusing.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// The most bytes of an event's note: Kubernetes refuses a longer one (events.k8s.io/v1
+/// `note`, 1 KiB, counted in bytes).
+pub const NOTE_LIMIT: usize = 1024;
 
 /// Runs the Rollout controller until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run(
@@ -127,9 +140,14 @@ pub async fn run(
     // Rollouts through a reflector of our own, so a deletion (which never reaches `reconcile`)
     // drops the rollout's metric series.
     let (rollout_store, rollout_writer) = reflector::store::<DeserializeGuard<Rollout>>();
-    let forget = metrics.clone();
     let own_writes = Arc::new(OwnWrites::default());
-    let forget_writes = own_writes.clone();
+    let backoff = Arc::new(Backoff::new(BACKOFF_BASE, BACKOFF_CAP));
+    let mut known = Known::default();
+    let forget = Forget {
+        metrics: metrics.clone(),
+        own_writes: own_writes.clone(),
+        backoff: backoff.clone(),
+    };
     // Another installation's Rollouts are filtered out by the API server, never cached.
     let selector = match config.instance_id.as_deref() {
         Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
@@ -144,20 +162,7 @@ pub async fn run(
     .modify(trim)
     .reflect(rollout_writer)
     .inspect_ok(filled.on_init_done(Filled::ROLLOUTS, "Rollouts"))
-    .inspect_ok(move |event| {
-        if let watcher::Event::Delete(guard) = event {
-            let meta = match &guard.0 {
-                Ok(rollout) => &rollout.metadata,
-                Err(invalid) => &invalid.metadata,
-            };
-            let (namespace, name) = (
-                meta.namespace.as_deref().unwrap_or_default(),
-                meta.name.as_deref().unwrap_or_default(),
-            );
-            forget.forget_rollout(namespace, name);
-            forget_writes.forget(namespace, name);
-        }
-    })
+    .inspect_ok(move |event| forget.gone(&mut known, event))
     .applied_objects();
     let controller = Controller::for_stream(rollout_events, rollout_store.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency.max(1)));
@@ -177,6 +182,7 @@ pub async fn run(
         },
         metrics,
         own_writes,
+        backoff,
     });
     controller
         .owns_stream(set_events)
@@ -245,6 +251,82 @@ impl Filled {
     }
 }
 
+/// The rollouts the Rollout watch has shown, so that a re-list (a watch restarted after an error
+/// or a timeout) that no longer holds one counts as its deletion: no delete event is ever sent
+/// for a rollout deleted while the watch was down.
+#[derive(Debug, Default)]
+struct Known {
+    /// The rollouts the watch shows now.
+    live: HashSet<Key>,
+    /// The rollouts of a re-list in progress.
+    relisted: Option<HashSet<Key>>,
+}
+
+impl Known {
+    /// Takes one watch event; returns the rollouts it shows gone, sorted.
+    fn gone<K: Resource>(&mut self, event: &watcher::Event<K>) -> Vec<Key> {
+        let key = |object: &K| {
+            let meta = object.meta();
+            (
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
+            )
+        };
+        match event {
+            watcher::Event::Apply(object) => {
+                self.live.insert(key(object));
+                Vec::new()
+            }
+            watcher::Event::Delete(object) => {
+                let key = key(object);
+                self.live.remove(&key);
+                vec![key]
+            }
+            watcher::Event::Init => {
+                self.relisted = Some(HashSet::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(object) => {
+                self.relisted
+                    .get_or_insert_with(HashSet::new)
+                    .insert(key(object));
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                let listed = self.relisted.take().unwrap_or_default();
+                let mut gone: Vec<Key> = self.live.difference(&listed).cloned().collect();
+                gone.sort();
+                self.live = listed;
+                gone
+            }
+        }
+    }
+}
+
+/// What the controller keeps per rollout outside the caches, dropped when a rollout is gone.
+struct Forget {
+    metrics: Arc<Metrics>,
+    own_writes: Arc<OwnWrites>,
+    backoff: Arc<Backoff<Key>>,
+}
+
+impl Forget {
+    /// Drops the metric series and notes of the rollouts `event` shows gone (deleted, or missing
+    /// from a re-list).
+    fn gone<K: Resource>(&self, known: &mut Known, event: &watcher::Event<K>) {
+        for (namespace, name) in known.gone(event) {
+            debug!(
+                namespace,
+                rollout = name,
+                "rollout gone; dropping its metric series"
+            );
+            self.metrics.forget_rollout(&namespace, &name);
+            self.own_writes.forget(&namespace, &name);
+            self.backoff.reset(&(namespace, name));
+        }
+    }
+}
+
 /// Drops what the caches never read, to keep memory flat at scale: managedFields (a tree of
 /// every field path per manager: more than half of a settled Rollout in memory) and kubectl's
 /// last-applied copy of the object. Status writes are unaffected: the API server takes
@@ -298,8 +380,17 @@ async fn metered_reconcile(
     ctx: Arc<Context>,
 ) -> Result<Requeue, Error> {
     let metrics = ctx.metrics.clone();
+    let backoff = ctx.backoff.clone();
+    let key = guard
+        .0
+        .as_ref()
+        .map(|r| (r.namespace().unwrap_or_default(), r.name_any()))
+        .ok();
     let (result, requests) = crate::client::counting_requests(reconcile(guard, ctx)).await;
     metrics.reconcile_requests("rollout", requests);
+    if let (Ok(_), Some(key)) = (&result, key) {
+        backoff.reset(&key);
+    }
     result
 }
 
@@ -323,12 +414,10 @@ async fn reconcile(
             let event = KubeEvent {
                 type_: KubeEventType::Warning,
                 reason: "InvalidSpec".into(),
-                note: Some(
-                    format!("the Rollout cannot be read: {}", invalid.error)
-                        .chars()
-                        .take(1000)
-                        .collect(),
-                ),
+                note: Some(cut(
+                    &format!("the Rollout cannot be read: {}", invalid.error),
+                    NOTE_LIMIT,
+                )),
                 action: "Reconcile".into(),
                 secondary: None,
             };
@@ -371,11 +460,21 @@ async fn reconcile(
     for action in &plan.actions {
         info!(namespace, rollout = name, %action, "applying");
     }
-    apply::apply_actions(&ctx.client, rollout, &plan).await?;
-    if apply::write_status(&ctx.client, rollout, &plan).await? {
-        ctx.own_writes.wrote(rollout);
+    let applied = match apply::apply_actions(&ctx.client, rollout, &plan).await {
+        Ok(()) => apply::write_status(&ctx.client, rollout, &plan.status).await,
+        Err(error) => Err(error),
+    };
+    match applied {
+        Ok(true) => ctx.own_writes.wrote(rollout),
+        Ok(false) => {}
+        Err(error) => {
+            // The plan's events did not happen; the failure is what the user hears of.
+            if error.is_reported() {
+                report_failure(&ctx, rollout, &error, now).await;
+            }
+            return Err(error);
+        }
     }
-    let reference = rollout.object_ref(&());
     for event in &plan.events {
         info!(
             namespace,
@@ -384,19 +483,7 @@ async fn reconcile(
             message = event.message,
             "event"
         );
-        let published = KubeEvent {
-            type_: match event.type_ {
-                EventType::Normal => KubeEventType::Normal,
-                EventType::Warning => KubeEventType::Warning,
-            },
-            reason: event.reason.into(),
-            note: Some(event.message.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&published, &reference).await {
-            warn!(namespace, rollout = name, error = %e, "could not record an event");
-        }
+        publish(&ctx, rollout, event.type_, event.reason, &event.message).await;
     }
     ctx.metrics.set_rollout(
         &namespace,
@@ -409,9 +496,74 @@ async fn reconcile(
         .map_or_else(Requeue::await_change, Requeue::requeue))
 }
 
+/// Records an event on the rollout, its note cut to what the API accepts.
+async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, message: &str) {
+    let published = KubeEvent {
+        type_: match type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: reason.into(),
+        note: Some(cut(message, NOTE_LIMIT)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx
+        .recorder
+        .publish(&published, &rollout.object_ref(&()))
+        .await
+    {
+        let (namespace, name) = (rollout.namespace().unwrap_or_default(), rollout.name_any());
+        warn!(namespace, rollout = name, error = %e, "could not record an event");
+    }
+}
+
+/// Tells the user why a reconcile stopped, where they look: over the status as it was (the
+/// plan's changes did not happen), a `ReplicaFailure` condition with the API's message, or for a
+/// hash collision a higher `status.collisionCount` (the next attempt names the new version's
+/// objects differently); and a Warning event. The next plan whose writes succeed clears it.
+async fn report_failure(ctx: &Context, rollout: &Rollout, error: &Error, now: Timestamp) {
+    let (namespace, name) = (rollout.namespace().unwrap_or_default(), rollout.name_any());
+    let prev = rollout.status.clone().unwrap_or_default();
+    let (status, message) = match error {
+        Error::Collision(why) => {
+            let status = plan::status::bump_collision(&prev);
+            let message = format!(
+                "Found a hash collision for Rollout {name}: {why}; bumping collisionCount from {} to {}",
+                prev.collision_count.unwrap_or(0),
+                status.collision_count.unwrap_or(0)
+            );
+            (status, message)
+        }
+        other => {
+            let message = other.message();
+            let status = plan::status::with_failure(&prev, other.reason(), &message, now);
+            (status, message)
+        }
+    };
+    warn!(
+        namespace,
+        rollout = name,
+        reason = error.reason(),
+        message,
+        "reconcile failed"
+    );
+    match apply::write_status(&ctx.client, rollout, &status).await {
+        Ok(true) => ctx.own_writes.wrote(rollout),
+        Ok(false) => {}
+        Err(e) => warn!(
+            namespace,
+            rollout = name,
+            error = %e,
+            "could not report the failure in the rollout's status"
+        ),
+    }
+    publish(ctx, rollout, EventType::Warning, error.reason(), &message).await;
+}
+
 /// When a reconcile that found the cache behind our own status write looks again, should the
 /// watch event that normally wakes it never come (it always does; this is a fallback).
-const BEHIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const BEHIND_RETRY: Duration = Duration::from_secs(1);
 
 fn error_policy(
     guard: Arc<DeserializeGuard<Rollout>>,
@@ -425,16 +577,22 @@ fn error_policy(
         .unwrap_or_default();
     ctx.metrics
         .reconcile_error(&namespace, &name, error.reason());
+    // A failure that may last waits longer each time in a row (reset by a success); one that
+    // passes on its own is retried soon.
+    let delay = error
+        .retry_after()
+        .unwrap_or_else(|| ctx.backoff.failed((namespace.clone(), name.clone())));
     match error {
         Error::Conflict(_) => info!(namespace, rollout = name, "{error}"),
         _ => warn!(
             namespace,
             rollout = name,
             reason = error.reason(),
+            retry_in = ?delay,
             "{error}"
         ),
     }
-    Requeue::requeue(error.retry_after())
+    Requeue::requeue(delay)
 }
 
 #[cfg(test)]
@@ -464,6 +622,70 @@ mod tests {
             "spec": spec,
         }))
         .expect("a guard reads any object")
+    }
+
+    #[test]
+    fn event_notes_are_cut_by_bytes_at_a_character_boundary() {
+        // 1000 characters, 2000 bytes: cut by characters, the API refuses the whole event.
+        let accents = "é".repeat(1000);
+        let note = cut(&accents, NOTE_LIMIT);
+        assert!(note.len() <= NOTE_LIMIT, "{} bytes", note.len());
+        assert!(accents.starts_with(note.trim_end_matches('…')));
+        assert!(note.ends_with('…'), "a cut note says so");
+        // A 3-byte character across the limit is dropped whole.
+        let straddling = format!("{}€€", "a".repeat(1020));
+        let note = cut(&straddling, NOTE_LIMIT);
+        assert!(note.len() <= NOTE_LIMIT);
+        assert_eq!(note, format!("{}…", "a".repeat(1020)));
+        let fits = "€".repeat(341);
+        assert_eq!(cut(&fits, NOTE_LIMIT), fits, "1023 bytes pass untouched");
+    }
+
+    fn in_shop(name: &str) -> Rollout {
+        let mut rollout = Rollout::new(name, crate::api::RolloutSpec::default());
+        rollout.metadata.namespace = Some("shop".into());
+        rollout
+    }
+
+    #[test]
+    fn a_rollout_missing_from_a_relist_loses_its_metric_series_as_a_deleted_one_does() {
+        let metrics = Arc::new(Metrics::new());
+        let forget = Forget {
+            metrics: metrics.clone(),
+            own_writes: Arc::default(),
+            backoff: Arc::new(Backoff::new(BACKOFF_BASE, BACKOFF_CAP)),
+        };
+        let mut known = Known::default();
+        let series = |name: &str| format!("name=\"{name}\"");
+        forget.gone(&mut known, &watcher::Event::<Rollout>::Init);
+        for name in ["kept", "gone", "deleted"] {
+            metrics.set_rollout("shop", name, "canary", "Healthy");
+            forget.gone(&mut known, &watcher::Event::InitApply(in_shop(name)));
+        }
+        forget.gone(&mut known, &watcher::Event::<Rollout>::InitDone);
+        forget.gone(&mut known, &watcher::Event::Delete(in_shop("deleted")));
+        let text = metrics.encode();
+        assert!(!text.contains(&series("deleted")), "{text}");
+        assert!(text.contains(&series("gone")), "{text}");
+
+        // The watch restarts; "gone" was deleted meanwhile, so no delete event ever comes.
+        forget.gone(&mut known, &watcher::Event::<Rollout>::Init);
+        forget.gone(&mut known, &watcher::Event::InitApply(in_shop("kept")));
+        assert!(
+            metrics.encode().contains(&series("gone")),
+            "nothing is dropped before the re-list is complete"
+        );
+        forget.gone(&mut known, &watcher::Event::<Rollout>::InitDone);
+        let text = metrics.encode();
+        assert!(text.contains(&series("kept")), "{text}");
+        assert!(!text.contains(&series("gone")), "{text}");
+
+        // A rollout created after the re-list is known too.
+        forget.gone(&mut known, &watcher::Event::Apply(in_shop("new")));
+        assert_eq!(
+            known.gone(&watcher::Event::Delete(in_shop("new"))),
+            [("shop".to_string(), "new".to_string())]
+        );
     }
 
     #[test]

@@ -187,6 +187,73 @@ impl Plugin {
         panic!("the rollout kept changing for 20 s");
     }
 
+    /// A kubeconfig for a new ServiceAccount `account` of the namespace, allowed `rules` (a Role's
+    /// rules) and nothing else.
+    pub async fn kubeconfig_for(&self, account: &str, rules: Value) -> PathBuf {
+        use k8s_openapi::api::{
+            authentication::v1::{TokenRequest, TokenRequestSpec},
+            core::v1::ServiceAccount,
+            rbac::v1::{Role, RoleBinding},
+        };
+        let pp = PostParams::default();
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({ "metadata": { "name": account } })).expect("an account");
+        self.ns
+            .api::<ServiceAccount>()
+            .create(&pp, &sa)
+            .await
+            .expect("creating the account");
+        let role: Role = serde_json::from_value(json!({
+            "metadata": { "name": account },
+            "rules": rules,
+        }))
+        .expect("a role");
+        self.ns
+            .api::<Role>()
+            .create(&pp, &role)
+            .await
+            .expect("creating the role");
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": { "name": account },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account },
+            "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": self.ns.name }]
+        }))
+        .expect("a binding");
+        self.ns
+            .api::<RoleBinding>()
+            .create(&pp, &binding)
+            .await
+            .expect("creating the binding");
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(600),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        let token = self
+            .ns
+            .api::<ServiceAccount>()
+            .create_token_request(account, &pp, &request)
+            .await
+            .expect("a token")
+            .status
+            .expect("the token")
+            .token;
+        let mut config: Value = serde_norway::from_str(
+            &std::fs::read_to_string(support::kubeconfig()).expect("the test kubeconfig"),
+        )
+        .expect("a kubeconfig");
+        config["users"][0]["user"] = json!({ "token": token });
+        let path = support::repo_root().join(format!(
+            "target/test-logs/{}-{account}.kubeconfig",
+            self.ns.name
+        ));
+        std::fs::create_dir_all(path.parent().expect("a directory")).expect("target/test-logs");
+        std::fs::write(&path, serde_json::to_string(&config).expect("JSON")).expect("writing it");
+        path
+    }
+
     pub async fn replicas_of(&self, hash: &str) -> i32 {
         self.ns
             .api::<ReplicaSet>()

@@ -44,35 +44,38 @@ app.kubernetes.io/component: controller
 The rules the controller needs, and no more: each line is something the code does.
 */}}
 {{- define "sluice.rules" -}}
-# Rollouts: watched, status written, owner of the ReplicaSets and AnalysisRuns it creates.
+# Only the verbs the controller's code uses (tests/helm.rs holds the exact list).
+# Rollouts: watched (list, watch); the status replaced (update).
 - apiGroups: [argoproj.io]
   resources: [rollouts]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch]
 - apiGroups: [argoproj.io]
   resources: [rollouts/status]
-  verbs: [get, update, patch]
+  verbs: [update]
 # Owner references with blockOwnerDeletion need update on the owner's finalizers.
 - apiGroups: [argoproj.io]
   resources: [rollouts/finalizers, analysisruns/finalizers]
   verbs: [update]
-# Analysis: runs created from templates, their status written, old ones deleted.
+# Analysis: runs created from templates (read on a name collision), terminated and marked spent
+# (patch), their status written (update by the AnalysisRun controller, patch when a run cannot
+# start), old ones deleted.
 - apiGroups: [argoproj.io]
   resources: [analysisruns]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [argoproj.io]
   resources: [analysisruns/status]
-  verbs: [get, update, patch]
+  verbs: [update, patch]
 - apiGroups: [argoproj.io]
   resources: [analysistemplates]
-  verbs: [get, list, watch]
-# The versions of a rollout.
+  verbs: [get]
+# The versions of a rollout: created (read on a name collision), scaled and annotated, deleted.
 - apiGroups: [apps]
   resources: [replicasets]
-  verbs: [get, list, watch, create, update, patch, delete]
-# Services: selectors pointed at a version.
+  verbs: [get, list, watch, create, patch, delete]
+# Services: watched, selectors pointed at a version.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 # Pods: listed while spec.restartAt is pending and evicted (which honours PodDisruptionBudgets);
 # listed and patched to move the ephemeral metadata of their role (active/preview, stable/canary).
 - apiGroups: [""]
@@ -85,8 +88,8 @@ The rules the controller needs, and no more: each line is something the code doe
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-# Events on rollouts and runs.
-- apiGroups: ["", events.k8s.io]
+# Events on rollouts and runs (events.k8s.io/v1: created, then patched as a series repeats).
+- apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
 # Job metric provider.

@@ -193,6 +193,9 @@ pub struct Plan {
 /// Decides what to do for `rollout` given what the cluster holds and the time.
 pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
     let mut p = Planner::new(rollout, observed, now);
+    // A failure reported by an earlier reconcile is gone once this plan's writes succeed; the
+    // controller reports it again if they fail ([`status::with_failure`]).
+    status::clear_failure(&mut p.status);
     let problems = p.problems();
     if !problems.is_empty() {
         p.report_invalid(&problems);

@@ -24,6 +24,10 @@ pub const TEMPLATE_HASH_ANNOTATION: &str = "sluice.dev/template-hash";
 /// On an old blue/green ReplicaSet: when it may be scaled down (RFC 3339), written when the
 /// active Service leaves it, so a restarted controller keeps the same delay.
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "argo-rollouts.argoproj.io/scale-down-deadline";
+/// On a ReplicaSet Sluice created: a 64-bit digest of the rollout's pod template, independent of
+/// the 32-bit hash in its name, so a set found under the new version's name can be told to run
+/// another template (a hash collision) rather than this one.
+pub const TEMPLATE_DIGEST_ANNOTATION: &str = "sluice.dev/template-digest";
 /// Annotation on a ReplicaSet recording `spec.replicas` of the rollout when it was last scaled.
 pub const DESIRED_REPLICAS_ANNOTATION: &str = "rollout.argoproj.io/desired-replicas";
 
@@ -41,6 +45,55 @@ pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32
         (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
     });
     safe_encode(&hash.to_string())
+}
+
+/// FNV-1a (64 bit) of the template's JSON in hex, for [`TEMPLATE_DIGEST_ANNOTATION`].
+pub fn template_digest(template: &PodTemplateSpec) -> String {
+    let bytes = serde_json::to_vec(template).unwrap_or_default();
+    let digest = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{digest:016x}")
+}
+
+/// Why `existing`, found under the name of the ReplicaSet the plan wanted to create, is not that
+/// ReplicaSet: it is not controlled by the same Rollout (by uid: a Rollout deleted and created
+/// again under the same name is another owner), or it records another pod template. `None`: it
+/// is the wanted set, created by an earlier attempt whose status write did not land.
+pub fn collision(existing: &ReplicaSet, wanted: &ReplicaSet) -> Option<String> {
+    let controller = |rs: &ReplicaSet| {
+        rs.owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true))
+            .cloned()
+    };
+    let name = existing.name_any();
+    let owner = wanted
+        .owner_references()
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    match controller(existing) {
+        None => {
+            return Some(format!(
+                "ReplicaSet {name} exists and no controller owns it"
+            ));
+        }
+        Some(found) if found.uid != owner.uid => {
+            return Some(format!(
+                "ReplicaSet {name} exists and belongs to {} {} (uid {}), not to {} {} (uid {})",
+                found.kind, found.name, found.uid, owner.kind, owner.name, owner.uid
+            ));
+        }
+        Some(_) => {}
+    }
+    let digest = |rs: &ReplicaSet| rs.annotations().get(TEMPLATE_DIGEST_ANNOTATION).cloned();
+    match (digest(existing), digest(wanted)) {
+        (Some(found), Some(want)) if found != want => Some(format!(
+            "ReplicaSet {name} exists and runs another pod template (digest {found}, not {want})"
+        )),
+        _ => None,
+    }
 }
 
 /// A hash of the canary steps, so a change of steps mid-rollout is noticed.
@@ -130,6 +183,7 @@ pub fn new_replica_set(
     replicas: i32,
     revision: i64,
 ) -> ReplicaSet {
+    let digest = template_digest(template);
     let mut template = template.clone();
     let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
     metadata
@@ -163,6 +217,7 @@ pub fn new_replica_set(
                     DESIRED_REPLICAS_ANNOTATION.to_string(),
                     rollout.spec.desired_replicas().to_string(),
                 ),
+                (TEMPLATE_DIGEST_ANNOTATION.to_string(), digest),
             ])),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()

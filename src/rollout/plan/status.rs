@@ -34,6 +34,65 @@ pub mod reason {
     pub const ROLLOUT_COMPLETED: &str = "RolloutCompleted";
     /// The spec cannot be run as written.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API refused to create the new version's ReplicaSet (a `ReplicaFailure` condition).
+    pub const REPLICA_SET_CREATE_ERROR: &str = "ReplicaSetCreateError";
+}
+
+/// The most bytes of an API message kept in a condition (and, with [`cut`], in an event note).
+pub const MESSAGE_LIMIT: usize = 1024;
+
+/// `text` cut to at most `limit` bytes at a UTF-8 character boundary, with `…` when cut:
+/// Kubernetes counts an event note's length in bytes (1 KiB at most) and refuses a longer one,
+/// so counting characters lets a message of multibyte characters through the cut and then lose
+/// the whole event.
+pub fn cut(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    const MORE: &str = "…";
+    let mut end = limit.saturating_sub(MORE.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MORE}", &text[..end])
+}
+
+/// The status as it was, with the write failure that stopped a reconcile in a `ReplicaFailure`
+/// condition (as Argo Rollouts reports a refused ReplicaSet): nothing else moves, since the plan's
+/// changes did not happen. Unchanged when the same failure is already reported.
+pub fn with_failure(
+    prev: &RolloutStatus,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> RolloutStatus {
+    let mut status = prev.clone();
+    set_condition(
+        &mut status,
+        RolloutConditionType::ReplicaFailure,
+        ConditionStatus::True,
+        reason,
+        &cut(message, MESSAGE_LIMIT),
+        now,
+        false,
+    );
+    status
+}
+
+/// Drops a reported write failure: a plan assumes its writes succeed, and when they do, its status
+/// (without the condition) is written; when they fail again, the condition is set again.
+pub fn clear_failure(status: &mut RolloutStatus) {
+    status
+        .conditions
+        .retain(|c| c.type_ != RolloutConditionType::ReplicaFailure);
+}
+
+/// The status as it was with `collisionCount` one higher: the pod template hash (which mixes the
+/// count in) names the new version's ReplicaSet differently on the next attempt.
+pub fn bump_collision(prev: &RolloutStatus) -> RolloutStatus {
+    let mut status = prev.clone();
+    status.collision_count = Some(prev.collision_count.unwrap_or(0).saturating_add(1));
+    status
 }
 
 /// Sets the `InvalidSpec` condition; returns whether it is new or its message changed.

@@ -7,6 +7,7 @@
 mod analysis;
 mod bluegreen;
 mod canary;
+mod failures;
 mod properties;
 mod restart;
 
