@@ -1,7 +1,7 @@
-//! A real Prometheus server (Debian's package) for analysis tests, scraping an exporter the test controls.
+//! A real Prometheus server (built from its Go module by `cargo xtask test`) for analysis tests,
+//! scraping an exporter the test controls.
 //!
-//! [`Prometheus::start`] runs `/usr/bin/prometheus` on a free port of 127.0.0.1 with a storage
-//! directory of its own and a configuration that scrapes an in-process [`Exporter`] every
+//! [`Prometheus::start`] runs it on a free port of 127.0.0.1 with a storage directory of its own and a configuration that scrapes an in-process [`Exporter`] every
 //! second, and returns once the target is up. The test sets the exporter's series
 //! ([`Exporter::set`]) and waits until Prometheus has scraped them ([`Prometheus::wait_for`]).
 //! Dropping the server kills it and removes its directory; [`Prometheus::stop`] kills it
@@ -134,11 +134,12 @@ pub struct Prometheus {
     http: reqwest::Client,
 }
 
-/// The Prometheus binary (`SLUICE_TEST_PROMETHEUS` points elsewhere).
+/// The Prometheus binary: the one `cargo xtask test` builds and names in
+/// `SLUICE_TEST_PROMETHEUS`, else `prometheus` on PATH.
 fn binary() -> PathBuf {
     std::env::var_os("SLUICE_TEST_PROMETHEUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"))
+        .unwrap_or_else(|| PathBuf::from("prometheus"))
 }
 
 impl Prometheus {
@@ -179,7 +180,7 @@ impl Prometheus {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "starting {} (apt-get install prometheus): {e}",
+                    "starting {}: {e}; run the tests with `cargo xtask test`, which builds Prometheus",
                     binary().display()
                 )
             });

@@ -69,7 +69,20 @@ pub const HELM: Component = Component {
     version: "v3.22.0",
     binaries: &[("helm", "helm.sh/helm/v3/cmd/helm")],
     tags: "",
-    ldflags: |v| format!("-X helm.sh/helm/v3/internal/version.version={v}"),
+    ldflags: helm_ldflags,
+};
+
+/// Prometheus, the metrics server of the analysis tests and benchmarks. Without service discovery
+/// (tests list their targets) and without the web UI's assets: the query API is what they use.
+pub const PROMETHEUS: Component = Component {
+    name: "prometheus",
+    version: "v0.316.0",
+    binaries: &[(
+        "prometheus",
+        "github.com/prometheus/prometheus/cmd/prometheus",
+    )],
+    tags: "remove_all_sd",
+    ldflags: |_| "-X github.com/prometheus/common/version.Version=3.16.0".to_string(),
 };
 
 /// Argo Rollouts' controller, the peer of the benchmarks (built on first `cargo xtask bench`).
@@ -89,8 +102,25 @@ pub const ARGO_ROLLOUTS: Component = Component {
     },
 };
 
-/// Everything `cluster build` makes.
-pub const ALL: [&Component; 4] = [&ETCD, &KUBERNETES, &KWOK, &HELM];
+/// Everything `cluster build` makes: the cluster, and the tools the tests run beside it.
+pub const ALL: [&Component; 5] = [&ETCD, &KUBERNETES, &KWOK, &HELM, &PROMETHEUS];
+
+/// Helm's version, and the Kubernetes version `helm template` and `helm lint` assume without a
+/// cluster: Helm's own Makefile derives it from its `k8s.io/client-go` (v0.37 in v3.22.0, so
+/// v1.37); unset, Helm assumes v1.20 and refuses charts that require newer.
+fn helm_ldflags(version: &'static str) -> String {
+    let (major, minor) = ("1", "37");
+    let mut flags = format!("-X helm.sh/helm/v3/internal/version.version={version}");
+    for pkg in [
+        "helm.sh/helm/v3/pkg/lint/rules",
+        "helm.sh/helm/v3/pkg/chartutil",
+    ] {
+        flags.push_str(&format!(
+            " -X {pkg}.k8sVersionMajor={major} -X {pkg}.k8sVersionMinor={minor}"
+        ));
+    }
+    flags
+}
 
 fn kubernetes_ldflags(version: &'static str) -> String {
     let mut parts = version.trim_start_matches('v').split('.');
@@ -197,13 +227,7 @@ impl Component {
 }
 
 fn check_go() -> Result<()> {
-    let out = Command::new("go").arg("version").output();
-    match out {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => bail!(
-            "Go is needed to build the local cluster (https://go.dev/dl); `go version` failed"
-        ),
-    }
+    crate::preflight::check(&[crate::preflight::Tool::Go])
 }
 
 /// Runs a command, failing with its exit status when it does not succeed.
@@ -213,6 +237,24 @@ pub fn run(cmd: &mut Command) -> Result<()> {
         .with_context(|| format!("starting {:?}", cmd.get_program()))?;
     if !status.success() {
         bail!("{:?} failed: {status}", cmd.get_program());
+    }
+    Ok(())
+}
+
+/// Runs a command whose output is noise when it works (openssl's key generation): its output
+/// is shown only when it fails.
+pub fn run_quiet(cmd: &mut Command) -> Result<()> {
+    let output = cmd
+        .output()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    if !output.status.success() {
+        bail!(
+            "{:?} failed: {}\n{}{}",
+            cmd.get_program(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(())
 }

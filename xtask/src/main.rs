@@ -6,6 +6,7 @@ mod crds;
 mod demo;
 mod gobuild;
 mod paths;
+mod preflight;
 
 use std::process::Command;
 
@@ -64,7 +65,19 @@ enum ClusterCmd {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    // Everything but the CRD generator runs Go programs: say what is missing before building.
+    let needs_tools = !matches!(
+        command,
+        Cmd::Crds { .. }
+            | Cmd::Cluster {
+                action: ClusterCmd::Down | ClusterCmd::Status
+            }
+    );
+    if needs_tools {
+        preflight::check(preflight::ALL)?;
+    }
+    match command {
         Cmd::Cluster { action } => match action {
             ClusterCmd::Up(options) => cluster::up(&options).await,
             ClusterCmd::Down => cluster::down(),
@@ -85,14 +98,19 @@ async fn main() -> Result<()> {
 }
 
 async fn test(args: &[String]) -> Result<()> {
-    // The chart's tests run the real Helm; `cluster up` links it beside kubectl once built.
+    // The chart's tests run the real Helm (`cluster up` links it beside kubectl once built), the
+    // analysis tests a real Prometheus: both built from their modules like the cluster.
     gobuild::HELM.ensure_built()?;
+    let prometheus = gobuild::PROMETHEUS.binary("prometheus")?;
+    gobuild::PROMETHEUS.ensure_built()?;
     cluster::up(&cluster::UpOptions::default()).await?;
+    // Every test binary runs, and every failure is reported, not only the first binary's.
     gobuild::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(paths::repo_root())
             .env("KUBECONFIG", paths::kubeconfig())
-            .args(["test", "--workspace"])
+            .env("SLUICE_TEST_PROMETHEUS", prometheus)
+            .args(["test", "--workspace", "--no-fail-fast"])
             .args(args),
     )
 }

@@ -1,5 +1,5 @@
 //! The `analysis` scenario: AnalysisRuns measuring against a real Prometheus (Debian's
-//! `/usr/bin/prometheus`, started here on a free port and querying itself), then many completed
+//! Prometheus (built from its module like the cluster), started here on a free port and querying itself), then many completed
 //! runs left in the cluster, which must cost memory only, never CPU.
 
 use std::{
@@ -162,21 +162,25 @@ impl Prometheus {
             dir.join("prometheus.yml"),
             "global:\n  scrape_interval: 15s\n",
         )?;
-        let child = Command::new("/usr/bin/prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting /usr/bin/prometheus (apt-get install prometheus)")?;
+        let child = Command::new(
+            crate::gobuild::PROMETHEUS
+                .ensure_built()?
+                .join("prometheus"),
+        )
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting Prometheus")?;
         Ok(Self { child, port, dir })
     }
 

@@ -4,7 +4,7 @@ use std::{path::Path, process::Command};
 
 use anyhow::{Context, Result};
 
-use crate::gobuild::run;
+use crate::gobuild::run_quiet;
 
 /// Host names and addresses the apiserver's serving certificate is valid for.
 const APISERVER_SANS: &str = "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,\
@@ -20,12 +20,13 @@ pub fn ensure(dir: &Path) -> Result<()> {
     {
         return Ok(());
     }
+    eprintln!(
+        "making the cluster's certificates (once) in {}",
+        dir.display()
+    );
     let openssl = |args: &[&str]| -> Result<()> {
-        run(Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .stdout(std::process::Stdio::null()))
-        .with_context(|| format!("openssl {}", args.first().copied().unwrap_or_default()))
+        run_quiet(Command::new("openssl").current_dir(dir).args(args))
+            .with_context(|| format!("openssl {}", args.first().copied().unwrap_or_default()))
     };
     openssl(&[
         "req",

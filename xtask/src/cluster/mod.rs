@@ -162,6 +162,7 @@ pub async fn up(options: &UpOptions) -> Result<()> {
             .context("unknown process")
     };
     let etcd = by_name("etcd")?;
+    eprintln!("starting etcd and kube-apiserver");
     let mut children = vec![etcd.start(&ETCD.binary("etcd")?, &etcd_args(&etcd_data))?];
     let apiserver = by_name("kube-apiserver")?;
     let apiserver_bin = KUBERNETES.binary("kube-apiserver")?;
@@ -188,6 +189,7 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     eprintln!("kube-apiserver ready after {:.1?}", started.elapsed());
 
     let controller_manager = by_name("kube-controller-manager")?;
+    eprintln!("starting kube-controller-manager, kube-scheduler and kwok");
     children.push(controller_manager.start(
         &KUBERNETES.binary("kube-controller-manager")?,
         &controller_manager_args(&pki, &kubeconfig, &dir),
@@ -204,6 +206,7 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     children.push(kwok.start(&KWOK.binary("kwok")?, &kwok_args(&kubeconfig, &stages))?);
 
     ensure_nodes(options).await?;
+    eprintln!("waiting for the nodes and the first pods");
     wait_usable(&kubeconfig, &mut children).await?;
     eprintln!(
         "cluster up in {:.1?} (Kubernetes {}, {} nodes); kubeconfig: {}",
