@@ -466,3 +466,141 @@ async fn a_replica_set_name_taken_by_another_owner_is_a_collision_and_the_next_n
         "the foreign set is left alone"
     );
 }
+
+/// A TCP proxy to the API server that can be frozen: while frozen, it accepts connections and
+/// reads requests but passes nothing on, as an API server gone unreachable behind a silent
+/// network does (requests hang; nothing fails fast).
+struct FreezingProxy {
+    port: u16,
+    frozen: tokio::sync::watch::Sender<bool>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        use tokio::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a proxy port");
+        let port = listener.local_addr().expect("its address").port();
+        let (frozen, thawed) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut thawed = thawed.clone();
+                tokio::spawn(async move {
+                    let _ = thawed.wait_for(|frozen| !*frozen).await;
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::spawn(Self::pipe(client_read, server_write, thawed.clone()));
+                    tokio::spawn(Self::pipe(server_read, client_write, thawed));
+                });
+            }
+        });
+        Self { port, frozen }
+    }
+
+    /// Copies `from` to `to`, holding every byte back while frozen.
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut thawed: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if thawed.wait_for(|frozen| !*frozen).await.is_err()
+                || to.write_all(&buf[..n]).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    fn freeze(&self) {
+        let _ = self.frozen.send(true);
+    }
+
+    /// The test cluster's kubeconfig, pointed at this proxy.
+    fn kubeconfig(&self, name: &str) -> std::path::PathBuf {
+        let text = std::fs::read_to_string(support::kubeconfig()).expect("the test kubeconfig");
+        let proxied = text.replace(
+            "https://127.0.0.1:6443",
+            &format!("https://127.0.0.1:{}", self.port),
+        );
+        assert_ne!(
+            proxied, text,
+            "the kubeconfig names the API server as expected"
+        );
+        let path = support::repo_root().join(format!("target/test-logs/{name}.kubeconfig"));
+        std::fs::write(&path, proxied).expect("writing the kubeconfig");
+        path
+    }
+}
+
+/// Whether the process has exited (a zombie its parent has not reaped yet counts).
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expires() {
+    let ns = TestNamespace::new("leader-cut-off").await;
+    support::install_crds(&ns.client).await;
+    let proxy = FreezingProxy::start(([127, 0, 0, 1], 6443).into()).await;
+    let kubeconfig = proxy.kubeconfig(&ns.name);
+    let mut leader = Controller::start_with(
+        &ns.name,
+        &kubeconfig,
+        &[
+            "--leader-elect",
+            "--leader-election-namespace",
+            &ns.name,
+            "--leader-election-lease-duration",
+            "4s",
+            "--leader-election-grace",
+            "2s",
+        ],
+    )
+    .await;
+    let pid = leader.pid();
+    support::wait(
+        async {
+            while holder_pid(&ns).await != Some(pid) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok::<_, ()>(())
+        },
+        20,
+        "the Lease held",
+    )
+    .await;
+
+    // Every request now hangs: the renewals too, so the Lease expires for the others.
+    proxy.freeze();
+    let cut_off = std::time::Instant::now();
+    while !exited(pid) && cut_off.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = cut_off.elapsed();
+    let log = leader.log_tail(20);
+    assert!(
+        exited(pid),
+        "still running 15 s after losing the API server:\n{log}"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "stepped down after {took:?}, later than the 4 s lease duration:\n{log}"
+    );
+    assert!(log.contains("lost the leader Lease"), "{log}");
+    leader.kill();
+}
