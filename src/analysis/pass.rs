@@ -139,7 +139,14 @@ pub async fn run_pass_within(
         })
     });
     for (rules, (measurement, metadata)) in join_all(work).await {
-        tracing::debug!(run = %run_ref.name, metric = rules.name(), phase = ?measurement.phase, "measured");
+        // The message is logged here, redacted, rather than by the provider.
+        tracing::debug!(
+            run = %run_ref.name,
+            metric = rules.name(),
+            phase = ?measurement.phase,
+            message = measurement.message.as_deref().unwrap_or_default(),
+            "measured"
+        );
         plan::record(rules, &mut status, measurement, metadata, Timestamp::now());
     }
     let assessment = plan::assess(&rules, &mut status, Timestamp::now());
