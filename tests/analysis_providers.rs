@@ -42,12 +42,13 @@ fn prometheus_metric(address: &str, query: &str, conditions: Value) -> Metric {
 }
 
 async fn measure(metric: &Metric) -> Measurement {
-    let providers = Providers::new(
-        None,
-        &AnalysisLimits::default(),
-        Evaluator::new(Default::default()),
-    )
-    .expect("providers");
+    measure_within(&AnalysisLimits::default(), metric).await
+}
+
+/// One measurement by providers built within `limits`, as the controller stores it.
+async fn measure_within(limits: &AnalysisLimits, metric: &Metric) -> Measurement {
+    let providers =
+        Providers::new(None, limits, Evaluator::new(Default::default())).expect("providers");
     providers.measure(&RunRef::default(), metric, 1).await
 }
 
@@ -428,4 +429,72 @@ async fn a_pass_reports_invalid_specs_and_unresolvable_arguments() {
     assert_eq!((result.error, result.consecutive_error), (Some(1), Some(1)));
     let retry = pass.requeue_at.expect("a retry").duration_since(before);
     assert!(retry.as_secs() >= 9 && retry.as_secs() <= 11, "{retry:?}");
+}
+
+#[tokio::test]
+async fn prometheus_answers_larger_than_the_cap_are_errors() {
+    // Prometheus itself: two series fit the default cap, not a cap of 100 bytes.
+    let prometheus = prometheus_with_requests().await;
+    let series = prometheus_metric(
+        &prometheus.url(),
+        "sort(http_requests_total)",
+        json!({"successCondition": "len(result) == 2"}),
+    );
+    assert_eq!(measure(&series).await.phase, AnalysisPhase::Successful);
+    let small = AnalysisLimits {
+        max_response_bytes: 100,
+        ..AnalysisLimits::default()
+    };
+    let m = measure_within(&small, &series).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert_eq!(message(&m), "answer larger than 100 bytes");
+
+    // A server that answers a query without end: refused once 1 MiB has been counted.
+    let endless = axum::Router::new().route(
+        "/api/v1/query",
+        axum::routing::get(|| async {
+            use futures::StreamExt;
+            let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+            let body = futures::stream::repeat(chunk).map(Ok::<_, std::io::Error>);
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::from_stream(body),
+            )
+        }),
+    );
+    let server = web::WebServer::serve("127.0.0.1", endless, Default::default());
+    let started = std::time::Instant::now();
+    let m = measure(&prometheus_metric(&server.url(""), "up", json!({}))).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert_eq!(message(&m), "answer larger than 1048576 bytes");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn prometheus_waits_no_longer_than_the_controllers_cap() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let address = format!("http://user:pa55@{}", silent.local_addr().unwrap());
+    let mut patient = prometheus_metric(&address, "up", json!({}));
+    if let sluice::api::MetricProvider::Prometheus(p) = &mut patient.provider {
+        p.timeout = Some(3600);
+    }
+    let capped = AnalysisLimits {
+        max_timeout: Duration::from_secs(1),
+        ..AnalysisLimits::default()
+    };
+    let started = std::time::Instant::now();
+    let m = tokio::time::timeout(Duration::from_secs(10), measure_within(&capped, &patient))
+        .await
+        .expect("the measurement ends within the controller's cap, not the template's hour");
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(message(&m).ends_with("within 1s"), "{m:?}");
+    assert!(
+        !message(&m).contains("pa55"),
+        "the password is not shown: {m:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
 }

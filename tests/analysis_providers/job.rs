@@ -1,6 +1,7 @@
 //! The job provider on the local cluster (kwok: a Job's pod exits 0, or 1 with the
 //! `sluice.dev/pod-fate: fail` annotation, after `sluice.dev/complete-after`): Jobs owned by
-//! the run, Successful and Failed verdicts, termination, garbage collection and clean-up.
+//! the run, Successful and Failed verdicts, termination, garbage collection and clean-up; and
+//! a Job is never shared between metrics nor adopted when this measurement did not create it.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use sluice::{
         plan::Task,
         providers::{
             Providers, RunRef,
-            job::{JOB_NAME_KEY, METRIC_NAME_ANNOTATION, RUN_UID_LABEL},
+            job::{JOB_NAME_KEY, METRIC_NAME_ANNOTATION, RUN_UID_LABEL, job_for, job_name},
         },
     },
     api::{AnalysisPhase, AnalysisRun, Measurement, Metric},
@@ -169,4 +170,81 @@ async fn jobs_pass_fail_terminate_and_are_cleaned_up() {
     };
     let m = providers.perform(&run, &pass, Task::Resume(gone), 1).await;
     assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+}
+
+#[tokio::test]
+async fn job_metrics_never_share_or_adopt_a_job_they_did_not_create() {
+    let ns = TestNamespace::new("analysis-job-names").await;
+    install_crds(&ns.client).await;
+    let run: AnalysisRun = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisRun",
+        "metadata": {"name": "names"},
+        "spec": {"metrics": [job_metric("a_b", json!({}))]},
+    }))
+    .expect("a run");
+    let run = ns
+        .api::<AnalysisRun>()
+        .create(&PostParams::default(), &run)
+        .await
+        .expect("creating the run");
+    let run = RunRef::of(&run);
+    let providers = Providers::new(
+        Some(ns.client.clone()),
+        &AnalysisLimits::default(),
+        Evaluator::new(Default::default()),
+    )
+    .expect("providers");
+    let jobs: Api<Job> = ns.api();
+
+    // Two metrics whose names sanitise alike: a Job each, each its own verdict.
+    let failing = job_metric("a_b", json!({"sluice.dev/pod-fate": "fail"}));
+    let passing = job_metric("a-b", json!({"sluice.dev/complete-after": "1s"}));
+    let first = providers.perform(&run, &failing, Task::Measure, 1).await;
+    let second = providers.perform(&run, &passing, Task::Measure, 1).await;
+    assert_eq!(first.phase, AnalysisPhase::Running, "{first:?}");
+    assert_eq!(second.phase, AnalysisPhase::Running, "{second:?}");
+    assert_ne!(
+        first.metadata[JOB_NAME_KEY], second.metadata[JOB_NAME_KEY],
+        "two metrics share a Job"
+    );
+    let failed = until_finished(&providers, &run, &failing, first, 90).await;
+    let passed = until_finished(&providers, &run, &passing, second, 90).await;
+    assert_eq!(failed.phase, AnalysisPhase::Failed, "{failed:?}");
+    assert_eq!(passed.phase, AnalysisPhase::Successful, "{passed:?}");
+
+    // A Job under the name a measurement would create, owned by the run but made for another
+    // metric (or by someone else): an Error naming the collision, never adopted nor deleted.
+    let squatted = job_metric("squatted", json!({"sluice.dev/complete-after": "1s"}));
+    let name = job_name(&run.uid, "squatted", 1);
+    let mut squatter = job_for(&run, &job_metric("other", json!({})), 1).expect("a job");
+    squatter.metadata.name = Some(name.clone());
+    jobs.create(&PostParams::default(), &squatter)
+        .await
+        .expect("creating the squatting job");
+    let m = providers.perform(&run, &squatted, Task::Measure, 1).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    let text = m.message.clone().unwrap_or_default();
+    assert!(
+        text.contains(&name) && text.contains("not adopted") && text.contains("\"other\""),
+        "{text}"
+    );
+    // A measurement pointed at that Job (a status edited by hand) is no verdict either, and
+    // terminating it leaves the Job alone.
+    let pointed = Measurement {
+        phase: AnalysisPhase::Running,
+        metadata: [(JOB_NAME_KEY.to_owned(), name.clone())].into(),
+        ..Measurement::default()
+    };
+    let m = until_finished(&providers, &run, &squatted, pointed.clone(), 10).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    let m = providers
+        .perform(&run, &squatted, Task::Terminate(pointed), 1)
+        .await;
+    assert_eq!(m.message.as_deref(), Some("Metric Terminated"));
+    let job = jobs
+        .get(&name)
+        .await
+        .expect("the squatting job is still there");
+    assert!(job.metadata.deletion_timestamp.is_none());
 }

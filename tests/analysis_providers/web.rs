@@ -1,35 +1,72 @@
 //! The web provider against a local HTTP server: jsonPath forms, conditions on JSON and text,
-//! bodies, headers with Secrets, errors and timeouts.
+//! bodies, headers with Secrets, errors and timeouts; and the bounds of every answer: its size
+//! (with and without Content-Length), the value stored, redirects, the allowed hosts and the
+//! controller's longest timeout.
 
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
 };
+
+use futures::StreamExt;
 
 use axum::{
     Router,
-    body::Bytes,
+    body::{Body, Bytes},
     http::{HeaderMap, StatusCode, header},
+    middleware::{Next, from_fn},
+    response::Redirect,
     routing::{get, post},
 };
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use serde_json::{Value, json};
 use sluice::{
-    analysis::args,
+    analysis::{args, limits::AnalysisLimits},
     api::{AnalysisPhase, Metric},
 };
 
-use super::{measure, message, metric};
+use super::{measure, measure_within, message, metric};
 
 /// A local HTTP server with the endpoints the web tests call, on a thread and runtime of its
-/// own; records the last request to `/echo`.
-struct WebServer {
-    addr: SocketAddr,
+/// own; records the last request to `/echo` and counts every request it receives.
+pub struct WebServer {
+    pub addr: SocketAddr,
     last: Arc<Mutex<Option<(HeaderMap, Bytes)>>>,
+    /// How many requests arrived, whatever their path.
+    pub requests: Arc<AtomicUsize>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// An answer of `chunks` chunks of 64 KiB of `7`s (endless without a count), adding each chunk
+/// to `sent` as the server produces it; with `length`, announced by Content-Length.
+fn streamed(
+    chunks: Option<usize>,
+    length: Option<u64>,
+    sent: Arc<AtomicUsize>,
+) -> axum::response::Response {
+    let chunk = Bytes::from(vec![b'7'; 64 * 1024]);
+    let stream = futures::stream::repeat(chunk)
+        .take(chunks.unwrap_or(usize::MAX))
+        .map(move |c| {
+            sent.fetch_add(c.len(), Ordering::SeqCst);
+            Ok::<_, std::io::Error>(c)
+        });
+    let mut response = axum::response::Response::new(Body::from_stream(stream));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    if let Some(length) = length {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, length.into());
+    }
+    response
 }
 
 impl WebServer {
@@ -90,7 +127,18 @@ impl WebServer {
                         async move { ([(header::CONTENT_TYPE, "application/json")], body) }
                     }),
                 );
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        Self::serve("127.0.0.1", app, last)
+    }
+
+    /// Serves `app` on a free port of `ip` (any 127.0.0.x is this machine).
+    pub fn serve(ip: &str, app: Router, last: Arc<Mutex<Option<(HeaderMap, Bytes)>>>) -> Self {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        let app = app.layer(from_fn(move |request, next: Next| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            next.run(request)
+        }));
+        let listener = std::net::TcpListener::bind(format!("{ip}:0")).expect("a listener");
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("an address");
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -99,24 +147,26 @@ impl WebServer {
                 .enable_all()
                 .build()
                 .expect("a runtime");
+            // Stopping drops the runtime and with it every open connection: a client that
+            // stopped reading an endless answer does not keep the server (and the test) waiting.
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = stopped => {}
+                }
             });
         });
         Self {
             addr,
             last,
+            requests,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 }
@@ -301,4 +351,253 @@ async fn web_oauth2_client_credentials_fetch_a_bearer_token() {
     let m = measure(&oauth2("wrong")).await;
     assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
     assert!(message(&m).contains("oauth2"), "{m:?}");
+}
+
+/// Limits as the controller's defaults, but for the changes `f` makes.
+fn limits(f: impl FnOnce(&mut AnalysisLimits)) -> AnalysisLimits {
+    let mut limits = AnalysisLimits::default();
+    f(&mut limits);
+    limits
+}
+
+#[tokio::test]
+async fn web_answers_larger_than_the_cap_are_errors_never_read_whole() {
+    let huge_sent = Arc::new(AtomicUsize::new(0));
+    let endless_sent = Arc::new(AtomicUsize::new(0));
+    let (huge, endless) = (huge_sent.clone(), endless_sent.clone());
+    const HUGE: u64 = 100 * 1024 * 1024;
+    let app = Router::new()
+        .route(
+            "/huge",
+            get(move || {
+                let sent = huge.clone();
+                async move { streamed(Some(1600), Some(HUGE), sent) }
+            }),
+        )
+        .route(
+            "/endless",
+            get(move || {
+                let sent = endless.clone();
+                async move { streamed(None, None, sent) }
+            }),
+        )
+        .route(
+            "/echo",
+            post(|body: Bytes| async move { ([(header::CONTENT_TYPE, "application/json")], body) }),
+        );
+    let server = WebServer::serve("127.0.0.1", app, Arc::default());
+
+    // 100 MB announced by Content-Length: refused at once, never downloaded.
+    let started = Instant::now();
+    let m = measure(&web_metric(json!({"url": server.url("/huge")}), json!({}))).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{:?}", m.message);
+    assert_eq!(message(&m), "answer larger than 1048576 bytes");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let sent = huge_sent.load(Ordering::SeqCst);
+    assert!(
+        sent < 20 * 1024 * 1024,
+        "the server sent {sent} bytes of 100 MB"
+    );
+
+    // Chunked, without Content-Length, never ending: refused once 1 MiB has been counted.
+    let started = Instant::now();
+    let m = measure(&web_metric(
+        json!({"url": server.url("/endless")}),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{:?}", m.message);
+    assert_eq!(message(&m), "answer larger than 1048576 bytes");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(endless_sent.load(Ordering::SeqCst) > 1024 * 1024);
+
+    // The cap is exact: an answer of the cap is read, one byte more is not.
+    let small = limits(|l| l.max_response_bytes = 1000);
+    let echo = |n: usize| {
+        web_metric(
+            json!({"url": server.url("/echo"), "method": "POST",
+                   "body": format!("\"{}\"", "x".repeat(n - 2))}),
+            json!({"successCondition": format!("len(result) == {}", n - 2)}),
+        )
+    };
+    let m = measure_within(&small, &echo(1000)).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{:?}", m.message);
+    let m = measure_within(&small, &echo(1001)).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{:?}", m.message);
+    assert_eq!(message(&m), "answer larger than 1000 bytes");
+}
+
+#[tokio::test]
+async fn web_values_longer_than_the_cap_are_cut_in_the_status() {
+    let value = "é".repeat(50_000);
+    let body = json!({"v": value}).to_string();
+    let app = Router::new().route(
+        "/big",
+        get(move || {
+            let body = body.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    let server = WebServer::serve("127.0.0.1", app, Arc::default());
+    // The condition sees the whole value; the status keeps its first 16 KiB, marked as cut.
+    let m = measure(&web_metric(
+        json!({"url": server.url("/big"), "jsonPath": "{$.v}"}),
+        json!({"successCondition": "len(result) == 50000"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{:?}", m.message);
+    let stored = m.value.expect("a value");
+    let kept = stored
+        .strip_suffix("…(cut at 16384 bytes)")
+        .unwrap_or_else(|| panic!("no cut marker at the end of {} bytes", stored.len()));
+    assert!(
+        kept.len() <= 16_384 && kept.len() > 16_000,
+        "{}",
+        kept.len()
+    );
+    assert!(format!("\"{value}\"").starts_with(kept));
+}
+
+#[tokio::test]
+async fn web_redirects_only_to_the_same_host_and_port() {
+    let target = || {
+        Router::new().route(
+            "/ok",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"ok": true}"#,
+                )
+            }),
+        )
+    };
+    let other_port = WebServer::serve("127.0.0.1", target(), Arc::default());
+    let other_host = WebServer::serve("127.0.0.2", target(), Arc::default());
+    let (to_port, to_host) = (other_port.url("/ok"), other_host.url("/ok"));
+    let app = target()
+        .route("/to-self", get(|| async { Redirect::temporary("/ok") }))
+        .route("/loop", get(|| async { Redirect::temporary("/loop") }))
+        .route(
+            "/to-port",
+            get(move || async move { Redirect::temporary(&to_port) }),
+        )
+        .route(
+            "/to-host",
+            get(move || async move { Redirect::temporary(&to_host) }),
+        );
+    let server = WebServer::serve("127.0.0.1", app, Arc::default());
+    let with_key = |path: &str| {
+        web_metric(
+            json!({"url": server.url(path), "jsonPath": "{$.ok}",
+                   "headers": [{"key": "X-Api-Key", "value": "k3y"}]}),
+            json!({"successCondition": "result"}),
+        )
+    };
+
+    let m = measure(&with_key("/to-self")).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{:?}", m.message);
+    for path in ["/to-port", "/to-host"] {
+        let m = measure(&with_key(path)).await;
+        assert_eq!(m.phase, AnalysisPhase::Error, "{path}: {:?}", m.message);
+        assert!(message(&m).contains("refused"), "{path}: {}", message(&m));
+    }
+    assert_eq!(
+        other_port.requests.load(Ordering::SeqCst),
+        0,
+        "the key went to another port"
+    );
+    assert_eq!(
+        other_host.requests.load(Ordering::SeqCst),
+        0,
+        "the key went to another host"
+    );
+    let before = server.requests.load(Ordering::SeqCst);
+    let m = measure(&with_key("/loop")).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{:?}", m.message);
+    assert!(message(&m).contains("redirects"), "{}", message(&m));
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst) - before,
+        4,
+        "the first request and 3 hops"
+    );
+}
+
+#[tokio::test]
+async fn web_hosts_outside_the_allow_list_are_refused_before_sending() {
+    let server = WebServer::start();
+    let only = |hosts: &[&str]| {
+        limits(|l| l.web_allowed_hosts = Some(hosts.iter().map(|h| h.to_string()).collect()))
+    };
+    let listed = only(&["metrics.example.com", "*.example.org", "localhost"]);
+    let echo = web_metric(
+        json!({"url": server.url("/echo"), "method": "POST", "body": "{\"n\": 1}", "jsonPath": "{$.n}"}),
+        json!({"successCondition": "result == 1"}),
+    );
+    let m = measure_within(&listed, &echo).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{:?}", m.message);
+    assert_eq!(
+        message(&m),
+        "host 127.0.0.1 is not in the controller's allowed hosts for web metrics"
+    );
+
+    // A listed metric host, with its OAuth2 token URL on an unlisted one.
+    let oauth2 = web_metric(
+        json!({
+            "url": format!("http://localhost:{}/private", server.addr.port()),
+            "jsonPath": "{$.ok}",
+            "authentication": {"oauth2": {
+                "tokenUrl": server.url("/token"),
+                "clientId": "sluice", "clientSecret": "pa$$", "scopes": ["read", "metrics"],
+            }},
+        }),
+        json!({"successCondition": "result"}),
+    );
+    let m = measure_within(&listed, &oauth2).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{:?}", m.message);
+    assert_eq!(
+        message(&m),
+        "oauth2: host 127.0.0.1 is not in the controller's allowed hosts for web metrics"
+    );
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        0,
+        "nothing was sent"
+    );
+    assert!(server.last.lock().unwrap().is_none());
+
+    // Listed: measured as usual.
+    let m = measure_within(&only(&["127.0.0.1"]), &echo).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{:?}", m.message);
+    let m = measure_within(&only(&["127.0.0.1", "localhost"]), &oauth2).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{:?}", m.message);
+}
+
+#[tokio::test]
+async fn web_timeouts_never_exceed_the_controllers_cap() {
+    let server = WebServer::start();
+    let capped = limits(|l| l.max_timeout = Duration::from_secs(1));
+    let started = Instant::now();
+    let m = measure_within(
+        &capped,
+        &web_metric(
+            json!({"url": server.url("/slow"), "timeoutSeconds": 3600}),
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{:?}", m.message);
+    assert_eq!(message(&m), "no answer within 1s");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -4,10 +4,17 @@
 //! As in Argo Rollouts, the Job is named `<run uid>.<metric>.<n>` (`n` counts the metric's
 //! measurements from 1, so a retried measurement gets a new Job, and a Job created by a
 //! controller that then crashed is found again under the same name), labelled
-//! `analysisrun.argoproj.io/uid` and annotated with the run's and the metric's names. Sluice
-//! shortens the metric part so the name fits the 63 characters a Job's pods carry it in, and
-//! lowercases it. The measurement stays in flight (Running) with `resumeAt` set, so the run is
-//! looked at again even when no watch on Jobs wakes it; when the run ends, its Jobs are deleted.
+//! `analysisrun.argoproj.io/uid` and annotated with the run's and the metric's names. A metric
+//! name that is not already a short lowercase DNS label is sanitised and shortened so the name
+//! fits the 63 characters a Job's pods carry it in, and a hash of the exact metric name is
+//! added (`<uid>.<shortened>.<hash>.<n>`), so two metrics never share a Job. The measurement
+//! stays in flight (Running) with `resumeAt` set, so the run is looked at again even when no
+//! watch on Jobs wakes it; when the run ends, its Jobs are deleted.
+//!
+//! A Job is only ever read, adopted or deleted when it is this run's Job for this metric: its
+//! controller is the run (owner uid), its uid label is the run's, and its metric annotation is
+//! the metric's name. A Job of that name that is anything else is an Error measurement naming
+//! the collision, never a verdict read from someone else's Job.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -19,7 +26,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams, Preconditions},
 };
 
 use super::{Provider, ProviderError, RunRef, terminated};
@@ -42,24 +49,50 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// The longest name a Job may have (its pods carry it in a label).
 const MAX_JOB_NAME: usize = 63;
 
-/// The Job's name for a run's `attempt`-th measurement of a metric.
+/// Hex digits of the metric name's hash in a Job's name.
+const HASH_DIGITS: usize = 10;
+
+/// A hash of a metric's name that is the same in every build and process (64-bit FNV-1a), to
+/// tell apart metrics whose names sanitise or shorten to the same text.
+fn name_hash(metric: &str) -> String {
+    let hash = metric.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")[..HASH_DIGITS].to_owned()
+}
+
+/// The Job's name for a run's `attempt`-th measurement of a metric: `<uid>.<metric>.<n>` (as
+/// in Argo) when the metric's name is a lowercase DNS label that fits, otherwise
+/// `<uid>.<sanitised, shortened>.<hash>.<n>`. The two forms have a different number of dots,
+/// so no metric's name is ever another's.
 pub fn job_name(run_uid: &str, metric: &str, attempt: u32) -> String {
     let suffix = format!(".{attempt}");
+    let room = MAX_JOB_NAME.saturating_sub(run_uid.len() + 1 + suffix.len());
+    let plain = !metric.is_empty()
+        && metric.len() <= room
+        && metric
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !metric.starts_with('-')
+        && !metric.ends_with('-');
+    if plain {
+        return format!("{run_uid}.{metric}{suffix}");
+    }
+    let hash = name_hash(metric);
+    let room = room.saturating_sub(HASH_DIGITS + 1);
     let sanitized: String = metric
         .chars()
         .map(|c| match c.to_ascii_lowercase() {
             c @ ('a'..='z' | '0'..='9' | '-') => c,
             _ => '-',
         })
+        .take(room)
         .collect();
-    let room = MAX_JOB_NAME.saturating_sub(run_uid.len() + 1 + suffix.len());
-    let metric_part: String = sanitized.chars().take(room).collect();
-    let metric_part = metric_part.trim_matches('-');
-    if metric_part.is_empty() {
-        format!("{run_uid}{suffix}")
-    } else {
-        format!("{run_uid}.{metric_part}{suffix}")
-    }
+    let metric_part = match sanitized.trim_matches('-') {
+        "" => "m",
+        part => part,
+    };
+    format!("{run_uid}.{metric_part}.{hash}{suffix}")
 }
 
 /// The Job a measurement creates: the metric's template, named, labelled, annotated and owned
@@ -158,15 +191,18 @@ impl JobProvider {
         match api.create(&PostParams::default(), &job).await {
             Ok(_) => tracing::info!(job = %name, metric = %metric.name, "created analysis job"),
             Err(e) if is_already_exists(&e) => match api.get(&name).await {
-                Ok(existing) if owned_by(&existing, &run.uid) => {
-                    tracing::info!(job = %name, "analysis job already exists; adopting it");
-                }
-                Ok(_) => {
-                    return error_measurement(
-                        format!("job {name} exists and belongs to another AnalysisRun"),
-                        now,
-                    );
-                }
+                Ok(existing) => match not_ours(&existing, run, &metric.name) {
+                    None => {
+                        tracing::info!(job = %name, "analysis job already exists; adopting it");
+                    }
+                    Some(reason) => {
+                        tracing::warn!(job = %name, metric = %metric.name, %reason, "analysis job name taken");
+                        return error_measurement(
+                            collision(&name, run, &metric.name, &reason),
+                            now,
+                        );
+                    }
+                },
                 Err(e) => return error_measurement(format!("reading job {name}: {e}"), now),
             },
             Err(e) => return error_measurement(format!("creating job {name}: {e}"), now),
@@ -179,13 +215,18 @@ impl JobProvider {
         self.running(measurement, now)
     }
 
-    /// Deletes one Job and its pods; a Job already gone is fine.
-    async fn delete(&self, namespace: &str, name: &str) -> Result<(), kube::Error> {
-        match self
-            .jobs(namespace)
-            .delete(name, &DeleteParams::foreground())
-            .await
-        {
+    /// Deletes one Job (of that uid, when given) and its pods; a Job already gone is fine.
+    async fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+    ) -> Result<(), kube::Error> {
+        let params = DeleteParams::foreground().preconditions(Preconditions {
+            uid,
+            resource_version: None,
+        });
+        match self.jobs(namespace).delete(name, &params).await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e),
@@ -210,19 +251,13 @@ impl JobProvider {
             })?
             .items
             .into_iter()
-            .filter(|j| {
-                j.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(METRIC_NAME_ANNOTATION))
-                    .is_some_and(|m| *m == metric.name)
-            })
+            .filter(|j| not_ours(j, run, &metric.name).is_none())
             .collect();
         jobs.sort_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0));
         let excess = jobs.len().saturating_sub(keep);
         for job in jobs.into_iter().take(excess) {
             let name = job.metadata.name.unwrap_or_default();
-            self.delete(&run.namespace, &name)
+            self.delete(&run.namespace, &name, job.metadata.uid)
                 .await
                 .map_err(|source| ProviderError::Kube {
                     action: format!("deleting job {name}"),
@@ -241,6 +276,43 @@ fn owned_by(job: &Job, uid: &str) -> bool {
         .iter()
         .flatten()
         .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+/// Why a Job is not the one this run created for this metric, `None` when it is: its
+/// controller must be the run, its uid label the run's uid, its metric annotation the metric.
+pub fn not_ours(job: &Job, run: &RunRef, metric: &str) -> Option<String> {
+    if run.uid.is_empty() || !owned_by(job, &run.uid) {
+        return Some(format!(
+            "it is not controlled by AnalysisRun {} (uid {})",
+            run.name, run.uid
+        ));
+    }
+    let label = job
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(RUN_UID_LABEL));
+    if label.map(String::as_str) != Some(run.uid.as_str()) {
+        return Some(format!("its {RUN_UID_LABEL} label is {label:?}"));
+    }
+    let annotated = job
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(METRIC_NAME_ANNOTATION));
+    if annotated.map(String::as_str) != Some(metric) {
+        return Some(format!("it is the job of metric {annotated:?}"));
+    }
+    None
+}
+
+/// The message of a Job name already taken by a Job that is not this measurement's.
+fn collision(name: &str, run: &RunRef, metric: &str, reason: &str) -> String {
+    format!(
+        "job {name} already exists and is not AnalysisRun {}'s job for metric {metric:?} \
+         ({reason}); it is not adopted",
+        run.name
+    )
 }
 
 /// The Job a measurement created, from its metadata.
@@ -269,7 +341,7 @@ impl Provider for JobProvider {
     fn resume<'a>(
         &'a self,
         run: &'a RunRef,
-        _metric: &'a Metric,
+        metric: &'a Metric,
         measurement: Measurement,
     ) -> BoxFuture<'a, Measurement> {
         Box::pin(async move {
@@ -277,8 +349,19 @@ impl Provider for JobProvider {
             let Some(name) = job_of(&measurement).map(str::to_owned) else {
                 return error_measurement("job metadata reference missing", now);
             };
-            match self.jobs(&run.namespace).get(&name).await {
-                Ok(job) => match job_outcome(&job) {
+            let found = self.jobs(&run.namespace).get(&name).await.map(|job| {
+                let reason = not_ours(&job, run, &metric.name);
+                (job, reason)
+            });
+            match found {
+                Ok((_, Some(reason))) => Measurement {
+                    phase: AnalysisPhase::Error,
+                    message: Some(collision(&name, run, &metric.name, &reason)),
+                    finished_at: Some(Time(now)),
+                    resume_at: None,
+                    ..measurement
+                },
+                Ok((job, None)) => match job_outcome(&job) {
                     Some(phase) => {
                         tracing::info!(job = %name, ?phase, "analysis job finished");
                         Measurement {
@@ -304,7 +387,7 @@ impl Provider for JobProvider {
     fn terminate<'a>(
         &'a self,
         run: &'a RunRef,
-        _metric: &'a Metric,
+        metric: &'a Metric,
         measurement: Measurement,
     ) -> BoxFuture<'a, Measurement> {
         Box::pin(async move {
@@ -312,7 +395,27 @@ impl Provider for JobProvider {
             let Some(name) = job_of(&measurement).map(str::to_owned) else {
                 return terminated(measurement, now);
             };
-            match self.delete(&run.namespace, &name).await {
+            // Only this run's Job is deleted, and only the one that was looked at (its uid).
+            let uid = match self.jobs(&run.namespace).get(&name).await {
+                Ok(job) => match not_ours(&job, run, &metric.name) {
+                    None => job.metadata.uid,
+                    Some(reason) => {
+                        tracing::warn!(job = %name, %reason, "not deleting a job this run did not create");
+                        return terminated(measurement, now);
+                    }
+                },
+                Err(e) if is_not_found(&e) => return terminated(measurement, now),
+                Err(e) => {
+                    return Measurement {
+                        phase: AnalysisPhase::Error,
+                        message: Some(format!("reading job {name}: {e}")),
+                        finished_at: Some(Time(now)),
+                        resume_at: None,
+                        ..measurement
+                    };
+                }
+            };
+            match self.delete(&run.namespace, &name, uid).await {
                 Ok(()) => {
                     tracing::info!(job = %name, "analysis job terminated");
                     terminated(measurement, now)
@@ -382,7 +485,87 @@ mod tests {
         assert!(long.len() <= 63, "{long} ({})", long.len());
         assert!(long.starts_with(&format!("{uid}.a-very-long")), "{long}");
         assert!(long.ends_with(".12"), "{long}");
-        assert_eq!(job_name(&uid, "___", 3), format!("{uid}.3"));
+        let folded = job_name(&uid, "___", 3);
+        assert!(folded.starts_with(&format!("{uid}.m.")) && folded.ends_with(".3"));
+    }
+
+    /// A valid Job name: a DNS subdomain of at most 63 characters (its pods' label).
+    fn valid(name: &str) -> bool {
+        name.len() <= 63
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+    }
+
+    #[test]
+    fn metrics_whose_names_fold_or_shorten_alike_get_different_jobs() {
+        let uid = run().uid;
+        let long = "error-rate-of-the-checkout-service-in-the-eu-west-region";
+        let names = [
+            "a-b",
+            "a_b",
+            "A-B",
+            "a.b",
+            "a b",
+            "___",
+            "-",
+            "m",
+            &format!("{long}-p50"),
+            &format!("{long}-p99"),
+            &format!("{long}_p99"),
+            "a-b.0123456789",
+        ];
+        let mut seen = std::collections::BTreeMap::new();
+        for attempt in [1, 9, 10, u32::MAX] {
+            for metric in names {
+                let name = job_name(&uid, metric, attempt);
+                assert!(valid(&name), "{metric:?}: {name} is not a valid job name");
+                if let Some(other) = seen.insert(name.clone(), (metric, attempt)) {
+                    panic!("{metric:?} #{attempt} and {other:?} share the job {name}");
+                }
+            }
+        }
+        // A metric named like another's hashed form still has a Job of its own.
+        let hashed = job_name(&uid, "a_b", 1);
+        let middle = hashed
+            .strip_prefix(&format!("{uid}."))
+            .and_then(|n| n.strip_suffix(".1"))
+            .unwrap();
+        assert_ne!(job_name(&uid, middle, 1), hashed);
+        // The hash is the same in every process: a restarted controller finds its Job again.
+        assert_eq!(job_name(&uid, "a_b", 1), hashed);
+        assert_eq!(name_hash("a_b"), name_hash("a_b"));
+        assert_ne!(name_hash("a_b"), name_hash("a-b"));
+    }
+
+    #[test]
+    fn only_this_runs_job_for_this_metric_is_ours() {
+        let run = run();
+        let job = job_for(&run, &metric("smoke"), 1).unwrap();
+        assert_eq!(not_ours(&job, &run, "smoke"), None);
+        let other_metric = not_ours(&job, &run, "latency").expect("another metric's job");
+        assert!(other_metric.contains("\"smoke\""), "{other_metric}");
+        let other_run = RunRef {
+            uid: "11111111-2222-3333-4444-555555555555".into(),
+            ..run.clone()
+        };
+        assert!(not_ours(&job, &other_run, "smoke").is_some());
+        let mut unowned = job.clone();
+        unowned.metadata.owner_references = None;
+        assert!(not_ours(&unowned, &run, "smoke").is_some());
+        let mut relabelled = job.clone();
+        relabelled
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(RUN_UID_LABEL.into(), "someone-else".into());
+        assert!(not_ours(&relabelled, &run, "smoke").is_some());
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //!
 //! Providers are the edge: they read the clock and do I/O. Every failure becomes an Error
 //! measurement with a message (never a panic, never a success), so an unreachable metrics
-//! server ends in an Error run, not a promotion.
+//! server ends in an Error run, not a promotion. Every answer read from outside is bounded
+//! ([`body`]): its size, the time waited for it, where redirects lead, the hosts web metrics
+//! reach, and the size of what is stored in the run's status.
 
+pub mod body;
 pub mod job;
 pub mod prometheus;
 pub mod web;
@@ -14,6 +17,7 @@ pub mod web;
 use std::{
     collections::BTreeMap,
     sync::{Arc, Once},
+    time::Duration,
 };
 
 use futures::future::BoxFuture;
@@ -210,6 +214,14 @@ pub async fn measured(
     }
 }
 
+/// A measurement whose `value` and `message` are cut to `max` bytes (at a char boundary, the
+/// cut marked), so a run's status never grows past what etcd stores, whatever a server answered.
+pub fn bounded(mut measurement: Measurement, max: usize) -> Measurement {
+    measurement.value = measurement.value.map(|v| body::truncate(v, max));
+    measurement.message = measurement.message.map(|m| body::truncate(m, max));
+    measurement
+}
+
 /// An error with its causes, for a measurement's message (`a: b: c`).
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -233,13 +245,19 @@ pub struct HttpClients {
 }
 
 impl HttpClients {
-    /// Builds both clients, named `sluice/<version>` in the servers' logs.
-    pub fn new() -> Result<Self, ProviderError> {
+    /// Builds both clients, named `sluice/<version>` in the servers' logs, following redirects
+    /// only to the same host and port ([`body::redirect_policy`]). Providers end their own wait
+    /// at their timeout (at most `limits.max_timeout`, with their own message); the clients'
+    /// timeout, a second longer, is a backstop for a request that forgets to.
+    pub fn new(limits: &AnalysisLimits) -> Result<Self, ProviderError> {
         ensure_crypto_provider();
+        let backstop = limits.max_timeout.saturating_add(Duration::from_secs(1));
         let build = |insecure: bool| {
             reqwest::Client::builder()
                 .tls_danger_accept_invalid_certs(insecure)
                 .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+                .redirect(body::redirect_policy())
+                .timeout(backstop)
                 .build()
                 .map_err(ProviderError::Http)
         };
@@ -259,17 +277,40 @@ impl HttpClients {
     }
 }
 
-/// A bearer token from an OAuth2 token endpoint (client-credentials flow), for the prometheus
-/// and web providers' `authentication.oauth2`.
-pub async fn oauth2_token(
-    http: &reqwest::Client,
+/// Where an OAuth2 token may be fetched from, and how much of the answer is read.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenBounds<'a> {
+    /// The most bytes read of the token endpoint's answer.
+    pub max_bytes: usize,
+    /// The hosts the token URL may name (`None`: any).
+    pub allowed_hosts: Option<&'a [String]>,
+}
+
+/// The token URL of an OAuth2 configuration, checked against the allowed hosts before anything
+/// is sent.
+pub fn oauth2_token_url(
     config: &crate::api::OAuth2Config,
-) -> Result<String, String> {
-    let url = config
+    allowed_hosts: Option<&[String]>,
+) -> Result<reqwest::Url, String> {
+    let written = config
         .token_url
         .as_deref()
         .filter(|u| !u.is_empty())
         .ok_or("oauth2: tokenUrl is not set")?;
+    let url = reqwest::Url::parse(written)
+        .map_err(|e| format!("oauth2: tokenUrl {written:?} is not valid: {e}"))?;
+    body::check_host(allowed_hosts, &url).map_err(|e| format!("oauth2: {e}"))?;
+    Ok(url)
+}
+
+/// A bearer token from an OAuth2 token endpoint (client-credentials flow), for the prometheus
+/// and web providers' `authentication.oauth2`; the answer is read within `bounds`.
+pub async fn oauth2_token(
+    http: &reqwest::Client,
+    config: &crate::api::OAuth2Config,
+    bounds: TokenBounds<'_>,
+) -> Result<String, String> {
+    let url = oauth2_token_url(config, bounds.allowed_hosts)?;
     let scopes = config.scopes.join(" ");
     let mut params = vec![("grant_type", "client_credentials")];
     params.extend(config.client_id.as_deref().map(|v| ("client_id", v)));
@@ -289,7 +330,7 @@ pub async fn oauth2_token(
         .unwrap_or_default()
         .to_owned();
     let response = http
-        .post(url)
+        .post(url.clone())
         .header(
             reqwest::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
@@ -302,10 +343,11 @@ pub async fn oauth2_token(
     if !status.is_success() {
         return Err(format!("oauth2: {url} answered {status}"));
     }
-    let body: serde_json::Value = response
-        .json()
+    let answer = body::read_bounded(response, bounds.max_bytes)
         .await
-        .map_err(|e| format!("oauth2: reading the token from {url}: {}", error_chain(&e)))?;
+        .map_err(|e| format!("oauth2: reading the token from {url}: {e}"))?;
+    let body: serde_json::Value = serde_json::from_slice(&answer)
+        .map_err(|e| format!("oauth2: the answer of {url} is not JSON: {e}"))?;
     body.get("access_token")
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned)
@@ -337,6 +379,7 @@ pub struct Providers {
     prometheus: prometheus::PrometheusProvider,
     web: web::WebProvider,
     job: Option<job::JobProvider>,
+    max_value_bytes: usize,
 }
 
 impl Providers {
@@ -351,6 +394,7 @@ impl Providers {
             prometheus: prometheus::PrometheusProvider::new(limits, evaluator.clone())?,
             web: web::WebProvider::new(limits, evaluator)?,
             job: client.map(job::JobProvider::new),
+            max_value_bytes: limits.max_value_bytes,
         })
     }
 
@@ -370,8 +414,22 @@ impl Providers {
     }
 
     /// Carries out one task of the plan with the metric's provider; without one, a new
-    /// measurement is an Error and one in flight is terminated.
+    /// measurement is an Error and one in flight is terminated. Whatever the provider returns,
+    /// its value and message are cut to `limits.max_value_bytes` ([`bounded`]).
     pub async fn perform(
+        &self,
+        run: &RunRef,
+        metric: &Metric,
+        task: Task,
+        attempt: u32,
+    ) -> Measurement {
+        bounded(
+            self.perform_unbounded(run, metric, task, attempt).await,
+            self.max_value_bytes,
+        )
+    }
+
+    async fn perform_unbounded(
         &self,
         run: &RunRef,
         metric: &Metric,

@@ -131,3 +131,115 @@ fn termination_finishes_successfully() {
     assert_eq!(m.message.as_deref(), Some("Metric Terminated"));
     assert_eq!((m.finished_at, m.resume_at), (Some(Time(now)), None));
 }
+
+#[test]
+fn stored_values_and_messages_are_cut_at_a_char_boundary_and_marked() {
+    // 'é' is two bytes: a cut at an odd byte count falls inside one and moves back.
+    let long = "é".repeat(20_000);
+    let cut = body::truncate(long.clone(), 16_385);
+    assert!(
+        cut.ends_with("…(cut at 16385 bytes)"),
+        "{}",
+        &cut[cut.len() - 40..]
+    );
+    let kept = cut.strip_suffix("…(cut at 16385 bytes)").unwrap();
+    assert_eq!(kept.len(), 16_384);
+    assert!(long.starts_with(kept));
+    assert_eq!(body::truncate("short".into(), 16), "short");
+
+    let limits = AnalysisLimits::default();
+    let m = bounded(
+        Measurement {
+            value: Some("x".repeat(5 * 1024 * 1024)),
+            message: Some("y".repeat(2 * 1024 * 1024)),
+            ..Measurement::default()
+        },
+        limits.max_value_bytes,
+    );
+    let value = m.value.unwrap();
+    assert!(value.len() < limits.max_value_bytes + 64, "{}", value.len());
+    assert!(value.ends_with("…(cut at 16384 bytes)"));
+    assert!(m.message.unwrap().len() < limits.max_value_bytes + 64);
+}
+
+#[test]
+fn allowed_hosts_are_exact_names_or_subdomains_of_a_suffix() {
+    let list = vec![
+        "metrics.example.com".to_owned(),
+        "*.corp.internal".to_owned(),
+    ];
+    let allowed = Some(list.as_slice());
+    for host in [
+        "metrics.example.com",
+        "METRICS.example.com.",
+        "a.corp.internal",
+        "a.b.corp.internal",
+    ] {
+        assert!(body::host_allowed(allowed, host), "{host}");
+    }
+    for host in [
+        "example.com",
+        "evil-metrics.example.com",
+        "metrics.example.com.evil.io",
+        "corp.internal",
+        "evilcorp.internal",
+        "a.corp.internal.evil.io",
+        "127.0.0.1",
+        "",
+    ] {
+        assert!(!body::host_allowed(allowed, host), "{host}");
+    }
+    assert!(body::host_allowed(None, "anything.at.all"));
+    assert!(!body::host_allowed(Some(&[]), "metrics.example.com"));
+    let url = reqwest::Url::parse("http://127.0.0.1:9090/x").unwrap();
+    assert_eq!(
+        body::check_host(allowed, &url).unwrap_err(),
+        "host 127.0.0.1 is not in the controller's allowed hosts for web metrics"
+    );
+}
+
+#[test]
+fn redirects_stay_on_the_same_host_port_and_never_leave_https() {
+    let url = |u: &str| reqwest::Url::parse(u).unwrap();
+    let from = url("https://metrics.example.com/api?x=1");
+    assert_eq!(
+        body::redirect_refusal(&from, &url("https://METRICS.example.com:443/v2/api")),
+        None
+    );
+    for to in [
+        "http://metrics.example.com/api",
+        "https://other.example.com/api",
+        "https://metrics.example.com:8443/api",
+    ] {
+        let refusal = body::redirect_refusal(&from, &url(to));
+        assert!(
+            refusal.as_deref().is_some_and(|r| r.contains("refused")),
+            "{to}: {refusal:?}"
+        );
+    }
+    let plain = url("http://127.0.0.1:8080/a");
+    assert_eq!(
+        body::redirect_refusal(&plain, &url("http://127.0.0.1:8080/b")),
+        None
+    );
+    assert!(body::redirect_refusal(&plain, &url("http://127.0.0.2:8080/b")).is_some());
+    assert!(body::redirect_refusal(&plain, &url("http://127.0.0.1:8081/b")).is_some());
+}
+
+#[test]
+fn timeouts_never_exceed_the_controllers_cap() {
+    use std::time::Duration;
+    let max = Duration::from_secs(60);
+    let default = Duration::from_secs(10);
+    assert_eq!(body::capped_timeout(None, default, max), default);
+    assert_eq!(body::capped_timeout(Some(0), default, max), default);
+    assert_eq!(body::capped_timeout(Some(-5), default, max), default);
+    assert_eq!(
+        body::capped_timeout(Some(30), default, max),
+        Duration::from_secs(30)
+    );
+    assert_eq!(body::capped_timeout(Some(86_400), default, max), max);
+    assert_eq!(body::capped_timeout(Some(i64::MAX), default, max), max);
+    assert_eq!(body::show_duration(Duration::from_secs(3)), "3s");
+    assert_eq!(body::show_duration(Duration::from_millis(1500)), "1500ms");
+}

@@ -6,9 +6,13 @@
 //! are (`{$.data.ok}`, `{.data.ok}`), braces optional, `{$}` (the whole body) by default, and
 //! the first value it selects is the result (none is an Error).
 //!
-//! Sluice differs in one place: an answer that is not JSON is the string `result` evaluated by
-//! the conditions, where Argo calls it Successful without evaluating them; a measurement that
-//! was never judged must not promote a rollout.
+//! Sluice differs where Argo trusts the server: an answer that is not JSON is the string
+//! `result` evaluated by the conditions, where Argo calls it Successful without evaluating
+//! them (a measurement that was never judged must not promote a rollout); the answer is read up
+//! to `limits.max_response_bytes` and a larger one is an Error; `timeoutSeconds` is capped at
+//! `limits.max_timeout`; redirects are followed only to the same host and port; and with
+//! `limits.web_allowed_hosts`, a URL (or OAuth2 token URL) to another host is an Error before
+//! anything is sent.
 
 use std::time::Duration;
 
@@ -21,7 +25,10 @@ use std::sync::Arc;
 
 use crate::analysis::{evaluator::Evaluator, limits::AnalysisLimits};
 
-use super::{Provider, ProviderError, RunRef, error_chain, measured, oauth2_token};
+use super::{
+    Provider, ProviderError, RunRef, TokenBounds, body, error_chain, measured, oauth2_token,
+    oauth2_token_url,
+};
 use crate::{
     analysis::{condition::MetricValue, plan::error_measurement},
     api::{Measurement, Metric, MetricProvider, WebMethod, WebMetric},
@@ -73,7 +80,7 @@ impl WebProvider {
     /// Builds the HTTP clients (one verifying certificates, one for `insecure: true`).
     pub fn new(limits: &AnalysisLimits, evaluator: Arc<Evaluator>) -> Result<Self, ProviderError> {
         Ok(Self {
-            http: super::HttpClients::new()?,
+            http: super::HttpClients::new(limits)?,
             evaluator,
             limits: limits.clone(),
         })
@@ -94,18 +101,24 @@ impl WebProvider {
         }
         let url = reqwest::Url::parse(&spec.url)
             .map_err(|e| format!("url {:?} is not valid: {e}", spec.url))?;
-        let timeout = spec
-            .timeout_seconds
-            .and_then(|t| u64::try_from(t).ok())
-            .filter(|t| *t > 0)
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        let allowed = self.limits.web_allowed_hosts.as_deref();
+        body::check_host(allowed, &url)?;
+        let oauth2 = spec.authentication.as_ref().and_then(|a| a.oauth2.as_ref());
+        if let Some(oauth2) = oauth2 {
+            oauth2_token_url(oauth2, allowed)?;
+        }
+        let timeout = body::capped_timeout(
+            spec.timeout_seconds,
+            DEFAULT_TIMEOUT,
+            self.limits.max_timeout,
+        );
+        let max_bytes = self.limits.max_response_bytes;
         let http = self.http.get(spec.insecure);
         let mut request = match method {
             WebMethod::Get => http.get(url),
             WebMethod::Post => http.post(url),
             WebMethod::Put => http.put(url),
-        }
-        .timeout(timeout);
+        };
         for header in &spec.headers {
             request = request.header(header.key.as_str(), header.value.as_str());
         }
@@ -117,8 +130,12 @@ impl WebProvider {
             request = request.body(body);
         }
         let work = async move {
-            if let Some(oauth2) = spec.authentication.as_ref().and_then(|a| a.oauth2.as_ref()) {
-                let token = oauth2_token(http, oauth2).await?;
+            if let Some(oauth2) = oauth2 {
+                let bounds = TokenBounds {
+                    max_bytes,
+                    allowed_hosts: allowed,
+                };
+                let token = oauth2_token(http, oauth2, bounds).await?;
                 request = request.bearer_auth(token);
             }
             let response = request.send().await.map_err(|e| error_chain(&e))?;
@@ -129,15 +146,12 @@ impl WebProvider {
                     status.as_u16()
                 ));
             }
-            response
-                .bytes()
-                .await
-                .map_err(|e| format!("reading the response: {}", error_chain(&e)))
+            body::read_bounded(response, max_bytes).await
         };
-        // reqwest's own timeout covers the request; this one covers the OAuth2 call as well.
+        // One deadline for the OAuth2 call, the request and reading the answer.
         let body = tokio::time::timeout(timeout, work)
             .await
-            .map_err(|_| format!("no answer within {}s", timeout.as_secs()))??;
+            .map_err(|_| format!("no answer within {}", body::show_duration(timeout)))??;
         select(&body, &path)
     }
 }
