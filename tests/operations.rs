@@ -604,3 +604,73 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
     assert!(log.contains("lost the leader Lease"), "{log}");
     leader.kill();
 }
+
+#[tokio::test]
+async fn an_analysis_run_name_taken_by_another_owner_is_not_taken_for_the_rollout_s_run() {
+    let ns = TestNamespace::new("run-collision").await;
+    support::install_crds(&ns.client).await;
+    let _controller = Controller::start(&ns.name).await;
+    let rollouts = ns.api::<Rollout>();
+    // The analysis names a template that does not exist: the rollout's own run says so, in
+    // phase Error, and the rollout aborts on it.
+    let steps = json!([{ "analysis": { "templates": [{ "templateName": "nope" }] } }]);
+    let created = rollouts
+        .create(&PostParams::default(), &rollout("app", json!({}), steps))
+        .await
+        .expect("creating the Rollout");
+    ns.wait_for("app", 30, "the first version Healthy", healthy)
+        .await;
+    // The step's run of version 2 (revision 2, step 0) would be `app-<hash>-2-0`: a run of
+    // someone else holds that name first.
+    let mut template = created.spec.template.clone().expect("a template");
+    template.spec.as_mut().expect("a pod spec").containers[0].image = Some("example/app:2".into());
+    let taken = format!("app-{}-2-0", pod_template_hash(&template, None));
+    let runs = ns.api::<AnalysisRun>();
+    runs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": { "name": taken, "labels": { "app": "other" } },
+            "spec": { "metrics": [] }
+        }))
+        .expect("an AnalysisRun"),
+    )
+    .await
+    .expect("creating the foreign AnalysisRun");
+
+    let patch = json!({ "spec": { "template": { "spec": { "containers": [
+        { "name": "app", "image": "example/app:2" }
+    ] } } } });
+    rollouts
+        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("a new version");
+    let aborted = ns
+        .wait_for(
+            "app",
+            60,
+            "aborted on its own run",
+            |r: Option<&Rollout>| {
+                r.is_some_and(|r| status(r).phase == Some(RolloutPhase::Degraded))
+            },
+        )
+        .await;
+    let recorded = status(&aborted)
+        .canary
+        .and_then(|c| c.current_step_analysis_run_status)
+        .map(|r| r.name)
+        .unwrap_or_default();
+    assert_eq!(recorded, format!("{taken}.2"), "the next free name");
+    let message = status(&aborted).message.unwrap_or_default();
+    assert!(message.contains("\"nope\" not found"), "{message}");
+    let ours = runs.get(&recorded).await.expect("the rollout's run");
+    assert_eq!(
+        ours.owner_references()[0].uid,
+        created.uid().unwrap_or_default()
+    );
+    let theirs = runs.get(&taken).await.expect("the foreign run");
+    assert!(
+        theirs.owner_references().is_empty()
+            && theirs.labels().get("app").map(String::as_str) == Some("other"),
+        "the foreign run is left alone: {theirs:?}"
+    );
+}
