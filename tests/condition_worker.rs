@@ -262,3 +262,50 @@ fn a_worker_exits_when_the_controller_closes_its_input() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_worker_whose_controller_vanished_exits_while_its_input_is_still_open() {
+    let budget = serde_json::to_string(&ConditionBudget::default()).expect("a budget");
+    // A shell starts the worker on the shell's (open) standard input, prints its pid and
+    // exits: the worker is orphaned, though nothing closed its input.
+    let mut shell = Command::new("sh")
+        .args([
+            "-c",
+            // fd 3: the shell's input, which an asynchronous command would not get as fd 0.
+            "exec 3<&0; \"$0\" \"$1\" \"$2\" $$ <&3 >/dev/null & echo $!",
+            SLUICE,
+            WORKER_ARG,
+            budget.as_str(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh starts");
+    let mut pid = String::new();
+    BufReader::new(shell.stdout.take().expect("stdout"))
+        .read_line(&mut pid)
+        .expect("the worker's pid");
+    let pid = pid.trim().to_owned();
+    // Held open until the end (`wait` would close it).
+    let input = shell.stdin.take();
+    assert!(shell.wait().expect("sh exits").success());
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned worker {pid} is still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(input);
+}

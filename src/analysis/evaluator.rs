@@ -418,6 +418,7 @@ impl Pool {
         let mut child = Command::new(&self.program)
             .arg(WORKER_ARG)
             .arg(&self.budget_arg)
+            .arg(std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -595,8 +596,9 @@ fn last_lines(tail: &str) -> String {
     text
 }
 
-/// The entry point of an evaluation worker process (`sluice __condition-worker BUDGET`): limits
-/// its memory, then answers requests on standard input until it closes.
+/// The entry point of an evaluation worker process (`sluice __condition-worker BUDGET
+/// [CONTROLLER_PID]`): limits its memory, then answers requests on standard input until it
+/// closes, or until the controller is no longer its parent.
 pub fn worker_main() -> ExitCode {
     match serve() {
         Ok(()) => ExitCode::SUCCESS,
@@ -614,9 +616,16 @@ fn serve() -> anyhow::Result<()> {
         .context("the budget argument is missing")?;
     let budget: ConditionBudget =
         serde_json::from_str(&budget_arg).context("the budget argument is not a budget")?;
+    // The controller, whose end the worker must not outlive; by default its parent now.
+    let controller = match std::env::args().nth(3) {
+        Some(pid) => pid
+            .parse()
+            .context("the controller's pid is not a number")?,
+        None => std::os::unix::process::parent_id(),
+    };
     let started = Instant::now();
     let busy_since = Arc::new(AtomicU64::new(0));
-    watch(&budget, started, Arc::clone(&busy_since))?;
+    watch(&budget, controller, started, Arc::clone(&busy_since))?;
     // Requests are answered on a thread with the stack an evaluation needs, started (like the
     // watchdog) before the memory limit so that its stack counts in the baseline.
     let (go, ready) = std::sync::mpsc::channel::<()>();
@@ -722,8 +731,12 @@ fn millis_since(start: Instant) -> u64 {
 /// Starts the watchdog: it ends the worker when the controller is gone (the worker is then an
 /// orphan) or when one evaluation runs far past its budget (the controller should have killed
 /// it already).
-fn watch(budget: &ConditionBudget, started: Instant, busy_since: Arc<AtomicU64>) -> io::Result<()> {
-    let parent = std::os::unix::process::parent_id();
+fn watch(
+    budget: &ConditionBudget,
+    controller: u32,
+    started: Instant,
+    busy_since: Arc<AtomicU64>,
+) -> io::Result<()> {
     let limit = budget
         .max_time
         .saturating_mul(2)
@@ -734,8 +747,7 @@ fn watch(budget: &ConditionBudget, started: Instant, busy_since: Arc<AtomicU64>)
         .stack_size(64 * 1024)
         .spawn(move || {
             loop {
-                std::thread::sleep(Duration::from_millis(50));
-                if std::os::unix::process::parent_id() != parent {
+                if std::os::unix::process::parent_id() != controller {
                     std::process::exit(2);
                 }
                 let since = busy_since.load(Ordering::SeqCst);
@@ -748,6 +760,7 @@ fn watch(budget: &ConditionBudget, started: Instant, busy_since: Arc<AtomicU64>)
                     eprintln!("condition worker: an evaluation ran past {limit:?}; stopping");
                     std::process::exit(3);
                 }
+                std::thread::sleep(Duration::from_millis(50));
             }
         })
         .map(|_| ())

@@ -403,3 +403,58 @@ fn budgets_are_named_as_people_write_them() {
     assert_eq!(human_duration(&std::time::Duration::from_secs(2)), "2s");
     assert_eq!(human_bytes(1000), "1000 bytes");
 }
+
+#[test]
+fn text_at_the_caps_compiles_quickly() {
+    // PEG parsers backtrack: text that almost parses, as deep as the caps allow, must still
+    // be answered at once.
+    let shapes = [
+        format!("{}result", "f(".repeat(32)),
+        format!("{}result", "len(".repeat(32)),
+        format!("{}result", "[".repeat(32)),
+        format!("{}result", "{".repeat(32)),
+        format!("{}result", "(".repeat(32)),
+        format!("{}result", "all(result, {".repeat(16)),
+        format!("{}result ?", "result ? ".repeat(32)),
+        format!("{}", "if result { ".repeat(16)),
+        format!("{}1)", "[1, ".repeat(32)),
+        format!("{}1,", "{a: ".repeat(32)),
+        format!("{}x.y(", "a.b(".repeat(32)),
+    ];
+    for source in shapes {
+        let started = std::time::Instant::now();
+        let outcome = compile(&source);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{source:?} took {took:?} to compile ({outcome:?})"
+        );
+    }
+}
+
+#[test]
+fn caps_reach_template_validation_and_runs() {
+    use crate::{
+        analysis::rules::{RunRules, validate_template},
+        api::{AnalysisRunSpec, AnalysisTemplateSpec},
+    };
+    let spec = json!({"metrics": [{
+        "name": "huge",
+        "successCondition": "len(0..200000000) > 0",
+        "provider": {"web": {"url": "http://x"}},
+    }]});
+    let template: AnalysisTemplateSpec = serde_json::from_value(spec.clone()).expect("a spec");
+    let refused = validate_template(&template).expect_err("refused as lint and the Rollout do");
+    assert!(
+        refused
+            .to_string()
+            .contains("builds the range 0..200000000"),
+        "{refused}"
+    );
+    let run: AnalysisRunSpec = serde_json::from_value(spec).expect("a run spec");
+    let refused = RunRules::new(&run).expect_err("an Error run");
+    assert!(
+        refused.to_string().contains("the limit is 100000"),
+        "{refused}"
+    );
+}
