@@ -416,7 +416,7 @@ fn text_at_the_caps_compiles_quickly() {
         format!("{}result", "(".repeat(32)),
         format!("{}result", "all(result, {".repeat(16)),
         format!("{}result ?", "result ? ".repeat(32)),
-        format!("{}", "if result { ".repeat(16)),
+        "if result { ".repeat(16),
         format!("{}1)", "[1, ".repeat(32)),
         format!("{}1,", "{a: ".repeat(32)),
         format!("{}x.y(", "a.b(".repeat(32)),
