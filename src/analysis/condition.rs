@@ -422,8 +422,11 @@ pub fn compile_within(source: &str, budget: &ConditionBudget) -> Result<Conditio
             ))
         })?
         .map_err(|e| parse_error(e.to_string().trim().to_owned()))?;
-    caps::check_ranges(source, &program, budget)?;
-    if let Some(function) = called_functions(&program)
+    // expr-lang keeps its syntax tree private: what is checked after parsing is read from the
+    // program's `Debug` form, made once.
+    let tree = format!("{program:?}");
+    caps::check_ranges(source, &tree, budget)?;
+    if let Some(function) = called_functions(&tree)
         .into_iter()
         .find(|name| !ENVIRONMENT_FUNCTIONS.contains(name.as_str()))
     {
@@ -520,16 +523,15 @@ const BUILTINS: &[&str] = &[
     "string",
 ];
 
-/// The functions a program calls.
+/// The functions a program calls, read from its `Debug` form (`tree`).
 ///
 /// expr-lang keeps its syntax tree private, so the names are read from the program's `Debug`
 /// form (`Func { ident: "name", … }`). Should that form ever change, this finds nothing and
 /// an unknown function is reported at evaluation instead: the check only adds earlier errors.
-fn called_functions(program: &Program) -> BTreeSet<String> {
+fn called_functions(tree: &str) -> BTreeSet<String> {
     const MARKER: &str = "Func { ident: \"";
-    let debug = format!("{program:?}");
     let mut names = BTreeSet::new();
-    let mut rest = debug.as_str();
+    let mut rest = tree;
     while let Some(start) = rest.find(MARKER) {
         rest = &rest[start + MARKER.len()..];
         if let Some(end) = rest.find('"') {

@@ -355,7 +355,30 @@ fn the_deepest_trees_the_caps_allow_evaluate_on_the_evaluation_stack() {
         format!("{}1{} < 0", "-(".repeat(32), ")".repeat(32)),
         format!("{}result{} >= 0", "len([".repeat(16), "])".repeat(16)),
         format!("{}true{}", "all(result, {".repeat(16), "})".repeat(16)),
+        format!(
+            "{}result{}{} == nil",
+            "(".repeat(32),
+            ")".repeat(32),
+            ".a".repeat(220)
+        ),
+        format!(
+            "{}result{}",
+            "(result.a ?? ".repeat(16),
+            ")".repeat(16) + &" + 1".repeat(200)
+        ),
     ];
+    // Compiling happens where validation runs: on async workers, with 2 MiB of stack.
+    let compiled = shapes.clone();
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            for source in compiled {
+                compile(&source).unwrap_or_else(|e| panic!("{source}: {e}"));
+            }
+        })
+        .expect("a thread")
+        .join()
+        .expect("no stack overflow compiling");
     // The stack every evaluator gives an evaluation.
     let outcomes = std::thread::Builder::new()
         .stack_size(EVALUATION_STACK_BYTES)
