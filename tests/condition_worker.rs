@@ -309,3 +309,50 @@ fn a_worker_whose_controller_vanished_exits_while_its_input_is_still_open() {
     }
     drop(input);
 }
+
+/// The pids of this process's workers whose budget argument contains `marker`.
+fn workers_with(marker: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| {
+            let pid = entry.ok()?.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after_name = stat.rsplit(')').next()?;
+            let mut fields = after_name.split_whitespace();
+            let (state, parent) = (fields.next()?, fields.next()?);
+            let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
+            (parent == me
+                && state != "Z"
+                && cmdline.contains(WORKER_ARG)
+                && cmdline.contains(marker))
+            .then_some(pid)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_worker_killed_while_idle_is_replaced_without_an_error() {
+    // A budget of its own tells this test's workers from the other tests'.
+    let budget = ConditionBudget {
+        max_nodes: 511,
+        ..ConditionBudget::default()
+    };
+    let evaluator = evaluator(budget);
+    evaluates_normally(&evaluator).await;
+    let idle = workers_with("\"max_nodes\":511");
+    assert!(!idle.is_empty(), "no idle worker found");
+    for pid in &idle {
+        let killed = Command::new("kill")
+            .args(["-9", pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !workers_with("\"max_nodes\":511").is_empty() {
+        assert!(Instant::now() < deadline, "the killed workers still run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    evaluates_normally(&evaluator).await;
+}

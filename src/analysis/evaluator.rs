@@ -387,11 +387,13 @@ impl Pool {
             .acquire()
             .await
             .map_err(|_| Failure::Other("the evaluator is shutting down".to_owned()))?;
+        // One that died idle (killed from outside) is replaced, not blamed on this request.
         let idle = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+            .pop()
+            .and_then(|mut worker| worker.alive().then_some(worker));
         let mut worker = match idle {
             Some(worker) => worker,
             None => self.start().await.map_err(Failure::Other)?,
@@ -481,6 +483,11 @@ struct Worker {
 }
 
 impl Worker {
+    /// Whether the process still runs (one that exited is reaped).
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends one request and reads the answer.
     async fn exchange(&mut self, request: &[u8]) -> io::Result<Answer> {
         self.stdin.write_all(request).await?;
