@@ -34,7 +34,7 @@ use tokio::{
     task::JoinHandle,
     time::timeout,
 };
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     analysis::{
@@ -116,7 +116,13 @@ impl Evaluator {
     /// `sluice` binary this way).
     pub fn with_worker(budget: ConditionBudget, program: impl Into<PathBuf>) -> Arc<Self> {
         let program = program.into();
-        debug!(program = %program.display(), "conditions are evaluated in worker processes");
+        info!(
+            program = %program.display(),
+            workers = POOL_SIZE,
+            max_memory = %human_bytes(budget.max_memory_bytes),
+            max_time = ?budget.max_time,
+            "conditions are evaluated in worker processes"
+        );
         let pool = Pool::new(program, &budget);
         Arc::new(Self {
             budget,
