@@ -400,11 +400,7 @@ async fn a_pause_during_a_step_analysis_keeps_its_run_and_a_failure_still_aborts
         .name;
     t.patch_spec(json!({ "spec": { "paused": true } })).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let run =
-        t.ns.api::<AnalysisRun>()
-            .get(&name)
-            .await
-            .expect("the run");
+    let run = t.ns.api::<AnalysisRun>().get(&name).await.expect("the run");
     assert!(
         !run.spec.is_terminated(),
         "a pause does not terminate the step's run"
@@ -416,9 +412,11 @@ async fn a_pause_during_a_step_analysis_keeps_its_run_and_a_failure_still_aborts
 
     set_rate(&prometheus, 50.0).await;
     let aborted = t
-        .wait(60, "the rollout aborted by its analysis while paused", |r| {
-            status(r).phase == Some(RolloutPhase::Degraded)
-        })
+        .wait(
+            60,
+            "the rollout aborted by its analysis while paused",
+            |r| status(r).phase == Some(RolloutPhase::Degraded),
+        )
         .await;
     let recorded = status(&aborted)
         .canary

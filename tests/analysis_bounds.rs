@@ -171,7 +171,6 @@ async fn a_deleted_run_leaves_no_series() {
 /// ready and no Rollout in scope is reconciled. Fixed by watching them through
 /// `DeserializeGuard` in `src/rollout/mod.rs`, as the analysis controller does.
 #[tokio::test]
-#[ignore = "needs the Rollout controller's AnalysisRun watch guarded (src/rollout/mod.rs)"]
 async fn an_unreadable_run_of_a_rollout_does_not_block_the_rollout_controller() {
     let t = TestNamespace::new("rollout-unreadable-run").await;
     install_crds(&t.client).await;

@@ -44,6 +44,7 @@ use crate::{
     api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, INSTANCE_ID_LABEL},
     error::is_not_found,
     metrics::Metrics,
+    rollout::{NOTE_LIMIT, plan::status::cut},
 };
 
 /// What the AnalysisRun controller watches.
@@ -226,10 +227,11 @@ async fn metered_reconcile(run: Arc<Guarded>, ctx: Arc<Context>) -> Result<Actio
 async fn unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
     let meta = &invalid.metadata;
     let (namespace, name) = key_of(meta);
-    let message: String = format!("the AnalysisRun cannot be read: {}", invalid.error)
-        .chars()
-        .take(1000)
-        .collect();
+    // Cut by bytes: the API refuses an event note over 1 KiB, whatever its characters.
+    let message = cut(
+        &format!("the AnalysisRun cannot be read: {}", invalid.error),
+        NOTE_LIMIT,
+    );
     warn!(namespace, run = name, error = %invalid.error, "cannot read AnalysisRun");
     let api: Api<Guarded> = Api::namespaced(ctx.client.clone(), &namespace);
     let status = serde_json::json!({ "status": { "phase": "Error", "message": message } });
@@ -317,11 +319,13 @@ async fn reconcile(run: &AnalysisRun, ctx: Arc<Context>) -> Result<Action, Error
         let event = Event {
             type_,
             reason: format!("AnalysisRun{phase:?}"),
-            note: pass
-                .status
-                .message
-                .clone()
-                .or_else(|| Some(format!("AnalysisRun completed {phase:?}"))),
+            note: Some(cut(
+                pass.status
+                    .message
+                    .as_deref()
+                    .unwrap_or(&format!("AnalysisRun completed {phase:?}")),
+                NOTE_LIMIT,
+            )),
             action: "Analyse".into(),
             secondary: None,
         };

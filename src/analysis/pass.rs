@@ -22,7 +22,7 @@ use super::{
     args::{self, ArgsError, ResolvedArgs, SecretSource},
     limits::AnalysisLimits,
     plan,
-    providers::{Providers, RunRef},
+    providers::{self, Providers, RunRef},
     rules::{self, RunRules},
 };
 use crate::api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus};
@@ -135,7 +135,12 @@ pub async fn run_pass_within(
             if !rules.adjusted.is_empty() {
                 metadata.insert(ADJUSTED_METADATA_KEY.to_owned(), rules.adjusted.join("; "));
             }
-            (rules, (redact_measurement(resolved, measurement), metadata))
+            // Cut after redaction, so a cut never leaves the start of a secret behind.
+            let measurement = providers::bounded(
+                redact_measurement(resolved, measurement),
+                limits.max_value_bytes,
+            );
+            (rules, (measurement, metadata))
         })
     });
     for (rules, (measurement, metadata)) in join_all(work).await {

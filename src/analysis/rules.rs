@@ -299,7 +299,7 @@ fn check_metrics(
         }
         let mut metric = args::substitute_metric(metric, resolved)?;
         let adjusted = bound_metric(&mut metric, limits);
-        let mut rules = check_metric(index, metric)?;
+        let mut rules = check_metric(index, metric, limits)?;
         rules.adjusted = adjusted;
         out.push(rules);
     }
@@ -365,7 +365,11 @@ pub fn rule_matches(pattern: &str, name: &str) -> Result<bool, String> {
 }
 
 /// Checks one metric (after substitution) and reads its numbers.
-fn check_metric(index: usize, metric: Metric) -> Result<MetricRules, SpecError> {
+fn check_metric(
+    index: usize,
+    metric: Metric,
+    limits: &AnalysisLimits,
+) -> Result<MetricRules, SpecError> {
     let name = metric.name.clone();
     let number =
         |field: &'static str, value: &Option<IntOrString>| -> Result<Option<u32>, SpecError> {
@@ -412,10 +416,12 @@ fn check_metric(index: usize, metric: Metric) -> Result<MetricRules, SpecError> 
             provider,
         });
     }
-    let conditions = Conditions::of(&metric).map_err(|source| SpecError::Condition {
-        index,
-        metric: name.clone(),
-        source,
+    let conditions = Conditions::of_within(&metric, &limits.condition).map_err(|source| {
+        SpecError::Condition {
+            index,
+            metric: name.clone(),
+            source,
+        }
     })?;
     let interval = metric.interval.as_ref().map(|d| d.as_std());
     // Argo's `EffectiveCount`: no count (or 0) is one measurement without an interval, and

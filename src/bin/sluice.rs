@@ -126,15 +126,29 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    // The same binary evaluates conditions in child processes, within their own limits.
+fn main() -> ExitCode {
+    // The same binary evaluates conditions in child processes, within their own limits; a
+    // worker needs no async runtime (and its threads), so it is told apart first.
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == analysis::evaluator::WORKER_ARG)
     {
         return analysis::evaluator::worker_main();
     }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(controller_main()),
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The controller process, once it is known not to be a worker.
+async fn controller_main() -> ExitCode {
     let args = Args::parse();
     if let Err(e) = telemetry::try_init(args.log_format, &args.log_level) {
         eprintln!("error: {e:#}");

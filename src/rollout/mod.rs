@@ -125,14 +125,22 @@ pub async fn run(
         .inspect_ok(filled.on_init_done(Filled::SERVICES, "Services"))
         .touched_objects();
 
-    let (run_store, run_writer) = reflector::store::<AnalysisRun>();
+    // Runs through a deserialisation guard too: one the types cannot read must not stop the
+    // watch (and with it every rollout's readiness); the plan sees it as an Error run.
+    let runs: Api<DeserializeGuard<AnalysisRun>> = runs;
+    let (run_store, run_writer) = reflector::store::<DeserializeGuard<AnalysisRun>>();
     let run_events = watcher(
         runs,
         watcher::Config::default().labels(analysis::ROLLOUT_TYPE_LABEL),
     )
     .default_backoff()
     .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
-    .modify(trim_analysis_run)
+    .modify(
+        |guard: &mut DeserializeGuard<AnalysisRun>| match guard.0.as_mut() {
+            Ok(run) => trim_analysis_run(run),
+            Err(invalid) => invalid.metadata.managed_fields = None,
+        },
+    )
     .reflect(run_writer)
     .inspect_ok(filled.on_init_done(Filled::ANALYSIS_RUNS, "AnalysisRuns"))
     .touched_objects();
@@ -394,6 +402,58 @@ async fn metered_reconcile(
     result
 }
 
+/// Puts an unreadable Rollout's fault on its status (Degraded, an `InvalidSpec` condition), as
+/// for any invalid spec, so Argo CD and `kubectl sluice` show it; written once per fault: the
+/// status is read as written first, since the types cannot read it.
+async fn report_unreadable(client: &Client, invalid: &kube::core::error_boundary::InvalidObject) {
+    let meta = &invalid.metadata;
+    let (Some(namespace), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
+        return;
+    };
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &kube::api::ApiResource::erase::<Rollout>(&()),
+    );
+    let message = cut(
+        &format!("the Rollout cannot be read: {}", invalid.error),
+        NOTE_LIMIT,
+    );
+    let phase_message = format!("{}: {message}", plan::status::reason::INVALID_SPEC);
+    match api.get_status(name).await {
+        Ok(current) if current.data["status"]["message"] == phase_message.as_str() => return,
+        Ok(_) => {}
+        Err(e) => {
+            warn!(namespace, name, error = %e, "reading an unreadable Rollout's status failed");
+            return;
+        }
+    }
+    let now = Timestamp::now().to_string();
+    let status = serde_json::json!({ "status": {
+        "phase": "Degraded",
+        "message": phase_message,
+        "observedGeneration": meta.generation.map(|g| g.to_string()),
+        "conditions": [{
+            "type": "InvalidSpec",
+            "status": "True",
+            "reason": plan::status::reason::INVALID_SPEC,
+            "message": message,
+            "lastUpdateTime": now,
+            "lastTransitionTime": now,
+        }],
+    }});
+    if let Err(e) = api
+        .patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+    {
+        warn!(namespace, name, error = %e, "reporting an unreadable Rollout failed");
+    }
+}
+
 async fn reconcile(
     guard: Arc<DeserializeGuard<Rollout>>,
     ctx: Arc<Context>,
@@ -422,6 +482,7 @@ async fn reconcile(
                 secondary: None,
             };
             let _ = ctx.recorder.publish(&event, &reference).await;
+            report_unreadable(&ctx.client, invalid).await;
             return Ok(Requeue::await_change());
         }
     };

@@ -13,6 +13,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     ResourceExt,
+    core::DeserializeGuard,
     runtime::reflector::{ObjectRef, Store},
 };
 
@@ -30,7 +31,7 @@ pub struct Caches {
     pub services: Store<Service>,
     /// AnalysisRuns carrying a `rollout-type` label (the ones rollouts start), trimmed to what
     /// the plan reads.
-    pub analysis_runs: Store<AnalysisRun>,
+    pub analysis_runs: Store<DeserializeGuard<AnalysisRun>>,
 }
 
 /// The status writes the Rollout cache may not show yet. A write's new version comes back on the
@@ -157,7 +158,10 @@ pub fn observe(rollout: &Rollout, caches: &Caches) -> Observed {
                     .iter()
                     .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
         })
-        .map(|run| RunView::of(run))
+        .map(|run| match &run.0 {
+            Ok(run) => RunView::of(run),
+            Err(invalid) => RunView::unreadable(&invalid.metadata, &invalid.error),
+        })
         .collect();
     Observed {
         replica_sets,

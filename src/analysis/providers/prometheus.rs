@@ -279,7 +279,7 @@ impl Provider for PrometheusProvider {
             match self.query(spec).await {
                 Ok((value, text)) => measured(&self.evaluator, metric, &value, text, started).await,
                 Err(message) => {
-                    tracing::debug!(metric = %metric.name, %message, "prometheus query failed");
+                    tracing::debug!(metric = %metric.name, "prometheus query failed");
                     let mut m = error_measurement(message, Timestamp::now());
                     m.started_at = Some(Time(started));
                     m

@@ -175,7 +175,7 @@ impl Provider for WebProvider {
             match self.call(spec).await {
                 Ok((value, text)) => measured(&self.evaluator, metric, &value, text, started).await,
                 Err(message) => {
-                    tracing::debug!(metric = %metric.name, %message, "web metric failed");
+                    tracing::debug!(metric = %metric.name, "web metric failed");
                     let mut m = error_measurement(message, Timestamp::now());
                     m.started_at = Some(Time(started));
                     m

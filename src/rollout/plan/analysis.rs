@@ -147,6 +147,24 @@ pub enum Verdict {
 }
 
 impl RunView {
+    /// The view of a run the API holds but Sluice's types cannot read: placed by its labels,
+    /// and an Error, so a rollout waiting on it aborts instead of passing or waiting forever.
+    pub fn unreadable(
+        metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        error: &str,
+    ) -> Self {
+        let mut run = AnalysisRun::new(
+            metadata.name.as_deref().unwrap_or_default(),
+            Default::default(),
+        );
+        run.metadata = metadata.clone();
+        Self {
+            phase: AnalysisPhase::Error,
+            message: Some(format!("the AnalysisRun cannot be read: {error}")),
+            ..Self::of(&run)
+        }
+    }
+
     /// Whether the run can speak for its version: not left behind by a retry, and not cut
     /// short by the controller unless what it measured before already failed it (a terminated
     /// run reads Successful with no verdict behind it, so it is never a pass).

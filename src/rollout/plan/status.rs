@@ -408,10 +408,14 @@ fn progressing(
         ]
         .contains(&c.reason.as_str())
     });
-    let since = previous
+    let recorded = previous
         .as_ref()
         .filter(|_| was_progressing && !moved)
         .map_or(now, |c| c.last_update_time.0);
+    // A time in the future (a skewed clock, a status written by hand) is no time waited: the
+    // deadline counts from now, and the condition records now.
+    let skewed = recorded > now;
+    let since = recorded.min(now);
     let waited = now.duration_since(since).unsigned_abs();
     let st = &mut p.status;
     if waited >= deadline {
@@ -458,7 +462,7 @@ fn progressing(
         why,
         &format!("ReplicaSet {set_name} is progressing"),
         since,
-        moved,
+        moved || skewed,
     );
     let desired = p.rollout.spec.desired_replicas();
     let message = if updated < desired {

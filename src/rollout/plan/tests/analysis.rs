@@ -406,3 +406,34 @@ fn a_pause_start_in_the_future_is_no_time_waited() {
     sim.run(10);
     assert_eq!(sim.status().current_step_index, Some(3));
 }
+
+#[test]
+fn a_progress_time_in_the_future_never_exceeds_the_deadline() {
+    let mut canary = standard_steps();
+    canary["maxUnavailable"] = 1.into();
+    let mut sim = deployed(canary, 4);
+    sim.rollout.spec.progress_deadline_seconds = Some(60);
+    sim.rollout.spec.progress_deadline_abort = Some(true);
+    sim.broken_image = Some("web:2".into());
+    sim.set_image("web:2");
+    sim.run(10);
+    let future = sim.now + Duration::from_secs(3600);
+    sim.patch_status(|s| {
+        for c in &mut s.conditions {
+            c.last_update_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(future);
+        }
+    });
+    let plan = sim.reconcile();
+    assert!(
+        plan.events
+            .iter()
+            .all(|e| e.reason != "ProgressDeadlineExceeded"),
+        "an hour ahead is not an hour without progress: {:?}",
+        plan.events
+    );
+    assert_ne!(sim.status().abort, Some(true));
+    // The deadline counts from now on.
+    sim.advance(61);
+    sim.run(10);
+    assert_eq!(sim.status().abort, Some(true));
+}
