@@ -395,23 +395,12 @@ impl Collector for RolloutSeries {
             rollout.reconcile.encode(family.encode_family(&labels)?)?;
         }
 
-        // `unknown`, not `counter`: the sample keeps Argo's bare name (see the module's header).
-        let mut family = encoder.encode_descriptor(
+        encode_errors(
+            &mut encoder,
             "rollout_reconcile_error",
             "Errors during rollout reconciles, by reason.",
-            None,
-            MetricType::Unknown,
+            rollouts.iter().map(|(key, r)| (key, &r.errors)),
         )?;
-        for ((ns, name), rollout) in rollouts.iter() {
-            for (reason, count) in &rollout.errors {
-                let labels = [
-                    ("namespace", ns.as_str()),
-                    ("name", name.as_str()),
-                    ("reason", reason),
-                ];
-                family.encode_family(&labels)?.encode_gauge(count)?;
-            }
-        }
         Ok(())
     }
 }
@@ -487,23 +476,12 @@ impl Collector for RunSeries {
                 }
             }
         }
-        // `unknown`, not `counter`, as `rollout_reconcile_error` (see the module's header).
-        let mut family = encoder.encode_descriptor(
+        encode_errors(
+            &mut encoder,
             "analysis_run_reconcile_error",
             "Errors during analysis run reconciles, by reason.",
-            None,
-            MetricType::Unknown,
+            runs.iter().map(|(key, r)| (key, &r.errors)),
         )?;
-        for ((ns, name), run) in runs.iter() {
-            for (reason, count) in &run.errors {
-                let labels = [
-                    ("namespace", ns.as_str()),
-                    ("name", name.as_str()),
-                    ("reason", reason),
-                ];
-                family.encode_family(&labels)?.encode_gauge(count)?;
-            }
-        }
         Ok(())
     }
 }
@@ -516,6 +494,29 @@ struct ProcessCollector;
 /// Clock ticks per second of the times in `/proc/<pid>/stat` (`USER_HZ`, fixed at 100 by the
 /// Linux ABI whatever the kernel's internal tick rate).
 const USER_HZ: f64 = 100.0;
+
+/// A reconcile-error family (`rollout_reconcile_error`, `analysis_run_reconcile_error`): one
+/// sample per object and reason. `unknown`, not `counter`: the sample keeps Argo's bare name (see
+/// the module's header).
+fn encode_errors<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    objects: impl Iterator<Item = (&'a (String, String), &'a BTreeMap<String, u64>)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Unknown)?;
+    for ((ns, object), errors) in objects {
+        for (reason, count) in errors {
+            let labels = [
+                ("namespace", ns.as_str()),
+                ("name", object.as_str()),
+                ("reason", reason),
+            ];
+            family.encode_family(&labels)?.encode_gauge(count)?;
+        }
+    }
+    Ok(())
+}
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {

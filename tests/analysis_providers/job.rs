@@ -85,15 +85,14 @@ async fn live_jobs(api: &Api<Job>, run: &RunRef) -> Vec<String> {
     names
 }
 
-#[tokio::test]
-async fn jobs_pass_fail_terminate_and_are_cleaned_up() {
-    let ns = TestNamespace::new("analysis-jobs").await;
-    install_crds(&ns.client).await;
+/// Creates the AnalysisRun `name` measuring `metric` (Jobs are owned by it), and the providers
+/// that measure it on the cluster.
+async fn run_with_providers(ns: &TestNamespace, name: &str, metric: Metric) -> (RunRef, Providers) {
     let run: AnalysisRun = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisRun",
-        "metadata": {"name": "checks"},
-        "spec": {"metrics": [job_metric("pass", json!({}))]},
+        "metadata": {"name": name},
+        "spec": {"metrics": [metric]},
     }))
     .expect("a run");
     let run = ns
@@ -101,13 +100,20 @@ async fn jobs_pass_fail_terminate_and_are_cleaned_up() {
         .create(&PostParams::default(), &run)
         .await
         .expect("creating the run");
-    let run = RunRef::of(&run);
     let providers = Providers::new(
         Some(ns.client.clone()),
         &AnalysisLimits::default(),
         Evaluator::new(Default::default()),
     )
     .expect("providers");
+    (RunRef::of(&run), providers)
+}
+
+#[tokio::test]
+async fn jobs_pass_fail_terminate_and_are_cleaned_up() {
+    let ns = TestNamespace::new("analysis-jobs").await;
+    install_crds(&ns.client).await;
+    let (run, providers) = run_with_providers(&ns, "checks", job_metric("pass", json!({}))).await;
     let jobs: Api<Job> = ns.api();
 
     // A Job that succeeds: created in flight, owned by the run, then Successful.
@@ -176,25 +182,7 @@ async fn jobs_pass_fail_terminate_and_are_cleaned_up() {
 async fn job_metrics_never_share_or_adopt_a_job_they_did_not_create() {
     let ns = TestNamespace::new("analysis-job-names").await;
     install_crds(&ns.client).await;
-    let run: AnalysisRun = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "AnalysisRun",
-        "metadata": {"name": "names"},
-        "spec": {"metrics": [job_metric("a_b", json!({}))]},
-    }))
-    .expect("a run");
-    let run = ns
-        .api::<AnalysisRun>()
-        .create(&PostParams::default(), &run)
-        .await
-        .expect("creating the run");
-    let run = RunRef::of(&run);
-    let providers = Providers::new(
-        Some(ns.client.clone()),
-        &AnalysisLimits::default(),
-        Evaluator::new(Default::default()),
-    )
-    .expect("providers");
+    let (run, providers) = run_with_providers(&ns, "names", job_metric("a_b", json!({}))).await;
     let jobs: Api<Job> = ns.api();
 
     // Two metrics whose names sanitise alike: a Job each, each its own verdict.
