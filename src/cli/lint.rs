@@ -1,6 +1,8 @@
 //! `lint FILE`: checks Rollout manifests offline with the same `validate` the controller runs,
-//! printing each problem with its field path. Every YAML (or JSON) document of the file is
-//! read; documents of other kinds are skipped.
+//! and AnalysisTemplates and ClusterAnalysisTemplates with the checks a run made from them gets
+//! (their conditions within the controller's caps included), printing each problem with its
+//! field path. Every YAML (or JSON) document of the file is read; documents of other kinds are
+//! skipped.
 
 use std::process::ExitCode;
 
@@ -9,7 +11,10 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use super::{Error, print};
-use crate::api::{GROUP, ProblemKind, Rollout, validate};
+use crate::{
+    analysis::rules::validate_template,
+    api::{AnalysisTemplateSpec, GROUP, ProblemKind, Rollout, validate},
+};
 
 /// `lint`.
 #[derive(Debug, Args)]
@@ -34,10 +39,11 @@ pub struct Finding {
     pub message: String,
 }
 
-/// The problems of every Rollout in `text`, and how many Rollouts it holds. Pure.
+/// The problems of every Rollout and analysis template in `text`, and how many of them it
+/// holds. Pure.
 pub fn lint(text: &str) -> (Vec<Finding>, usize) {
     let mut findings = Vec::new();
-    let mut rollouts = 0;
+    let mut checked = 0;
     for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let object = format!("document {}", i + 1);
         let value = match Value::deserialize(document) {
@@ -52,14 +58,28 @@ pub fn lint(text: &str) -> (Vec<Finding>, usize) {
                 break;
             }
         };
-        let group = value
+        let ours = value
             .get("apiVersion")
             .and_then(Value::as_str)
-            .and_then(|v| v.split('/').next());
-        if value.get("kind").and_then(Value::as_str) != Some("Rollout") || group != Some(GROUP) {
+            .and_then(|v| v.split('/').next())
+            == Some(GROUP);
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !ours {
             continue;
         }
-        rollouts += 1;
+        if matches!(kind.as_str(), "AnalysisTemplate" | "ClusterAnalysisTemplate") {
+            checked += 1;
+            findings.extend(lint_template(&kind, &object, value));
+            continue;
+        }
+        if kind != "Rollout" {
+            continue;
+        }
+        checked += 1;
         let object = match value.pointer("/metadata/name").and_then(Value::as_str) {
             Some(name) => format!("Rollout/{name}"),
             None => format!("Rollout in {object}"),
@@ -82,7 +102,26 @@ pub fn lint(text: &str) -> (Vec<Finding>, usize) {
             }),
         }
     }
-    (findings, rollouts)
+    (findings, checked)
+}
+
+/// The problem of an AnalysisTemplate or ClusterAnalysisTemplate (both have the same spec), if
+/// any: the first thing a run made from it would refuse.
+fn lint_template(kind: &str, document: &str, value: Value) -> Option<Finding> {
+    let object = match value.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(name) => format!("{kind}/{name}"),
+        None => format!("{kind} in {document}"),
+    };
+    let spec = value.get("spec").cloned().unwrap_or(Value::Null);
+    let problem = match serde_json::from_value::<AnalysisTemplateSpec>(spec) {
+        Ok(spec) => validate_template(&spec).err()?.to_string(),
+        Err(e) => format!("is not a valid {kind}: {e}"),
+    };
+    Some(Finding {
+        object,
+        field: "spec".into(),
+        message: problem,
+    })
 }
 
 /// Runs `lint`.
@@ -96,7 +135,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode, Error> {
     } else {
         std::fs::read_to_string(&args.file).map_err(read)?
     };
-    let (findings, rollouts) = lint(&text);
+    let (findings, checked) = lint(&text);
     let mut out = String::new();
     for f in &findings {
         let field = if f.field.is_empty() {
@@ -109,14 +148,14 @@ pub fn run(args: &LintArgs) -> Result<ExitCode, Error> {
             args.file, f.object, f.message
         ));
     }
-    let noun = if rollouts == 1 { "Rollout" } else { "Rollouts" };
+    let noun = if checked == 1 { "object" } else { "objects" };
     if findings.is_empty() {
-        out.push_str(&format!("{}: {rollouts} {noun}, no problems\n", args.file));
+        out.push_str(&format!("{}: {checked} {noun}, no problems\n", args.file));
         print(&out);
         Ok(ExitCode::SUCCESS)
     } else {
         out.push_str(&format!(
-            "{}: {} problem(s) in {rollouts} {noun}\n",
+            "{}: {} problem(s) in {checked} {noun}\n",
             args.file,
             findings.len()
         ));

@@ -245,3 +245,55 @@ fn lint_reports_a_document_that_is_not_a_rollout_at_all() {
         "{findings:?}"
     );
 }
+
+#[test]
+fn lint_checks_analysis_templates_and_their_conditions_against_the_caps() {
+    let deep = format!("{}1{} == 1", "(".repeat(40), ")".repeat(40));
+    let text = format!(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {{ name: fine }}
+spec:
+  args: [{{ name: service }}]
+  metrics:
+    - name: rate
+      successCondition: "result[0] >= 0.95"
+      provider: {{ prometheus: {{ query: 'rate(x{{service="{{{{args.service}}}}"}}[5m])' }} }}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {{ name: huge }}
+spec:
+  metrics:
+    - name: m
+      successCondition: "len(0..200000000) > 0"
+      provider: {{ web: {{ url: "http://example.com" }} }}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: ClusterAnalysisTemplate
+metadata: {{ name: deep }}
+spec:
+  metrics:
+    - name: m
+      successCondition: "{deep}"
+      provider: {{ web: {{ url: "http://example.com" }} }}
+"#
+    );
+    let (findings, checked) = lint(&text);
+    assert_eq!(checked, 3);
+    let lines: Vec<String> = findings
+        .iter()
+        .map(|f| format!("{}: {}", f.object, f.message))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("AnalysisTemplate/huge: ") && lines[0].contains("the limit is 100000"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("ClusterAnalysisTemplate/deep: ")
+            && lines[1].contains("nests 40 levels deep; the limit is 32"),
+        "{lines:?}"
+    );
+}
