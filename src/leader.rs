@@ -110,6 +110,7 @@ impl LeaderElection {
             look,
             SystemTime::now(),
             self.hold(),
+            self.duration.saturating_sub(self.grace),
             self.look_period(),
             look_timeout,
         ));
@@ -173,10 +174,15 @@ fn deadline(renewed: SystemTime, hold: Duration) -> Instant {
 /// Reads the Lease every `period` (each read given at most `look_timeout`) and returns why to step
 /// down: the Lease is seen held by another, or no renewal is confirmed within `hold` of the last
 /// one. A read that fails or hangs confirms nothing; the deadline does not wait for it.
+///
+/// After a confirmed renewal the next is not due for `quiet` (the manager renews `grace` before
+/// expiry), so the Lease is not read again before then: a healthy leader reads it about once
+/// per renewal, not every `period`.
 async fn watchdog<F, Fut>(
     mut look: F,
     renewed: SystemTime,
     hold: Duration,
+    quiet: Duration,
     period: Duration,
     look_timeout: Duration,
 ) -> String
@@ -185,9 +191,13 @@ where
     Fut: Future<Output = Result<Seen, String>>,
 {
     let mut until = deadline(renewed, hold);
+    let mut next_due = deadline(renewed, quiet);
     loop {
+        let wait = next_due
+            .saturating_duration_since(Instant::now())
+            .max(period);
         let step = async {
-            tokio::time::sleep(period).await;
+            tokio::time::sleep(wait).await;
             tokio::time::timeout(look_timeout, look()).await
         };
         match tokio::time::timeout_at(until.into(), step).await {
@@ -203,7 +213,10 @@ where
             ),
             Ok(Ok(Err(error))) => warn!(error, "could not read the leader Lease"),
             Ok(Ok(Ok(Seen::NotHeld))) => return "another process holds the Lease".into(),
-            Ok(Ok(Ok(Seen::Held(at)))) => until = until.max(deadline(at, hold)),
+            Ok(Ok(Ok(Seen::Held(at)))) => {
+                until = until.max(deadline(at, hold));
+                next_due = next_due.max(deadline(at, quiet));
+            }
         }
     }
 }
@@ -249,6 +262,7 @@ mod tests {
             std::future::pending::<Result<Seen, String>>,
             SystemTime::now(),
             HOLD,
+            Duration::ZERO,
             PERIOD,
             LOOK_TIMEOUT,
         )
@@ -268,6 +282,7 @@ mod tests {
             || async { Err::<Seen, _>("connection refused".to_string()) },
             SystemTime::now(),
             HOLD,
+            Duration::ZERO,
             PERIOD,
             LOOK_TIMEOUT,
         )
@@ -295,6 +310,7 @@ mod tests {
             },
             SystemTime::now(),
             HOLD,
+            Duration::ZERO,
             PERIOD,
             LOOK_TIMEOUT,
         )
@@ -304,6 +320,37 @@ mod tests {
             started.elapsed() > HOLD * 2,
             "held past the first deadline while renewals were confirmed"
         );
+    }
+
+    #[tokio::test]
+    async fn a_healthy_leader_reads_the_lease_about_once_per_renewal_not_every_period() {
+        // Renewed every QUIET (the manager's cadence); the deadline is HOLD after a renewal.
+        const QUIET: Duration = Duration::from_millis(400);
+        let looks = Arc::new(AtomicUsize::new(0));
+        let counted = looks.clone();
+        let start = SystemTime::now();
+        let watched = watchdog(
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    // The latest renewal the manager made on its cadence.
+                    let since = SystemTime::now().duration_since(start).unwrap_or_default();
+                    let renewals = since.as_millis() / QUIET.as_millis();
+                    let at = start + QUIET * u32::try_from(renewals).unwrap_or(0);
+                    Ok(Seen::Held(at))
+                }
+            },
+            start,
+            HOLD,
+            QUIET,
+            PERIOD,
+            LOOK_TIMEOUT,
+        );
+        let ran = tokio::time::timeout(Duration::from_secs(2), watched).await;
+        assert!(ran.is_err(), "still the leader: {ran:?}");
+        let n = looks.load(Ordering::SeqCst);
+        // 2 s of 400 ms renewals: 5 renewals; every 50 ms would be 40 reads.
+        assert!((4..=12).contains(&n), "{n} reads of the Lease in 2 s");
     }
 
     #[test]
