@@ -146,7 +146,7 @@ impl MetricValue {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConditionError {
     /// The text is not an expression.
-    #[error("condition {condition:?} does not parse: {message}")]
+    #[error("condition {} does not parse: {message}", quote(.condition))]
     Parse {
         /// The condition as written.
         condition: String,
@@ -155,7 +155,7 @@ pub enum ConditionError {
     },
     /// The expression calls a function that does not exist.
     #[error(
-        "condition {condition:?} calls unknown function {function}(); available besides expr's builtins: isNaN, isInf, isNil, default, asInt, asFloat"
+        "condition {} calls unknown function {function}(); available besides expr's builtins: isNaN, isInf, isNil, default, asInt, asFloat", quote(.condition)
     )]
     UnknownFunction {
         /// The condition as written.
@@ -164,7 +164,7 @@ pub enum ConditionError {
         function: String,
     },
     /// Evaluation failed (a type mismatch, an index out of range, …).
-    #[error("condition {condition:?} failed on result {result}: {message}")]
+    #[error("condition {} failed on result {result}: {message}", quote(.condition))]
     Evaluate {
         /// The condition as written.
         condition: String,
@@ -174,7 +174,7 @@ pub enum ConditionError {
         message: String,
     },
     /// The expression gave something other than true or false.
-    #[error("condition {condition:?} must be true or false, but gave {value} on result {result}")]
+    #[error("condition {} must be true or false, but gave {value} on result {result}", quote(.condition))]
     NotBoolean {
         /// The condition as written.
         condition: String,
@@ -194,7 +194,7 @@ pub enum ConditionError {
         limit: usize,
     },
     /// Brackets (or ternaries, `??`, `if`) nest deeper than [`ConditionBudget::max_nesting`].
-    #[error("condition {condition:?} nests {depth} levels deep; the limit is {limit}")]
+    #[error("condition {} nests {depth} levels deep; the limit is {limit}", quote(.condition))]
     TooDeep {
         /// The condition as written.
         condition: String,
@@ -205,7 +205,7 @@ pub enum ConditionError {
     },
     /// More syntax nodes than [`ConditionBudget::max_nodes`].
     #[error(
-        "condition {condition:?} has {nodes} syntax nodes (identifiers, literals, operators, brackets); the limit is {limit}"
+        "condition {} has {nodes} syntax nodes (identifiers, literals, operators, brackets); the limit is {limit}", quote(.condition)
     )]
     TooManyNodes {
         /// The condition as written.
@@ -217,7 +217,7 @@ pub enum ConditionError {
     },
     /// A range between two literals holds more numbers than [`ConditionBudget::max_range_len`].
     #[error(
-        "condition {condition:?} builds the range {start}..{end} of {len} numbers; the limit is {limit}"
+        "condition {} builds the range {start}..{end} of {len} numbers; the limit is {limit}", quote(.condition)
     )]
     RangeTooLarge {
         /// The condition as written.
@@ -232,7 +232,7 @@ pub enum ConditionError {
         limit: u64,
     },
     /// The evaluation ran longer than [`ConditionBudget::max_time`] and was stopped.
-    #[error("condition {condition:?} exceeded its time budget of {}", human_duration(.limit))]
+    #[error("condition {} exceeded its time budget of {}", quote(.condition), human_duration(.limit))]
     TimeBudget {
         /// The condition as written.
         condition: String,
@@ -240,7 +240,7 @@ pub enum ConditionError {
         limit: Duration,
     },
     /// The evaluation needed more than [`ConditionBudget::max_memory_bytes`] and was stopped.
-    #[error("condition {condition:?} exceeded its memory budget of {}", human_bytes(*.limit))]
+    #[error("condition {} exceeded its memory budget of {}", quote(.condition), human_bytes(*.limit))]
     MemoryBudget {
         /// The condition as written.
         condition: String,
@@ -249,7 +249,7 @@ pub enum ConditionError {
     },
     /// The evaluation could not be carried out (a worker that would not start or stopped for
     /// another reason than a budget, a result too large to hand over).
-    #[error("condition {condition:?} could not be evaluated: {message}")]
+    #[error("condition {} could not be evaluated: {message}", quote(.condition))]
     Unavailable {
         /// The condition as written.
         condition: String,
@@ -267,6 +267,20 @@ pub(crate) fn human_duration(d: &Duration) -> String {
     } else {
         format!("{d:?}")
     }
+}
+
+/// A condition as messages quote it: whole when short, else its first 120 bytes and `…`, so a
+/// message about a 4 KiB condition stays readable (and an event note stays within its limit).
+fn quote(condition: &str) -> String {
+    const MAX: usize = 120;
+    if condition.len() <= MAX {
+        return format!("{condition:?}");
+    }
+    let mut end = MAX;
+    while !condition.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}", format!("{}…", &condition[..end]))
 }
 
 /// A memory budget as people write it: `64 MiB`, `512 KiB`, `1000 bytes`.

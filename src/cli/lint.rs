@@ -71,7 +71,10 @@ pub fn lint(text: &str) -> (Vec<Finding>, usize) {
         if !ours {
             continue;
         }
-        if matches!(kind.as_str(), "AnalysisTemplate" | "ClusterAnalysisTemplate") {
+        if matches!(
+            kind.as_str(),
+            "AnalysisTemplate" | "ClusterAnalysisTemplate"
+        ) {
             checked += 1;
             findings.extend(lint_template(&kind, &object, value));
             continue;

@@ -481,3 +481,21 @@ fn caps_reach_template_validation_and_runs() {
         "{refused}"
     );
 }
+
+#[test]
+fn messages_quote_a_long_condition_by_its_start() {
+    let deep = format!("{}1{} == 1", "(".repeat(1500), ")".repeat(1500));
+    let message = compile(&deep).expect_err("too deep").to_string();
+    assert!(message.len() < 300, "{} bytes: {message}", message.len());
+    assert!(message.contains("((((…\""), "{message}");
+    assert!(
+        message.ends_with("nests 1500 levels deep; the limit is 32"),
+        "{message}"
+    );
+    // A short one is quoted whole.
+    let short = compile("result >").expect_err("does not parse").to_string();
+    assert!(
+        short.starts_with("condition \"result >\" does not parse"),
+        "{short}"
+    );
+}
