@@ -93,3 +93,106 @@ async fn sigterm_ends_the_process_while_a_measurement_waits() {
         .count();
     assert_eq!(measured, 0, "{:?}", run.status);
 }
+
+/// A server that answers every request at once with `body`, and reports each request.
+async fn answering_server(body: &'static str) -> (String, mpsc::UnboundedReceiver<()>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
+    let url = format!("http://{}/n", listener.local_addr().expect("an address"));
+    let (sender, requests) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buffer = vec![0; 4096];
+            let _ = stream.read(&mut buffer).await;
+            let _ = sender.send(());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    (url, requests)
+}
+
+/// The pids of condition workers started by the controller `pid` (a worker names its
+/// controller's pid among its arguments).
+fn workers_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.iter().any(|a| *a == b"__condition-worker")
+                && args.iter().any(|a| *a == pid.to_string().as_bytes())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sigterm_ends_the_process_and_its_workers_while_a_condition_evaluates() {
+    let t = TestNamespace::new("shutdown-evaluating").await;
+    install_crds(&t.client).await;
+    let (url, mut requests) = answering_server(r#"{"n": 1000}"#).await;
+    let mut controller = Controller::start(&t.name).await;
+
+    // Within every static cap, and 10^9 elements from the data: each measurement evaluates
+    // until its time budget stops it.
+    let run: AnalysisRun = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisRun",
+        "metadata": { "name": "evaluating" },
+        "spec": { "metrics": [{
+            "name": "endless",
+            "interval": "1s",
+            "count": 30,
+            "consecutiveErrorLimit": 30,
+            "successCondition": "len(map(0..result.n, {map(0..result.n, {map(0..result.n, {#})})})) > 0",
+            "provider": { "web": { "url": url } },
+        }] },
+    }))
+    .expect("an AnalysisRun");
+    t.api::<AnalysisRun>()
+        .create(&PostParams::default(), &run)
+        .await
+        .expect("creating the run");
+    wait(
+        async { requests.recv().await.ok_or("the server stopped") },
+        30,
+        "the first measurement's request",
+    )
+    .await;
+    // The answer came back at once: its condition is being evaluated now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid = controller.pid();
+    assert!(
+        !workers_of(pid).is_empty(),
+        "the condition is evaluated in a worker process"
+    );
+
+    let asked = Instant::now();
+    let clean = controller.terminate();
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGTERM took {took:?} to end the process:\n{}",
+        controller.log_tail(30)
+    );
+    assert!(
+        clean,
+        "the process did not exit 0:\n{}",
+        controller.log_tail(30)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !workers_of(pid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "workers outlived their controller: {:?}",
+            workers_of(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
