@@ -37,6 +37,23 @@ async fn silent_server() -> (String, mpsc::UnboundedReceiver<String>) {
     (url, requests)
 }
 
+/// Sends SIGTERM and asserts the process exits 0 well within a pod's termination grace.
+fn terminate_within_grace(controller: &mut Controller) {
+    let asked = Instant::now();
+    let clean = controller.terminate();
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGTERM took {took:?} to end the process:\n{}",
+        controller.log_tail(30)
+    );
+    assert!(
+        clean,
+        "the process did not exit 0:\n{}",
+        controller.log_tail(30)
+    );
+}
+
 #[tokio::test]
 async fn sigterm_ends_the_process_while_a_measurement_waits() {
     let t = TestNamespace::new("shutdown-busy").await;
@@ -66,19 +83,7 @@ async fn sigterm_ends_the_process_while_a_measurement_waits() {
     .await;
     assert!(first.starts_with("GET /never"), "{first}");
 
-    let asked = Instant::now();
-    let clean = controller.terminate();
-    let took = asked.elapsed();
-    assert!(
-        took < Duration::from_secs(10),
-        "SIGTERM took {took:?} to end the process:\n{}",
-        controller.log_tail(30)
-    );
-    assert!(
-        clean,
-        "the process did not exit 0:\n{}",
-        controller.log_tail(30)
-    );
+    terminate_within_grace(&mut controller);
     // The pass in flight was dropped: nothing was written for it.
     let run = t
         .api::<AnalysisRun>()
@@ -173,19 +178,7 @@ async fn sigterm_ends_the_process_and_its_workers_while_a_condition_evaluates() 
         "the condition is evaluated in a worker process"
     );
 
-    let asked = Instant::now();
-    let clean = controller.terminate();
-    let took = asked.elapsed();
-    assert!(
-        took < Duration::from_secs(10),
-        "SIGTERM took {took:?} to end the process:\n{}",
-        controller.log_tail(30)
-    );
-    assert!(
-        clean,
-        "the process did not exit 0:\n{}",
-        controller.log_tail(30)
-    );
+    terminate_within_grace(&mut controller);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !workers_of(pid).is_empty() {
         assert!(

@@ -19,9 +19,9 @@ const EDGE_NUMBERS: &[i64] = &[-1, 0, 1, 2, 100, i32::MAX as i64 + 1];
 /// Cases per property when `PROPTEST_CASES` does not say.
 const DEFAULT_CASES: u32 = 1_000;
 
-/// The configuration of every property: `PROPTEST_CASES` or [`DEFAULT_CASES`], with no
-/// regression files written into the source tree.
-fn config(default_cases: u32) -> Config {
+/// The configuration of every property (this module's and the condition language's):
+/// `PROPTEST_CASES` or `default_cases`, with no regression files written into the source tree.
+pub(crate) fn config(default_cases: u32) -> Config {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|c| c.parse().ok())

@@ -33,7 +33,7 @@ mod validate;
 mod vendor_metrics;
 
 #[cfg(test)]
-mod fuzz;
+pub(crate) mod fuzz;
 #[cfg(test)]
 mod tests;
 

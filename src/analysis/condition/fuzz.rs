@@ -7,26 +7,14 @@
 //! are built so that evaluating them stays cheap (ranges, repetitions and iterations over small
 //! literals only): what they hunt is panics, not the budgets the worker processes enforce.
 
-use proptest::{prelude::*, test_runner::Config};
+use proptest::prelude::*;
+
+use crate::api::fuzz::config;
 
 use super::*;
 
 /// Cases per property when `PROPTEST_CASES` does not say.
 const DEFAULT_CASES: u32 = 2_000;
-
-/// The configuration of every property: `PROPTEST_CASES` or [`DEFAULT_CASES`], with no
-/// regression files written into the source tree.
-fn config(default_cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(default_cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// Compiles and, when that succeeds, evaluates `source` on `value`; fails on anything that
 /// only a panic inside expr-lang or the caps could have given.
