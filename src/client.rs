@@ -7,7 +7,6 @@ use std::{
     cell::Cell,
     future::Future,
     num::NonZeroU32,
-    path::Path,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
@@ -16,11 +15,7 @@ use std::{
 
 use anyhow::Context as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use kube::{
-    Client,
-    client::ClientBuilder,
-    config::{KubeConfigOptions, Kubeconfig},
-};
+use kube::{Client, client::ClientBuilder};
 use tower::{Layer, Service};
 
 use crate::metrics::Metrics;
@@ -42,7 +37,8 @@ pub struct ClientOptions {
 
 /// A client for `options`, rate limited to `qps` with bursts of `burst` requests.
 pub async fn client(options: &ClientOptions) -> anyhow::Result<Client> {
-    let mut config = config(options.kubeconfig.as_deref(), options.context.clone()).await?;
+    let mut config =
+        sluice_kube::config(options.kubeconfig.as_deref(), options.context.clone()).await?;
     // Named in the API server's audit log and request metrics.
     config.headers.push((
         axum::http::header::USER_AGENT,
@@ -231,47 +227,6 @@ impl<S: Service<R>, R> Service<R> for TokenBucket<S> {
         self.permitted = false;
         self.inner.call(request)
     }
-}
-
-/// The configuration from `kubeconfig` (a path list like `KUBECONFIG`, merged in order) and
-/// `context`, else from the default kubeconfig or the in-cluster service account.
-pub async fn config(
-    kubeconfig: Option<&str>,
-    context: Option<String>,
-) -> anyhow::Result<kube::Config> {
-    let options = KubeConfigOptions {
-        context,
-        ..KubeConfigOptions::default()
-    };
-    match kubeconfig.filter(|paths| !paths.is_empty()) {
-        Some(paths) => {
-            let mut merged: Option<Kubeconfig> = None;
-            for path in std::env::split_paths(paths).filter(|p| !p.as_os_str().is_empty()) {
-                let file = read_kubeconfig(&path)?;
-                merged = Some(match merged {
-                    Some(first) => first
-                        .merge(file)
-                        .with_context(|| format!("merging kubeconfig {}", path.display()))?,
-                    None => file,
-                });
-            }
-            let merged = merged.context("--kubeconfig names no file")?;
-            kube::Config::from_custom_kubeconfig(merged, &options)
-                .await
-                .with_context(|| format!("loading the Kubernetes configuration from {paths}"))
-        }
-        None if options.context.is_some() => kube::Config::from_kubeconfig(&options)
-            .await
-            .context("loading the default kubeconfig (~/.kube/config) for --context"),
-        None => kube::Config::infer().await.context(
-            "no Kubernetes configuration found: pass --kubeconfig, set KUBECONFIG, \
-             or run in a cluster with a service account",
-        ),
-    }
-}
-
-fn read_kubeconfig(path: &Path) -> anyhow::Result<Kubeconfig> {
-    Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! One error type for the controllers; each variant says whether it passes on its own (retry
 //! with backoff) and carries a short reason shared by logs, events and metrics.
 
+use sluice_api::vocab::reason;
 use std::time::Duration;
 
 /// Why a reconcile did not finish.
@@ -41,11 +42,11 @@ impl Error {
     /// The short reason for logs, events and the `reason` label of error metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Write { .. } => "WriteFailed",
-            Self::CreateReplicaSet { .. } => "ReplicaSetCreateError",
-            Self::Collision(_) => "HashCollision",
-            Self::Conflict(_) => "Conflict",
-            Self::NotReady(_) => "NotReady",
+            Self::Write { .. } => reason::WRITE_FAILED,
+            Self::CreateReplicaSet { .. } => reason::REPLICA_SET_CREATE_ERROR,
+            Self::Collision(_) => reason::HASH_COLLISION,
+            Self::Conflict(_) => reason::CONFLICT,
+            Self::NotReady(_) => reason::NOT_READY,
         }
     }
 

@@ -3,8 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
-pub mod api;
-pub mod cli;
 pub mod client;
 pub mod error;
 pub mod leader;

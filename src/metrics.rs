@@ -52,7 +52,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::api::{ConditionStatus, RolloutConditionType, RolloutSpec, RolloutStatus};
+use sluice_api::{
+    ConditionStatus, RolloutConditionType, RolloutSpec, RolloutStatus, vocab::reason,
+};
 
 /// Upper bounds (seconds) of the `rollout_reconcile` buckets: 1 ms to 10 s.
 const RECONCILE_BUCKETS: [f64; 13] = [
@@ -294,14 +296,14 @@ pub fn phase_label(status: &RolloutStatus) -> &'static str {
     if condition(RolloutConditionType::InvalidSpec)
         .is_some_and(|c| c.status == ConditionStatus::True)
     {
-        return "InvalidSpec";
+        return reason::INVALID_SPEC;
     }
     match condition(RolloutConditionType::Progressing).map(|c| c.reason.as_str()) {
-        Some("NewReplicaSetAvailable") => "Completed",
-        Some("RolloutPaused") => "Paused",
-        Some("ReplicaSetCreateError") => "Error",
-        Some("ProgressDeadlineExceeded") => "Timeout",
-        Some("RolloutAborted") => "Abort",
+        Some(reason::NEW_REPLICA_SET_AVAILABLE) => "Completed",
+        Some(reason::ROLLOUT_PAUSED) => "Paused",
+        Some(reason::REPLICA_SET_CREATE_ERROR) => "Error",
+        Some(reason::PROGRESS_DEADLINE_EXCEEDED) => "Timeout",
+        Some(reason::ROLLOUT_ABORTED) => "Abort",
         _ => "Progressing",
     }
 }

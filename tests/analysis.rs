@@ -17,7 +17,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use setup::{Setup, blue_green_rollout, create_service, rollout, status};
-use sluice::api::{AnalysisPhase, AnalysisRun, AnalysisTemplate, PauseReason, RolloutPhase};
+use sluice_api::{AnalysisPhase, AnalysisRun, AnalysisTemplate, PauseReason, RolloutPhase};
 use support::prometheus::Prometheus;
 
 /// A Prometheus serving a success rate of `ok`% of requests.

@@ -10,7 +10,7 @@ use kube::{
     api::{ApiResource, DeleteParams, DynamicObject, PostParams},
 };
 use serde_json::json;
-use sluice::api::{AnalysisPhase, AnalysisRun};
+use sluice_api::{AnalysisPhase, AnalysisRun};
 use support::{Controller, TestNamespace, install_crds};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},

@@ -13,16 +13,18 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use sluice::{
-    analysis::{
-        args::{self, NoSecrets},
-        evaluator::Evaluator,
-        limits::AnalysisLimits,
-        pass::run_pass,
-        plan::{self, Task},
-        providers::{Providers, RunRef},
-    },
-    api::{AnalysisPhase, AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric},
+use sluice::analysis::{
+    evaluator::Evaluator,
+    pass::run_pass,
+    providers::{Providers, RunRef},
+};
+use sluice_analysis::{
+    args::{self, NoSecrets},
+    limits::AnalysisLimits,
+    plan::{self, Task},
+};
+use sluice_api::{
+    AnalysisPhase, AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric,
 };
 use support::prometheus::Prometheus;
 
@@ -190,7 +192,7 @@ async fn prometheus_unreachable_or_silent_is_an_error() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
     let address = format!("http://{}", silent.local_addr().unwrap());
     let mut slow = prometheus_metric(&address, "up", json!({}));
-    if let sluice::api::MetricProvider::Prometheus(p) = &mut slow.provider {
+    if let sluice_api::MetricProvider::Prometheus(p) = &mut slow.provider {
         p.timeout = Some(1);
     }
     let started = std::time::Instant::now();
@@ -221,7 +223,7 @@ async fn prometheus_queries_take_arguments_headers_and_basic_auth_in_the_address
             "headers": [{"key": "X-Scope-OrgID", "value": "{{args.tenant}}"}],
         }},
     }));
-    let args: Vec<sluice::api::Argument> = serde_json::from_value(json!([
+    let args: Vec<sluice_api::Argument> = serde_json::from_value(json!([
         {"name": "code", "value": "500"},
         {"name": "expected", "value": "5"},
         {"name": "tenant", "value": "team-a"},
@@ -243,7 +245,7 @@ async fn prometheus_queries_take_arguments_headers_and_basic_auth_in_the_address
     assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
 
     let mut bad_header = metric.clone();
-    if let sluice::api::MetricProvider::Prometheus(p) = &mut bad_header.provider {
+    if let sluice_api::MetricProvider::Prometheus(p) = &mut bad_header.provider {
         p.headers[0].key = "bad header".into();
     }
     let m = measure(&bad_header).await;
@@ -479,7 +481,7 @@ async fn prometheus_waits_no_longer_than_the_controllers_cap() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
     let address = format!("http://user:pa55@{}", silent.local_addr().unwrap());
     let mut patient = prometheus_metric(&address, "up", json!({}));
-    if let sluice::api::MetricProvider::Prometheus(p) = &mut patient.provider {
+    if let sluice_api::MetricProvider::Prometheus(p) = &mut patient.provider {
         p.timeout = Some(3600);
     }
     let capped = AnalysisLimits {

@@ -17,8 +17,8 @@ use k8s_openapi::api::{core::v1::Pod, discovery::v1::EndpointSlice};
 use kube::{ResourceExt, api::ListParams};
 use serde_json::{Value, json};
 use setup::{Setup, blue_green_rollout as rollout, condition, create_service, status};
-use sluice::api::{
-    POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutConditionType, RolloutPhase,
+use sluice_api::{
+    PauseReason, Rollout, RolloutConditionType, RolloutPhase, vocab::POD_TEMPLATE_HASH_LABEL,
 };
 use support::Controller;
 

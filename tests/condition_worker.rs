@@ -9,14 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice::{
-    analysis::{
-        condition::{ConditionError, MetricValue},
-        evaluator::{Evaluator, WORKER_ARG},
-        limits::ConditionBudget,
-    },
-    api::{AnalysisPhase, Metric},
+use sluice::analysis::evaluator::{Evaluator, WORKER_ARG};
+use sluice_analysis::{
+    condition::{ConditionError, MetricValue},
+    limits::ConditionBudget,
 };
+use sluice_api::{AnalysisPhase, Metric};
 
 /// The `sluice` binary, whose `__condition-worker` mode the evaluator runs.
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");

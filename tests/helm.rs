@@ -16,7 +16,7 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-use sluice::api::{Rollout, RolloutPhase};
+use sluice_api::{Rollout, RolloutPhase};
 use support::{Controller, TestNamespace, helm, kubectl, repo_root, run_ok};
 
 fn chart() -> PathBuf {

@@ -30,7 +30,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use setup::{Setup, rollout, status};
-use sluice::api::{AnalysisPhase, AnalysisRun, Rollout, RolloutPhase};
+use sluice_api::{AnalysisPhase, AnalysisRun, Rollout, RolloutPhase};
 
 /// A local metrics server: `/ok` answers a healthy JSON document, `/huge` 100 MB, `/wide` a
 /// value of 900 KB (under the answer cap, far over what a status should store), `/count` counts
@@ -201,7 +201,7 @@ async fn hostile_objects_neither_exhaust_the_controller_nor_stop_a_healthy_canar
     let healthy_analysis = json!({
         "templates": [{ "templateName": "healthy" }]
     });
-    let template: sluice::api::AnalysisTemplate = serde_json::from_value(json!({
+    let template: sluice_api::AnalysisTemplate = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisTemplate",
         "metadata": { "name": "healthy" },
@@ -211,7 +211,7 @@ async fn hostile_objects_neither_exhaust_the_controller_nor_stop_a_healthy_canar
         )] }
     }))
     .expect("a template");
-    t.ns.api::<sluice::api::AnalysisTemplate>()
+    t.ns.api::<sluice_api::AnalysisTemplate>()
         .create(&PostParams::default(), &template)
         .await
         .expect("creating the healthy template");

@@ -16,9 +16,9 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
-use sluice::{
-    api::{AnalysisRun, Rollout, RolloutConditionType, RolloutPhase, RolloutStatus},
-    rollout::plan::replicasets::pod_template_hash,
+use sluice_api::{
+    AnalysisRun, Rollout, RolloutConditionType, RolloutPhase, RolloutStatus,
+    model::pod_template_hash,
 };
 use support::{Controller, TestNamespace};
 

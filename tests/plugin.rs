@@ -19,7 +19,7 @@ use kube::{
     api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
-use sluice::api::RolloutPhase;
+use sluice_api::RolloutPhase;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 #[tokio::test]
@@ -399,7 +399,7 @@ async fn get_list_and_watch_show_the_rollout_as_it_changes() {
         Some(2)
     );
     // An AnalysisRun of the rollout appears under its revision, and has its own view.
-    let run: sluice::api::AnalysisRun = serde_json::from_value(json!({
+    let run: sluice_api::AnalysisRun = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisRun",
         "metadata": {
@@ -416,7 +416,7 @@ async fn get_list_and_watch_show_the_rollout_as_it_changes() {
         }] }
     }))
     .expect("an AnalysisRun");
-    t.ns.api::<sluice::api::AnalysisRun>()
+    t.ns.api::<sluice_api::AnalysisRun>()
         .create(&PostParams::default(), &run)
         .await
         .expect("creating the AnalysisRun");
@@ -605,9 +605,9 @@ async fn forbidden_names_the_verb_and_the_resource() {
 async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_default() {
     let ns = support::TestNamespace::new("plugin-kubeconfig").await;
     support::install_crds(&ns.client).await;
-    let rollout: sluice::api::Rollout =
+    let rollout: sluice_api::Rollout =
         serde_json::from_value(canary(1, json!([]))).expect("a Rollout");
-    ns.api::<sluice::api::Rollout>()
+    ns.api::<sluice_api::Rollout>()
         .create(&PostParams::default(), &rollout)
         .await
         .expect("creating the Rollout");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::PostParams;
 use serde_json::json;
-use sluice::api::AnalysisRun;
+use sluice_api::AnalysisRun;
 use support::{Controller, TestNamespace, install_crds, wait};
 use tokio::{io::AsyncReadExt, net::TcpListener, sync::mpsc};
 

@@ -31,21 +31,16 @@ use kube::{
         reflector, watcher,
     },
 };
+use sluice_analysis::{args::secret_names, limits::AnalysisLimits};
+use sluice_api::{
+    AnalysisPhase, AnalysisRun, AnalysisRunStatus,
+    model::{NOTE_LIMIT, cut},
+    vocab::{INSTANCE_ID_LABEL, RUN_UID_LABEL, reason},
+};
 use tracing::{info, warn};
 
-use super::{
-    args::secret_names,
-    evaluator::Evaluator,
-    limits::AnalysisLimits,
-    pass::run_pass_within,
-    providers::{Providers, job::RUN_UID_LABEL, key},
-};
-use crate::{
-    api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, INSTANCE_ID_LABEL},
-    error::is_not_found,
-    metrics::Metrics,
-    rollout::{NOTE_LIMIT, plan::status::cut},
-};
+use super::{evaluator::Evaluator, pass::run_pass_within, providers::Providers};
+use crate::{error::is_not_found, metrics::Metrics};
 
 /// What the AnalysisRun controller watches.
 #[derive(Clone, Debug, Default)]
@@ -201,8 +196,8 @@ impl Error {
     /// The short reason in `analysis_run_reconcile_error`'s `reason` label.
     fn reason(&self) -> &'static str {
         match self {
-            Self::Secret { .. } => "SecretUnavailable",
-            Self::Status { .. } => "StatusWrite",
+            Self::Secret { .. } => reason::SECRET_UNAVAILABLE,
+            Self::Status { .. } => reason::STATUS_WRITE,
         }
     }
 }
@@ -253,7 +248,7 @@ async fn unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
     };
     let event = Event {
         type_: EventType::Warning,
-        reason: "InvalidSpec".into(),
+        reason: reason::INVALID_SPEC.into(),
         note: Some(message),
         action: "Analyse".into(),
         secondary: None,
@@ -270,7 +265,7 @@ async fn reconcile(run: &AnalysisRun, ctx: Arc<Context>) -> Result<Action, Error
     let before = run.status.clone().unwrap_or_default();
     record_metrics(&ctx.metrics, run, &before);
     if before.phase.is_completed()
-        && super::plan::settled(&before)
+        && sluice_analysis::plan::settled(&before)
         && run.metadata.deletion_timestamp.is_none()
     {
         // Nothing in flight and nothing will be due: no work until the run changes.
@@ -368,7 +363,7 @@ fn record_metrics(metrics: &Metrics, run: &AnalysisRun, status: &AnalysisRunStat
         .map(|m| {
             (
                 m.name.clone(),
-                key(&m.provider).to_string(),
+                m.provider.key().to_string(),
                 format!("{:?}", phase_of(&m.name)),
             )
         })

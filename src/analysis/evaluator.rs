@@ -36,16 +36,14 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use crate::{
-    analysis::{
-        condition::{
-            self, Condition, ConditionError, Conditions, EVALUATION_STACK_BYTES, MetricValue,
-            compile_within, human_bytes,
-        },
-        limits::ConditionBudget,
+use sluice_analysis::{
+    condition::{
+        self, Condition, ConditionError, Conditions, EVALUATION_STACK_BYTES, MetricValue,
+        compile_within, human_bytes,
     },
-    api::{AnalysisPhase, Metric},
+    limits::ConditionBudget,
 };
+use sluice_api::{AnalysisPhase, Metric};
 
 /// The first argument that makes the `sluice` binary an evaluation worker instead of a
 /// controller (see [`worker_main`]).
@@ -724,16 +722,11 @@ fn answer(line: &[u8], budget: &ConditionBudget) -> Answer {
 }
 
 /// A text cut to [`MAX_ANSWER_TEXT_BYTES`], marked as cut.
-fn cut(mut text: String) -> String {
-    if text.len() > MAX_ANSWER_TEXT_BYTES {
-        let mut end = MAX_ANSWER_TEXT_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
+fn cut(text: String) -> String {
+    if text.len() <= MAX_ANSWER_TEXT_BYTES {
+        return text;
     }
-    text
+    sluice_api::model::cut(&text, MAX_ANSWER_TEXT_BYTES)
 }
 
 /// Milliseconds since `start`.

@@ -1,13 +1,9 @@
 //! The AnalysisRun controller: measurements, their verdicts, and the run's phase.
 //!
-//! - [`condition`]: `successCondition` / `failureCondition` in the expr language (expr-lang),
-//!   with Argo's helpers; compiled when a template or run is validated.
-//! - [`args`]: templates merged into a run, arguments resolved (`value`, `secretKeyRef`,
-//!   `fieldRef`, `podTemplateHashValue`), `{{args.x}}` substituted.
-//! - [`rules`]: a run's spec read and checked once ([`rules::RunRules`]); also
-//!   [`rules::validate_template`].
-//! - [`plan`]: PURE: which measurements are due, folding a measurement into the status, the
-//!   metric and run phases, and the exact time to look again.
+//! What a run means (conditions, arguments, rules, the measurement plan) is decided purely in
+//! [`sluice_analysis`]; this module is the edge around it:
+//!
+//! - [`evaluator`]: conditions evaluated in bounded worker processes.
 //! - [`providers`]: the [`providers::Provider`] trait and the registry
 //!   ([`providers::Providers`]): prometheus, web, job.
 //! - [`pass`]: one reconcile of a run's measurements, all of the above put together.
@@ -50,12 +46,7 @@
 //! Every error above is a `thiserror` type whose message names the metric, argument or
 //! template; none is transient except [`args::ArgsError::SecretUnavailable`].
 
-pub mod args;
-pub mod condition;
 pub mod controller;
 pub mod evaluator;
-pub mod limits;
 pub mod pass;
-pub mod plan;
 pub mod providers;
-pub mod rules;

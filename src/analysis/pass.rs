@@ -17,15 +17,15 @@
 use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-use super::{
+use sluice_analysis::{
     args::{self, ArgsError, ResolvedArgs, SecretSource},
     limits::AnalysisLimits,
     plan,
-    providers::{self, Providers, RunRef},
     rules::{self, RunRules},
 };
-use crate::api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus};
+use sluice_api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, vocab::ADJUSTED_METADATA_KEY};
+
+use super::providers::{self, Providers, RunRef};
 
 /// How long to wait before trying again when a Secret could not be read.
 pub const SECRET_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -41,10 +41,6 @@ pub struct Pass {
     /// (`AnalysisRun<Phase>`, Warning for Failed and Error).
     pub completed_now: bool,
 }
-
-/// The key, in a metric result's `metadata`, of what the controller's limits changed in the
-/// metric (an interval raised, a timeout lowered).
-pub const ADJUSTED_METADATA_KEY: &str = "sluice.dev/adjusted";
 
 /// [`run_pass_within`] the default [`AnalysisLimits`].
 pub async fn run_pass(
@@ -229,8 +225,8 @@ async fn collect(
 /// A measurement with every Secret value masked: message, value and metadata.
 fn redact_measurement(
     resolved: &ResolvedArgs,
-    mut measurement: crate::api::Measurement,
-) -> crate::api::Measurement {
+    mut measurement: sluice_api::Measurement,
+) -> sluice_api::Measurement {
     if !resolved.has_secrets() {
         return measurement;
     }
@@ -276,10 +272,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{
-        analysis::{args::NoSecrets, evaluator::Evaluator},
-        api::{AnalysisRunSpec, Measurement, MetricResult},
-    };
+    use crate::analysis::evaluator::Evaluator;
+    use sluice_analysis::args::NoSecrets;
+    use sluice_api::{AnalysisRunSpec, Measurement, MetricResult};
 
     fn providers() -> Providers {
         Providers::new(
@@ -356,7 +351,7 @@ mod tests {
     #[test]
     fn a_whole_status_is_redacted() {
         let resolved = args::resolve_args(
-            &serde_json::from_value::<Vec<crate::api::Argument>>(json!([
+            &serde_json::from_value::<Vec<sluice_api::Argument>>(json!([
                 {"name": "token", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
             ]))
             .expect("arguments"),

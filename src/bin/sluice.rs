@@ -11,7 +11,7 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use sluice::{
-    analysis::{self, limits::AnalysisLimits},
+    analysis,
     client::{self, ClientOptions},
     leader::{LeaderElection, Leadership},
     metrics::Metrics,
@@ -19,6 +19,7 @@ use sluice::{
     server::{Health, Server},
     telemetry::{self, LogFormat},
 };
+use sluice_analysis::limits::AnalysisLimits;
 use tokio::{sync::watch, task::JoinError};
 use tracing::{error, info, warn};
 
@@ -225,9 +226,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         // The Lease's own client: every renewal bounded by a timeout (a hanging one would hold a
         // Lease that expires meanwhile), and never held back by the reconciles' rate limit.
-        let mut lease_config = client::config(args.kubeconfig.as_deref(), args.context.clone())
-            .await
-            .context("loading the kubeconfig for leader election")?;
+        let mut lease_config =
+            sluice_kube::config(args.kubeconfig.as_deref(), args.context.clone())
+                .await
+                .context("loading the kubeconfig for leader election")?;
         let timeout = Some(election.look_timeout());
         (lease_config.read_timeout, lease_config.write_timeout) = (timeout, timeout);
         lease_config.connect_timeout = timeout;

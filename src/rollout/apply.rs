@@ -3,35 +3,35 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::{
-    apps::v1::ReplicaSet,
-    core::v1::{Pod, Service},
+use k8s_openapi::{
+    api::{
+        apps::v1::ReplicaSet,
+        core::v1::{Pod, Service},
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-
-use super::plan::{
-    Action, Plan,
-    analysis::{
-        NewRun, ROLLOUT_TYPE_LABEL, RunKind, SPENT_LABEL, STEP_INDEX_LABEL,
+use sluice_analysis::args::{RolloutValues, flatten_templates, lookup_templates, run_spec};
+use sluice_api::{
+    AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
+    ClusterAnalysisTemplate, PodTemplateMetadata, Rollout, RolloutStatus,
+    vocab::{
+        EPHEMERAL_ANNOTATION, INSTANCE_ID_LABEL, MANAGED_BY_ROLLOUTS_ANNOTATION,
+        POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL, SPENT_LABEL, STEP_INDEX_LABEL,
         TERMINATED_BY_CONTROLLER, TERMINATED_LABEL,
     },
-    metadata::EPHEMERAL_ANNOTATION,
+};
+use sluice_plan::{
+    Action, Plan,
+    analysis::{NewRun, RunKind},
     replicasets::collision,
 };
-use crate::{
-    analysis::args::{RolloutValues, flatten_templates, lookup_templates, run_spec},
-    api::{
-        AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
-        ClusterAnalysisTemplate, INSTANCE_ID_LABEL, MANAGED_BY_ROLLOUTS_ANNOTATION,
-        POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout, RolloutStatus,
-    },
-    error::{Error, is_already_exists, is_conflict, is_not_found},
-};
+
+use crate::error::{Error, is_already_exists, is_conflict, is_not_found};
 
 /// The field manager of every Sluice write.
 pub const FIELD_MANAGER: &str = "sluice";

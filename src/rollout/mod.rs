@@ -7,7 +7,6 @@
 
 pub mod apply;
 pub mod observe;
-pub mod plan;
 
 use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
@@ -31,12 +30,15 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use self::{
-    observe::{Caches, OwnWrites, observe, service_names},
-    plan::{EventType, analysis, status::cut},
+use sluice_api::{
+    AnalysisRun, Rollout,
+    model::{NOTE_LIMIT, cut},
+    vocab::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL, reason},
 };
+use sluice_plan::EventType;
+
+use self::observe::{Caches, OwnWrites, observe, service_names};
 use crate::{
-    api::{AnalysisRun, INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout},
     error::{Backoff, Error},
     metrics::{self, Metrics},
     server::Health,
@@ -74,9 +76,6 @@ type Key = (String, String);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// The longest wait between attempts of a write the API keeps refusing.
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// The most bytes of an event's note: Kubernetes refuses a longer one (events.k8s.io/v1
-/// `note`, 1 KiB, counted in bytes).
-pub const NOTE_LIMIT: usize = 1024;
 
 /// Runs the Rollout controller until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run(
@@ -129,21 +128,18 @@ pub async fn run(
     // watch (and with it every rollout's readiness); the plan sees it as an Error run.
     let runs: Api<DeserializeGuard<AnalysisRun>> = runs;
     let (run_store, run_writer) = reflector::store::<DeserializeGuard<AnalysisRun>>();
-    let run_events = watcher(
-        runs,
-        watcher::Config::default().labels(analysis::ROLLOUT_TYPE_LABEL),
-    )
-    .default_backoff()
-    .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
-    .modify(
-        |guard: &mut DeserializeGuard<AnalysisRun>| match guard.0.as_mut() {
-            Ok(run) => trim_analysis_run(run),
-            Err(invalid) => invalid.metadata.managed_fields = None,
-        },
-    )
-    .reflect(run_writer)
-    .inspect_ok(filled.on_init_done(Filled::ANALYSIS_RUNS, "AnalysisRuns"))
-    .touched_objects();
+    let run_events = watcher(runs, watcher::Config::default().labels(ROLLOUT_TYPE_LABEL))
+        .default_backoff()
+        .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
+        .modify(
+            |guard: &mut DeserializeGuard<AnalysisRun>| match guard.0.as_mut() {
+                Ok(run) => trim_analysis_run(run),
+                Err(invalid) => invalid.metadata.managed_fields = None,
+            },
+        )
+        .reflect(run_writer)
+        .inspect_ok(filled.on_init_done(Filled::ANALYSIS_RUNS, "AnalysisRuns"))
+        .touched_objects();
 
     // Rollouts through a reflector of our own, so a deletion (which never reaches `reconcile`)
     // drops the rollout's metric series.
@@ -419,7 +415,7 @@ async fn report_unreadable(client: &Client, invalid: &kube::core::error_boundary
         &format!("the Rollout cannot be read: {}", invalid.error),
         NOTE_LIMIT,
     );
-    let phase_message = format!("{}: {message}", plan::status::reason::INVALID_SPEC);
+    let phase_message = format!("{}: {message}", reason::INVALID_SPEC);
     match api.get_status(name).await {
         Ok(current) if current.data["status"]["message"] == phase_message.as_str() => return,
         Ok(_) => {}
@@ -434,9 +430,9 @@ async fn report_unreadable(client: &Client, invalid: &kube::core::error_boundary
         "message": phase_message,
         "observedGeneration": meta.generation.map(|g| g.to_string()),
         "conditions": [{
-            "type": "InvalidSpec",
+            "type": reason::INVALID_SPEC,
             "status": "True",
-            "reason": plan::status::reason::INVALID_SPEC,
+            "reason": reason::INVALID_SPEC,
             "message": message,
             "lastUpdateTime": now,
             "lastTransitionTime": now,
@@ -473,7 +469,7 @@ async fn reconcile(
             };
             let event = KubeEvent {
                 type_: KubeEventType::Warning,
-                reason: "InvalidSpec".into(),
+                reason: reason::INVALID_SPEC.into(),
                 note: Some(cut(
                     &format!("the Rollout cannot be read: {}", invalid.error),
                     NOTE_LIMIT,
@@ -509,14 +505,14 @@ async fn reconcile(
     // The one clock read of a reconcile: `plan` takes the time as an argument.
     let now = Timestamp::now();
     let mut observed = observe(rollout, &ctx.caches);
-    if plan::restart::pending(rollout, now) {
+    if sluice_plan::restart::pending(rollout, now) {
         let pods = observe::list_pods(&ctx.client, rollout).await;
         observed.pods = Some(pods.map_err(|source| Error::Write {
             action: format!("listing the pods of Rollout {name} for its restart"),
             source,
         })?);
     }
-    let plan = plan::plan(rollout, &observed, now);
+    let plan = sluice_plan::plan(rollout, &observed, now);
 
     for action in &plan.actions {
         info!(namespace, rollout = name, %action, "applying");
@@ -588,7 +584,7 @@ async fn report_failure(ctx: &Context, rollout: &Rollout, error: &Error, now: Ti
     let prev = rollout.status.clone().unwrap_or_default();
     let (status, message) = match error {
         Error::Collision(why) => {
-            let status = plan::status::bump_collision(&prev);
+            let status = sluice_plan::status::bump_collision(&prev);
             let message = format!(
                 "Found a hash collision for Rollout {name}: {why}; bumping collisionCount from {} to {}",
                 prev.collision_count.unwrap_or(0),
@@ -598,7 +594,7 @@ async fn report_failure(ctx: &Context, rollout: &Rollout, error: &Error, now: Ti
         }
         other => {
             let message = other.message();
-            let status = plan::status::with_failure(&prev, other.reason(), &message, now);
+            let status = sluice_plan::status::with_failure(&prev, other.reason(), &message, now);
             (status, message)
         }
     };
@@ -703,7 +699,7 @@ mod tests {
     }
 
     fn in_shop(name: &str) -> Rollout {
-        let mut rollout = Rollout::new(name, crate::api::RolloutSpec::default());
+        let mut rollout = Rollout::new(name, sluice_api::RolloutSpec::default());
         rollout.metadata.namespace = Some("shop".into());
         rollout
     }

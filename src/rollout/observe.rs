@@ -17,10 +17,12 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
-use super::plan::{
-    Observed, ServiceView, analysis::RunView, replicasets::selector_string, restart::PodView,
+use sluice_api::{
+    AnalysisRun, Rollout,
+    model::selector_string,
+    vocab::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL},
 };
-use crate::api::{AnalysisRun, MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, Rollout};
+use sluice_plan::{Observed, ServiceView, analysis::RunView, restart::PodView};
 
 /// The caches a reconcile reads.
 #[derive(Clone)]
@@ -215,7 +217,7 @@ mod tests {
     use super::*;
 
     fn at(version: &str) -> Rollout {
-        let mut rollout = Rollout::new("web", crate::api::RolloutSpec::default());
+        let mut rollout = Rollout::new("web", sluice_api::RolloutSpec::default());
         rollout.metadata.namespace = Some("shop".into());
         rollout.metadata.resource_version = Some(version.into());
         rollout

@@ -8,17 +8,17 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use kube::{Api, ResourceExt, api::PostParams};
 use serde_json::{Value, json};
-use sluice::{
-    analysis::{
-        evaluator::Evaluator,
-        limits::AnalysisLimits,
-        plan::Task,
-        providers::{
-            Providers, RunRef,
-            job::{JOB_NAME_KEY, METRIC_NAME_ANNOTATION, RUN_UID_LABEL, job_for, job_name},
-        },
+use sluice::analysis::{
+    evaluator::Evaluator,
+    providers::{
+        Providers, RunRef,
+        job::{job_for, job_name},
     },
-    api::{AnalysisPhase, AnalysisRun, Measurement, Metric},
+};
+use sluice_analysis::{limits::AnalysisLimits, plan::Task};
+use sluice_api::{
+    AnalysisPhase, AnalysisRun, Measurement, Metric,
+    vocab::{JOB_NAME_KEY, METRIC_NAME_ANNOTATION, RUN_UID_LABEL},
 };
 
 use super::{

@@ -25,10 +25,8 @@ use axum::{
 };
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use serde_json::{Value, json};
-use sluice::{
-    analysis::{args, limits::AnalysisLimits},
-    api::{AnalysisPhase, Metric},
-};
+use sluice_analysis::{args, limits::AnalysisLimits};
+use sluice_api::{AnalysisPhase, Metric};
 
 use super::{measure, measure_within, message, metric};
 
@@ -301,7 +299,7 @@ async fn web_headers_take_secrets_that_messages_never_show() {
         }),
         json!({"successCondition": "result"}),
     );
-    let args: Vec<sluice::api::Argument> = serde_json::from_value(json!([
+    let args: Vec<sluice_api::Argument> = serde_json::from_value(json!([
         {"name": "base", "value": format!("http://{}", server.addr)},
         {"name": "token", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
     ]))

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{ResourceExt, api::ListParams};
 use serde_json::json;
 use setup::{Setup, condition, create_service, paused_by_step, rollout, status, step};
-use sluice::api::{
-    ConditionStatus, MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, RolloutConditionType,
-    RolloutPhase,
+use sluice_api::{
+    ConditionStatus, RolloutConditionType, RolloutPhase,
+    vocab::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL},
 };
 use support::Controller;
 

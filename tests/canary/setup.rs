@@ -12,9 +12,9 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
-use sluice::api::{
-    ConditionStatus, POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutConditionType,
-    RolloutPhase, RolloutStatus,
+use sluice_api::{
+    ConditionStatus, PauseReason, Rollout, RolloutConditionType, RolloutPhase, RolloutStatus,
+    vocab::POD_TEMPLATE_HASH_LABEL,
 };
 
 use crate::support::{self, Controller, TestNamespace};

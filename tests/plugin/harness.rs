@@ -1,7 +1,11 @@
 //! The harness of the plugin tests: `kubectl sluice` run through the real kubectl with the
 //! plugin on PATH, a namespace with the controller watching it, and the reads the tests make.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::OnceLock,
+    time::Duration,
+};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::{
@@ -9,7 +13,9 @@ use kube::{
     api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
-use sluice::api::{POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutPhase, RolloutStatus};
+use sluice_api::{
+    PauseReason, Rollout, RolloutPhase, RolloutStatus, vocab::POD_TEMPLATE_HASH_LABEL,
+};
 
 use crate::support::{self, Controller, TestNamespace};
 
@@ -29,10 +35,44 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// The plugin binary, built for this test's profile. It is another package's binary, so cargo
+/// does not hand its path to these tests: `cargo build` runs once per test process (a no-op when
+/// it is fresh), and the binary is where cargo puts it, beside this test's own directory.
+fn plugin_binary() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test's own path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test runs from target/<profile>/deps");
+        let mut build =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "kubectl-sluice",
+            "--bin",
+            "kubectl-sluice",
+        ]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(support::repo_root())
+            .status()
+            .expect("running cargo build for the plugin");
+        assert!(status.success(), "cargo build -p kubectl-sluice failed");
+        profile_dir.join("kubectl-sluice")
+    })
+}
+
 /// `kubectl sluice ARGS` with the freshly built plugin first on PATH and the test cluster's
 /// kubeconfig in KUBECONFIG, as a user's shell would run it.
 pub fn kubectl_sluice(args: &[&str]) -> tokio::process::Command {
-    let plugin = PathBuf::from(env!("CARGO_BIN_EXE_kubectl-sluice"));
+    let plugin = plugin_binary();
     let dir = plugin.parent().expect("the plugin's directory");
     let path = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),

@@ -106,7 +106,7 @@ pub async fn install_crds(client: &Client) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::runtime::conditions::is_crd_established;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in sluice::api::crds() {
+    for crd in sluice_api::crds() {
         let name = crd.metadata.name.clone().expect("a named CRD");
         api.patch(
             &name,

@@ -17,7 +17,7 @@ const DIRS: [&str; 2] = ["crds", "charts/sluice/crds"];
 
 /// The generated files in `dir`: `(path, contents)` for each CRD.
 fn generated_in(dir: &std::path::Path) -> Result<Vec<(PathBuf, String)>> {
-    sluice::api::crds()
+    sluice_api::crds()
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().context("a CRD without a name")?;
@@ -92,7 +92,7 @@ pub async fn install(client: &kube::Client) -> Result<()> {
     };
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply("sluice-xtask").force();
-    for crd in sluice::api::crds() {
+    for crd in sluice_api::crds() {
         let name = crd.metadata.name.clone().context("a CRD without a name")?;
         api.patch(&name, &params, &Patch::Apply(&crd))
             .await

@@ -21,7 +21,9 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
-use sluice::api::{POD_TEMPLATE_HASH_LABEL, PauseReason, Rollout, RolloutPhase, RolloutStatus};
+use sluice_api::{
+    PauseReason, Rollout, RolloutPhase, RolloutStatus, vocab::POD_TEMPLATE_HASH_LABEL,
+};
 
 use crate::{cluster, crds, gobuild, paths};
 

@@ -28,22 +28,17 @@ use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, PostParams, Preconditions},
 };
-
-use super::{Provider, ProviderError, RunRef, terminated};
-use crate::{
-    analysis::plan::error_measurement,
-    api::{AnalysisPhase, Measurement, Metric, MetricProvider},
-    error::{is_already_exists, is_not_found},
+use sluice_analysis::plan::error_measurement;
+use sluice_api::{
+    AnalysisPhase, Measurement, Metric, MetricProvider,
+    vocab::{
+        GROUP, JOB_NAME_KEY, METRIC_NAME_ANNOTATION, RUN_NAME_ANNOTATION, RUN_UID_LABEL, VERSION,
+    },
 };
 
-/// Label on a metric's Jobs holding the run's uid (Argo's key).
-pub const RUN_UID_LABEL: &str = "analysisrun.argoproj.io/uid";
-/// Annotation on a metric's Jobs holding the run's name (Argo's key).
-pub const RUN_NAME_ANNOTATION: &str = "analysisrun.argoproj.io/name";
-/// Annotation on a metric's Jobs holding the metric's name (Argo's key).
-pub const METRIC_NAME_ANNOTATION: &str = "analysisrun.argoproj.io/metric-name";
-/// Key of the Job's name in a measurement's metadata (Argo's key).
-pub const JOB_NAME_KEY: &str = "job-name";
+use super::{Provider, ProviderError, RunRef, terminated};
+use crate::error::{is_already_exists, is_not_found};
+
 /// How long a Job measurement waits before looking again when nothing wakes the run earlier.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// The longest name a Job may have (its pods carry it in a label).
@@ -114,7 +109,7 @@ pub fn job_for(run: &RunRef, metric: &Metric, attempt: u32) -> Result<Job, Strin
             labels: Some(labels),
             annotations: Some(annotations),
             owner_references: Some(vec![OwnerReference {
-                api_version: format!("{}/{}", crate::api::GROUP, crate::api::VERSION),
+                api_version: format!("{}/{}", GROUP, VERSION),
                 kind: "AnalysisRun".to_owned(),
                 name: run.name.clone(),
                 uid: run.uid.clone(),

@@ -23,43 +23,15 @@ use std::{
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-use crate::{
-    analysis::{
-        condition::MetricValue,
-        evaluator::Evaluator,
-        limits::AnalysisLimits,
-        plan::{Task, error_measurement},
-    },
-    api::{AnalysisPhase, Measurement, Metric, MetricProvider},
+use sluice_analysis::{
+    condition::MetricValue,
+    limits::AnalysisLimits,
+    plan::{Task, error_measurement, terminated},
+    rules::SUPPORTED,
 };
+use sluice_api::{AnalysisPhase, Measurement, Metric, MetricProvider};
 
-/// The provider keys Sluice implements, as written in manifests.
-pub const SUPPORTED: &[&str] = &["prometheus", "web", "job"];
-
-/// The manifest key of a provider.
-pub fn key(provider: &MetricProvider) -> &'static str {
-    match provider {
-        MetricProvider::Prometheus(_) => "prometheus",
-        MetricProvider::Web(_) => "web",
-        MetricProvider::Job(_) => "job",
-        MetricProvider::Datadog(_) => "datadog",
-        MetricProvider::NewRelic(_) => "newRelic",
-        MetricProvider::Wavefront(_) => "wavefront",
-        MetricProvider::Kayenta(_) => "kayenta",
-        MetricProvider::CloudWatch(_) => "cloudWatch",
-        MetricProvider::Graphite(_) => "graphite",
-        MetricProvider::Influxdb(_) => "influxdb",
-        MetricProvider::SkyWalking(_) => "skywalking",
-        MetricProvider::Plugin(_) => "plugin",
-    }
-}
-
-/// The key of a provider Sluice does not implement, `None` for a supported one.
-pub fn unsupported(provider: &MetricProvider) -> Option<&'static str> {
-    let key = key(provider);
-    (!SUPPORTED.contains(&key)).then_some(key)
-}
+use crate::analysis::evaluator::Evaluator;
 
 /// The AnalysisRun a measurement belongs to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,7 +46,7 @@ pub struct RunRef {
 
 impl RunRef {
     /// The reference of a run object.
-    pub fn of(run: &crate::api::AnalysisRun) -> Self {
+    pub fn of(run: &sluice_api::AnalysisRun) -> Self {
         Self {
             name: run.metadata.name.clone().unwrap_or_default(),
             namespace: run.metadata.namespace.clone().unwrap_or_default(),
@@ -179,15 +151,6 @@ pub trait Provider: Send + Sync {
     }
 }
 
-/// A measurement in flight, finished because its run ended.
-pub fn terminated(mut measurement: Measurement, now: Timestamp) -> Measurement {
-    measurement.phase = AnalysisPhase::Successful;
-    measurement.message = Some("Metric Terminated".to_owned());
-    measurement.finished_at = Some(Time(now));
-    measurement.resume_at = None;
-    measurement
-}
-
 /// The measurement of a value: its phase from the metric's conditions (an evaluation error is
 /// an Error measurement), `value` recorded as text.
 pub async fn measured(
@@ -289,7 +252,7 @@ pub struct TokenBounds<'a> {
 /// The token URL of an OAuth2 configuration, checked against the allowed hosts before anything
 /// is sent.
 pub fn oauth2_token_url(
-    config: &crate::api::OAuth2Config,
+    config: &sluice_api::OAuth2Config,
     allowed_hosts: Option<&[String]>,
 ) -> Result<reqwest::Url, String> {
     let written = config
@@ -307,7 +270,7 @@ pub fn oauth2_token_url(
 /// and web providers' `authentication.oauth2`; the answer is read within `bounds`.
 pub async fn oauth2_token(
     http: &reqwest::Client,
-    config: &crate::api::OAuth2Config,
+    config: &sluice_api::OAuth2Config,
     bounds: TokenBounds<'_>,
 ) -> Result<String, String> {
     let url = oauth2_token_url(config, bounds.allowed_hosts)?;
@@ -404,7 +367,7 @@ impl Providers {
             MetricProvider::Prometheus(_) => &self.prometheus,
             MetricProvider::Web(_) => &self.web,
             MetricProvider::Job(_) => self.job.as_ref().ok_or(ProviderError::NoClient)?,
-            other => return Err(ProviderError::Unsupported(key(other))),
+            other => return Err(ProviderError::Unsupported(other.key())),
         })
     }
 

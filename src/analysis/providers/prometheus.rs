@@ -13,34 +13,31 @@
 //! credentials). `timeout` (seconds, default 30, at most `limits.max_timeout`) bounds both
 //! Prometheus' evaluation and the whole request.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
+use sluice_analysis::{
+    condition::{MetricValue, format_float},
+    limits::AnalysisLimits,
+    plan::error_measurement,
+};
+use sluice_api::{
+    Measurement, Metric, MetricProvider, PrometheusMetric, vocab::RESOLVED_QUERY_KEY,
+};
 
-use std::sync::Arc;
-
-use crate::analysis::{evaluator::Evaluator, limits::AnalysisLimits};
+use crate::analysis::evaluator::Evaluator;
 
 use super::{
     Provider, ProviderError, RunRef, TokenBounds, body, error_chain, measured, oauth2_token,
-};
-use crate::{
-    analysis::{
-        condition::{MetricValue, format_float},
-        plan::error_measurement,
-    },
-    api::{Measurement, Metric, MetricProvider, PrometheusMetric},
 };
 
 /// Environment variable giving the address when a metric has none (Argo's name).
 pub const ADDRESS_ENV: &str = "ARGO_ROLLOUTS_PROMETHEUS_ADDRESS";
 /// Timeout when the metric gives none (Argo's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Key of the resolved query in the metric result's metadata (Argo's name).
-pub const RESOLVED_QUERY_KEY: &str = "ResolvedPrometheusQuery";
 
 /// Queries Prometheus servers; the HTTP clients are shared by every measurement.
 pub struct PrometheusProvider {

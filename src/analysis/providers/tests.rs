@@ -2,9 +2,11 @@
 //! providers against real servers are in `tests/analysis_providers.rs`).
 
 use serde_json::json;
+use sluice_analysis::limits::AnalysisLimits;
+use sluice_api::vocab::RESOLVED_QUERY_KEY;
 
 use super::{web::*, *};
-use crate::analysis::{evaluator::Evaluator, limits::AnalysisLimits};
+use crate::analysis::evaluator::Evaluator;
 
 fn metric(value: serde_json::Value) -> Metric {
     serde_json::from_value(value).expect("a metric")
@@ -33,11 +35,14 @@ fn the_registry_picks_by_provider_key() {
         e.to_string().contains("datadog provider is not supported"),
         "{e}"
     );
-    assert_eq!(unsupported(&dd.provider), Some("datadog"));
-    assert_eq!(unsupported(&prom.provider), None);
+    assert_eq!(
+        sluice_analysis::rules::unsupported(&dd.provider),
+        Some("datadog")
+    );
+    assert_eq!(sluice_analysis::rules::unsupported(&prom.provider), None);
     assert_eq!(
         providers.metadata_of(&prom),
-        BTreeMap::from([(prometheus::RESOLVED_QUERY_KEY.to_owned(), "up".to_owned())])
+        BTreeMap::from([(RESOLVED_QUERY_KEY.to_owned(), "up".to_owned())])
     );
 }
 

@@ -14,24 +14,20 @@
 //! `limits.web_allowed_hosts`, a URL (or OAuth2 token URL) to another host is an Error before
 //! anything is sent.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json_path::JsonPath;
+use sluice_analysis::{condition::MetricValue, limits::AnalysisLimits, plan::error_measurement};
+use sluice_api::{Measurement, Metric, MetricProvider, WebMethod, WebMetric};
 
-use std::sync::Arc;
-
-use crate::analysis::{evaluator::Evaluator, limits::AnalysisLimits};
+use crate::analysis::evaluator::Evaluator;
 
 use super::{
     Provider, ProviderError, RunRef, TokenBounds, body, error_chain, measured, oauth2_token,
     oauth2_token_url,
-};
-use crate::{
-    analysis::{condition::MetricValue, plan::error_measurement},
-    api::{Measurement, Metric, MetricProvider, WebMethod, WebMetric},
 };
 
 /// Timeout when the metric gives none (Argo's default).

@@ -15,7 +15,7 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-use sluice::api::AnalysisRun;
+use sluice_api::AnalysisRun;
 
 use super::{
     Figure, Run,

@@ -17,7 +17,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
-use sluice::api::{PauseReason, Rollout, RolloutPhase};
+use sluice_api::{PauseReason, Rollout, RolloutPhase};
 
 use super::{Figure, Run, audit};
 

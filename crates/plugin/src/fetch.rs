@@ -1,0 +1,200 @@
+//! Reads a rollout and what it owns, once or as a stream of snapshots driven by watches (one
+//! watch per kind, cached in reflector stores), for `get rollout --watch`.
+
+use std::pin::Pin;
+
+use futures::{FutureExt as _, Stream, StreamExt as _, future::ready, stream};
+use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
+use kube::{
+    Resource,
+    api::ListParams,
+    runtime::{WatchStreamExt as _, reflector, watcher},
+};
+use serde::de::DeserializeOwned;
+use sluice_api::{AnalysisRun, Rollout};
+
+use super::{Context, Error, info::Objects};
+
+/// The label selector of the rollout's pods (and so of its ReplicaSets), as a string.
+fn selector(rollout: &Rollout) -> Option<String> {
+    let selector = rollout.spec.selector.as_ref()?;
+    let s = sluice_api::model::selector_string(selector);
+    (!s.is_empty()).then_some(s)
+}
+
+/// The rollout and everything it owns, read once.
+pub async fn objects(ctx: &Context, name: &str) -> Result<Objects, Error> {
+    let rollout = ctx.rollout(name).await?;
+    let params = match selector(&rollout) {
+        Some(s) => ListParams::default().labels(&s),
+        None => ListParams::default(),
+    };
+    let replica_sets = ctx
+        .api::<ReplicaSet>()
+        .list(&params)
+        .await
+        .map_err(|e| {
+            ctx.request("list", "replicasets", "ReplicaSet", None)
+                .error(e)
+        })?
+        .items;
+    let pods = ctx
+        .api::<Pod>()
+        .list(&params)
+        .await
+        .map_err(|e| ctx.request("list", "pods", "Pod", None).error(e))?
+        .items;
+    let analysis_runs = analysis_runs(ctx).await?.unwrap_or_default();
+    Ok(Objects {
+        rollout,
+        replica_sets,
+        pods,
+        analysis_runs,
+    })
+}
+
+/// The namespace's AnalysisRuns; `None` when the cluster does not serve them.
+async fn analysis_runs(ctx: &Context) -> Result<Option<Vec<AnalysisRun>>, Error> {
+    match ctx.api::<AnalysisRun>().list(&ListParams::default()).await {
+        Ok(list) => Ok(Some(list.items)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(ctx
+            .request("list", "analysisruns", "AnalysisRun", None)
+            .error(e)),
+    }
+}
+
+/// A boxed stream of "something changed" signals, or of the error that ends the watch.
+type Changes = Pin<Box<dyn Stream<Item = Result<(), Error>> + Send>>;
+
+/// The verb that failed and the API server's answer under a watch error, if it answered at all.
+fn api_status(error: &watcher::Error) -> Option<(&'static str, &kube::core::Status)> {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status)) => Some(("list", &**status)),
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::WatchError(status) => Some(("watch", &**status)),
+        _ => None,
+    }
+}
+
+/// The error that ends a watch for good: RBAC refused it (retrying cannot help, and waiting
+/// silently would hang). Any other failure (a dropped connection, an expired resourceVersion) is
+/// retried with backoff.
+pub fn refused(
+    ctx: &Context,
+    resource: &'static str,
+    kind: &'static str,
+    error: &watcher::Error,
+) -> Option<Error> {
+    let (verb, status) = api_status(error).filter(|(_, s)| s.code == 403)?;
+    Some(
+        ctx.request(verb, resource, kind, None)
+            .error(kube::Error::Api(Box::new(status.clone()))),
+    )
+}
+
+/// A reflector of one kind: its store and the stream that fills it.
+fn reflect<K>(
+    ctx: &Context,
+    resource: &'static str,
+    kind: &'static str,
+    config: watcher::Config,
+) -> (reflector::Store<K>, Changes)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let api = ctx.api::<K>();
+    let ctx = ctx.clone();
+    let refusal = move |error: &watcher::Error| refused(&ctx, resource, kind, error);
+    let changes = reflector(writer, watcher(api, config))
+        .default_backoff()
+        .filter_map(move |event| {
+            ready(match event {
+                Ok(_) => Some(Ok(())),
+                Err(e) => refusal(&e).map(Err),
+            })
+        })
+        .boxed();
+    (reader, changes)
+}
+
+/// Snapshots of the rollout and what it owns: one when every watch has listed, then one after
+/// each burst of changes; `None` once the rollout is gone (deleted), an error when a watch is
+/// refused.
+pub async fn watch(
+    ctx: &Context,
+    name: &str,
+) -> Result<impl Stream<Item = Result<Option<Objects>, Error>> + use<>, Error> {
+    // Read once first: a missing rollout or a forbidden list is reported, not retried forever.
+    let first = objects(ctx, name).await?;
+    let with_runs = analysis_runs(ctx).await?.is_some();
+    let labels = |c: watcher::Config| match selector(&first.rollout) {
+        Some(s) => c.labels(&s),
+        None => c,
+    };
+    let (rollouts, a) = reflect::<Rollout>(
+        ctx,
+        "rollouts",
+        "Rollout",
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    );
+    let (sets, b) = reflect::<ReplicaSet>(
+        ctx,
+        "replicasets",
+        "ReplicaSet",
+        labels(watcher::Config::default()),
+    );
+    let (pods, c) = reflect::<Pod>(ctx, "pods", "Pod", labels(watcher::Config::default()));
+    let mut streams = vec![a, b, c];
+    let runs = if with_runs {
+        let (runs, d) = reflect::<AnalysisRun>(
+            ctx,
+            "analysisruns",
+            "AnalysisRun",
+            watcher::Config::default(),
+        );
+        streams.push(d);
+        Some(runs)
+    } else {
+        None
+    };
+    let ready_all = {
+        let (rollouts, sets, pods, runs) =
+            (rollouts.clone(), sets.clone(), pods.clone(), runs.clone());
+        move || {
+            let ok = |r: Option<Result<(), _>>| matches!(r, Some(Ok(())));
+            ok(rollouts.wait_until_ready().now_or_never())
+                && ok(sets.wait_until_ready().now_or_never())
+                && ok(pods.wait_until_ready().now_or_never())
+                && runs
+                    .as_ref()
+                    .is_none_or(|r| ok(r.wait_until_ready().now_or_never()))
+        }
+    };
+    let snapshot = move || Objects {
+        rollout: rollouts
+            .state()
+            .first()
+            .map(|r| (**r).clone())
+            .unwrap_or_default(),
+        replica_sets: sets.state().iter().map(|s| (**s).clone()).collect(),
+        pods: pods.state().iter().map(|p| (**p).clone()).collect(),
+        analysis_runs: runs
+            .as_ref()
+            .map(|r| r.state().iter().map(|a| (**a).clone()).collect())
+            .unwrap_or_default(),
+    };
+    let found = |o: &Objects| o.rollout.metadata.name.is_some();
+    Ok(stream::select_all(streams)
+        .ready_chunks(1024)
+        .filter_map(move |chunk| {
+            ready(match chunk.into_iter().find_map(Result::err) {
+                Some(refused) => Some(Err(refused)),
+                None => ready_all().then(&snapshot).map(Ok),
+            })
+        })
+        .map(move |o| o.map(|o| found(&o).then_some(o))))
+}

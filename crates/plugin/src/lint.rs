@@ -1,0 +1,166 @@
+//! `lint FILE`: checks Rollout manifests offline with the same `validate` the controller runs,
+//! and AnalysisTemplates and ClusterAnalysisTemplates with the checks a run made from them gets
+//! (their conditions within the controller's caps included), printing each problem with its
+//! field path. Every YAML (or JSON) document of the file is read; documents of other kinds are
+//! skipped.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde::Deserialize as _;
+use serde_json::Value;
+use sluice_analysis::rules::validate_template;
+use sluice_api::{AnalysisTemplateSpec, ProblemKind, Rollout, validate, vocab::GROUP};
+
+use super::{Error, print};
+
+/// `lint`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes:\n  0  every Rollout is valid\n  1  a problem was found (or the file could not be read)\n\n\
+                        Examples:\n  kubectl sluice lint rollout.yaml\n\n  \
+                        # Check what Helm would install\n  helm template charts/shop | kubectl sluice lint -"
+)]
+pub struct LintArgs {
+    /// The manifest file; `-` reads standard input.
+    pub file: String,
+}
+
+/// One problem found in a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// Which Rollout: `Rollout/name`, or the document's number when it has no name.
+    pub object: String,
+    /// JSON path of the field; empty when the document could not be read as a Rollout.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The problems of every Rollout and analysis template in `text`, and how many of them it
+/// holds. Pure.
+pub fn lint(text: &str) -> (Vec<Finding>, usize) {
+    let mut findings = Vec::new();
+    let mut checked = 0;
+    for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let object = format!("document {}", i + 1);
+        let value = match Value::deserialize(document) {
+            Ok(v) => v,
+            Err(e) => {
+                findings.push(Finding {
+                    object,
+                    field: String::new(),
+                    message: format!("is not valid YAML: {e}"),
+                });
+                // The parser cannot continue past a broken document.
+                break;
+            }
+        };
+        let ours = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .and_then(|v| v.split('/').next())
+            == Some(GROUP);
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !ours {
+            continue;
+        }
+        if matches!(
+            kind.as_str(),
+            "AnalysisTemplate" | "ClusterAnalysisTemplate"
+        ) {
+            checked += 1;
+            findings.extend(lint_template(&kind, &object, value));
+            continue;
+        }
+        if kind != "Rollout" {
+            continue;
+        }
+        checked += 1;
+        let object = match value.pointer("/metadata/name").and_then(Value::as_str) {
+            Some(name) => format!("Rollout/{name}"),
+            None => format!("Rollout in {object}"),
+        };
+        match serde_json::from_value::<Rollout>(value) {
+            Ok(rollout) => findings.extend(validate(&rollout).into_iter().map(|p| Finding {
+                object: object.clone(),
+                field: p.field,
+                message: match p.kind {
+                    ProblemKind::Invalid => p.message,
+                    ProblemKind::Unsupported => {
+                        format!("{} (the controller refuses it)", p.message)
+                    }
+                },
+            })),
+            Err(e) => findings.push(Finding {
+                object,
+                field: String::new(),
+                message: format!("is not a valid Rollout: {e}"),
+            }),
+        }
+    }
+    (findings, checked)
+}
+
+/// The problem of an AnalysisTemplate or ClusterAnalysisTemplate (both have the same spec), if
+/// any: the first thing a run made from it would refuse.
+fn lint_template(kind: &str, document: &str, value: Value) -> Option<Finding> {
+    let object = match value.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(name) => format!("{kind}/{name}"),
+        None => format!("{kind} in {document}"),
+    };
+    let spec = value.get("spec").cloned().unwrap_or(Value::Null);
+    let problem = match serde_json::from_value::<AnalysisTemplateSpec>(spec) {
+        Ok(spec) => validate_template(&spec).err()?.to_string(),
+        Err(e) => format!("is not a valid {kind}: {e}"),
+    };
+    Some(Finding {
+        object,
+        field: "spec".into(),
+        message: problem,
+    })
+}
+
+/// Runs `lint`.
+pub fn run(args: &LintArgs) -> Result<ExitCode, Error> {
+    let read = |e| Error::Read {
+        path: args.file.clone(),
+        source: e,
+    };
+    let text = if args.file == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(read)?
+    } else {
+        std::fs::read_to_string(&args.file).map_err(read)?
+    };
+    let (findings, checked) = lint(&text);
+    let mut out = String::new();
+    for f in &findings {
+        let field = if f.field.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", f.field)
+        };
+        out.push_str(&format!(
+            "{}: {}: {field}{}\n",
+            args.file, f.object, f.message
+        ));
+    }
+    let noun = if checked == 1 { "object" } else { "objects" };
+    if findings.is_empty() {
+        out.push_str(&format!("{}: {checked} {noun}, no problems\n", args.file));
+        print(&out);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        out.push_str(&format!(
+            "{}: {} problem(s) in {checked} {noun}\n",
+            args.file,
+            findings.len()
+        ));
+        print(&out);
+        Ok(ExitCode::FAILURE)
+    }
+}
