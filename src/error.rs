@@ -1,4 +1,4 @@
-//! One error type for the controllers; each variant says whether it passes on its own (retry
+//! One error type for both controllers; each variant says whether it passes on its own (retry
 //! with backoff) and carries a short reason shared by logs, events and metrics.
 
 use sluice_api::vocab::reason;
@@ -36,6 +36,17 @@ pub enum Error {
     /// The caches are not filled yet.
     #[error("waiting for the caches to fill: {0}")]
     NotReady(String),
+    /// A Secret an AnalysisRun's arguments read could not be fetched.
+    #[error("reading Secret {name} for AnalysisRun {run}: {source}")]
+    Secret {
+        /// The Secret.
+        name: String,
+        /// The run.
+        run: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -47,6 +58,7 @@ impl Error {
             Self::Collision(_) => reason::HASH_COLLISION,
             Self::Conflict(_) => reason::CONFLICT,
             Self::NotReady(_) => reason::NOT_READY,
+            Self::Secret { .. } => reason::SECRET_UNAVAILABLE,
         }
     }
 
@@ -58,7 +70,10 @@ impl Error {
             Self::Conflict(_) => Some(Duration::from_millis(50)),
             Self::NotReady(_) => Some(Duration::from_millis(500)),
             Self::Write { source, .. } if is_conflict(source) => Some(Duration::from_millis(50)),
-            Self::Write { .. } | Self::CreateReplicaSet { .. } | Self::Collision(_) => None,
+            Self::Write { .. }
+            | Self::CreateReplicaSet { .. }
+            | Self::Collision(_)
+            | Self::Secret { .. } => None,
         }
     }
 

@@ -8,5 +8,6 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod rollout;
+pub mod runtime;
 pub mod server;
 pub mod telemetry;

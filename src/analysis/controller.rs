@@ -13,45 +13,34 @@ use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
-use k8s_openapi::{
-    api::{
-        batch::v1::Job,
-        core::v1::{ObjectReference, Secret},
-    },
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
+use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams, PostParams},
     core::{DeserializeGuard, error_boundary::InvalidObject},
     runtime::{
         Controller, WatchStreamExt,
-        controller::{self, Action},
-        events::{Event, EventType, Recorder, Reporter},
+        controller::Action,
+        events::{EventType, Recorder},
         reflector, watcher,
     },
 };
 use sluice_analysis::{args::secret_names, limits::AnalysisLimits};
-use sluice_api::{
-    AnalysisPhase, AnalysisRun, AnalysisRunStatus,
-    model::{NOTE_LIMIT, cut},
-    vocab::{INSTANCE_ID_LABEL, RUN_UID_LABEL, reason},
-};
+use sluice_api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, vocab::RUN_UID_LABEL};
 use tracing::{info, warn};
 
 use super::{evaluator::Evaluator, pass::run_pass_within, providers::Providers};
-use crate::{error::is_not_found, metrics::Metrics};
+use crate::{
+    error::{Error, is_conflict, is_not_found},
+    metrics::Metrics,
+    runtime::{self, Key, Note, Retry, Scope, key_of, meta_of},
+};
 
-/// What the AnalysisRun controller watches.
+/// What the AnalysisRun controller watches, and the bounds of what it measures.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
-    /// Only this namespace; every namespace when `None`.
-    pub namespace: Option<String>,
-    /// Runs reconciled at once.
-    pub concurrency: u16,
-    /// Only runs labelled with this controller instance id (and, without one, only unlabelled
-    /// runs), as for Rollouts, so two installations never measure the same run.
-    pub instance_id: Option<String>,
+    /// Which runs, and how many at once: the same settings as the Rollout controller's.
+    pub scope: Scope,
     /// The bounds of every measurement and evaluation.
     pub limits: AnalysisLimits,
 }
@@ -62,6 +51,8 @@ struct Context {
     metrics: Arc<Metrics>,
     recorder: Recorder,
     limits: AnalysisLimits,
+    /// When to try a failed pass again, per run.
+    retry: Retry,
 }
 
 /// A watched run: the run, or what could be read of one the types cannot read.
@@ -75,48 +66,38 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let (runs, jobs): (Api<Guarded>, Api<Job>) = match config.namespace.as_deref() {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let (runs, jobs): (Api<Guarded>, Api<Job>) =
+        (config.scope.api(&client), config.scope.api(&client));
     let evaluator = Evaluator::new(config.limits.condition.clone());
     let providers = Providers::new(Some(client.clone()), &config.limits, evaluator)
         .map_err(|e| anyhow::anyhow!("building the metric providers: {e}"))?;
-    let reporter = Reporter {
-        controller: "sluice".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: runtime::recorder(client.clone()),
         client,
         providers,
         metrics,
         limits: config.limits.clone(),
+        retry: Retry::default(),
     });
     // Runs through a reflector of our own, so a deletion drops the run's metric series, and a
     // new full list (after the watch was interrupted) drops those of runs deleted meanwhile.
     let (store, writer) = reflector::store::<Guarded>();
     let listed = store.clone();
-    let forget = context.metrics.clone();
-    let selector = match config.instance_id.as_deref() {
-        Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
-        None => format!("!{INSTANCE_ID_LABEL}"),
-    };
+    let forget = context.clone();
+    let selector = config.scope.instance_selector();
     let events = watcher(
         runs,
         watcher::Config::default().any_semantic().labels(&selector),
     )
     .default_backoff()
     .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
-    .modify(crate::rollout::trim)
+    .modify(crate::runtime::trim)
     .reflect(writer)
     .inspect_ok(move |event| match event {
         watcher::Event::Delete(run) => {
             let (namespace, name) = key_of(meta_of(run));
-            forget.forget_analysis_run(&namespace, &name);
+            forget.metrics.forget_analysis_run(&namespace, &name);
+            forget.retry.succeeded(&(namespace, name));
         }
         watcher::Event::InitDone => {
             // The reflector has swapped the new list in by now.
@@ -125,7 +106,7 @@ pub async fn run(
                 .iter()
                 .map(|run| key_of(meta_of(run)))
                 .collect();
-            forget.retain_analysis_runs(|namespace, name| {
+            forget.metrics.retain_analysis_runs(|namespace, name| {
                 present.contains(&(namespace.to_owned(), name.to_owned()))
             });
         }
@@ -136,7 +117,7 @@ pub async fn run(
     let controller = Controller::for_stream(events, store)
         // Only the Jobs runs create (labelled with the run's uid), never every Job.
         .owns(jobs, watcher::Config::default().labels(RUN_UID_LABEL))
-        .with_config(controller::Config::default().concurrency(config.concurrency.max(1)))
+        .with_config(config.scope.controller_config())
         .graceful_shutdown_on(shutdown.clone())
         .run(metered_reconcile, error_policy, context)
         .for_each(|_| future::ready(()));
@@ -158,53 +139,11 @@ pub async fn run(
 /// pod's termination grace period.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// A run's metadata, whether or not the rest of it could be read.
-fn meta_of(run: &Guarded) -> &ObjectMeta {
-    match &run.0 {
-        Ok(run) => &run.metadata,
-        Err(invalid) => &invalid.metadata,
-    }
-}
-
-/// A run's (namespace, name).
-fn key_of(meta: &ObjectMeta) -> (String, String) {
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
-
-/// Why a pass could not be written.
-#[derive(Debug, thiserror::Error)]
-enum Error {
-    #[error("reading Secret {name} for AnalysisRun {run}: {source}")]
-    Secret {
-        name: String,
-        run: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("writing the status of AnalysisRun {run}: {source}")]
-    Status {
-        run: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-impl Error {
-    /// The short reason in `analysis_run_reconcile_error`'s `reason` label.
-    fn reason(&self) -> &'static str {
-        match self {
-            Self::Secret { .. } => reason::SECRET_UNAVAILABLE,
-            Self::Status { .. } => reason::STATUS_WRITE,
-        }
-    }
-}
-
 /// [`reconcile`], with the API requests it made recorded in `sluice_reconcile_kube_requests`.
 async fn metered_reconcile(run: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let metrics = ctx.metrics.clone();
+    let retry = ctx.clone();
+    let key = key_of(meta_of(&run));
     let (result, requests) = crate::client::counting_requests(async move {
         match &run.0 {
             Ok(readable) => reconcile(readable, ctx).await,
@@ -213,6 +152,9 @@ async fn metered_reconcile(run: Arc<Guarded>, ctx: Arc<Context>) -> Result<Actio
     })
     .await;
     metrics.reconcile_requests("analysisrun", requests);
+    if result.is_ok() {
+        retry.retry.succeeded(&key);
+    }
     result
 }
 
@@ -220,14 +162,8 @@ async fn metered_reconcile(run: Arc<Guarded>, ctx: Arc<Context>) -> Result<Actio
 /// Warning event and an Error status say why, once per change of the run; nothing else waits
 /// on it.
 async fn unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
-    let meta = &invalid.metadata;
-    let (namespace, name) = key_of(meta);
-    // Cut by bytes: the API refuses an event note over 1 KiB, whatever its characters.
-    let message = cut(
-        &format!("the AnalysisRun cannot be read: {}", invalid.error),
-        NOTE_LIMIT,
-    );
-    warn!(namespace, run = name, error = %invalid.error, "cannot read AnalysisRun");
+    let (namespace, name) = key_of(&invalid.metadata);
+    let message = runtime::unreadable_message::<AnalysisRun>(invalid);
     let api: Api<Guarded> = Api::namespaced(ctx.client.clone(), &namespace);
     let status = serde_json::json!({ "status": { "phase": "Error", "message": message } });
     match api
@@ -236,26 +172,9 @@ async fn unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
     {
         Ok(_) => {}
         Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-        Err(source) => return Err(Error::Status { run: name, source }),
+        Err(source) => return Err(status_write(&name, source)),
     }
-    let reference = ObjectReference {
-        api_version: Some(AnalysisRun::api_version(&()).into_owned()),
-        kind: Some(AnalysisRun::kind(&()).into_owned()),
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
-        ..ObjectReference::default()
-    };
-    let event = Event {
-        type_: EventType::Warning,
-        reason: reason::INVALID_SPEC.into(),
-        note: Some(message),
-        action: "Analyse".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-        warn!(run = %name, error = %e, "recording an event failed");
-    }
+    runtime::report_unreadable::<AnalysisRun>(&ctx.recorder, invalid, ACTION).await;
     Ok(Action::await_change())
 }
 
@@ -300,7 +219,7 @@ async fn reconcile(run: &AnalysisRun, ctx: Arc<Context>) -> Result<Action, Error
             Err(e) if is_conflict(&e) || is_not_found(&e) => {
                 return Ok(Action::requeue(Duration::from_millis(200)));
             }
-            Err(source) => return Err(Error::Status { run: name, source }),
+            Err(source) => return Err(status_write(&name, source)),
         }
         record_metrics(&ctx.metrics, run, &pass.status);
     }
@@ -311,22 +230,15 @@ async fn reconcile(run: &AnalysisRun, ctx: Arc<Context>) -> Result<Action, Error
         } else {
             EventType::Normal
         };
-        let event = Event {
+        let reason = format!("AnalysisRun{phase:?}");
+        let completed = format!("AnalysisRun completed {phase:?}");
+        let note = Note {
             type_,
-            reason: format!("AnalysisRun{phase:?}"),
-            note: Some(cut(
-                pass.status
-                    .message
-                    .as_deref()
-                    .unwrap_or(&format!("AnalysisRun completed {phase:?}")),
-                NOTE_LIMIT,
-            )),
-            action: "Analyse".into(),
-            secondary: None,
+            reason: &reason,
+            message: pass.status.message.as_deref().unwrap_or(&completed),
+            action: ACTION,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &run.object_ref(&())).await {
-            warn!(run = %name, error = %e, "recording an event failed");
-        }
+        runtime::publish(&ctx.recorder, &run.object_ref(&()), note).await;
     }
     Ok(match pass.requeue_at {
         Some(at) => Action::requeue(requeue_after(at, Timestamp::now(), &ctx.limits)),
@@ -376,16 +288,25 @@ fn record_metrics(metrics: &Metrics, run: &AnalysisRun, status: &AnalysisRunStat
     );
 }
 
-fn error_policy(run: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
-    let (namespace, name) = key_of(meta_of(&run));
-    warn!(namespace, run = name, reason = error.reason(), error = %error, "analysis pass failed; retrying");
-    ctx.metrics
-        .analysis_run_reconcile_error(&namespace, &name, error.reason());
-    Action::requeue(Duration::from_secs(5))
+/// The `action` of the AnalysisRun controller's events.
+const ACTION: &str = "Analyse";
+
+/// The error of a run's status write the API refused.
+fn status_write(run: &str, source: kube::Error) -> Error {
+    Error::Write {
+        action: format!("writing the status of AnalysisRun {run}"),
+        source,
+    }
 }
 
-fn is_conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409)
+fn error_policy(run: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key: Key = key_of(meta_of(&run));
+    ctx.metrics
+        .analysis_run_reconcile_error(&key.0, &key.1, error.reason());
+    let delay = ctx.retry.after(key.clone(), error);
+    let (namespace, name) = key;
+    warn!(namespace, run = name, reason = error.reason(), retry_in = ?delay, error = %error, "analysis pass failed");
+    Action::requeue(delay)
 }
 
 #[cfg(test)]

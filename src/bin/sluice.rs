@@ -16,6 +16,7 @@ use sluice::{
     leader::{LeaderElection, Leadership},
     metrics::Metrics,
     rollout,
+    runtime::Scope,
     server::{Health, Server},
     telemetry::{self, LogFormat},
 };
@@ -195,11 +196,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|&stop| stop).await;
         }
     };
-    let config = rollout::Config {
+    // Both controllers handle the same objects: one scope.
+    let scope = Scope {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
         instance_id: args.instance_id.clone(),
     };
+    let config = scope.clone();
     let mut tasks = vec![(
         "metrics server",
         tokio::spawn(server.run(metrics.clone(), health.clone(), until_stopped())),
@@ -251,9 +254,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let analysis_config = analysis::controller::Config {
-        namespace: args.namespace.clone(),
-        concurrency: args.concurrency,
-        instance_id: args.instance_id.clone(),
+        scope,
         limits: AnalysisLimits {
             max_response_bytes: args.analysis_max_response_bytes,
             web_allowed_hosts: args.web_metric_allowed_hosts.clone(),

@@ -12,17 +12,14 @@ use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
 use futures::{StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
-use k8s_openapi::api::{
-    apps::v1::ReplicaSet,
-    core::v1::{ObjectReference, Service},
-};
+use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::DeserializeGuard,
     runtime::{
         Controller, WatchStreamExt,
-        controller::{self, Action as Requeue},
-        events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter},
+        controller::Action as Requeue,
+        events::{EventType as KubeEventType, Recorder},
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -32,28 +29,20 @@ use tracing::{debug, info, warn};
 
 use sluice_api::{
     AnalysisRun, Rollout,
-    model::{NOTE_LIMIT, cut},
-    vocab::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL, reason},
+    vocab::{POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL, reason},
 };
 use sluice_plan::EventType;
 
 use self::observe::{Caches, OwnWrites, observe, service_names};
 use crate::{
-    error::{Backoff, Error},
+    error::Error,
     metrics::{self, Metrics},
+    runtime::{self, Key, Note, Retry, Scope, trim},
     server::Health,
 };
 
-/// Settings of the Rollout controller that come from the command line.
-#[derive(Clone, Debug, Default)]
-pub struct Config {
-    /// Watch only this namespace; all namespaces when `None`.
-    pub namespace: Option<String>,
-    /// How many Rollouts are reconciled at once.
-    pub concurrency: u16,
-    /// Handle only Rollouts labelled with this instance id; `None`: only unlabelled ones.
-    pub instance_id: Option<String>,
-}
+/// Settings of the Rollout controller that come from the command line: its [`Scope`].
+pub type Config = Scope;
 
 /// What every reconcile shares.
 struct Context {
@@ -65,17 +54,9 @@ struct Context {
     recorder: Recorder,
     /// Status writes the Rollout cache may not show yet.
     own_writes: Arc<OwnWrites>,
-    /// Per rollout: how long to wait after a write the API keeps refusing.
-    backoff: Arc<Backoff<Key>>,
+    /// When to try a failed reconcile again, per rollout.
+    retry: Arc<Retry>,
 }
-
-/// A rollout's namespace and name.
-type Key = (String, String);
-
-/// The first wait after a refused write; it doubles with each failure in a row.
-const BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// The longest wait between attempts of a write the API keeps refusing.
-const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 /// Runs the Rollout controller until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run(
@@ -85,21 +66,8 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let (rollouts, sets, services, runs) = match config.namespace.as_deref() {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
-    let rollouts: Api<DeserializeGuard<Rollout>> = rollouts;
+    let rollouts: Api<DeserializeGuard<Rollout>> = config.api(&client);
+    let (sets, services) = (config.api(&client), config.api(&client));
     // Readiness comes from the streams' first InitDone, not Store::wait_until_ready: a store's
     // readiness wakes only the last task that polled it (a oneshot inside kube-runtime), and the
     // Controller's runner already waits on the Rollout store.
@@ -126,17 +94,17 @@ pub async fn run(
 
     // Runs through a deserialisation guard too: one the types cannot read must not stop the
     // watch (and with it every rollout's readiness); the plan sees it as an Error run.
-    let runs: Api<DeserializeGuard<AnalysisRun>> = runs;
+    let runs: Api<DeserializeGuard<AnalysisRun>> = config.api(&client);
     let (run_store, run_writer) = reflector::store::<DeserializeGuard<AnalysisRun>>();
     let run_events = watcher(runs, watcher::Config::default().labels(ROLLOUT_TYPE_LABEL))
         .default_backoff()
         .inspect_err(|e| warn!(error = %e, "watching AnalysisRuns failed; retrying"))
-        .modify(
-            |guard: &mut DeserializeGuard<AnalysisRun>| match guard.0.as_mut() {
-                Ok(run) => trim_analysis_run(run),
-                Err(invalid) => invalid.metadata.managed_fields = None,
-            },
-        )
+        .modify(|guard: &mut DeserializeGuard<AnalysisRun>| {
+            trim(guard);
+            if let Ok(run) = guard.0.as_mut() {
+                trim_analysis_run(run);
+            }
+        })
         .reflect(run_writer)
         .inspect_ok(filled.on_init_done(Filled::ANALYSIS_RUNS, "AnalysisRuns"))
         .touched_objects();
@@ -145,18 +113,15 @@ pub async fn run(
     // drops the rollout's metric series.
     let (rollout_store, rollout_writer) = reflector::store::<DeserializeGuard<Rollout>>();
     let own_writes = Arc::new(OwnWrites::default());
-    let backoff = Arc::new(Backoff::new(BACKOFF_BASE, BACKOFF_CAP));
+    let retry = Arc::new(Retry::default());
     let mut known = Known::default();
     let forget = Forget {
         metrics: metrics.clone(),
         own_writes: own_writes.clone(),
-        backoff: backoff.clone(),
+        retry: retry.clone(),
     };
     // Another installation's Rollouts are filtered out by the API server, never cached.
-    let selector = match config.instance_id.as_deref() {
-        Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
-        None => format!("!{INSTANCE_ID_LABEL}"),
-    };
+    let selector = config.instance_selector();
     let rollout_events = watcher(
         rollouts,
         watcher::Config::default().any_semantic().labels(&selector),
@@ -169,14 +134,10 @@ pub async fn run(
     .inspect_ok(move |event| forget.gone(&mut known, event))
     .applied_objects();
     let controller = Controller::for_stream(rollout_events, rollout_store.clone())
-        .with_config(controller::Config::default().concurrency(config.concurrency.max(1)));
+        .with_config(config.controller_config());
 
-    let reporter = Reporter {
-        controller: "sluice".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: runtime::recorder(client.clone()),
         client,
         caches_filled,
         caches: Caches {
@@ -186,7 +147,7 @@ pub async fn run(
         },
         metrics,
         own_writes,
-        backoff,
+        retry,
     });
     controller
         .owns_stream(set_events)
@@ -311,7 +272,7 @@ impl Known {
 struct Forget {
     metrics: Arc<Metrics>,
     own_writes: Arc<OwnWrites>,
-    backoff: Arc<Backoff<Key>>,
+    retry: Arc<Retry>,
 }
 
 impl Forget {
@@ -326,26 +287,14 @@ impl Forget {
             );
             self.metrics.forget_rollout(&namespace, &name);
             self.own_writes.forget(&namespace, &name);
-            self.backoff.reset(&(namespace, name));
+            self.retry.succeeded(&(namespace, name));
         }
-    }
-}
-
-/// Drops what the caches never read, to keep memory flat at scale: managedFields (a tree of
-/// every field path per manager: more than half of a settled Rollout in memory) and kubectl's
-/// last-applied copy of the object. Status writes are unaffected: the API server takes
-/// everything but the status from its own copy.
-pub(crate) fn trim<K: Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
-    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
 /// An AnalysisRun as `plan` reads it: labels, owner, `spec.terminate`, phase and message; the
 /// metrics and measurements (most of its size) are dropped.
 fn trim_analysis_run(run: &mut AnalysisRun) {
-    trim(run);
     run.spec.metrics.clear();
     run.spec.args.clear();
     if let Some(status) = run.status.as_mut() {
@@ -384,7 +333,7 @@ async fn metered_reconcile(
     ctx: Arc<Context>,
 ) -> Result<Requeue, Error> {
     let metrics = ctx.metrics.clone();
-    let backoff = ctx.backoff.clone();
+    let retry = ctx.retry.clone();
     let key = guard
         .0
         .as_ref()
@@ -393,7 +342,7 @@ async fn metered_reconcile(
     let (result, requests) = crate::client::counting_requests(reconcile(guard, ctx)).await;
     metrics.reconcile_requests("rollout", requests);
     if let (Ok(_), Some(key)) = (&result, key) {
-        backoff.reset(&key);
+        retry.succeeded(&key);
     }
     result
 }
@@ -411,10 +360,7 @@ async fn report_unreadable(client: &Client, invalid: &kube::core::error_boundary
         namespace,
         &kube::api::ApiResource::erase::<Rollout>(&()),
     );
-    let message = cut(
-        &format!("the Rollout cannot be read: {}", invalid.error),
-        NOTE_LIMIT,
-    );
+    let message = runtime::unreadable_message::<Rollout>(invalid);
     let phase_message = format!("{}: {message}", reason::INVALID_SPEC);
     match api.get_status(name).await {
         Ok(current) if current.data["status"]["message"] == phase_message.as_str() => return,
@@ -457,27 +403,7 @@ async fn reconcile(
     let rollout = match &guard.0 {
         Ok(rollout) => rollout,
         Err(invalid) => {
-            let meta = &invalid.metadata;
-            warn!(namespace = meta.namespace.as_deref(), name = meta.name.as_deref(), error = %invalid.error, "cannot read Rollout");
-            let reference = ObjectReference {
-                api_version: Some("argoproj.io/v1alpha1".into()),
-                kind: Some("Rollout".into()),
-                name: meta.name.clone(),
-                namespace: meta.namespace.clone(),
-                uid: meta.uid.clone(),
-                ..ObjectReference::default()
-            };
-            let event = KubeEvent {
-                type_: KubeEventType::Warning,
-                reason: reason::INVALID_SPEC.into(),
-                note: Some(cut(
-                    &format!("the Rollout cannot be read: {}", invalid.error),
-                    NOTE_LIMIT,
-                )),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            let _ = ctx.recorder.publish(&event, &reference).await;
+            runtime::report_unreadable::<Rollout>(&ctx.recorder, invalid, ACTION).await;
             report_unreadable(&ctx.client, invalid).await;
             return Ok(Requeue::await_change());
         }
@@ -553,27 +479,23 @@ async fn reconcile(
         .map_or_else(Requeue::await_change, Requeue::requeue))
 }
 
-/// Records an event on the rollout, its note cut to what the API accepts.
+/// Records an event on the rollout.
 async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, message: &str) {
-    let published = KubeEvent {
-        type_: match type_ {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
-        },
-        reason: reason.into(),
-        note: Some(cut(message, NOTE_LIMIT)),
-        action: "Reconcile".into(),
-        secondary: None,
+    let type_ = match type_ {
+        EventType::Normal => KubeEventType::Normal,
+        EventType::Warning => KubeEventType::Warning,
     };
-    if let Err(e) = ctx
-        .recorder
-        .publish(&published, &rollout.object_ref(&()))
-        .await
-    {
-        let (namespace, name) = (rollout.namespace().unwrap_or_default(), rollout.name_any());
-        warn!(namespace, rollout = name, error = %e, "could not record an event");
-    }
+    let note = Note {
+        type_,
+        reason,
+        message,
+        action: ACTION,
+    };
+    runtime::publish(&ctx.recorder, &rollout.object_ref(&()), note).await;
 }
+
+/// The `action` of the Rollout controller's events.
+const ACTION: &str = "Reconcile";
 
 /// Tells the user why a reconcile stopped, where they look: over the status as it was (the
 /// plan's changes did not happen), a `ReplicaFailure` condition with the API's message, or for a
@@ -636,9 +558,7 @@ fn error_policy(
         .reconcile_error(&namespace, &name, error.reason());
     // A failure that may last waits longer each time in a row (reset by a success); one that
     // passes on its own is retried soon.
-    let delay = error
-        .retry_after()
-        .unwrap_or_else(|| ctx.backoff.failed((namespace.clone(), name.clone())));
+    let delay = ctx.retry.after((namespace.clone(), name.clone()), error);
     match error {
         Error::Conflict(_) => info!(namespace, rollout = name, "{error}"),
         _ => warn!(
@@ -681,23 +601,6 @@ mod tests {
         .expect("a guard reads any object")
     }
 
-    #[test]
-    fn event_notes_are_cut_by_bytes_at_a_character_boundary() {
-        // 1000 characters, 2000 bytes: cut by characters, the API refuses the whole event.
-        let accents = "é".repeat(1000);
-        let note = cut(&accents, NOTE_LIMIT);
-        assert!(note.len() <= NOTE_LIMIT, "{} bytes", note.len());
-        assert!(accents.starts_with(note.trim_end_matches('…')));
-        assert!(note.ends_with('…'), "a cut note says so");
-        // A 3-byte character across the limit is dropped whole.
-        let straddling = format!("{}€€", "a".repeat(1020));
-        let note = cut(&straddling, NOTE_LIMIT);
-        assert!(note.len() <= NOTE_LIMIT);
-        assert_eq!(note, format!("{}…", "a".repeat(1020)));
-        let fits = "€".repeat(341);
-        assert_eq!(cut(&fits, NOTE_LIMIT), fits, "1023 bytes pass untouched");
-    }
-
     fn in_shop(name: &str) -> Rollout {
         let mut rollout = Rollout::new(name, sluice_api::RolloutSpec::default());
         rollout.metadata.namespace = Some("shop".into());
@@ -710,7 +613,7 @@ mod tests {
         let forget = Forget {
             metrics: metrics.clone(),
             own_writes: Arc::default(),
-            backoff: Arc::new(Backoff::new(BACKOFF_BASE, BACKOFF_CAP)),
+            retry: Arc::default(),
         };
         let mut known = Known::default();
         let series = |name: &str| format!("name=\"{name}\"");

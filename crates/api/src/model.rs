@@ -98,3 +98,25 @@ pub fn cut(text: &str, limit: usize) -> String {
     }
     format!("{}{MORE}", &text[..end])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_notes_are_cut_by_bytes_at_a_character_boundary() {
+        // 1000 characters, 2000 bytes: cut by characters, the API refuses the whole event.
+        let accents = "é".repeat(1000);
+        let note = cut(&accents, NOTE_LIMIT);
+        assert!(note.len() <= NOTE_LIMIT, "{} bytes", note.len());
+        assert!(accents.starts_with(note.trim_end_matches('…')));
+        assert!(note.ends_with('…'), "a cut note says so");
+        // A 3-byte character across the limit is dropped whole.
+        let straddling = format!("{}€€", "a".repeat(1020));
+        let note = cut(&straddling, NOTE_LIMIT);
+        assert!(note.len() <= NOTE_LIMIT);
+        assert_eq!(note, format!("{}…", "a".repeat(1020)));
+        let fits = "€".repeat(341);
+        assert_eq!(cut(&fits, NOTE_LIMIT), fits, "1023 bytes pass untouched");
+    }
+}

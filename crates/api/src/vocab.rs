@@ -116,6 +116,4 @@ pub mod reason {
     pub const NOT_READY: &str = "NotReady";
     /// A Secret an AnalysisRun argument names could not be read (error metric).
     pub const SECRET_UNAVAILABLE: &str = "SecretUnavailable";
-    /// An AnalysisRun's status could not be written (error metric).
-    pub const STATUS_WRITE: &str = "StatusWrite";
 }

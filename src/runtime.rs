@@ -1,0 +1,219 @@
+//! The runtime both controllers are built on, so that they are mirror images: which objects they
+//! handle ([`Scope`]), how a watched custom resource is read (through `DeserializeGuard`, trimmed
+//! of what no decision reads), how a failed reconcile is retried ([`Retry`]: the error's own
+//! delay, else a per-object backoff), and how events are recorded ([`publish`]) and an unreadable
+//! object reported ([`report_unreadable`]).
+
+use std::time::Duration;
+
+use k8s_openapi::{
+    NamespaceResourceScope, api::core::v1::ObjectReference,
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::{
+    Api, Client, Resource,
+    core::{DeserializeGuard, error_boundary::InvalidObject},
+    runtime::{
+        controller,
+        events::{Event, EventType, Recorder, Reporter},
+    },
+};
+use sluice_api::{
+    model::{NOTE_LIMIT, cut},
+    vocab::{INSTANCE_ID_LABEL, reason},
+};
+use tracing::warn;
+
+use crate::error::{Backoff, Error};
+
+/// Which objects a controller handles and how many at once; both controllers take the same
+/// command-line settings.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Only this namespace; every namespace when `None`.
+    pub namespace: Option<String>,
+    /// Objects reconciled at once.
+    pub concurrency: u16,
+    /// Only objects labelled with this controller instance id (and, without one, only unlabelled
+    /// objects), so two installations never handle the same object.
+    pub instance_id: Option<String>,
+}
+
+impl Scope {
+    /// An API handle over the namespace the controller watches, or over all of them.
+    pub fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self.namespace.as_deref() {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        }
+    }
+
+    /// The label selector that keeps another installation's objects out of the watch: the API
+    /// server filters them, so they are never cached.
+    pub fn instance_selector(&self) -> String {
+        match self.instance_id.as_deref() {
+            Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
+            None => format!("!{INSTANCE_ID_LABEL}"),
+        }
+    }
+
+    /// kube-runtime's controller settings for this scope.
+    pub fn controller_config(&self) -> controller::Config {
+        controller::Config::default().concurrency(self.concurrency.max(1))
+    }
+}
+
+/// A watched object's namespace and name: the key of its backoff, metric series and notes.
+pub type Key = (String, String);
+
+/// The key of an object's metadata.
+pub fn key_of(meta: &ObjectMeta) -> Key {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// A guarded object's metadata, whether or not the rest of it could be read.
+pub fn meta_of<K: Resource>(guard: &DeserializeGuard<K>) -> &ObjectMeta {
+    match &guard.0 {
+        Ok(object) => object.meta(),
+        Err(invalid) => &invalid.metadata,
+    }
+}
+
+/// Drops what no decision reads from a cached object: its managed fields and kubectl's
+/// last-applied copy, often the larger part of a small object; a guarded object (readable or
+/// not) is trimmed through its metadata. Status writes replace everything but the status from
+/// the controller's own copy, so nothing dropped is written.
+pub fn trim<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// The event recorder of a controller: events name Sluice (and the pod, when it runs in one).
+pub fn recorder(client: Client) -> Recorder {
+    let reporter = Reporter {
+        controller: "sluice".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    Recorder::new(client, reporter)
+}
+
+/// One event to record on an object.
+#[derive(Clone, Copy, Debug)]
+pub struct Note<'a> {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// The short reason (from [`sluice_api::vocab::reason`]).
+    pub reason: &'a str,
+    /// What happened, in words; cut to what the API accepts.
+    pub message: &'a str,
+    /// What the controller was doing (`Reconcile`, `Analyse`).
+    pub action: &'a str,
+}
+
+/// Records an event, its note cut by bytes to what the API accepts; a failure to record is
+/// logged, never a failed reconcile.
+pub async fn publish(recorder: &Recorder, reference: &ObjectReference, note: Note<'_>) {
+    let event = Event {
+        type_: note.type_,
+        reason: note.reason.into(),
+        note: Some(cut(note.message, NOTE_LIMIT)),
+        action: note.action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, reference).await {
+        warn!(
+            namespace = reference.namespace.as_deref(),
+            name = reference.name.as_deref(),
+            reason = note.reason,
+            error = %e,
+            "could not record an event"
+        );
+    }
+}
+
+/// The message for an object the types cannot read, cut to what a condition or event accepts.
+pub fn unreadable_message<K: Resource<DynamicType = ()>>(invalid: &InvalidObject) -> String {
+    cut(
+        &format!("the {} cannot be read: {}", K::kind(&()), invalid.error),
+        NOTE_LIMIT,
+    )
+}
+
+/// Tells the user about an object the types cannot read (a field of the wrong type, a duration
+/// that is not one): a warning in the log and a Warning `InvalidSpec` event on the object. Each
+/// controller also puts the fault on the object's status, in its own shape.
+pub async fn report_unreadable<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    invalid: &InvalidObject,
+    action: &str,
+) {
+    let meta = &invalid.metadata;
+    warn!(
+        namespace = meta.namespace.as_deref(),
+        name = meta.name.as_deref(),
+        kind = %K::kind(&()),
+        error = %invalid.error,
+        "cannot read object"
+    );
+    let reference = ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        ..ObjectReference::default()
+    };
+    let message = unreadable_message::<K>(invalid);
+    let note = Note {
+        type_: EventType::Warning,
+        reason: reason::INVALID_SPEC,
+        message: &message,
+        action,
+    };
+    publish(recorder, &reference, note).await;
+}
+
+/// The first wait after a failure that may last; it doubles with each failure in a row.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// The longest wait between attempts after failures that may last.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// When to try a failed reconcile again, the same rule for both controllers: an error that
+/// passes on its own (a conflict, caches filling) after its own short delay; one that may last
+/// (a refused write, an unreadable Secret) after a per-object backoff, doubling from 1 s to
+/// 5 minutes and starting over after a success.
+#[derive(Debug)]
+pub struct Retry {
+    backoff: Backoff<Key>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff::new(BACKOFF_BASE, BACKOFF_CAP),
+        }
+    }
+}
+
+impl Retry {
+    /// How long to wait after `error` stopped the reconcile of `key`.
+    pub fn after(&self, key: Key, error: &Error) -> Duration {
+        error
+            .retry_after()
+            .unwrap_or_else(|| self.backoff.failed(key))
+    }
+
+    /// A reconcile of `key` succeeded (or the object is gone): its next failure starts over.
+    pub fn succeeded(&self, key: &Key) {
+        self.backoff.reset(key);
+    }
+}
