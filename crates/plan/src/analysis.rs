@@ -8,14 +8,14 @@
 use jiff::Timestamp;
 use kube_core::ResourceExt;
 use sluice_api::{
-    AnalysisPhase, AnalysisRun, PauseReason, RolloutAnalysis, RolloutAnalysisRunStatus,
+    AnalysisPhase, AnalysisRun, RolloutAnalysis, RolloutAnalysisRunStatus,
     vocab::{
         POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL, SPENT_LABEL, STEP_INDEX_LABEL,
         TERMINATED_BY_CONTROLLER, TERMINATED_LABEL, reason,
     },
 };
 
-use super::{Action, EventType, Planner};
+use super::{Action, EventType, Planner, pause};
 
 /// Completed runs of each outcome kept per rollout, when the spec is silent.
 pub const DEFAULT_HISTORY_LIMIT: i32 = 5;
@@ -239,36 +239,11 @@ pub fn require(
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default()
         )),
-        AnalysisPhase::Inconclusive => inconclusive(p, &run.name),
+        AnalysisPhase::Inconclusive if pause::inconclusive(p, &run.name) => Verdict::Passed,
+        AnalysisPhase::Inconclusive => Verdict::Held,
         AnalysisPhase::Pending | AnalysisPhase::Running => Verdict::Waiting,
     };
     (verdict, entry)
-}
-
-/// An Inconclusive run pauses the rollout until a person promotes (go on) or aborts.
-fn inconclusive(p: &mut Planner<'_>, name: &str) -> Verdict {
-    let reason = PauseReason::InconclusiveAnalysis;
-    let paused = p.status.pause_conditions.iter().any(|c| c.reason == reason);
-    if paused {
-        return Verdict::Held;
-    }
-    if p.status.controller_pause == Some(true) {
-        // Sluice paused here and the condition was cleared: promoted.
-        p.status.controller_pause = None;
-        p.event(
-            EventType::Normal,
-            reason::ROLLOUT_RESUMED,
-            "Rollout resumed",
-        );
-        return Verdict::Passed;
-    }
-    p.pause(reason);
-    p.event(
-        EventType::Warning,
-        reason::ROLLOUT_PAUSED,
-        format!("AnalysisRun {name} is inconclusive; paused until promoted or aborted"),
-    );
-    Verdict::Held
 }
 
 /// `<rollout>-<hash>-<revision><suffix>`, with `.N` added when an earlier attempt holds it.

@@ -18,8 +18,9 @@ use sluice_api::{
 use super::{
     Action, EventType, Planner,
     analysis::{self, RunKind},
-    canary::{self, judge},
+    canary::judge,
     metadata,
+    pause::{self, Stand},
     replicasets::{SetView, add_anti_affinity},
 };
 
@@ -92,7 +93,7 @@ fn steady(
     new_set: Option<&SetView>,
 ) {
     let desired = p.rollout.spec.desired_replicas();
-    clear_pause(p);
+    pause::end(p, PauseReason::BlueGreenPause);
     if let Some(bg) = p.status.blue_green.as_mut() {
         bg.scale_up_preview_check_point = None;
     }
@@ -318,66 +319,29 @@ fn promoted(p: &mut Planner<'_>, strategy: &BlueGreenStrategy, preview_ready: bo
         return true;
     }
     if p.status.promote_full == Some(true) {
-        clear_pause(p);
+        pause::end(p, PauseReason::BlueGreenPause);
         return checkpoint(p);
     }
-    let reason = PauseReason::BlueGreenPause;
-    let started = p
-        .status
-        .pause_conditions
-        .iter()
-        .find(|c| c.reason == reason)
-        .map(|c| c.start_time.0);
     let timer = strategy
         .auto_promotes()
         .then_some(strategy.auto_promotion_seconds)
         .flatten()
         .filter(|s| *s > 0)
         .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
-    match (started, timer) {
-        (Some(start), Some(timer)) => {
-            let waited = canary::waited(p, reason, start);
-            if waited >= timer {
-                clear_pause(p);
-                p.event(
-                    EventType::Normal,
-                    reason::ROLLOUT_RESUMED,
-                    "Rollout resumed: autoPromotionSeconds passed",
-                );
-                return checkpoint(p);
-            }
-            p.requeue_in(timer - waited);
-            false
-        }
-        (Some(_), None) => false,
-        // Sluice paused here and someone cleared the condition: the rollout was promoted.
-        (None, _) if p.status.controller_pause == Some(true) => {
-            p.event(
-                EventType::Normal,
-                reason::ROLLOUT_RESUMED,
-                "Rollout promoted",
-            );
+    match pause::stand(p, PauseReason::BlueGreenPause, timer) {
+        Stand::Elapsed => {
+            pause::resume(p, "Rollout resumed: autoPromotionSeconds passed");
             checkpoint(p)
         }
-        (None, _) if !preview_ready => false,
-        (None, None) if strategy.auto_promotes() => checkpoint(p),
-        (None, timer) => {
-            p.pause(reason);
-            match timer {
-                Some(t) => {
-                    p.requeue_in(t);
-                    p.event(
-                        EventType::Normal,
-                        reason::ROLLOUT_PAUSED,
-                        format!("Rollout paused for {}s before promotion", t.as_secs()),
-                    );
-                }
-                None => p.event(
-                    EventType::Normal,
-                    reason::ROLLOUT_PAUSED,
-                    "Rollout paused until promoted",
-                ),
-            }
+        Stand::Held => false,
+        Stand::Promoted => {
+            pause::resume(p, "Rollout promoted");
+            checkpoint(p)
+        }
+        Stand::NotStarted if !preview_ready => false,
+        Stand::NotStarted if timer.is_none() && strategy.auto_promotes() => checkpoint(p),
+        Stand::NotStarted => {
+            pause::hold(p, PauseReason::BlueGreenPause, timer, " before promotion");
             false
         }
     }
@@ -393,7 +357,7 @@ fn abort(
     new_set: Option<&SetView>,
 ) {
     let desired = p.rollout.spec.desired_replicas();
-    clear_pause(p);
+    pause::end(p, PauseReason::BlueGreenPause);
     if let Some(bg) = p.status.blue_green.as_mut() {
         bg.scale_up_preview_check_point = None;
     }
@@ -476,21 +440,6 @@ fn scale_down_old(p: &mut Planner<'_>, strategy: &BlueGreenStrategy, keep: &[Str
             }
             None => p.scale_set(&set, 0),
         }
-    }
-}
-
-/// Removes the blue/green pause: it is over (promoted, aborted, or there is nothing to promote).
-fn clear_pause(p: &mut Planner<'_>) {
-    let had = p
-        .status
-        .pause_conditions
-        .iter()
-        .any(|c| c.reason == PauseReason::BlueGreenPause);
-    p.status
-        .pause_conditions
-        .retain(|c| c.reason != PauseReason::BlueGreenPause);
-    if had || p.status.pause_conditions.is_empty() {
-        p.status.controller_pause = None;
     }
 }
 

@@ -17,6 +17,7 @@ use super::{
     EventType, Planner,
     analysis::{self, RunKind, Verdict},
     metadata,
+    pause::{self, Stand},
     replicas::{Limits, ScaleInput, SetCounts, canary_for_weight, next_scale, reached},
     replicasets::{SetView, add_anti_affinity},
 };
@@ -103,12 +104,7 @@ pub fn plan(
         .is_some_and(|s| matches!(s, CanaryStep::Pause(_)));
     if aborted || !at_pause {
         // Skipped, promoted past or aborted: a pause the rollout no longer stands at is over.
-        p.status
-            .pause_conditions
-            .retain(|c| c.reason != PauseReason::CanaryPauseStep);
-        if p.status.pause_conditions.is_empty() {
-            p.status.controller_pause = None;
-        }
+        pause::leave(p, PauseReason::CanaryPauseStep);
     }
     if !steps.is_empty() {
         p.status.current_step_index = Some(index);
@@ -352,74 +348,19 @@ pub fn settled(sets: &[SetView]) -> bool {
 /// Whether the pause step the rollout stands at is over; starts it when it has not begun.
 fn pause_done(p: &mut Planner<'_>, duration: Option<Duration>) -> bool {
     let reason = PauseReason::CanaryPauseStep;
-    let started = p
-        .status
-        .pause_conditions
-        .iter()
-        .find(|c| c.reason == reason)
-        .map(|c| c.start_time.0);
-    match (started, duration) {
-        (Some(start), Some(duration)) => {
-            let elapsed = waited(p, reason, start);
-            if elapsed >= duration {
-                p.status.pause_conditions.retain(|c| c.reason != reason);
-                p.status.controller_pause = None;
-                return true;
-            }
-            p.requeue_in(duration - elapsed);
-            false
-        }
-        (Some(_), None) => false,
-        // Sluice paused here and someone cleared the condition: the rollout was promoted.
-        (None, _) if p.status.controller_pause == Some(true) => {
-            p.status.controller_pause = None;
-            p.event(
-                EventType::Normal,
-                reason::ROLLOUT_RESUMED,
-                "Rollout resumed",
-            );
+    match pause::stand(p, reason, duration) {
+        Stand::Elapsed => true,
+        Stand::Held => false,
+        Stand::Promoted => {
+            pause::resume(p, "Rollout resumed");
             true
         }
-        (None, Some(duration)) if duration.is_zero() => true,
-        (None, duration) => {
-            p.pause(reason);
-            match duration {
-                Some(d) => {
-                    p.requeue_in(d);
-                    p.event(
-                        EventType::Normal,
-                        reason::ROLLOUT_PAUSED,
-                        format!("Rollout paused for {}s", d.as_secs()),
-                    );
-                }
-                None => p.event(
-                    EventType::Normal,
-                    reason::ROLLOUT_PAUSED,
-                    "Rollout paused until promoted",
-                ),
-            }
+        Stand::NotStarted if duration.is_some_and(|d| d.is_zero()) => true,
+        Stand::NotStarted => {
+            pause::hold(p, reason, duration, "");
             false
         }
     }
-}
-
-/// How long the pause of `reason` that began at `start` has lasted. A start in the future (a
-/// skewed clock, a status written by hand) is no time waited: the pause restarts now, so it
-/// neither ends early nor waits for a far-off date.
-pub fn waited(p: &mut Planner<'_>, reason: PauseReason, start: jiff::Timestamp) -> Duration {
-    if start > p.now {
-        let now = p.now_time();
-        for condition in p
-            .status
-            .pause_conditions
-            .iter_mut()
-            .filter(|c| c.reason == reason)
-        {
-            condition.start_time = now.clone();
-        }
-        return Duration::ZERO;
-    }
-    p.now.duration_since(start).unsigned_abs()
 }
 
 /// Pods for the canary and the stable set at a step. The stable set leaves room for the weight

@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod bluegreen;
 pub mod canary;
 pub mod metadata;
+pub mod pause;
 pub mod replicas;
 pub mod replicasets;
 pub mod restart;
@@ -449,19 +450,6 @@ impl<'a> Planner<'a> {
         self.progressed = true;
     }
 
-    /// Pauses the rollout for `reason` from now, marking the pause as the controller's own, so a
-    /// pause condition cleared later (by a promote) reads as "go on".
-    pub fn pause(&mut self, reason: sluice_api::PauseReason) {
-        self.status
-            .pause_conditions
-            .push(sluice_api::PauseCondition {
-                reason,
-                start_time: self.now_time(),
-            });
-        self.status.controller_pause = Some(true);
-        self.progressed();
-    }
-
     /// Asks to plan again after `delay` at the latest.
     pub fn requeue_in(&mut self, delay: Duration) {
         let delay = delay.max(Duration::from_millis(100));
@@ -598,8 +586,7 @@ impl<'a> Planner<'a> {
         let status = &mut self.status;
         status.abort = None;
         status.aborted_at = None;
-        status.pause_conditions.clear();
-        status.controller_pause = None;
+        pause::forget(status);
         status.promote_full = None;
         if let Some(bg) = status.blue_green.as_mut() {
             bg.scale_up_preview_check_point = None;
