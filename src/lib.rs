@@ -1,5 +1,8 @@
 //! Sluice: a progressive-delivery controller for Kubernetes that runs Argo Rollouts manifests
-//! unchanged.
+//! unchanged. This crate is the controller process: the Rollout and AnalysisRun controllers on
+//! one [`runtime`], their client, metrics, health server and leader election. What they decide
+//! is decided purely in `sluice-plan` and `sluice-analysis`, over the types of `sluice-api`;
+//! `docs/architecture.md` draws the whole house.
 #![forbid(unsafe_code)]
 
 pub mod analysis;

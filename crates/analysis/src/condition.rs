@@ -666,12 +666,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".to_owned())
 }
 
-/// Checks that both conditions of a metric compile: call this when a template or run is
-/// validated.
-pub fn validate_metric(metric: &Metric) -> Result<(), ConditionError> {
-    Conditions::of(metric).map(|_| ())
-}
-
 /// Compiles a metric's conditions and assesses `value` with them.
 pub fn assess(metric: &Metric, value: &MetricValue) -> Result<AnalysisPhase, ConditionError> {
     Conditions::of(metric)?.assess(value)

@@ -1,5 +1,4 @@
-//! Hand-written CRD schemas for field types whose derived schema would not be structural, or
-//! whose type (from `k8s-openapi`, built here without its `schemars` feature) has none.
+//! Hand-written CRD schemas for field types whose derived schema would not be structural.
 //!
 //! Each function is used through `#[schemars(schema_with = "…")]`. Embedded Kubernetes types
 //! (the pod template, a Job spec) use k8s-openapi's own schemas; [`without_embedded_descriptions`]

@@ -156,12 +156,6 @@ impl JobProvider {
         }
     }
 
-    /// Sets how long a measurement in flight waits before looking at its Job again.
-    pub fn with_poll_interval(mut self, poll: Duration) -> Self {
-        self.poll = poll;
-        self
-    }
-
     fn jobs(&self, namespace: &str) -> Api<Job> {
         Api::namespaced(self.client.clone(), namespace)
     }

@@ -196,9 +196,9 @@ fn measurement_phase_follows_argo() {
 
 #[test]
 fn validation_catches_either_condition() {
-    assert!(validate_metric(&metric(Some("result > 1"), Some("result < 0"))).is_ok());
-    assert!(validate_metric(&metric(Some("result >"), None)).is_err());
-    assert!(validate_metric(&metric(None, Some("bogus(result)"))).is_err());
+    assert!(Conditions::of(&metric(Some("result > 1"), Some("result < 0"))).is_ok());
+    assert!(Conditions::of(&metric(Some("result >"), None)).is_err());
+    assert!(Conditions::of(&metric(None, Some("bogus(result)"))).is_err());
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn oversized_conditions_are_refused_naming_the_limit() {
     };
     assert!(compile_within(&long, &roomy).is_ok());
     // Argo's budget errors reach validation, hence lint and InvalidSpec.
-    assert!(validate_metric(&metric(Some(&long), None)).is_err());
+    assert!(Conditions::of(&metric(Some(&long), None)).is_err());
 }
 
 #[test]
