@@ -246,6 +246,20 @@ pub fn require(
     (verdict, entry)
 }
 
+/// Acts on a run's verdict: a failure aborts the rollout. Returns whether it passed.
+pub fn judge(p: &mut Planner<'_>, verdict: Verdict) -> bool {
+    match verdict {
+        Verdict::Passed => true,
+        Verdict::Failed(message) => {
+            p.status.abort = Some(true);
+            p.progressed();
+            p.event(EventType::Warning, reason::ANALYSIS_RUN_FAILED, message);
+            false
+        }
+        Verdict::Waiting | Verdict::Held => false,
+    }
+}
+
 /// `<rollout>-<hash>-<revision><suffix>`, with `.N` added when an earlier attempt holds it.
 fn fresh_name(p: &Planner<'_>, kind: RunKind, hash: &str) -> String {
     let revision = p.sets.iter().find(|s| s.hash == hash).map_or_else(

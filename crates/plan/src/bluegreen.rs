@@ -17,8 +17,7 @@ use sluice_api::{
 
 use super::{
     Action, EventType, Planner,
-    analysis::{self, RunKind},
-    canary::judge,
+    analysis::{self, RunKind, judge},
     metadata,
     pause::{self, Stand},
     replicasets::{SetView, add_anti_affinity},

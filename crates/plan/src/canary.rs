@@ -9,17 +9,17 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use sluice_api::{
     CanaryStatus, CanaryStep, CanaryStrategy, PauseReason, RolloutAnalysis, SetCanaryScale,
-    model::{steps_hash, weight_at},
-    vocab::reason,
+    model::steps_hash, vocab::reason,
 };
 
 use super::{
     EventType, Planner,
-    analysis::{self, RunKind, Verdict},
+    analysis::{self, RunKind, judge},
     metadata,
     pause::{self, Stand},
     replicas::{Limits, ScaleInput, SetCounts, canary_for_weight, next_scale, reached},
     replicasets::{SetView, add_anti_affinity},
+    traffic,
 };
 
 /// Plans one reconcile of a canary rollout whose current pod template hashes to `hash`.
@@ -29,16 +29,81 @@ pub fn plan(
     template: &PodTemplateSpec,
     hash: &str,
 ) {
-    let desired = p.rollout.spec.desired_replicas();
-    let limits = Limits::resolve(
-        desired,
-        &strategy.max_surge_or_default(),
-        &strategy.max_unavailable_or_default(),
-    );
-    let steps = &strategy.steps;
-    let step_count = i32::try_from(steps.len()).unwrap_or(i32::MAX);
-    let steps_hash = steps_hash(steps);
+    begin_attempt(p, &strategy.steps, hash);
+    let c = Canary::read(p, strategy, template, hash);
+    retry_after_abort(p, &c);
+    let index = walk_steps(p, &c);
+    let aborted = record_abort(p, &c);
+    // Back to the start: a retry (abort cleared) runs every step again.
+    let index = if aborted { 0 } else { index };
+    record_step(p, &c, index, aborted);
+    let input = c
+        .counts
+        .toward(c.desired, c.limits, targets(&c, index, aborted));
+    complete_if_done(p, &c, index, aborted);
+    if !pause::by_person(p) || aborted {
+        scale(p, &c, &input, aborted);
+    }
+    p.delete_old_sets(hash);
+    point_services(p, &c, aborted);
+    sync_metadata(p, &c, aborted);
+}
 
+/// What one canary plan reads once: the strategy, the version rolled out, and the sets.
+struct Canary<'a> {
+    strategy: &'a CanaryStrategy,
+    template: &'a PodTemplateSpec,
+    hash: &'a str,
+    desired: i32,
+    limits: Limits,
+    /// How many steps there are; an index this high stands past the last one.
+    step_count: i32,
+    /// The stable version as the plan began ([`Planner::existing_stable`]).
+    stable: Option<String>,
+    /// The new version's set, if it exists.
+    set: Option<SetView>,
+    /// Whether a canary runs beside a different stable version.
+    running: bool,
+    counts: Counts,
+}
+
+impl<'a> Canary<'a> {
+    /// Reads the rollout at version `hash` under `strategy`.
+    fn read(
+        p: &Planner<'_>,
+        strategy: &'a CanaryStrategy,
+        template: &'a PodTemplateSpec,
+        hash: &'a str,
+    ) -> Self {
+        let desired = p.rollout.spec.desired_replicas();
+        let stable = p.existing_stable();
+        Self {
+            strategy,
+            template,
+            hash,
+            desired,
+            limits: Limits::resolve(
+                desired,
+                &strategy.max_surge_or_default(),
+                &strategy.max_unavailable_or_default(),
+            ),
+            step_count: i32::try_from(strategy.steps.len()).unwrap_or(i32::MAX),
+            set: p.set(hash),
+            running: stable.as_deref().is_some_and(|h| h != hash),
+            counts: Counts::of(&p.sets, hash, stable.as_deref()),
+            stable,
+        }
+    }
+
+    /// Whether the canary runs and is not aborted: its steps and analysis go on.
+    fn live(&self, p: &Planner<'_>) -> bool {
+        self.running && p.status.abort != Some(true)
+    }
+}
+
+/// A new version or new steps start over at step 0; records which version and steps run.
+fn begin_attempt(p: &mut Planner<'_>, steps: &[CanaryStep], hash: &str) {
+    let steps_hash = steps_hash(&steps);
     let new_revision = p.prev.current_pod_hash.as_deref() != Some(hash);
     let steps_changed = p
         .prev
@@ -53,51 +118,71 @@ pub fn plan(
     }
     p.status.current_pod_hash = Some(hash.to_string());
     p.status.current_step_hash = Some(steps_hash);
+}
 
-    let stable_hash = p.existing_stable();
-    let new_set = p.set(hash);
-    let canary_running = stable_hash.as_deref().is_some_and(|h| h != hash);
+/// A cleared abort is a retry: the runs of the aborted attempt are spent; every step runs again.
+fn retry_after_abort(p: &mut Planner<'_>, c: &Canary<'_>) {
+    if !c.live(p) || p.status.aborted_at.is_none() {
+        return;
+    }
+    p.status.aborted_at = None;
+    if let Some(status) = p.status.canary.as_mut() {
+        status.current_step_analysis_run_status = None;
+        status.current_background_analysis_run_status = None;
+    }
+    analysis::spend(p, c.hash);
+}
 
-    let mut index = p
-        .status
+/// The step the rollout stands at from the status: past the last one when there are no steps to
+/// run (first deploy, fully promoted, or rolled back to the stable template).
+fn start_index(p: &Planner<'_>, c: &Canary<'_>) -> i32 {
+    if !c.running || p.status.promote_full == Some(true) {
+        return c.step_count;
+    }
+    p.status
         .current_step_index
         .unwrap_or(0)
-        .clamp(0, step_count);
-    if !canary_running || p.status.promote_full == Some(true) {
-        // First deploy, fully promoted, or rolled back to the stable template: no steps to run.
-        index = step_count;
-    }
-    let user_paused = p.rollout.spec.is_paused();
-    if canary_running && p.status.abort != Some(true) && p.status.aborted_at.is_some() {
-        // Retried: the runs of the aborted attempt are spent; every step runs again.
-        p.status.aborted_at = None;
-        if let Some(c) = p.status.canary.as_mut() {
-            c.current_step_analysis_run_status = None;
-            c.current_background_analysis_run_status = None;
-        }
-        analysis::spend(p, hash);
-    }
+        .clamp(0, c.step_count)
+}
 
-    let counts = Counts::of(&p.sets, hash, stable_hash.as_deref());
-    if canary_running && p.status.abort != Some(true) && !user_paused {
-        index = advance(p, steps, index, hash, desired, limits, &counts);
-    } else if canary_running && p.status.abort != Some(true) {
+/// Completes the steps that are satisfied and runs the analysis they need; returns the index to
+/// stand at.
+fn walk_steps(p: &mut Planner<'_>, c: &Canary<'_>) -> i32 {
+    let mut index = start_index(p, c);
+    if c.live(p) && !pause::by_person(p) {
+        index = advance(p, c, index);
+    } else if c.live(p) {
         // Paused by a person: the steps wait, but the analysis of the step the rollout stands
         // at goes on (a run cut short would be no evidence), and its failure still aborts.
-        hold_step_analysis(p, steps, index, hash);
+        hold_step_analysis(p, &c.strategy.steps, index, c.hash);
     }
-    if canary_running && p.status.abort != Some(true) {
-        background_analysis(p, strategy, index, hash);
+    if c.live(p) {
+        background_analysis(p, c.strategy, index, c.hash);
     }
-    let aborted = canary_running && p.status.abort == Some(true);
-    if aborted {
-        // Back to the start: a retry (abort cleared) runs every step again.
-        index = 0;
-        if p.status.aborted_at.is_none() {
-            p.status.aborted_at = Some(p.now_time());
-            p.event(EventType::Warning, reason::ROLLOUT_ABORTED, format!("Rollout aborted update to {hash}; traffic and replicas go back to the stable version"));
-        }
+    index
+}
+
+/// Whether the canary is aborted; records when, and says so, the first time.
+fn record_abort(p: &mut Planner<'_>, c: &Canary<'_>) -> bool {
+    let aborted = c.running && p.status.abort == Some(true);
+    if aborted && p.status.aborted_at.is_none() {
+        p.status.aborted_at = Some(p.now_time());
+        p.event(
+            EventType::Warning,
+            reason::ROLLOUT_ABORTED,
+            format!(
+                "Rollout aborted update to {}; traffic and replicas go back to the stable version",
+                c.hash
+            ),
+        );
     }
+    aborted
+}
+
+/// Records the step index, ends a pause the rollout no longer stands at, and spends a full
+/// promotion once the steps are over.
+fn record_step(p: &mut Planner<'_>, c: &Canary<'_>, index: i32, aborted: bool) {
+    let steps = &c.strategy.steps;
     let at_pause = usize::try_from(index)
         .ok()
         .and_then(|i| steps.get(i))
@@ -109,75 +194,81 @@ pub fn plan(
     if !steps.is_empty() {
         p.status.current_step_index = Some(index);
     }
-    if index >= step_count && p.status.promote_full == Some(true) && !canary_running {
+    if index >= c.step_count && p.status.promote_full == Some(true) && !c.running {
         p.status.promote_full = None;
     }
+}
 
-    // Where each set should be for the step the rollout stands at.
-    let (target_canary, target_stable) = match (canary_running, aborted) {
-        (false, _) => (desired, 0),
-        (true, true) => (0, desired),
-        (true, false) => targets_at(steps, index, desired, limits),
-    };
-    let input = counts.toward(desired, limits, (target_canary, target_stable));
+/// Pods for the canary and the stable set where the rollout stands.
+fn targets(c: &Canary<'_>, index: i32, aborted: bool) -> (i32, i32) {
+    match (c.running, aborted) {
+        (false, _) => (c.desired, 0),
+        (true, true) => (0, c.desired),
+        (true, false) => targets_at(&c.strategy.steps, index, c.desired, c.limits),
+    }
+}
 
-    // The canary has reached the whole rollout (or a first rollout its full size): it becomes the
-    // stable version.
-    let canary_complete = canary_running
+/// Makes the canary the stable version once it holds the whole rollout (or a first rollout its
+/// full size).
+fn complete_if_done(p: &mut Planner<'_>, c: &Canary<'_>, index: i32, aborted: bool) {
+    let desired = c.desired;
+    let canary_complete = c.running
         && !aborted
-        && index >= step_count
-        && new_set
+        && index >= c.step_count
+        && c.set
             .as_ref()
             .is_some_and(|s| s.replicas >= desired && s.available >= desired);
-    let first_complete = stable_hash.is_none()
-        && new_set
+    let first_complete = c.stable.is_none()
+        && c.set
             .as_ref()
             .is_some_and(|s| s.available >= desired && s.replicas == desired);
     if canary_complete || first_complete {
-        p.status.stable_rs = Some(hash.to_string());
+        p.status.stable_rs = Some(c.hash.to_string());
         p.progressed();
         p.event(
             EventType::Normal,
             reason::ROLLOUT_COMPLETED,
-            format!("Rollout completed update to {hash}"),
+            format!("Rollout completed update to {}", c.hash),
         );
     }
+}
 
-    if !user_paused || aborted {
-        let new = NewVersion {
-            strategy,
-            template,
-            hash,
-            set: new_set.as_ref(),
-        };
-        scale(p, &input, &new, stable_hash.as_deref(), aborted);
-    }
-    p.delete_old_sets(hash);
-
-    let stable_now = p
-        .status
-        .stable_rs
-        .clone()
-        .unwrap_or_else(|| hash.to_string());
-    let canary_serves = !aborted && new_set.as_ref().is_some_and(|s| s.available > 0);
+/// Points the stable Service at the stable version and the canary Service at the canary once it
+/// serves (at the stable version until then, or once aborted).
+fn point_services(p: &mut Planner<'_>, c: &Canary<'_>, aborted: bool) {
+    let stable_now = stable_now(p, c);
+    let canary_serves = !aborted && c.set.as_ref().is_some_and(|s| s.available > 0);
     let canary_hash = if canary_serves {
-        hash.to_string()
+        c.hash.to_string()
     } else {
         stable_now.clone()
     };
     p.point_services(&[
-        (strategy.stable_service.as_ref(), &stable_now),
-        (strategy.canary_service.as_ref(), &canary_hash),
+        (c.strategy.stable_service.as_ref(), &stable_now),
+        (c.strategy.canary_service.as_ref(), &canary_hash),
     ]);
+}
+
+/// Gives the stable pods `stableMetadata` and the canary's (unless aborted) `canaryMetadata`.
+fn sync_metadata(p: &mut Planner<'_>, c: &Canary<'_>, aborted: bool) {
+    let stable_now = stable_now(p, c);
     metadata::sync(p, |set| {
         if set.hash == stable_now {
-            strategy.stable_metadata.clone()
-        } else if set.hash == hash && !aborted {
-            strategy.canary_metadata.clone()
+            c.strategy.stable_metadata.clone()
+        } else if set.hash == c.hash && !aborted {
+            c.strategy.canary_metadata.clone()
         } else {
             None
         }
     });
+}
+
+/// The stable version as this plan leaves it: the canary's own once it completed.
+fn stable_now(p: &Planner<'_>, c: &Canary<'_>) -> String {
+    p.status
+        .stable_rs
+        .clone()
+        .unwrap_or_else(|| c.hash.to_string())
 }
 
 /// Pods and availability of the canary, the stable, and the older sets.
@@ -227,22 +318,15 @@ impl Counts {
 }
 
 /// Moves through the steps that are already satisfied; returns the index to stand at.
-fn advance(
-    p: &mut Planner<'_>,
-    steps: &[CanaryStep],
-    mut index: i32,
-    hash: &str,
-    desired: i32,
-    limits: Limits,
-    counts: &Counts,
-) -> i32 {
+fn advance(p: &mut Planner<'_>, c: &Canary<'_>, mut index: i32) -> i32 {
+    let (steps, hash, desired, limits) = (&c.strategy.steps, c.hash, c.desired, c.limits);
     let total = steps.len();
     while let Some(step) = usize::try_from(index).ok().and_then(|i| steps.get(i)) {
         let position = format!("{}/{total}", index + 1);
         let done = match step {
             CanaryStep::SetWeight(_) | CanaryStep::SetCanaryScale(_) => {
                 let targets = targets_at(steps, index, desired, limits);
-                reached(&counts.toward(desired, limits, targets)) && settled(&p.sets)
+                reached(&c.counts.toward(desired, limits, targets)) && settled(&p.sets)
             }
             CanaryStep::Pause(pause) => pause_done(p, pause.duration.as_ref().map(|d| d.as_std())),
             CanaryStep::Analysis(analysis) => step_analysis_done(p, analysis, index, hash),
@@ -325,20 +409,6 @@ fn background_analysis(p: &mut Planner<'_>, strategy: &CanaryStrategy, index: i3
     judge(p, verdict);
 }
 
-/// Acts on a run's verdict: a failure aborts the rollout. Returns whether it passed.
-pub fn judge(p: &mut Planner<'_>, verdict: Verdict) -> bool {
-    match verdict {
-        Verdict::Passed => true,
-        Verdict::Failed(message) => {
-            p.status.abort = Some(true);
-            p.progressed();
-            p.event(EventType::Warning, reason::ANALYSIS_RUN_FAILED, message);
-            false
-        }
-        Verdict::Waiting | Verdict::Held => false,
-    }
-}
-
 /// Whether every set holds no more pods than it was scaled to: a step completes on the split it
 /// asked for, not while a scaled-down set still runs (and serves) its extra pods.
 pub fn settled(sets: &[SetView]) -> bool {
@@ -369,7 +439,7 @@ fn pause_done(p: &mut Planner<'_>, duration: Option<Duration>) -> bool {
 /// `matchTrafficWeight` hands it back to the weight), within what `maxSurge` allows beside the
 /// stable set, so the step can always be reached.
 pub fn targets_at(steps: &[CanaryStep], index: i32, desired: i32, limits: Limits) -> (i32, i32) {
-    let by_weight = canary_for_weight(desired, weight_at(steps, index));
+    let by_weight = canary_for_weight(desired, traffic::at_step(steps, index).canary);
     let stable = desired - by_weight;
     let Some(upto) = usize::try_from(index).ok().filter(|i| *i < steps.len()) else {
         return (by_weight, stable);
@@ -391,32 +461,13 @@ pub fn targets_at(steps: &[CanaryStep], index: i32, desired: i32, limits: Limits
     (canary.min(room), stable)
 }
 
-/// The version being rolled out: what its ReplicaSet is made from, and that set if it exists.
-struct NewVersion<'a> {
-    strategy: &'a CanaryStrategy,
-    template: &'a PodTemplateSpec,
-    hash: &'a str,
-    set: Option<&'a SetView>,
-}
-
 /// Creates the new set or scales every set one safe move toward the targets.
-fn scale(
-    p: &mut Planner<'_>,
-    input: &ScaleInput<'_>,
-    new: &NewVersion<'_>,
-    stable: Option<&str>,
-    aborted: bool,
-) {
-    let NewVersion {
-        strategy,
-        template,
-        hash,
-        set: new_set,
-    } = *new;
+fn scale(p: &mut Planner<'_>, c: &Canary<'_>, input: &ScaleInput<'_>, aborted: bool) {
+    let hash = c.hash;
     let next = next_scale(input);
-    let stable = stable.filter(|h| *h != hash);
+    let stable = c.stable.as_deref().filter(|h| *h != hash);
     let mut moves: Vec<(SetView, i32)> = Vec::new();
-    if let Some(set) = new_set {
+    if let Some(set) = c.set.as_ref() {
         moves.push((set.clone(), next.canary));
     }
     let stable_set = stable.and_then(|h| p.sets.iter().find(|s| s.hash == h));
@@ -435,13 +486,13 @@ fn scale(
         p.scale_set(set, *to);
     }
     // An aborted version is not brought back: it stays at zero until retried.
-    if new_set.is_none() && !aborted {
-        let mut rs = p.new_set(template, hash, next.canary);
+    if c.set.is_none() && !aborted {
+        let mut rs = p.new_set(c.template, hash, next.canary);
         if let Some(stable) = stable {
-            if let Some(rule) = strategy.anti_affinity.as_ref() {
+            if let Some(rule) = c.strategy.anti_affinity.as_ref() {
                 add_anti_affinity(&mut rs, rule, stable);
             }
-            metadata::stamp(&mut rs, strategy.canary_metadata.as_ref());
+            metadata::stamp(&mut rs, c.strategy.canary_metadata.as_ref());
         }
         p.create_set(rs);
     }

@@ -19,6 +19,7 @@ pub mod replicas;
 pub mod replicasets;
 pub mod restart;
 pub mod status;
+pub mod traffic;
 
 use std::{collections::BTreeMap, time::Duration};
 

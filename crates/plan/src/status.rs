@@ -9,13 +9,12 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use sluice_api::{
-    CanaryStatus, ConditionStatus, RolloutCondition, RolloutConditionType, RolloutPhase,
-    RolloutStatus, Strategy, TrafficWeights, WeightDestination,
+    ConditionStatus, RolloutCondition, RolloutConditionType, RolloutPhase, RolloutStatus, Strategy,
     model::{MESSAGE_LIMIT, cut, selector_string},
     vocab::reason,
 };
 
-use super::{Action, EventType, Planner};
+use super::{Action, EventType, Planner, traffic};
 
 /// The status as it was, with the write failure that stopped a reconcile in a `ReplicaFailure`
 /// condition (as Argo Rollouts reports a refused ReplicaSet): nothing else moves, since the plan's
@@ -156,40 +155,7 @@ pub fn finish(p: &mut Planner<'_>, hash: Option<&str>) {
     ];
 
     if let (Some(hash), Some(canary)) = (hash, spec.canary()) {
-        let stable = st.stable_rs.clone().unwrap_or_else(|| hash.to_string());
-        let available_of = |h: &str| {
-            p.sets
-                .iter()
-                .filter(|s| s.hash == h)
-                .map(|s| s.available)
-                .sum::<i32>()
-        };
-        let (canary_available, stable_available) = if stable == hash {
-            (0, available_of(hash))
-        } else {
-            (available_of(hash), available_of(&stable))
-        };
-        let weight = if canary_available + stable_available == 0 {
-            0
-        } else {
-            (100 * canary_available + (canary_available + stable_available) / 2)
-                / (canary_available + stable_available)
-        };
-        let canary_status = st.canary.get_or_insert_with(CanaryStatus::default);
-        canary_status.weights = Some(TrafficWeights {
-            canary: WeightDestination {
-                weight,
-                service_name: canary.canary_service.clone(),
-                pod_template_hash: Some(hash.to_string()),
-            },
-            stable: WeightDestination {
-                weight: 100 - weight,
-                service_name: canary.stable_service.clone(),
-                pod_template_hash: Some(stable),
-            },
-            additional: Vec::new(),
-            verified: None,
-        });
+        traffic::report(p, canary, hash);
     }
 
     let min_available = desired - max_unavailable(p);
