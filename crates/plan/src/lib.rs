@@ -13,6 +13,7 @@
 pub mod analysis;
 pub mod bluegreen;
 pub mod canary;
+pub mod conditions;
 pub mod metadata;
 pub mod pause;
 pub mod replicas;
@@ -202,13 +203,13 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
     let mut p = Planner::new(rollout, observed, now);
     // A failure reported by an earlier reconcile is gone once this plan's writes succeed; the
     // controller reports it again if they fail ([`status::with_failure`]).
-    status::clear_failure(&mut p.status);
+    conditions::clear_replica_failure(&mut p.status);
     let problems = p.problems();
     if !problems.is_empty() {
         p.report_invalid(&problems);
         return p.finish(None);
     }
-    status::clear_invalid(&mut p.status);
+    conditions::clear_invalid_spec(&mut p.status);
     // validate() guarantees a template (workloadRef is not supported yet) and one strategy.
     let (Some(template), Some(strategy)) =
         (rollout.spec.template.as_ref(), rollout.spec.strategy())
@@ -424,7 +425,7 @@ impl<'a> Planner<'a> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        let changed = status::set_invalid(&mut self.status, &message, self.now);
+        let changed = conditions::invalid_spec(&mut self.status, &message, self.now);
         if changed {
             self.event(EventType::Warning, reason::INVALID_SPEC, message.clone());
         }
