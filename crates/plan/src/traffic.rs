@@ -2,7 +2,7 @@
 //! and as the pods serve it, and `status.canary.weights`.
 //!
 //! No traffic router exists yet: the Services select pods, so the pods are the traffic. A step's
-//! weight sizes the canary set ([`crate::canary::targets_at`]), and the weights reported are the
+//! weight sizes the canary set ([`crate::canary::steps::targets_at`]), and the weights reported are the
 //! canary's share of the available pods. A router plugs in here: it turns [`Weights`] into
 //! writes, and the weights it confirms become the ones reported.
 

@@ -1,0 +1,178 @@
+//! Where a canary's steps stand: which steps are satisfied (their pods reached, their pause
+//! over, their analysis passed), the analysis they run, and the pods each step asks for.
+//!
+//! Nothing here moves pods: [`advance`] only reads whether a step is done, so the plan scales
+//! toward the step the rollout ends up standing at.
+
+use std::time::Duration;
+
+use sluice_api::{
+    CanaryStatus, CanaryStep, CanaryStrategy, PauseReason, RolloutAnalysis, SetCanaryScale,
+    vocab::reason,
+};
+
+use super::{
+    super::{
+        EventType, Planner,
+        analysis::{self, RunKind, judge},
+        pause::{self, Stand},
+        replicas::{Limits, canary_for_weight, reached},
+        replicasets::SetView,
+        traffic,
+    },
+    Canary,
+};
+
+/// Moves through the steps that are already satisfied; returns the index to stand at.
+pub(super) fn advance(p: &mut Planner<'_>, c: &Canary<'_>, mut index: i32) -> i32 {
+    let (steps, hash, desired, limits) = (&c.strategy.steps, c.hash, c.desired, c.limits);
+    let total = steps.len();
+    while let Some(step) = usize::try_from(index).ok().and_then(|i| steps.get(i)) {
+        let position = format!("{}/{total}", index + 1);
+        let done = match step {
+            CanaryStep::SetWeight(_) | CanaryStep::SetCanaryScale(_) => {
+                let targets = targets_at(steps, index, desired, limits);
+                reached(&c.counts.toward(desired, limits, targets)) && settled(&p.sets)
+            }
+            CanaryStep::Pause(pause) => pause_done(p, pause.duration.as_ref().map(|d| d.as_std())),
+            CanaryStep::Analysis(analysis) => step_analysis_done(p, analysis, index, hash),
+            // Other kinds are refused by validate() until they are built.
+            _ => false,
+        };
+        if !done {
+            break;
+        }
+        p.progressed();
+        p.event(
+            EventType::Normal,
+            reason::ROLLOUT_STEP_COMPLETED,
+            format!("Rollout step {position} completed ({})", step.kind()),
+        );
+        index += 1;
+    }
+    index
+}
+
+/// Whether the `analysis` step at `index` passed; starts its run when it has none. A failed run
+/// aborts the rollout, an inconclusive one pauses it.
+fn step_analysis_done(
+    p: &mut Planner<'_>,
+    analysis: &RolloutAnalysis,
+    index: i32,
+    hash: &str,
+) -> bool {
+    let recorded = p
+        .status
+        .canary
+        .as_ref()
+        .and_then(|c| c.current_step_analysis_run_status.clone());
+    let (verdict, entry) =
+        analysis::require(p, RunKind::Step(index), hash, analysis, recorded.as_ref());
+    p.status
+        .canary
+        .get_or_insert_with(CanaryStatus::default)
+        .current_step_analysis_run_status = Some(entry);
+    judge(p, verdict)
+}
+
+/// Keeps the run of the `analysis` step at `index` going while the rollout is paused; a run it
+/// already has is judged (a failure aborts), none is started.
+pub(super) fn hold_step_analysis(
+    p: &mut Planner<'_>,
+    steps: &[CanaryStep],
+    index: i32,
+    hash: &str,
+) {
+    let Some(CanaryStep::Analysis(analysis)) =
+        usize::try_from(index).ok().and_then(|i| steps.get(i))
+    else {
+        return;
+    };
+    if analysis::started(p, RunKind::Step(index), hash) {
+        step_analysis_done(p, analysis, index, hash);
+    }
+}
+
+/// Runs `canary.analysis` from its starting step on, while the canary runs.
+pub(super) fn background_analysis(
+    p: &mut Planner<'_>,
+    strategy: &CanaryStrategy,
+    index: i32,
+    hash: &str,
+) {
+    let Some(background) = strategy.analysis.as_ref() else {
+        return;
+    };
+    if index < background.starting_step.unwrap_or(0) {
+        return;
+    }
+    let recorded = p
+        .status
+        .canary
+        .as_ref()
+        .and_then(|c| c.current_background_analysis_run_status.clone());
+    let (verdict, entry) = analysis::require(
+        p,
+        RunKind::Background,
+        hash,
+        &background.analysis,
+        recorded.as_ref(),
+    );
+    p.status
+        .canary
+        .get_or_insert_with(CanaryStatus::default)
+        .current_background_analysis_run_status = Some(entry);
+    judge(p, verdict);
+}
+
+/// Whether every set holds no more pods than it was scaled to: a step completes on the split it
+/// asked for, not while a scaled-down set still runs (and serves) its extra pods.
+pub fn settled(sets: &[SetView]) -> bool {
+    sets.iter().all(|s| s.pods <= s.replicas.max(0))
+}
+
+/// Whether the pause step the rollout stands at is over; starts it when it has not begun.
+fn pause_done(p: &mut Planner<'_>, duration: Option<Duration>) -> bool {
+    let reason = PauseReason::CanaryPauseStep;
+    match pause::stand(p, reason, duration) {
+        Stand::Elapsed => true,
+        Stand::Held => false,
+        Stand::Promoted => {
+            pause::resume(p, "Rollout resumed");
+            true
+        }
+        Stand::NotStarted if duration.is_some_and(|d| d.is_zero()) => true,
+        Stand::NotStarted => {
+            pause::hold(p, reason, duration, "");
+            false
+        }
+    }
+}
+
+/// Pods for the canary and the stable set at a step. The stable set leaves room for the weight
+/// (without a traffic router, pods are the traffic); the canary follows the weight unless the
+/// last `setCanaryScale` at or before the step sizes it (`replicas` or `weight`; a
+/// `matchTrafficWeight` hands it back to the weight), within what `maxSurge` allows beside the
+/// stable set, so the step can always be reached.
+pub fn targets_at(steps: &[CanaryStep], index: i32, desired: i32, limits: Limits) -> (i32, i32) {
+    let by_weight = canary_for_weight(desired, traffic::at_step(steps, index).canary);
+    let stable = desired - by_weight;
+    let Some(upto) = usize::try_from(index).ok().filter(|i| *i < steps.len()) else {
+        return (by_weight, stable);
+    };
+    let scale = steps[..=upto].iter().rev().find_map(|s| match s {
+        CanaryStep::SetCanaryScale(scale) => Some(scale),
+        _ => None,
+    });
+    let canary = match scale {
+        Some(SetCanaryScale {
+            replicas: Some(n), ..
+        }) => (*n).clamp(0, desired),
+        Some(SetCanaryScale {
+            weight: Some(w), ..
+        }) => canary_for_weight(desired, *w),
+        _ => return (by_weight, stable),
+    };
+    let room = (desired + limits.max_surge - stable).max(by_weight);
+    (canary.min(room), stable)
+}
