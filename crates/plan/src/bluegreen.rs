@@ -122,19 +122,9 @@ fn steady(
 
 /// Points both Services at the stable version, when there is one.
 fn point_at_stable(p: &mut Planner<'_>, strategy: &BlueGreenStrategy) {
-    let Some(stable) = p.status.stable_rs.clone() else {
-        return;
-    };
-    p.point_services(&[
-        (Some(&strategy.active_service), &stable),
-        (strategy.preview_service.as_ref(), &stable),
-    ]);
-    let bg = p
-        .status
-        .blue_green
-        .get_or_insert_with(BlueGreenStatus::default);
-    bg.active_selector = Some(stable.clone());
-    bg.preview_selector = strategy.preview_service.as_ref().map(|_| stable);
+    if let Some(stable) = p.status.stable_rs.clone() {
+        point(p, strategy, &stable, &stable);
+    }
 }
 
 /// An update in flight: the new set comes up at the preview size beside the stable one, waits
@@ -147,147 +137,225 @@ fn update(
     stable: &str,
     new_set: Option<&SetView>,
 ) {
-    let desired = p.rollout.spec.desired_replicas();
-    if p.status.aborted_at.take().is_some() {
-        // Retried: the runs of the aborted attempt are spent.
-        let bg = bg_status(p);
-        bg.pre_promotion_analysis_run_status = None;
-        bg.post_promotion_analysis_run_status = None;
-        analysis::spend(p, hash);
-    }
-    let preview_count = strategy
-        .preview_replica_count
-        .unwrap_or(desired)
-        .clamp(0, desired);
-    let preview_ready = new_set.is_some_and(|s| ready(s, preview_count));
-    let user_paused = p.rollout.spec.is_paused();
-    let promoted = !user_paused && promoted(p, strategy, preview_ready);
-    let target = if promoted { desired } else { preview_count };
-
-    // The stable set keeps serving at full size until the switch.
-    if let Some(set) = p.set(stable)
-        && set.replicas < desired
-    {
-        p.scale_set(&set, desired);
-    }
-    if !user_paused {
-        match new_set {
-            None => {
-                let mut rs = p.new_set(template, hash, target);
-                if let Some(rule) = strategy.anti_affinity.as_ref() {
-                    add_anti_affinity(&mut rs, rule, stable);
-                }
-                metadata::stamp(&mut rs, strategy.preview_metadata.as_ref());
-                p.create_set(rs);
-            }
-            Some(set) => {
-                // A set back from the old versions keeps its pods while its delay runs.
-                let waiting = set.scale_down_wait(p.now).is_some();
-                let to = if waiting {
-                    target.max(set.replicas)
-                } else {
-                    target
-                };
-                p.scale_set(set, to);
-            }
-        }
-    }
-
-    let preview_hash = if preview_ready { hash } else { stable };
-    // Switched by an earlier reconcile; the post-promotion analysis still decides.
-    let switched_before = p
-        .prev
-        .blue_green
-        .as_ref()
-        .and_then(|b| b.active_selector.as_deref())
-        == Some(hash);
-    let pre_passed = match strategy.pre_promotion_analysis.as_ref() {
-        None => true,
-        Some(_) if switched_before => true,
-        // Once started, the run stays needed while the preview is briefly short of pods: it is
-        // never cut short and read as a pass.
-        Some(analysis) if preview_ready || analysis::started(p, RunKind::PrePromotion, hash) => {
-            let recorded = p
-                .status
-                .blue_green
-                .as_ref()
-                .and_then(|b| b.pre_promotion_analysis_run_status.clone());
-            let (verdict, entry) =
-                analysis::require(p, RunKind::PrePromotion, hash, analysis, recorded.as_ref());
-            bg_status(p).pre_promotion_analysis_run_status = Some(entry);
-            judge(p, verdict)
-        }
-        Some(_) => false,
+    let u = Update {
+        strategy,
+        template,
+        hash,
+        stable,
+        set: new_set,
+        desired: p.rollout.spec.desired_replicas(),
     };
+    retry_after_abort(p, hash);
+    let preview_ready = new_set.is_some_and(|s| ready(s, u.preview_count()));
+    let promoted = !pause::by_person(p) && promoted(p, strategy, preview_ready);
+    keep_stable_full(p, stable, u.desired);
+    if !pause::by_person(p) {
+        scale_new(p, &u, promoted);
+    }
+    let switched_before = switched_before(p, hash);
+    let pre_passed = pre_promotion_passed(p, &u, preview_ready, switched_before);
     if p.status.abort == Some(true) {
         return abort(p, strategy, hash, stable, new_set);
     }
     let switch_now = !switched_before
         && promoted
         && pre_passed
-        && new_set.is_some_and(|s| fully_available(s, desired));
+        && new_set.is_some_and(|s| fully_available(s, u.desired));
     let switched = switched_before || switch_now;
-    let active_hash = if switched { hash } else { stable };
-    p.point_services(&[
-        (Some(&strategy.active_service), active_hash),
-        (strategy.preview_service.as_ref(), preview_hash),
-    ]);
-    let bg = bg_status(p);
-    bg.active_selector = Some(active_hash.to_string());
-    bg.preview_selector = strategy
-        .preview_service
-        .as_ref()
-        .map(|_| preview_hash.to_string());
+    let active = if switched { hash } else { stable };
+    point(
+        p,
+        strategy,
+        active,
+        if preview_ready { hash } else { stable },
+    );
     if switch_now {
         p.progressed();
     }
     if !switched {
         return;
     }
-    let post_passed = match strategy.post_promotion_analysis.as_ref() {
-        None => true,
-        Some(analysis) => {
-            let recorded = p
-                .status
-                .blue_green
-                .as_ref()
-                .and_then(|b| b.post_promotion_analysis_run_status.clone());
-            let (verdict, entry) =
-                analysis::require(p, RunKind::PostPromotion, hash, analysis, recorded.as_ref());
-            bg_status(p).post_promotion_analysis_run_status = Some(entry);
-            judge(p, verdict)
-        }
-    };
+    let post_passed = post_promotion_passed(p, &u);
     if p.status.abort == Some(true) {
         // The new version failed while serving: the active Service goes back to the old one,
         // which kept every replica.
         return abort(p, strategy, hash, stable, new_set);
     }
-    if !post_passed {
-        return;
+    if post_passed {
+        complete(p, &u);
     }
-    // The new version is stable. The old one waits out its delay; the deadline is written with
-    // the change, so it is on record however the reconcile ends.
-    let old = p.set(stable);
+}
+
+/// What one update reads once: the strategy, the new version and its set, the stable version.
+struct Update<'a> {
+    strategy: &'a BlueGreenStrategy,
+    template: &'a PodTemplateSpec,
+    hash: &'a str,
+    stable: &'a str,
+    set: Option<&'a SetView>,
+    desired: i32,
+}
+
+impl Update<'_> {
+    /// Pods of the new version before promotion: `previewReplicaCount`, or all of them.
+    fn preview_count(&self) -> i32 {
+        self.strategy
+            .preview_replica_count
+            .unwrap_or(self.desired)
+            .clamp(0, self.desired)
+    }
+}
+
+/// A cleared abort is a retry: the runs of the aborted attempt are spent.
+fn retry_after_abort(p: &mut Planner<'_>, hash: &str) {
+    if p.status.aborted_at.take().is_some() {
+        let bg = bg_status(p);
+        bg.pre_promotion_analysis_run_status = None;
+        bg.post_promotion_analysis_run_status = None;
+        analysis::spend(p, hash);
+    }
+}
+
+/// The stable set keeps serving at full size until the switch (and after an abort).
+fn keep_stable_full(p: &mut Planner<'_>, stable: &str, desired: i32) {
+    if let Some(set) = p.set(stable)
+        && set.replicas < desired
+    {
+        p.scale_set(&set, desired);
+    }
+}
+
+/// Creates the new set, or scales it to the preview size (all replicas once `promoted`).
+fn scale_new(p: &mut Planner<'_>, u: &Update<'_>, promoted: bool) {
+    let target = if promoted {
+        u.desired
+    } else {
+        u.preview_count()
+    };
+    match u.set {
+        None => {
+            let mut rs = p.new_set(u.template, u.hash, target);
+            if let Some(rule) = u.strategy.anti_affinity.as_ref() {
+                add_anti_affinity(&mut rs, rule, u.stable);
+            }
+            metadata::stamp(&mut rs, u.strategy.preview_metadata.as_ref());
+            p.create_set(rs);
+        }
+        Some(set) => {
+            // A set back from the old versions keeps its pods while its delay runs.
+            let waiting = set.scale_down_wait(p.now).is_some();
+            let to = if waiting {
+                target.max(set.replicas)
+            } else {
+                target
+            };
+            p.scale_set(set, to);
+        }
+    }
+}
+
+/// Whether an earlier reconcile switched the active Service to `hash` (the post-promotion
+/// analysis still decides).
+fn switched_before(p: &Planner<'_>, hash: &str) -> bool {
+    p.prev
+        .blue_green
+        .as_ref()
+        .and_then(|b| b.active_selector.as_deref())
+        == Some(hash)
+}
+
+/// Whether the pre-promotion analysis lets the switch happen; starts or judges its run.
+fn pre_promotion_passed(
+    p: &mut Planner<'_>,
+    u: &Update<'_>,
+    preview_ready: bool,
+    switched_before: bool,
+) -> bool {
+    match u.strategy.pre_promotion_analysis.as_ref() {
+        None => true,
+        Some(_) if switched_before => true,
+        // Once started, the run stays needed while the preview is briefly short of pods: it is
+        // never cut short and read as a pass.
+        Some(analysis) if preview_ready || analysis::started(p, RunKind::PrePromotion, u.hash) => {
+            let recorded = p
+                .status
+                .blue_green
+                .as_ref()
+                .and_then(|b| b.pre_promotion_analysis_run_status.clone());
+            let (verdict, entry) = analysis::require(
+                p,
+                RunKind::PrePromotion,
+                u.hash,
+                analysis,
+                recorded.as_ref(),
+            );
+            bg_status(p).pre_promotion_analysis_run_status = Some(entry);
+            judge(p, verdict)
+        }
+        Some(_) => false,
+    }
+}
+
+/// Whether the post-promotion analysis passed once the active Service switched.
+fn post_promotion_passed(p: &mut Planner<'_>, u: &Update<'_>) -> bool {
+    let Some(analysis) = u.strategy.post_promotion_analysis.as_ref() else {
+        return true;
+    };
+    let recorded = p
+        .status
+        .blue_green
+        .as_ref()
+        .and_then(|b| b.post_promotion_analysis_run_status.clone());
+    let (verdict, entry) = analysis::require(
+        p,
+        RunKind::PostPromotion,
+        u.hash,
+        analysis,
+        recorded.as_ref(),
+    );
+    bg_status(p).post_promotion_analysis_run_status = Some(entry);
+    judge(p, verdict)
+}
+
+/// The new version is stable. The old one waits out its delay; the deadline is written with the
+/// change, so it is on record however the reconcile ends.
+fn complete(p: &mut Planner<'_>, u: &Update<'_>) {
+    let old = p.set(u.stable);
     if let Some(old) = old.filter(|s| s.replicas > 0) {
         p.act(Action::AnnotateReplicaSet {
             name: old.name.clone(),
             key: SCALE_DOWN_DEADLINE_ANNOTATION,
-            value: deadline_after(p.now, strategy.scale_down_delay()),
+            value: deadline_after(p.now, u.strategy.scale_down_delay()),
         });
     }
     bg_status(p).scale_up_preview_check_point = None;
-    p.status.stable_rs = Some(hash.to_string());
+    p.status.stable_rs = Some(u.hash.to_string());
     p.status.controller_pause = None;
     p.status.promote_full = None;
     p.progressed();
     p.event(
         EventType::Normal,
         reason::ROLLOUT_COMPLETED,
-        format!("Rollout completed update to {hash}"),
+        format!("Rollout completed update to {}", u.hash),
     );
 }
 
+/// Points the active Service at `active` and the preview Service at `preview`, and records the
+/// selectors in the status.
+fn point(p: &mut Planner<'_>, strategy: &BlueGreenStrategy, active: &str, preview: &str) {
+    p.point_services(&[
+        (Some(&strategy.active_service), active),
+        (strategy.preview_service.as_ref(), preview),
+    ]);
+    let bg = bg_status(p);
+    bg.active_selector = Some(active.to_string());
+    bg.preview_selector = strategy
+        .preview_service
+        .as_ref()
+        .map(|_| preview.to_string());
+}
+
+/// The blue/green status, created when the rollout has none yet.
 fn bg_status<'a>(p: &'a mut Planner<'_>) -> &'a mut BlueGreenStatus {
     p.status
         .blue_green
@@ -377,24 +445,8 @@ fn abort(
             p.now
         }
     };
-    if let Some(set) = p.set(stable)
-        && set.replicas < desired
-    {
-        p.scale_set(&set, desired);
-    }
-    p.point_services(&[
-        (Some(&strategy.active_service), stable),
-        (strategy.preview_service.as_ref(), stable),
-    ]);
-    let bg = p
-        .status
-        .blue_green
-        .get_or_insert_with(BlueGreenStatus::default);
-    bg.active_selector = Some(stable.to_string());
-    bg.preview_selector = strategy
-        .preview_service
-        .as_ref()
-        .map(|_| stable.to_string());
+    keep_stable_full(p, stable, desired);
+    point(p, strategy, stable, stable);
 
     let delay = strategy
         .abort_scale_down_delay_seconds
