@@ -7,8 +7,7 @@
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -17,15 +16,17 @@ use futures::TryStreamExt;
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Namespace};
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams},
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
-use sluice_api::{
-    PauseReason, Rollout, RolloutPhase, RolloutStatus, vocab::POD_TEMPLATE_HASH_LABEL,
+use sluice_api::{PauseReason, Rollout, RolloutPhase, vocab::POD_TEMPLATE_HASH_LABEL};
+use sluice_testkit::{
+    binaries, cluster, crds, gobuild,
+    manifests::{image_patch, status},
+    namespace, paths,
+    process::{LogMode, Process, free_port},
 };
-
-use crate::{cluster, crds, gobuild, paths};
 
 const NAMESPACE: &str = "sluice-demo";
 
@@ -69,11 +70,11 @@ pub async fn run(scenario: Scenario) -> Result<()> {
     let started = Instant::now();
     cluster::up(&cluster::UpOptions::default()).await?;
     let client = cluster::ready(&paths::kubeconfig()).await?;
-    crds::install(&client).await?;
+    crds::install(&client, "sluice-xtask").await?;
     let kubectl = gobuild::kubectl()?;
 
     println!("\n==> building and starting the controller (sluice --namespace {NAMESPACE})");
-    let mut controller = Controller::start()?;
+    let mut controller = start_controller()?;
     fresh_namespace(&client).await?;
 
     println!("==> kubectl apply -n {NAMESPACE} -f {example}");
@@ -94,13 +95,8 @@ pub async fn run(scenario: Scenario) -> Result<()> {
 
     println!("\n==> a new version: the image becomes {new_image}");
     // What `kubectl sluice set image <rollout> <container>=…` writes.
-    let patch = serde_json::from_value(json!([{
-        "op": "replace",
-        "path": "/spec/template/spec/containers/0/image",
-        "value": new_image
-    }]))?;
     rollouts
-        .patch(rollout, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .patch(rollout, &PatchParams::default(), &image_patch(new_image))
         .await
         .context("changing the image")?;
     let done = follow(rollout, &rollouts, &sets, &mut controller, |r| {
@@ -108,7 +104,7 @@ pub async fn run(scenario: Scenario) -> Result<()> {
             && status(r).stable_rs.as_deref().is_some_and(|s| s != old)
     })
     .await?;
-    controller.stop();
+    controller.terminate(None);
 
     println!(
         "\n==> done in {:.0?}: {rollout} runs {new_image} on ReplicaSet {rollout}-{}, phase Healthy.",
@@ -128,7 +124,7 @@ async fn follow(
     name: &str,
     rollouts: &Api<Rollout>,
     sets: &Api<ReplicaSet>,
-    controller: &mut Controller,
+    controller: &mut Process,
     done: impl Fn(&Rollout) -> bool,
 ) -> Result<Rollout> {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -268,99 +264,44 @@ async fn replicas(sets: &Api<ReplicaSet>) -> Result<BTreeMap<String, (i32, i32)>
         .collect())
 }
 
-fn status(rollout: &Rollout) -> RolloutStatus {
-    rollout.status.clone().unwrap_or_default()
-}
-
 /// Deletes the demo namespace of an earlier run, waits until it is gone, and creates it anew.
 async fn fresh_namespace(client: &Client) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     if namespaces.get_opt(NAMESPACE).await?.is_some() {
         println!("==> deleting the namespace {NAMESPACE} of an earlier run");
-        namespaces
-            .delete(NAMESPACE, &DeleteParams::background())
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while namespaces.get_opt(NAMESPACE).await?.is_some() {
-            if Instant::now() > deadline {
-                bail!("namespace {NAMESPACE} still terminating after 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        namespace::delete_and_wait(
+            client,
+            NAMESPACE,
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+        )
+        .await?;
     }
-    let namespace: Namespace =
-        serde_json::from_value(json!({ "metadata": { "name": NAMESPACE } }))?;
-    namespaces
-        .create(&PostParams::default(), &namespace)
+    namespace::create(client, NAMESPACE, json!({}))
         .await
-        .context("creating the demo namespace")?;
-    Ok(())
+        .context("creating the demo namespace")
 }
 
-/// The controller process of the demo.
-struct Controller {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Controller {
-    /// Builds the `sluice` binary (debug, incremental) and starts it for the demo namespace.
-    fn start() -> Result<Self> {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        gobuild::run(
-            Command::new(cargo)
-                .current_dir(paths::repo_root())
-                .args(["build", "--quiet", "--bin", "sluice"]),
-        )?;
-        let dir = paths::repo_root().join("target/demo");
-        std::fs::create_dir_all(&dir)?;
-        let log = dir.join("sluice.log");
-        let file = std::fs::File::create(&log)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(paths::repo_root().join("target/debug/sluice"))
+/// Builds the `sluice` binary (debug, incremental) and starts it for the demo namespace, its log
+/// in `target/demo/sluice.log`.
+fn start_controller() -> Result<Process> {
+    let binary = binaries::build("sluice", "sluice", false)?;
+    let dir = paths::repo_root().join("target/demo");
+    std::fs::create_dir_all(&dir)?;
+    let log = dir.join("sluice.log");
+    let port = free_port()?;
+    let (controller, _) = Process::spawn(
+        Command::new(binary)
             .arg("--kubeconfig")
             .arg(paths::kubeconfig())
             .args(["--namespace", NAMESPACE, "--log-format", "json"])
-            .arg(format!("--metrics-addr=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .context("starting target/debug/sluice")?;
-        println!(
-            "    log: {}, metrics: http://127.0.0.1:{port}/metrics",
-            log.display()
-        );
-        Ok(Self { child, log })
-    }
-
-    /// Fails when the controller has exited.
-    fn check(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "the controller exited ({status}); see {}",
-                self.log.display()
-            );
-        }
-        Ok(())
-    }
-
-    /// Stops the controller with SIGTERM, as Kubernetes would.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+            .arg(format!("--metrics-addr=127.0.0.1:{port}")),
+        &log,
+        LogMode::Truncate,
+    )?;
+    println!(
+        "    log: {}, metrics: http://127.0.0.1:{port}/metrics",
+        log.display()
+    );
+    Ok(controller)
 }

@@ -1,17 +1,15 @@
-//! Developer commands for Sluice (`cargo xtask …`): the local cluster, CRDs, the demo and the tests.
+//! Developer commands for Sluice (`cargo xtask …`): the local cluster, CRDs, the demo, the
+//! benchmarks and the tests. A thin command line: the cluster, the Go builds and the launchers
+//! live in `sluice-testkit`, the benchmarks in `sluice-bench`.
 
-mod bench;
-mod cluster;
 mod crds;
 mod demo;
-mod gobuild;
-mod paths;
-mod preflight;
 
 use std::process::Command;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use sluice_testkit::{cluster, gobuild, paths, preflight};
 
 /// Developer commands for Sluice.
 #[derive(Parser)]
@@ -42,7 +40,7 @@ enum Cmd {
         scenario: demo::Scenario,
     },
     /// Benchmarks Sluice against Argo Rollouts v1.9.1 on the local cluster.
-    Bench(bench::BenchArgs),
+    Bench(sluice_bench::BenchArgs),
     /// Runs the whole test suite: starts the local cluster, then `cargo test --workspace`.
     Test {
         /// Extra arguments for `cargo test` (for example a test name filter).
@@ -92,7 +90,7 @@ async fn main() -> Result<()> {
         },
         Cmd::Crds { check } => crds::run(check),
         Cmd::Demo { scenario } => demo::run(scenario).await,
-        Cmd::Bench(args) => bench::run(&args).await,
+        Cmd::Bench(args) => sluice_bench::run(&args).await,
         Cmd::Test { args } => test(&args).await,
     }
 }

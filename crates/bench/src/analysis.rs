@@ -1,13 +1,8 @@
-//! The `analysis` scenario: AnalysisRuns measuring against a real Prometheus (Debian's
-//! Prometheus (built from its module like the cluster), started here on a free port and querying itself), then many completed
-//! runs left in the cluster, which must cost memory only, never CPU.
+//! The `analysis` scenario: AnalysisRuns measuring against a real Prometheus (built from its
+//! module like the cluster, started here on a free port and querying itself), then many
+//! completed runs left in the cluster, which must cost memory only, never CPU.
 
-use std::{
-    net::TcpListener,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kube::{
@@ -16,10 +11,11 @@ use kube::{
 };
 use serde_json::json;
 use sluice_api::AnalysisRun;
+use sluice_testkit::{gobuild, prometheus::Server};
 
 use super::{
-    Figure, Run,
-    scenarios::{idle_window, mib, sizes, stage, watch_window},
+    Figure, Run, contender,
+    stage::{idle_window, mib, sizes, stage, watch_window},
 };
 
 /// Runs measuring at once in the first part, and completed runs kept in the second.
@@ -119,7 +115,7 @@ pub async fn run(run: &Run<'_>) -> Result<Vec<Figure>> {
         "",
         requests.values().sum::<u64>() as f64,
     ));
-    controller.stop();
+    contender::stop(controller);
     ns.delete_and_wait().await?;
     Ok(figures)
 }
@@ -146,46 +142,22 @@ async fn create(runs: &Api<AnalysisRun>, name: &str, address: &str, repeat: bool
     Ok(())
 }
 
-/// Debian's Prometheus on a free port of 127.0.0.1, scraping nothing; killed on drop.
+/// Prometheus (built from its module) on a free port of 127.0.0.1, scraping nothing; killed and
+/// its directory removed on drop.
 struct Prometheus {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
+    server: Server,
 }
 
 impl Prometheus {
     fn start() -> Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("sluice-bench-prometheus-{port}"));
-        std::fs::create_dir_all(dir.join("data"))?;
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            "global:\n  scrape_interval: 15s\n",
-        )?;
-        let child = Command::new(
-            crate::gobuild::PROMETHEUS
-                .ensure_built()?
-                .join("prometheus"),
-        )
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting Prometheus")?;
-        Ok(Self { child, port, dir })
+        let binary = gobuild::PROMETHEUS.ensure_built()?.join("prometheus");
+        let config = "global:\n  scrape_interval: 15s\n";
+        let server = Server::start(&binary, config, "bench-prometheus")?;
+        Ok(Self { server })
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     /// Instant queries Prometheus has answered so far, from its own `/metrics`; waits (up to
@@ -208,13 +180,11 @@ impl Prometheus {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum())
     }
-}
 
-impl Prometheus {
     /// `GET /metrics` over plain HTTP/1.0 (the body up to the connection's end).
     fn metrics_text(&self) -> std::io::Result<String> {
         use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        let mut stream = std::net::TcpStream::connect(self.server.addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
         let mut response = String::new();
@@ -226,13 +196,5 @@ impl Prometheus {
             .split_once("\r\n\r\n")
             .map(|(_, body)| body.to_string())
             .unwrap_or_default())
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::paths;
+use sluice_testkit::paths;
 
 const WIDTH: f64 = 640.0;
 const COLOURS: [(&str, &str); 2] = [("sluice", "#1f77b4"), ("argo", "#ff7f0e")];

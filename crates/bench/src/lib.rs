@@ -1,20 +1,26 @@
-//! `cargo xtask bench <scenario>`: Sluice and Argo Rollouts side by side on the local cluster,
-//! one contender at a time (each with its own CRDs and fresh namespaces), figures printed as a
-//! table and written to `target/bench/<scenario>.json`.
+//! The benchmark harness behind `cargo xtask bench <scenario>`: Sluice and Argo Rollouts side by
+//! side on the local cluster, one contender at a time (each with its own CRDs and fresh
+//! namespaces), figures printed as a table and written to `target/bench/<scenario>.json`.
+//!
+//! The cluster, the Go builds, the processes, namespaces and manifests come from
+//! `sluice-testkit`, shared with the integration tests; xtask only parses the command line.
 
 mod analysis;
 mod audit;
 mod contender;
 mod picture;
+mod reaction;
 mod scenarios;
+mod soak;
+mod stage;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
+use sluice_testkit::{cluster, paths};
 
 pub use self::contender::Contender;
-use crate::{cluster, paths};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -119,7 +125,7 @@ pub struct Run<'a> {
     pub log_dir: PathBuf,
 }
 
-/// Runs `cargo xtask bench`.
+/// Runs `cargo xtask bench` with these arguments.
 pub async fn run(args: &BenchArgs) -> Result<()> {
     if args.scenario == "report" {
         // The pictures again from the figures already in `target/bench`, without running anything.

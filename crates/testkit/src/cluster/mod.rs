@@ -1,4 +1,5 @@
-//! `cargo xtask cluster up|down|status|build`: a real Kubernetes control plane on 127.0.0.1.
+//! The local cluster behind `cargo xtask cluster up|down|status|build`: a real Kubernetes control
+//! plane on 127.0.0.1.
 //!
 //! etcd, kube-apiserver, kube-controller-manager and kube-scheduler, built from their Go modules,
 //! with kwok playing the nodes and the pods. State lives in `target/cluster/` of the checkout; the
@@ -200,8 +201,7 @@ pub async fn up(options: &UpOptions) -> Result<()> {
         &scheduler_args(&kubeconfig),
     )?);
     let stages = dir.join("kwok-stages.yaml");
-    std::fs::write(&stages, include_str!("../../cluster/kwok-stages.yaml"))
-        .context("writing the kwok stages")?;
+    std::fs::write(&stages, include_str!("kwok-stages.yaml")).context("writing the kwok stages")?;
     let kwok = by_name("kwok")?;
     children.push(kwok.start(&KWOK.binary("kwok")?, &kwok_args(&kubeconfig, &stages))?);
 

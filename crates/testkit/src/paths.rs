@@ -1,11 +1,16 @@
 //! Where things live: the checkout, the per-checkout cluster state, and the shared build cache.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The root of the Sluice checkout (the workspace directory).
 pub fn repo_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+    // This crate lives in `<root>/crates/testkit`.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
 }
 
 /// Runtime state of the local cluster of this checkout: pids, logs, certificates, etcd data, kubeconfig.

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::cluster;
+use sluice_testkit::cluster;
 
 /// A position in the audit log: requests are counted from here.
 #[derive(Clone, Copy, Debug)]

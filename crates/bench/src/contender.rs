@@ -3,14 +3,16 @@
 
 use std::{
     fmt,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
-
-use crate::{crds, gobuild, paths};
+use anyhow::Result;
+use sluice_testkit::{
+    binaries, crds, gobuild, paths,
+    process::{LogMode, Process, free_port},
+};
 
 /// A controller under measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -34,17 +36,7 @@ impl Contender {
     /// Builds the contender's binary (first time only for Argo; incremental for Sluice).
     pub fn build(self) -> Result<PathBuf> {
         match self {
-            Contender::Sluice => {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                gobuild::run(Command::new(cargo).current_dir(paths::repo_root()).args([
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "--bin",
-                    "sluice",
-                ]))?;
-                Ok(paths::repo_root().join("target/release/sluice"))
-            }
+            Contender::Sluice => binaries::build("sluice", "sluice", true),
             Contender::Argo => {
                 gobuild::ARGO_ROLLOUTS.ensure_built()?;
                 gobuild::ARGO_ROLLOUTS.binary("rollouts-controller")
@@ -56,7 +48,7 @@ impl Contender {
     /// other) and waits until they are Established.
     pub async fn install_crds(self, client: &kube::Client) -> Result<()> {
         match self {
-            Contender::Sluice => crds::install(client).await,
+            Contender::Sluice => crds::install(client, "sluice-xtask").await,
             Contender::Argo => {
                 let dir = gobuild::module_dir("github.com/argoproj/argo-rollouts", "v1.9.1")?
                     .join("manifests/crds");
@@ -102,12 +94,7 @@ impl Contender {
     }
 
     /// Starts the controller, watching every namespace, with its defaults.
-    pub fn start(self, binary: &PathBuf, log: &PathBuf) -> Result<Running> {
-        let free_port = || -> Result<u16> {
-            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port())
-        };
+    pub fn start(self, binary: &Path, log: &Path) -> Result<Running> {
         let kubeconfig = paths::kubeconfig();
         // `warn` keeps logging out of the figures; `BENCH_LOG_LEVEL=info` (or `debug`) is for
         // finding out why a contender did what it did, in `target/bench/<contender>.log`.
@@ -128,101 +115,15 @@ impl Contender {
                     .args(["--leader-elect=false", "--loglevel", &level]);
             }
         }
-        let file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Running {
-            child,
-            log: log.clone(),
-        })
+        let (running, _) = Process::spawn(&mut cmd, log, LogMode::Truncate)?;
+        Ok(running)
     }
 }
 
-/// A running contender.
-pub struct Running {
-    child: Child,
-    log: PathBuf,
-}
+/// A running contender: its process, sampled for RSS and CPU.
+pub type Running = Process;
 
-/// One reading of a process.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Sample {
-    /// Resident memory, bytes.
-    pub rss: u64,
-    /// User + system CPU time so far, seconds.
-    pub cpu: f64,
-}
-
-impl Running {
-    /// Resident memory and CPU time from `/proc`; fails when the process has exited.
-    pub fn sample(&mut self) -> Result<Sample> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "the controller exited ({status}); see {}",
-                self.log.display()
-            );
-        }
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let rss_kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("VmRSS")?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the parenthesised name: utime and stime are the 12th and 13th.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
-        Ok(Sample {
-            rss: rss_kib * 1024,
-            cpu: (ticks(11) + ticks(12)) / clock_ticks_per_second(),
-        })
-    }
-
-    /// Stops the process (SIGTERM, then SIGKILL after 10 s).
-    pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `sysconf(_SC_CLK_TCK)`, read once with `getconf` (100 on Linux unless configured otherwise).
-fn clock_ticks_per_second() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
+/// Stops a contender (SIGTERM, then SIGKILL after 10 s).
+pub fn stop(mut running: Running) {
+    running.terminate(Some(Duration::from_secs(10)));
 }

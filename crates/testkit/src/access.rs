@@ -1,0 +1,124 @@
+//! Reaching the local cluster from a test: its kubeconfig, clients, the kubectl and Helm of its
+//! version, and starting it (once per test process) when it is not up.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+    time::Duration,
+};
+
+use kube::{
+    Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+use crate::paths;
+
+/// The kubeconfig tests use: `SLUICE_TEST_KUBECONFIG`, else the local cluster's.
+pub fn kubeconfig() -> PathBuf {
+    std::env::var_os("SLUICE_TEST_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(paths::kubeconfig)
+}
+
+/// The kubectl that matches the cluster's version (linked by `cargo xtask cluster up`).
+pub fn kubectl() -> Command {
+    let mut cmd = Command::new(paths::cluster_dir().join("bin/kubectl"));
+    cmd.arg("--kubeconfig").arg(kubeconfig());
+    cmd
+}
+
+/// The Helm built from its Go module (linked by `cargo xtask cluster up` once built; `cargo xtask
+/// test` builds it).
+pub fn helm() -> Command {
+    let mut cmd = Command::new(paths::cluster_dir().join("bin/helm"));
+    cmd.arg("--kubeconfig").arg(kubeconfig());
+    cmd
+}
+
+/// Makes sure the local cluster answers, starting it (once per test process) when it does not.
+fn ensure_cluster() {
+    static UP: OnceLock<()> = OnceLock::new();
+    UP.get_or_init(|| {
+        let answers = Command::new(paths::cluster_dir().join("bin/kubectl"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig())
+            .args(["get", "--raw", "/readyz"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if answers {
+            return;
+        }
+        // Serialise the start between test binaries run at once; a separate target directory keeps
+        // the inner cargo from waiting on the lock the outer `cargo test` holds.
+        let root = paths::repo_root();
+        let lock_path = root.join("target/cluster.lock");
+        std::fs::create_dir_all(root.join("target")).expect("creating target/");
+        let lock = std::fs::File::create(&lock_path).expect("creating the cluster lock file");
+        lock.lock().expect("locking the cluster lock file");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .args([
+                "run",
+                "--quiet",
+                "--package",
+                "xtask",
+                "--target-dir",
+                "target/xtask",
+                "--",
+                "cluster",
+                "up",
+            ])
+            .status()
+            .expect("running `cargo xtask cluster up`");
+        assert!(
+            status.success(),
+            "`cargo xtask cluster up` failed; see target/cluster/logs/"
+        );
+    });
+}
+
+/// A client for the local cluster, starting the cluster first if needed.
+pub async fn client() -> Client {
+    ensure_cluster();
+    client_for(&kubeconfig()).await
+}
+
+/// A client for another kubeconfig (another identity).
+pub async fn client_for(path: &Path) -> Client {
+    let file =
+        Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let config = Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .expect("a usable kubeconfig");
+    Client::try_from(config).expect("a Kubernetes client")
+}
+
+/// Runs `cmd`, failing the test with its output unless it succeeds; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A `spec.restartAt` for now, as the plugin and Argo CD write it (RFC 3339, whole seconds):
+/// waits into the next second first and after, so that every existing pod is strictly older
+/// and every replacement strictly newer.
+pub async fn restart_time() -> jiff::Timestamp {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let round = jiff::TimestampRound::new()
+        .smallest(jiff::Unit::Second)
+        .mode(jiff::RoundMode::Ceil);
+    let at = jiff::Timestamp::now().round(round).expect("a time");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    at
+}
