@@ -1,7 +1,7 @@
 //! Where a canary's steps stand: which steps are satisfied (their pods reached, their pause
 //! over, their analysis passed), the analysis they run, and the pods each step asks for.
 //!
-//! Nothing here moves pods: [`advance`] only reads whether a step is done, so the plan scales
+//! Nothing here moves pods: `advance` only reads whether a step is done, so the plan scales
 //! toward the step the rollout ends up standing at.
 
 use std::time::Duration;
