@@ -20,7 +20,7 @@ use kube::{
 };
 use sluice_api::{
     model::{NOTE_LIMIT, cut},
-    vocab::{INSTANCE_ID_LABEL, reason},
+    vocab::{INSTANCE_ID_LABEL, LAST_APPLIED_ANNOTATION, reason},
 };
 use tracing::warn;
 
@@ -93,7 +93,7 @@ pub fn meta_of<K: Resource>(guard: &DeserializeGuard<K>) -> &ObjectMeta {
 pub fn trim<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
     if let Some(annotations) = object.meta_mut().annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        annotations.remove(LAST_APPLIED_ANNOTATION);
     }
 }
 

@@ -55,6 +55,11 @@ pub const RUN_NAME_ANNOTATION: &str = "analysisrun.argoproj.io/name";
 /// Annotation on a metric's Jobs holding the metric's name (Argo's key).
 pub const METRIC_NAME_ANNOTATION: &str = "analysisrun.argoproj.io/metric-name";
 
+/// kubectl's copy of the last applied object; never read, so dropped from cached objects.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The node label anti-affinity spreads versions over (Kubernetes' well-known label).
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
 // Keys in a metric result's `metadata`.
 
 /// Key of the Job's name in a measurement's metadata (Argo's key).
@@ -76,6 +81,12 @@ pub mod reason {
     pub const NEW_REPLICA_SET_AVAILABLE: &str = "NewReplicaSetAvailable";
     /// A pause step or `spec.paused` holds the rollout.
     pub const ROLLOUT_PAUSED: &str = "RolloutPaused";
+    /// The pods the strategy needs are available (the `Available` condition).
+    pub const AVAILABLE_REASON: &str = "AvailableReason";
+    /// Every pod runs the current version and is available (the `Healthy` condition).
+    pub const ROLLOUT_HEALTHY: &str = "RolloutHealthy";
+    /// The update has not finished yet (the `Completed` condition, False).
+    pub const ROLLOUT_NOT_COMPLETED: &str = "RolloutNotCompleted";
     /// The rollout was paused and no longer is.
     pub const ROLLOUT_RESUMED: &str = "RolloutResumed";
     /// `status.abort` sent everything back to the stable version.

@@ -109,7 +109,7 @@ pub fn available(status: &mut RolloutStatus, enough: bool, now: Timestamp) {
         status,
         RolloutConditionType::Available,
         value,
-        "AvailableReason",
+        reason::AVAILABLE_REASON,
         message,
         now,
         false,
@@ -154,7 +154,7 @@ pub fn healthy(status: &mut RolloutStatus, healthy: bool, now: Timestamp) {
         status,
         RolloutConditionType::Healthy,
         value,
-        "RolloutHealthy",
+        reason::ROLLOUT_HEALTHY,
         message,
         now,
         false,
@@ -166,7 +166,7 @@ pub fn completed(status: &mut RolloutStatus, healthy: bool, now: Timestamp) {
     let (value, why) = if healthy {
         (ConditionStatus::True, reason::ROLLOUT_COMPLETED)
     } else {
-        (ConditionStatus::False, "RolloutNotCompleted")
+        (ConditionStatus::False, reason::ROLLOUT_NOT_COMPLETED)
     };
     set(
         status,

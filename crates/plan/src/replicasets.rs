@@ -17,7 +17,7 @@ use kube_core::ResourceExt;
 use sluice_api::{
     AntiAffinity, Rollout,
     vocab::{
-        DESIRED_REPLICAS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
+        DESIRED_REPLICAS_ANNOTATION, HOSTNAME_LABEL, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
         SCALE_DOWN_DEADLINE_ANNOTATION, TEMPLATE_DIGEST_ANNOTATION, TEMPLATE_HASH_ANNOTATION,
     },
 };
@@ -204,7 +204,7 @@ pub fn add_anti_affinity(rs: &mut ReplicaSet, rule: &AntiAffinity, stable: &str)
             )])),
             ..LabelSelector::default()
         }),
-        topology_key: "kubernetes.io/hostname".into(),
+        topology_key: HOSTNAME_LABEL.into(),
         ..PodAffinityTerm::default()
     };
     let Some(pod) = rs
