@@ -6,8 +6,6 @@
 #[allow(dead_code)] // the canary tests use the rest of it
 #[path = "canary/setup.rs"]
 mod setup;
-#[path = "support/mod.rs"]
-mod support;
 
 use std::time::Duration;
 
@@ -18,7 +16,7 @@ use kube::{
 use serde_json::{Value, json};
 use setup::{Setup, blue_green_rollout, create_service, rollout, status};
 use sluice_api::{AnalysisPhase, AnalysisRun, AnalysisTemplate, PauseReason, RolloutPhase};
-use support::prometheus::Prometheus;
+use sluice_testkit::prometheus::Prometheus;
 
 /// A Prometheus serving a success rate of `ok`% of requests.
 async fn prometheus(ok: f64) -> Prometheus {

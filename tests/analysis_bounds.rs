@@ -1,7 +1,6 @@
 //! AnalysisRuns that must not take the analysis controller down, on the local cluster: a run
 //! the controller's types cannot read neither blocks its start nor the other runs (it is
 //! reported Error with the reason), and a deleted run leaves no series on `/metrics`.
-mod support;
 
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use kube::{
 };
 use serde_json::json;
 use sluice_api::{AnalysisPhase, AnalysisRun};
-use support::{Controller, TestNamespace, install_crds};
+use sluice_testkit::{Controller, TestNamespace, install_crds};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,

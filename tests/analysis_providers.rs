@@ -5,7 +5,6 @@
 
 #[path = "analysis_providers/job.rs"]
 mod job;
-mod support;
 #[path = "analysis_providers/web.rs"]
 mod web;
 
@@ -26,7 +25,7 @@ use sluice_analysis::{
 use sluice_api::{
     AnalysisPhase, AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric,
 };
-use support::prometheus::Prometheus;
+use sluice_testkit::prometheus::Prometheus;
 
 fn metric(value: Value) -> Metric {
     serde_json::from_value(value).expect("a metric")

@@ -5,8 +5,6 @@
 #[allow(dead_code)] // the canary tests use the rest of it
 #[path = "canary/setup.rs"]
 mod setup;
-#[path = "support/mod.rs"]
-mod support;
 
 use std::{
     collections::BTreeSet,
@@ -20,7 +18,7 @@ use setup::{Setup, blue_green_rollout as rollout, condition, create_service, sta
 use sluice_api::{
     PauseReason, Rollout, RolloutConditionType, RolloutPhase, vocab::POD_TEMPLATE_HASH_LABEL,
 };
-use support::Controller;
+use sluice_testkit::Controller;
 
 /// A namespace with the Services `app-active` and `app-preview` and a running controller.
 async fn setup(test: &str) -> Setup {

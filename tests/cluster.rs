@@ -1,11 +1,9 @@
 //! The local cluster does what every other test relies on: pods of a ReplicaSet are scheduled onto
 //! kwok's nodes and become Ready, and pods can be told to fail.
 
-mod support;
-
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
 use kube::api::{ListParams, PostParams};
-use support::TestNamespace;
+use sluice_testkit::TestNamespace;
 
 fn replica_set(name: &str, replicas: i32, annotations: serde_json::Value) -> ReplicaSet {
     serde_json::from_value(serde_json::json!({

@@ -2,18 +2,16 @@
 //! to `kubectl explain`, accept every example a user copies, and reject bad input with a message
 //! that names the field.
 
-mod support;
-
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams},
     discovery::pinned_kind,
 };
-use support::{TestNamespace, install_crds, kubectl, repo_root};
+use sluice_testkit::{TestNamespace, install_crds, kubectl, repo_root};
 
 #[tokio::test]
 async fn the_committed_crds_apply_server_side_and_explain_the_steps() {
-    let client = support::client().await;
+    let client = sluice_testkit::client().await;
     install_crds(&client).await;
     let applied = kubectl()
         .args(["apply", "--server-side", "--force-conflicts", "-f"])

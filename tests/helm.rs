@@ -2,8 +2,6 @@
 //! it renders, an install runs, and its RBAC is enough for the controller's work and no more
 //! (the controller runs out of the cluster with the chart's ServiceAccount token).
 
-mod support;
-
 use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
 
 use k8s_openapi::api::{
@@ -17,7 +15,7 @@ use kube::{
 };
 use serde_json::json;
 use sluice_api::{Rollout, RolloutPhase};
-use support::{Controller, TestNamespace, helm, kubectl, repo_root, run_ok};
+use sluice_testkit::{Controller, TestNamespace, helm, kubectl, repo_root, run_ok};
 
 fn chart() -> PathBuf {
     repo_root().join("charts/sluice")
@@ -79,7 +77,7 @@ impl Drop for Release {
 #[tokio::test]
 async fn the_chart_lints_and_the_api_server_accepts_what_it_renders() {
     let ns = TestNamespace::new("helm-render").await;
-    support::install_crds(&ns.client).await;
+    sluice_testkit::install_crds(&ns.client).await;
     let value_sets: [&[&str]; 4] = [
         &[],
         &["controller.namespaced=true"],
@@ -153,7 +151,7 @@ async fn service_account_kubeconfig(ns: &TestNamespace, account: &str) -> PathBu
         .expect("a token")
         .token;
     let admin: serde_json::Value = serde_norway::from_str(
-        &std::fs::read_to_string(support::kubeconfig()).expect("the admin kubeconfig"),
+        &std::fs::read_to_string(sluice_testkit::kubeconfig()).expect("the admin kubeconfig"),
     )
     .expect("a kubeconfig");
     let cluster = &admin["clusters"][0]["cluster"];
@@ -301,7 +299,7 @@ fn web_metric_hosts_are_open_by_default_and_limited_to_the_listed_ones_when_set(
 #[tokio::test]
 async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
     let system = TestNamespace::new("helm-system").await;
-    support::install_crds(&system.client).await;
+    sluice_testkit::install_crds(&system.client).await;
     let release = Release {
         name: system.name.clone(),
         namespace: system.name.clone(),
@@ -404,7 +402,7 @@ async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
     apps.wait_for("app", 30, "Healthy after promotion", healthy)
         .await;
     // A restart: the pods are listed and evicted under the same identity.
-    let at = support::restart_time().await;
+    let at = sluice_testkit::restart_time().await;
     rollouts
         .patch(
             "app",
@@ -430,7 +428,7 @@ async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
     );
 
     // And no more: what the controller never does is forbidden to it.
-    let as_controller = support::client_for(&identity).await;
+    let as_controller = sluice_testkit::client_for(&identity).await;
     let forbidden = |result: Result<(), kube::Error>, what: &str| match result {
         Err(kube::Error::Api(status)) if status.code == 403 => {}
         other => panic!("{what} should be forbidden to the controller: {other:?}"),
@@ -470,7 +468,7 @@ async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
 #[tokio::test]
 async fn the_binary_understands_every_flag_the_chart_passes() {
     let ns = TestNamespace::new("helm-args").await;
-    support::install_crds(&ns.client).await;
+    sluice_testkit::install_crds(&ns.client).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -505,7 +503,7 @@ async fn the_binary_understands_every_flag_the_chart_passes() {
     let log = repo_root().join(format!("target/test-logs/{}.log", ns.name));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--kubeconfig")
-        .arg(support::kubeconfig())
+        .arg(sluice_testkit::kubeconfig())
         .args(&args)
         .env("POD_NAME", "sluice-0")
         .env("POD_NAMESPACE", &ns.name)
@@ -527,7 +525,7 @@ async fn the_binary_understands_every_flag_the_chart_passes() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     };
-    support::wait(ready, 30, "sluice ready with the chart's args").await;
+    sluice_testkit::wait(ready, 30, "sluice ready with the chart's args").await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -6,8 +6,6 @@
 #[allow(dead_code)] // the canary tests use the rest of it
 #[path = "canary/setup.rs"]
 mod setup;
-#[path = "support/mod.rs"]
-mod support;
 
 use std::{
     net::SocketAddr,

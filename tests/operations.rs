@@ -2,8 +2,6 @@
 //! rollout), installations kept apart by instance id, a clean SIGTERM, and writes the API refuses
 //! (a quota, a name taken) reported on the rollout instead of retried in silence.
 
-mod support;
-
 use std::time::Duration;
 
 use k8s_openapi::api::{
@@ -17,29 +15,18 @@ use kube::{
 };
 use serde_json::{Value, json};
 use sluice_api::{
-    AnalysisRun, Rollout, RolloutConditionType, RolloutPhase, RolloutStatus,
-    model::pod_template_hash,
+    AnalysisRun, Rollout, RolloutConditionType, RolloutPhase, model::pod_template_hash,
 };
-use support::{Controller, TestNamespace};
+use sluice_testkit::{
+    Controller, TestNamespace,
+    manifests::{self, status},
+};
 
+/// A canary Rollout of 4 pods with these metadata labels and steps.
 fn rollout(name: &str, labels: Value, steps: Value) -> Rollout {
-    serde_json::from_value(json!({
-        "metadata": { "name": name, "labels": labels },
-        "spec": {
-            "replicas": 4,
-            "selector": { "matchLabels": { "app": name } },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
-            },
-            "strategy": { "canary": { "steps": steps } }
-        }
-    }))
-    .expect("a Rollout")
-}
-
-fn status(r: &Rollout) -> RolloutStatus {
-    r.status.clone().unwrap_or_default()
+    let mut rollout = manifests::canary(name, 4, "example/app:1", steps);
+    rollout["metadata"]["labels"] = labels;
+    serde_json::from_value(rollout).expect("a Rollout")
 }
 
 fn healthy(r: Option<&Rollout>) -> bool {
@@ -52,7 +39,7 @@ fn healthy(r: Option<&Rollout>) -> bool {
 async fn leader_controller(ns: &TestNamespace) -> Controller {
     Controller::start_with(
         &ns.name,
-        &support::kubeconfig(),
+        &sluice_testkit::kubeconfig(),
         &[
             "--leader-elect",
             "--leader-election-namespace",
@@ -85,10 +72,10 @@ async fn holder_pid(ns: &TestNamespace) -> Option<u32> {
 #[tokio::test]
 async fn of_two_replicas_one_reconciles_and_the_other_takes_over_mid_rollout() {
     let ns = TestNamespace::new("leader").await;
-    support::install_crds(&ns.client).await;
+    sluice_testkit::install_crds(&ns.client).await;
     let mut first = leader_controller(&ns).await;
     let mut second = leader_controller(&ns).await;
-    let leader = support::wait(
+    let leader = sluice_testkit::wait(
         async {
             loop {
                 if let Some(pid) = holder_pid(&ns).await {
@@ -155,7 +142,7 @@ async fn of_two_replicas_one_reconciles_and_the_other_takes_over_mid_rollout() {
     // keeps the pause's start: the timer lives in the status, not in the process.
     leader.kill();
     let standby_pid = standby.pid();
-    support::wait(
+    sluice_testkit::wait(
         async {
             while holder_pid(&ns).await != Some(standby_pid) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -191,9 +178,13 @@ async fn of_two_replicas_one_reconciles_and_the_other_takes_over_mid_rollout() {
 #[tokio::test]
 async fn instance_ids_keep_two_installations_apart() {
     let ns = TestNamespace::new("instance-id").await;
-    support::install_crds(&ns.client).await;
-    let mut blue =
-        Controller::start_with(&ns.name, &support::kubeconfig(), &["--instance-id", "blue"]).await;
+    sluice_testkit::install_crds(&ns.client).await;
+    let mut blue = Controller::start_with(
+        &ns.name,
+        &sluice_testkit::kubeconfig(),
+        &["--instance-id", "blue"],
+    )
+    .await;
     let rollouts = ns.api::<Rollout>();
     let runs = ns.api::<AnalysisRun>();
     let label = json!({ "argo-rollouts.argoproj.io/controller-instance-id": "blue" });
@@ -260,7 +251,7 @@ fn measured(run: Option<&AnalysisRun>) -> bool {
 #[tokio::test]
 async fn sigterm_stops_cleanly_and_hands_the_lease_over_at_once() {
     let ns = TestNamespace::new("sigterm").await;
-    support::install_crds(&ns.client).await;
+    sluice_testkit::install_crds(&ns.client).await;
     let service: Service = serde_json::from_value(json!({
         "metadata": { "name": "unused" }, "spec": { "ports": [{ "port": 80 }] }
     }))
@@ -270,7 +261,7 @@ async fn sigterm_stops_cleanly_and_hands_the_lease_over_at_once() {
         .await
         .expect("creating a Service");
     let mut only = leader_controller(&ns).await;
-    support::wait(
+    sluice_testkit::wait(
         async {
             while holder_pid(&ns).await != Some(only.pid()) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -306,7 +297,7 @@ fn replica_failure(r: &Rollout) -> Option<(String, String)> {
 #[tokio::test]
 async fn a_replica_set_the_quota_refuses_is_reported_on_the_rollout_and_cleared_once_created() {
     let ns = TestNamespace::new("quota").await;
-    support::install_crds(&ns.client).await;
+    sluice_testkit::install_crds(&ns.client).await;
     let _controller = Controller::start(&ns.name).await;
     let rollouts = ns.api::<Rollout>();
     rollouts
@@ -360,7 +351,7 @@ async fn a_replica_set_the_quota_refuses_is_reported_on_the_rollout_and_cleared_
             && message.contains("exceeded quota"),
         "the API's own words: {message}"
     );
-    let warned = support::wait(
+    let warned = sluice_testkit::wait(
         async {
             loop {
                 let events = ns
@@ -412,7 +403,7 @@ async fn a_replica_set_the_quota_refuses_is_reported_on_the_rollout_and_cleared_
 #[tokio::test]
 async fn a_replica_set_name_taken_by_another_owner_is_a_collision_and_the_next_name_is_used() {
     let ns = TestNamespace::new("collision").await;
-    support::install_crds(&ns.client).await;
+    sluice_testkit::install_crds(&ns.client).await;
     // The Rollout first, with no controller running yet, to know the name it will want.
     let rollouts = ns.api::<Rollout>();
     let created = rollouts
@@ -528,7 +519,8 @@ impl FreezingProxy {
 
     /// The test cluster's kubeconfig, pointed at this proxy.
     fn kubeconfig(&self, name: &str) -> std::path::PathBuf {
-        let text = std::fs::read_to_string(support::kubeconfig()).expect("the test kubeconfig");
+        let text =
+            std::fs::read_to_string(sluice_testkit::kubeconfig()).expect("the test kubeconfig");
         let proxied = text.replace(
             "https://127.0.0.1:6443",
             &format!("https://127.0.0.1:{}", self.port),
@@ -537,7 +529,7 @@ impl FreezingProxy {
             proxied, text,
             "the kubeconfig names the API server as expected"
         );
-        let path = support::repo_root().join(format!("target/test-logs/{name}.kubeconfig"));
+        let path = sluice_testkit::repo_root().join(format!("target/test-logs/{name}.kubeconfig"));
         std::fs::write(&path, proxied).expect("writing the kubeconfig");
         path
     }
@@ -555,7 +547,7 @@ fn exited(pid: u32) -> bool {
 #[tokio::test]
 async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expires() {
     let ns = TestNamespace::new("leader-cut-off").await;
-    support::install_crds(&ns.client).await;
+    sluice_testkit::install_crds(&ns.client).await;
     let proxy = FreezingProxy::start(([127, 0, 0, 1], 6443).into()).await;
     let kubeconfig = proxy.kubeconfig(&ns.name);
     let mut leader = Controller::start_with(
@@ -573,7 +565,7 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
     )
     .await;
     let pid = leader.pid();
-    support::wait(
+    sluice_testkit::wait(
         async {
             while holder_pid(&ns).await != Some(pid) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -608,7 +600,7 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
 #[tokio::test]
 async fn an_analysis_run_name_taken_by_another_owner_is_not_taken_for_the_rollout_s_run() {
     let ns = TestNamespace::new("run-collision").await;
-    support::install_crds(&ns.client).await;
+    sluice_testkit::install_crds(&ns.client).await;
     let _controller = Controller::start(&ns.name).await;
     let rollouts = ns.api::<Rollout>();
     // The analysis names a template that does not exist: the rollout's own run says so, in

@@ -4,7 +4,6 @@
 //! (and its ReplicaSets and pods), not by the printed line alone.
 #[path = "plugin/harness.rs"]
 mod harness;
-mod support;
 
 use std::{
     path::{Path, PathBuf},
@@ -101,7 +100,7 @@ async fn abort_goes_back_to_stable_and_retry_starts_over() {
         })
         .await;
     assert_eq!(status(&aborted).stable_rs, Some(stable.clone()));
-    support::wait(
+    sluice_testkit::wait(
         async {
             while t.replicas_of(&canary_hash).await != 0 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -468,7 +467,7 @@ async fn get_list_and_watch_show_the_rollout_as_it_changes() {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut seen = String::new();
     let mut read_until = async |needle: &str| {
-        support::wait(
+        sluice_testkit::wait(
             async {
                 while !seen.contains(needle) {
                     match lines.next_line().await {
@@ -561,14 +560,7 @@ async fn forbidden_names_the_verb_and_the_resource() {
             .status
             .expect("the token")
             .token;
-    let mut config: serde_json::Value = serde_norway::from_str(
-        &std::fs::read_to_string(support::kubeconfig()).expect("the test kubeconfig"),
-    )
-    .expect("a kubeconfig");
-    config["users"][0]["user"] = json!({ "token": token });
-    let path = support::repo_root().join(format!("target/test-logs/{}.kubeconfig", t.ns.name));
-    std::fs::create_dir_all(path.parent().expect("a directory")).expect("target/test-logs");
-    std::fs::write(&path, serde_json::to_string(&config).expect("JSON")).expect("writing it");
+    let path = sluice_testkit::kubeconfig_with_token(&token, &t.ns.name);
 
     let as_viewer = |args: &[&str]| {
         let mut cmd = t.command(args);
@@ -603,8 +595,8 @@ async fn forbidden_names_the_verb_and_the_resource() {
 
 #[tokio::test]
 async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_default() {
-    let ns = support::TestNamespace::new("plugin-kubeconfig").await;
-    support::install_crds(&ns.client).await;
+    let ns = sluice_testkit::TestNamespace::new("plugin-kubeconfig").await;
+    sluice_testkit::install_crds(&ns.client).await;
     let rollout: sluice_api::Rollout =
         serde_json::from_value(canary(1, json!([]))).expect("a Rollout");
     ns.api::<sluice_api::Rollout>()
@@ -613,7 +605,8 @@ async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_defaul
         .expect("creating the Rollout");
     // A second file that only adds a context (on the test kubeconfig's cluster and user) and makes
     // it current; KUBECONFIG lists it first, as kubectl merges: the first file to set a value wins.
-    let base = kube::config::Kubeconfig::read_from(support::kubeconfig()).expect("a kubeconfig");
+    let base =
+        kube::config::Kubeconfig::read_from(sluice_testkit::kubeconfig()).expect("a kubeconfig");
     let current = base.current_context.clone().expect("a current context");
     let context = base
         .contexts
@@ -621,7 +614,7 @@ async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_defaul
         .find(|c| c.name == current)
         .and_then(|c| c.context.clone())
         .expect("the current context");
-    let dir = support::repo_root().join("target/test-logs");
+    let dir = sluice_testkit::repo_root().join("target/test-logs");
     std::fs::create_dir_all(&dir).expect("target/test-logs");
     let extra = dir.join(format!("{}.context.kubeconfig", ns.name));
     let file = json!({
@@ -631,7 +624,7 @@ async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_defaul
         } }]
     });
     std::fs::write(&extra, file.to_string()).expect("writing a kubeconfig");
-    let both = std::env::join_paths([extra.as_path(), support::kubeconfig().as_path()])
+    let both = std::env::join_paths([extra.as_path(), sluice_testkit::kubeconfig().as_path()])
         .expect("a path list");
     let run_with = |args: &[&str]| {
         let mut cmd = kubectl_sluice(args);
@@ -665,8 +658,8 @@ async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_defaul
 #[tokio::test]
 async fn no_cluster_reachable_is_said_with_the_server() {
     // The local cluster is not used, but `cluster up` is what links its kubectl.
-    support::client().await;
-    let dir = support::repo_root().join("target/test-logs");
+    sluice_testkit::client().await;
+    let dir = sluice_testkit::repo_root().join("target/test-logs");
     std::fs::create_dir_all(&dir).expect("target/test-logs");
     let path: PathBuf = dir.join("plugin-unreachable.kubeconfig");
     std::fs::write(

@@ -1,14 +1,13 @@
 //! Stopping the controller on the local cluster: SIGTERM ends the process well within a pod's
 //! termination grace period even while a measurement waits on a server that never answers; the
 //! pass in flight is dropped, nothing written for it.
-mod support;
 
 use std::time::{Duration, Instant};
 
 use kube::api::PostParams;
 use serde_json::json;
 use sluice_api::AnalysisRun;
-use support::{Controller, TestNamespace, install_crds, wait};
+use sluice_testkit::{Controller, TestNamespace, install_crds, wait};
 use tokio::{io::AsyncReadExt, net::TcpListener, sync::mpsc};
 
 /// A server that reads each request and never answers it; reports each request's first line.

@@ -20,11 +20,9 @@ use sluice_api::{
     AnalysisPhase, AnalysisRun, Measurement, Metric,
     vocab::{JOB_NAME_KEY, METRIC_NAME_ANNOTATION, RUN_UID_LABEL},
 };
+use sluice_testkit::{TestNamespace, install_crds};
 
-use super::{
-    metric,
-    support::{TestNamespace, install_crds},
-};
+use super::metric;
 
 /// A job metric whose pod carries `annotations` (the kwok fate).
 fn job_metric(name: &str, annotations: Value) -> Metric {

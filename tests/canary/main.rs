@@ -2,8 +2,6 @@
 //! namespace: ReplicaSets, steps, Services, the controls users and Argo CD write, Argo CD's health
 //! fields, and a controller killed in the middle of a rollout.
 mod setup;
-#[path = "../support/mod.rs"]
-mod support;
 
 use std::collections::BTreeMap;
 
@@ -15,7 +13,7 @@ use sluice_api::{
     ConditionStatus, RolloutConditionType, RolloutPhase,
     vocab::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL},
 };
-use support::Controller;
+use sluice_testkit::Controller;
 
 #[tokio::test]
 async fn a_new_rollout_gets_one_full_replica_set_and_is_healthy_for_argo_cd() {
@@ -202,7 +200,7 @@ async fn abort_returns_everything_to_stable_and_retry_starts_over() {
     );
     assert!(status(&aborted).aborted_at.is_some());
     assert_eq!(status(&aborted).stable_rs, Some(stable.clone()));
-    support::wait(
+    sluice_testkit::wait(
         async {
             loop {
                 if t.replicas().await.get(&canary) == Some(&0) {
@@ -423,7 +421,7 @@ async fn changing_the_image_back_to_stable_rolls_back_at_once() {
     let back = t.healthy().await;
     assert_eq!(status(&back).stable_rs, Some(stable.clone()));
     assert_eq!(status(&back).current_pod_hash, Some(stable.clone()));
-    support::wait(
+    sluice_testkit::wait(
         async {
             loop {
                 let replicas = t.replicas().await;
@@ -478,7 +476,7 @@ async fn without_steps_a_rolling_update_respects_surge_and_unavailable() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
-    let done = support::wait(watch_sets, 60, "the rolling update").await;
+    let done = sluice_testkit::wait(watch_sets, 60, "the rolling update").await;
     let new = status(&done).stable_rs.expect("the new stable");
     assert_eq!(t.replicas().await, BTreeMap::from([(stable, 0), (new, 4)]));
 }
@@ -494,7 +492,7 @@ async fn restart_at_replaces_every_pod_and_records_it() {
     .await;
     let healthy = t.healthy().await;
     let hash = status(&healthy).stable_rs.expect("a stable hash");
-    let at = support::restart_time().await;
+    let at = sluice_testkit::restart_time().await;
     t.patch_spec(json!({ "spec": { "restartAt": at.to_string() } }))
         .await;
     let restarted = t

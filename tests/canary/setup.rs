@@ -13,11 +13,11 @@ use kube::{
 };
 use serde_json::{Value, json};
 use sluice_api::{
-    ConditionStatus, PauseReason, Rollout, RolloutConditionType, RolloutPhase, RolloutStatus,
+    ConditionStatus, PauseReason, Rollout, RolloutConditionType, RolloutPhase,
     vocab::POD_TEMPLATE_HASH_LABEL,
 };
-
-use crate::support::{self, Controller, TestNamespace};
+pub use sluice_testkit::manifests::status;
+use sluice_testkit::{Controller, TestNamespace, manifests};
 
 /// A test's namespace, the controller watching it, and its Rollouts.
 pub struct Setup {
@@ -31,7 +31,7 @@ impl Setup {
     /// A namespace with the Services `app-stable` and `app-canary` and a running controller.
     pub async fn new(test: &str) -> Self {
         let ns = TestNamespace::new(test).await;
-        support::install_crds(&ns.client).await;
+        sluice_testkit::install_crds(&ns.client).await;
         for name in ["app-stable", "app-canary"] {
             create_service(&ns, name).await;
         }
@@ -71,16 +71,11 @@ impl Setup {
     }
 
     pub async fn set_image(&self, image: &str) {
-        let patch = json!([{
-            "op": "replace",
-            "path": "/spec/template/spec/containers/0/image",
-            "value": image
-        }]);
         self.rollouts
             .patch(
                 "app",
                 &PatchParams::default(),
-                &Patch::Json::<()>(serde_json::from_value(patch).expect("a JSON patch")),
+                &manifests::image_patch(image),
             )
             .await
             .expect("changing the image");
@@ -147,7 +142,7 @@ impl Setup {
     pub async fn wait_event(&self, reason: &str) {
         let events = self.ns.api::<Event>();
         let params = ListParams::default().fields("involvedObject.kind=Rollout");
-        support::wait(
+        sluice_testkit::wait(
             async {
                 loop {
                     let listed = events.list(&params).await.expect("listing events");
@@ -169,59 +164,44 @@ impl Setup {
 }
 
 pub async fn create_service(ns: &TestNamespace, name: &str) {
-    let service: Service = serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": { "selector": { "app": "app" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
-    }))
-    .expect("a Service");
+    let service: Service =
+        serde_json::from_value(manifests::service(name, "app", Some(8080))).expect("a Service");
     ns.api::<Service>()
         .create(&PostParams::default(), &service)
         .await
         .expect("creating the Service");
 }
 
-/// A canary Rollout `app` of `replicas` pods running `image`, with the given steps; `canary`
-/// adds or overrides fields of `spec.strategy.canary`.
+/// A canary Rollout `app` of `replicas` pods running `example/app:1`, with the given steps
+/// and the Services `app-canary` and `app-stable`; `canary` adds or overrides fields of
+/// `spec.strategy.canary`.
 pub fn rollout(replicas: i32, steps: Value, canary: Value) -> Value {
-    let mut strategy = json!({
+    let strategy = json!({
         "canaryService": "app-canary",
         "stableService": "app-stable",
         "steps": steps,
     });
-    if let (Some(strategy), Some(extra)) = (strategy.as_object_mut(), canary.as_object()) {
-        strategy.extend(extra.clone());
-    }
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": { "name": "app" },
-        "spec": {
-            "replicas": replicas,
-            "selector": { "matchLabels": { "app": "app" } },
-            "template": {
-                "metadata": { "labels": { "app": "app" } },
-                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
-            },
-            "strategy": { "canary": strategy }
-        }
-    })
+    let strategy = manifests::merged(strategy, &canary);
+    manifests::rollout(
+        "app",
+        replicas,
+        "example/app:1",
+        json!({ "canary": strategy }),
+    )
 }
 
 /// A blue/green Rollout `app` of `replicas` pods behind the Services `app-active` and
 /// `app-preview`; `extra` adds or overrides fields of `spec.strategy.blueGreen`.
 #[allow(dead_code)] // for the blue/green and analysis tests, which share this harness
 pub fn blue_green_rollout(replicas: i32, extra: Value) -> Value {
-    let mut strategy = json!({ "activeService": "app-active", "previewService": "app-preview" });
-    if let (Some(s), Some(e)) = (strategy.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
-    }
-    let mut rollout = rollout(replicas, json!([]), json!({}));
-    rollout["spec"]["strategy"] = json!({ "blueGreen": strategy });
-    rollout
-}
-
-pub fn status(rollout: &Rollout) -> RolloutStatus {
-    rollout.status.clone().unwrap_or_default()
+    let strategy = json!({ "activeService": "app-active", "previewService": "app-preview" });
+    let strategy = manifests::merged(strategy, &extra);
+    manifests::rollout(
+        "app",
+        replicas,
+        "example/app:1",
+        json!({ "blueGreen": strategy }),
+    )
 }
 
 pub fn condition(

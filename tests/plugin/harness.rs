@@ -1,11 +1,7 @@
 //! The harness of the plugin tests: `kubectl sluice` run through the real kubectl with the
 //! plugin on PATH, a namespace with the controller watching it, and the reads the tests make.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::OnceLock,
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::{
@@ -13,11 +9,9 @@ use kube::{
     api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
-use sluice_api::{
-    PauseReason, Rollout, RolloutPhase, RolloutStatus, vocab::POD_TEMPLATE_HASH_LABEL,
-};
-
-use crate::support::{self, Controller, TestNamespace};
+use sluice_api::{PauseReason, Rollout, RolloutPhase, vocab::POD_TEMPLATE_HASH_LABEL};
+pub use sluice_testkit::manifests::{image, observed, status};
+use sluice_testkit::{Controller, TestNamespace, binaries, manifests};
 
 /// A namespace with the controller watching it, and the plugin run inside it.
 pub struct Plugin {
@@ -35,55 +29,22 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// The plugin binary, built for this test's profile. It is another package's binary, so cargo
-/// does not hand its path to these tests: `cargo build` runs once per test process (a no-op when
-/// it is fresh), and the binary is where cargo puts it, beside this test's own directory.
-fn plugin_binary() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test's own path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test runs from target/<profile>/deps");
-        let mut build =
-            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "kubectl-sluice",
-            "--bin",
-            "kubectl-sluice",
-        ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .current_dir(support::repo_root())
-            .status()
-            .expect("running cargo build for the plugin");
-        assert!(status.success(), "cargo build -p kubectl-sluice failed");
-        profile_dir.join("kubectl-sluice")
-    })
-}
-
 /// `kubectl sluice ARGS` with the freshly built plugin first on PATH and the test cluster's
 /// kubeconfig in KUBECONFIG, as a user's shell would run it.
 pub fn kubectl_sluice(args: &[&str]) -> tokio::process::Command {
-    let plugin = plugin_binary();
+    // Another package's binary, which cargo does not hand these tests: built once per process.
+    let plugin = binaries::workspace_binary("kubectl-sluice", "kubectl-sluice");
     let dir = plugin.parent().expect("the plugin's directory");
     let path = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .expect("a PATH");
     let mut cmd =
-        tokio::process::Command::new(support::repo_root().join("target/cluster/bin/kubectl"));
+        tokio::process::Command::new(sluice_testkit::paths::cluster_dir().join("bin/kubectl"));
     cmd.arg("sluice")
         .args(args)
         .env("PATH", path)
-        .env("KUBECONFIG", support::kubeconfig())
+        .env("KUBECONFIG", sluice_testkit::kubeconfig())
         .env_remove("COLUMNS")
         .kill_on_drop(true);
     cmd
@@ -101,14 +62,6 @@ pub async fn output(mut cmd: tokio::process::Command) -> Run {
     }
 }
 
-pub fn status(r: &Rollout) -> RolloutStatus {
-    r.status.clone().unwrap_or_default()
-}
-
-pub fn observed(r: &Rollout) -> bool {
-    status(r).observed_generation == r.metadata.generation.map(|g| g.to_string())
-}
-
 pub fn paused_at(r: &Rollout, step: i32) -> bool {
     let s = status(r);
     s.current_step_index == Some(step)
@@ -118,37 +71,15 @@ pub fn paused_at(r: &Rollout, step: i32) -> bool {
         && s.phase == Some(RolloutPhase::Paused)
 }
 
-pub fn image(r: &Rollout) -> String {
-    r.spec
-        .template
-        .as_ref()
-        .and_then(|t| t.spec.as_ref())
-        .and_then(|s| s.containers[0].image.clone())
-        .unwrap_or_default()
-}
-
 /// A canary Rollout `app` of `replicas` pods with these steps (no Services: replica weights).
 pub fn canary(replicas: i32, steps: Value) -> Value {
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": { "name": "app" },
-        "spec": {
-            "replicas": replicas,
-            "selector": { "matchLabels": { "app": "app" } },
-            "template": {
-                "metadata": { "labels": { "app": "app" } },
-                "spec": { "containers": [{ "name": "app", "image": "example/app:1" }] }
-            },
-            "strategy": { "canary": { "steps": steps } }
-        }
-    })
+    manifests::canary("app", replicas, "example/app:1", steps)
 }
 
 impl Plugin {
     pub async fn new(test: &str) -> Self {
         let ns = TestNamespace::new(test).await;
-        support::install_crds(&ns.client).await;
+        sluice_testkit::install_crds(&ns.client).await;
         let controller = Controller::start(&ns.name).await;
         let rollouts = ns.api::<Rollout>();
         Self {
@@ -280,18 +211,7 @@ impl Plugin {
             .status
             .expect("the token")
             .token;
-        let mut config: Value = serde_norway::from_str(
-            &std::fs::read_to_string(support::kubeconfig()).expect("the test kubeconfig"),
-        )
-        .expect("a kubeconfig");
-        config["users"][0]["user"] = json!({ "token": token });
-        let path = support::repo_root().join(format!(
-            "target/test-logs/{}-{account}.kubeconfig",
-            self.ns.name
-        ));
-        std::fs::create_dir_all(path.parent().expect("a directory")).expect("target/test-logs");
-        std::fs::write(&path, serde_json::to_string(&config).expect("JSON")).expect("writing it");
-        path
+        sluice_testkit::kubeconfig_with_token(&token, &format!("{}-{account}", self.ns.name))
     }
 
     pub async fn replicas_of(&self, hash: &str) -> i32 {

@@ -95,6 +95,20 @@ pub async fn client_for(path: &Path) -> Client {
     Client::try_from(config).expect("a Kubernetes client")
 }
 
+/// A copy of the test kubeconfig that authenticates with `token` (a ServiceAccount's), written
+/// to `target/test-logs/<name>.kubeconfig`: another identity on the same cluster.
+pub fn kubeconfig_with_token(token: &str, name: &str) -> PathBuf {
+    let mut config: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(kubeconfig()).expect("the test kubeconfig"),
+    )
+    .expect("a kubeconfig");
+    config["users"][0]["user"] = serde_json::json!({ "token": token });
+    let path = paths::repo_root().join(format!("target/test-logs/{name}.kubeconfig"));
+    std::fs::create_dir_all(path.parent().expect("a directory")).expect("target/test-logs");
+    std::fs::write(&path, serde_json::to_string(&config).expect("JSON")).expect("writing it");
+    path
+}
+
 /// Runs `cmd`, failing the test with its output unless it succeeds; returns its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let output = cmd

@@ -20,7 +20,9 @@ pub mod process;
 pub mod prometheus;
 pub mod wait;
 
-pub use access::{client, client_for, helm, kubeconfig, kubectl, restart_time, run_ok};
+pub use access::{
+    client, client_for, helm, kubeconfig, kubeconfig_with_token, kubectl, restart_time, run_ok,
+};
 pub use controller::Controller;
 pub use crds::install_crds;
 pub use namespace::TestNamespace;
