@@ -17,7 +17,7 @@ use sluice_testkit::{
 /// A controller under measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Contender {
-    /// Sluice, built in release mode from this checkout.
+    /// Sluice, built from this checkout (in release mode for measured runs).
     Sluice,
     /// Argo Rollouts v1.9.1, built from its Go module.
     Argo,
@@ -33,10 +33,12 @@ impl fmt::Display for Contender {
 }
 
 impl Contender {
-    /// Builds the contender's binary (first time only for Argo; incremental for Sluice).
-    pub fn build(self) -> Result<PathBuf> {
+    /// Builds the contender's binary (first time only for Argo; incremental for Sluice). Sluice
+    /// is built in release mode when `release`; a quick run, which only checks that every figure
+    /// comes out, takes the debug build the tests already made instead of minutes of LTO.
+    pub fn build(self, release: bool) -> Result<PathBuf> {
         match self {
-            Contender::Sluice => binaries::build("sluice", "sluice", true),
+            Contender::Sluice => binaries::build("sluice", "sluice", release),
             Contender::Argo => {
                 gobuild::ARGO_ROLLOUTS.ensure_built()?;
                 gobuild::ARGO_ROLLOUTS.binary("rollouts-controller")

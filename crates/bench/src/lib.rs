@@ -164,7 +164,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let mut binaries = BTreeMap::new();
     for contender in &args.contenders {
         eprintln!("==> building {contender}");
-        binaries.insert(contender.to_string(), contender.build()?);
+        binaries.insert(contender.to_string(), contender.build(!args.quick)?);
     }
     let trials = args.trials.unwrap_or(if args.quick { 1 } else { 5 });
     // A failed scenario does not end a long run: the others still run, and the run fails at the
