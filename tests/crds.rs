@@ -156,6 +156,68 @@ async fn every_example_passes_a_strict_server_side_dry_run() {
 }
 
 #[tokio::test]
+async fn quantities_written_as_numbers_are_accepted_and_read_as_kubernetes_reads_them() {
+    // `cpu: 0.5` is in half the manifests people write: Kubernetes takes it for a Deployment
+    // and Argo Rollouts' CRD for a Rollout, so Sluice's must too (the int-or-string schema of
+    // a quantity refuses a number with a fraction).
+    let ns = TestNamespace::new("quantities").await;
+    install_crds(&ns.client).await;
+    let container = serde_json::json!({
+        "name": "web",
+        "image": "nginx",
+        "resources": {
+            "requests": { "cpu": 0.5, "memory": 134217728 },
+            "limits": { "cpu": 1.5, "memory": "256Mi" },
+        },
+    });
+    let rollout = serde_json::json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "numbers" },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": "numbers" } },
+            "template": {
+                "metadata": { "labels": { "app": "numbers" } },
+                "spec": {
+                    "containers": [container],
+                    "overhead": { "cpu": 0.25 },
+                    "volumes": [{ "name": "scratch", "emptyDir": { "sizeLimit": 1.5 } }],
+                },
+            },
+            "strategy": { "canary": { "steps": [{ "setWeight": 50 }] } },
+        },
+    });
+    apply(&ns.client, &ns.name, &rollout, false)
+        .await
+        .unwrap_or_else(|e| panic!("a Rollout with numeric quantities is refused: {e}"));
+    let template = serde_json::json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": { "name": "numbers" },
+        "spec": { "metrics": [{ "name": "job", "provider": { "job": { "spec": {
+            "template": { "spec": { "containers": [container], "restartPolicy": "Never" } },
+        } } } }] },
+    });
+    apply(&ns.client, &ns.name, &template, false)
+        .await
+        .unwrap_or_else(|e| panic!("a job metric with numeric quantities is refused: {e}"));
+
+    // What the controller reads: the quantities as Kubernetes spells them.
+    let typed: Api<sluice_api::Rollout> = Api::namespaced(ns.client.clone(), &ns.name);
+    let read = typed
+        .get("numbers")
+        .await
+        .expect("Sluice reads the Rollout");
+    let pod = read.spec.template.and_then(|t| t.spec).expect("a pod spec");
+    let resources = pod.containers[0].resources.clone().expect("resources");
+    let requests = resources.requests.expect("requests");
+    assert_eq!(requests["cpu"].0, "0.5");
+    assert_eq!(requests["memory"].0, "134217728");
+    assert_eq!(resources.limits.expect("limits")["cpu"].0, "1.5");
+}
+
+#[tokio::test]
 async fn an_invalid_rollout_is_rejected_with_a_message_naming_the_field() {
     let ns = TestNamespace::new("invalid").await;
     install_crds(&ns.client).await;

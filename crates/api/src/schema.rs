@@ -1,4 +1,5 @@
-//! Hand-written CRD schemas for field types whose derived schema would not be structural.
+//! Hand-written CRD schemas for field types whose derived schema would not be structural, and
+//! the rewrites of embedded Kubernetes schemas that keep every manifest Kubernetes accepts.
 //!
 //! Each function is used through `#[schemars(schema_with = "…")]`. Embedded Kubernetes types
 //! (the pod template, a Job spec) use k8s-openapi's own schemas; [`without_embedded_descriptions`]
@@ -40,6 +41,7 @@ fn trim_embedded(schema: &mut Value, name: &str) {
         for (child, child_schema) in properties.iter_mut() {
             if EMBEDDED.contains(&(name, child.as_str())) {
                 strip_descriptions(child_schema);
+                loosen_quantities(child_schema, "");
             } else {
                 trim_embedded(child_schema, child);
             }
@@ -48,6 +50,41 @@ fn trim_embedded(schema: &mut Value, name: &str) {
     for nested in ["items", "additionalProperties"] {
         if let Some(child) = object.get_mut(nested) {
             trim_embedded(child, name);
+        }
+    }
+}
+
+/// Lets quantities be numbers, as Kubernetes and Argo Rollouts let them be: `cpu: 0.5` is a
+/// quantity a Deployment takes, but the int-or-string schema of `resource.Quantity` refuses a
+/// number with a fraction. Maps of quantities (`limits`, `requests`, `overhead`: the only maps of
+/// int-or-string values in a pod spec) and `sizeLimit` keep whatever value is written, as in Argo
+/// Rollouts' own CRD; the controller reads numbers as quantities.
+fn loosen_quantities(schema: &mut Value, name: &str) {
+    let int_or_string = |v: &Value| v.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    if name == "sizeLimit" && int_or_string(schema) {
+        *schema = serde_json::json!({ "x-kubernetes-preserve-unknown-fields": true });
+        return;
+    }
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    if object
+        .get("additionalProperties")
+        .is_some_and(int_or_string)
+    {
+        object.insert(
+            "additionalProperties".into(),
+            serde_json::json!({ "x-kubernetes-preserve-unknown-fields": true }),
+        );
+    }
+    if let Some(Value::Object(properties)) = object.get_mut("properties") {
+        for (child, child_schema) in properties.iter_mut() {
+            loosen_quantities(child_schema, child);
+        }
+    }
+    for nested in ["items", "additionalProperties"] {
+        if let Some(child) = object.get_mut(nested) {
+            loosen_quantities(child, name);
         }
     }
 }
