@@ -9,7 +9,7 @@ use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
 use serde::Serialize;
 use sluice_api::{
     AnalysisRun, CanaryStep, ConditionStatus, PauseReason, Rollout, RolloutConditionType,
-    RolloutPhase, RolloutStatus,
+    RolloutPhase, RolloutStatus, vocab::reason,
 };
 
 pub use super::owned::{
@@ -234,7 +234,7 @@ pub fn health(ro: &Rollout) -> (Health, String) {
 fn fallback_health(ro: &Rollout, status: &RolloutStatus) -> (Health, String) {
     let reasons = pause_reasons(ro);
     if status.abort == Some(true) {
-        (Health::Degraded, "RolloutAborted".into())
+        (Health::Degraded, reason::ROLLOUT_ABORTED.into())
     } else if !reasons.is_empty() {
         (Health::Paused, reasons.join(", "))
     } else if status.current_pod_hash.is_some()
