@@ -141,8 +141,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// [`reconcile`], with the API requests it made recorded in `sluice_reconcile_kube_requests`.
 async fn metered_reconcile(run: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let metrics = ctx.metrics.clone();
-    let retry = ctx.clone();
+    let shared = ctx.clone();
     let key = key_of(meta_of(&run));
     let (result, requests) = crate::client::counting_requests(async move {
         match &run.0 {
@@ -151,9 +150,9 @@ async fn metered_reconcile(run: Arc<Guarded>, ctx: Arc<Context>) -> Result<Actio
         }
     })
     .await;
-    metrics.reconcile_requests("analysisrun", requests);
+    shared.metrics.reconcile_requests("analysisrun", requests);
     if result.is_ok() {
-        retry.retry.succeeded(&key);
+        shared.retry.succeeded(&key);
     }
     result
 }
@@ -300,11 +299,10 @@ fn status_write(run: &str, source: kube::Error) -> Error {
 }
 
 fn error_policy(run: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key: Key = key_of(meta_of(&run));
+    let (namespace, name): Key = key_of(meta_of(&run));
     ctx.metrics
-        .analysis_run_reconcile_error(&key.0, &key.1, error.reason());
-    let delay = ctx.retry.after(key.clone(), error);
-    let (namespace, name) = key;
+        .analysis_run_reconcile_error(&namespace, &name, error.reason());
+    let delay = ctx.retry.after((namespace.clone(), name.clone()), error);
     warn!(namespace, run = name, reason = error.reason(), retry_in = ?delay, error = %error, "analysis pass failed");
     Action::requeue(delay)
 }
