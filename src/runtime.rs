@@ -217,3 +217,60 @@ impl Retry {
         self.backoff.reset(key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forbidden() -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code: 403,
+            message: "secrets \"db\" is forbidden".into(),
+            ..kube::core::Status::default()
+        }))
+    }
+
+    #[test]
+    fn both_controllers_retry_a_passing_error_soon_and_back_off_from_one_that_may_last() {
+        let retry = Retry::default();
+        let run = || ("shop".to_owned(), "web-1".to_owned());
+        let secret = || Error::Secret {
+            name: "db".into(),
+            run: "web-1".into(),
+            source: forbidden(),
+        };
+        // A conflict passes on its own: soon, and it does not grow.
+        for _ in 0..3 {
+            assert_eq!(
+                retry.after(run(), &Error::Conflict("web-1".into())),
+                Duration::from_millis(50)
+            );
+        }
+        // An unreadable Secret may last: 1 s, 2 s, 4 s … for this run only.
+        let waits: Vec<u64> = (0..3)
+            .map(|_| retry.after(run(), &secret()).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4]);
+        let other = ("shop".to_owned(), "web-2".to_owned());
+        assert_eq!(retry.after(other, &secret()), Duration::from_secs(1));
+        // A success (or the run's deletion) starts it over.
+        retry.succeeded(&run());
+        assert_eq!(retry.after(run(), &secret()), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_instance_selector_keeps_other_installations_objects_out() {
+        let labelled = Scope {
+            instance_id: Some("blue".into()),
+            ..Scope::default()
+        };
+        assert_eq!(
+            labelled.instance_selector(),
+            format!("{INSTANCE_ID_LABEL}=blue")
+        );
+        assert_eq!(
+            Scope::default().instance_selector(),
+            format!("!{INSTANCE_ID_LABEL}")
+        );
+    }
+}
