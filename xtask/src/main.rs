@@ -1,5 +1,5 @@
-//! Developer commands for Sluice (`cargo xtask …`): the local cluster, CRDs, the demo, the
-//! benchmarks and the tests. A thin command line: the cluster, the Go builds and the launchers
+//! Developer commands for Sluice (`cargo xtask …`): the local cluster, Argo CD beside it, CRDs,
+//! the demo, the benchmarks and the tests. A thin command line: the cluster, the Go builds and the launchers
 //! live in `sluice-testkit`, the benchmarks in `sluice-bench`.
 
 mod crds;
@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use sluice_testkit::{cluster, gobuild, paths, preflight};
+use sluice_testkit::{argocd, cluster, gobuild, paths, preflight};
 
 /// Developer commands for Sluice.
 #[derive(Parser)]
@@ -39,9 +39,15 @@ enum Cmd {
         #[arg(value_enum, default_value_t)]
         scenario: demo::Scenario,
     },
+    /// Argo CD on the local cluster (built from its Go module, run as local processes), for the
+    /// tests that run Sluice under it.
+    Argocd {
+        #[command(subcommand)]
+        action: ArgocdCmd,
+    },
     /// Benchmarks Sluice against Argo Rollouts v1.9.1 on the local cluster.
     Bench(sluice_bench::BenchArgs),
-    /// Runs the whole test suite: starts the local cluster, then `cargo test --workspace`.
+    /// Runs the whole test suite: starts the local cluster and Argo CD, then `cargo test --workspace`.
     Test {
         /// Extra arguments for `cargo test` (for example a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -53,12 +59,20 @@ enum Cmd {
 enum ClusterCmd {
     /// Builds (first time only) and starts the cluster; writes target/cluster/kubeconfig.
     Up(cluster::UpOptions),
-    /// Stops every process `up` started.
+    /// Stops every process `up` started (and Argo CD's, if it runs).
     Down,
     /// Shows the processes, their memory, and the apiserver's health.
     Status,
     /// Builds every Go binary into the shared cache without starting anything.
     Build,
+}
+
+#[derive(Subcommand)]
+enum ArgocdCmd {
+    /// Builds Argo CD (first time only), installs it on the running cluster and starts it.
+    Up,
+    /// Stops every process `up` started.
+    Down,
 }
 
 #[tokio::main]
@@ -71,14 +85,30 @@ async fn main() -> Result<()> {
             | Cmd::Cluster {
                 action: ClusterCmd::Down | ClusterCmd::Status
             }
+            | Cmd::Argocd {
+                action: ArgocdCmd::Down
+            }
+    );
+    // Argo CD (the tests run it) needs git and redis-server too: one report of everything missing.
+    let needs_argocd = matches!(
+        command,
+        Cmd::Test { .. }
+            | Cmd::Argocd {
+                action: ArgocdCmd::Up
+            }
     );
     if needs_tools {
-        preflight::check(preflight::ALL)?;
+        let mut tools = preflight::ALL.to_vec();
+        if needs_argocd {
+            tools.extend_from_slice(preflight::ARGOCD);
+        }
+        preflight::check(&tools)?;
     }
     match command {
         Cmd::Cluster { action } => match action {
             ClusterCmd::Up(options) => cluster::up(&options).await,
-            ClusterCmd::Down => cluster::down(),
+            // Argo CD first: its processes talk to the cluster.
+            ClusterCmd::Down => argocd::down().and_then(|()| cluster::down()),
             // Down exits 3 without a backtrace, as `systemctl status` does for a stopped unit.
             ClusterCmd::Status => {
                 if !cluster::status().await? {
@@ -90,6 +120,10 @@ async fn main() -> Result<()> {
         },
         Cmd::Crds { check } => crds::run(check),
         Cmd::Demo { scenario } => demo::run(scenario).await,
+        Cmd::Argocd { action } => match action {
+            ArgocdCmd::Up => argocd::up().await,
+            ArgocdCmd::Down => argocd::down(),
+        },
         Cmd::Bench(args) => sluice_bench::run(&args).await,
         Cmd::Test { args } => test(&args).await,
     }
@@ -97,11 +131,14 @@ async fn main() -> Result<()> {
 
 async fn test(args: &[String]) -> Result<()> {
     // The chart's tests run the real Helm (`cluster up` links it beside kubectl once built), the
-    // analysis tests a real Prometheus: both built from their modules like the cluster.
+    // analysis tests a real Prometheus, the Argo CD tests Argo CD: all built from their modules
+    // like the cluster.
     gobuild::HELM.ensure_built()?;
     let prometheus = gobuild::PROMETHEUS.binary("prometheus")?;
     gobuild::PROMETHEUS.ensure_built()?;
+    gobuild::ARGOCD.ensure_built()?;
     cluster::up(&cluster::UpOptions::default()).await?;
+    argocd::up().await?;
     // Every test binary runs, and every failure is reported, not only the first binary's.
     gobuild::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

@@ -102,8 +102,19 @@ pub const ARGO_ROLLOUTS: Component = Component {
     },
 };
 
+/// Argo CD (v3.5; one binary that is the CLI, the server, the repo server or the application
+/// controller by its name), for the tests that run Sluice under Argo CD. Its version is set
+/// without the leading `v` (Argo CD adds one) and its kubectl version is its `k8s.io/client-go`'s.
+pub const ARGOCD: Component = Component {
+    name: "argocd",
+    version: "v3.5.7",
+    binaries: &[("argocd", "github.com/argoproj/argo-cd/v3/cmd")],
+    tags: "",
+    ldflags: argocd_ldflags,
+};
+
 /// Everything `cluster build` makes: the cluster, and the tools the tests run beside it.
-pub const ALL: [&Component; 5] = [&ETCD, &KUBERNETES, &KWOK, &HELM, &PROMETHEUS];
+pub const ALL: [&Component; 6] = [&ETCD, &KUBERNETES, &KWOK, &HELM, &PROMETHEUS, &ARGOCD];
 
 /// Helm's version, and the Kubernetes version `helm template` and `helm lint` assume without a
 /// cluster: Helm's own Makefile derives it from its `k8s.io/client-go` (v0.37 in v3.22.0, so
@@ -120,6 +131,16 @@ fn helm_ldflags(version: &'static str) -> String {
         ));
     }
     flags
+}
+
+fn argocd_ldflags(version: &'static str) -> String {
+    let pkg = "github.com/argoproj/argo-cd/v3/common";
+    // A constant build date, as for Kubernetes: a warm relink stays a relink.
+    format!(
+        "-X {pkg}.version={} -X {pkg}.kubectlVersion=v0.36.1 -X {pkg}.gitTreeState=clean \
+         -X {pkg}.buildDate=2026-01-01T00:00:00Z",
+        version.trim_start_matches('v')
+    )
 }
 
 fn kubernetes_ldflags(version: &'static str) -> String {

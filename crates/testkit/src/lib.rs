@@ -1,12 +1,13 @@
 //! What Sluice's integration tests, its benchmark harness and its developer commands share, so
 //! that each is written once: reaching the local cluster (and building and starting it), test
-//! namespaces, the controller and Prometheus launchers, the workspace's binaries, Rollout
+//! namespaces, the controller and Prometheus launchers, Argo CD beside the cluster, the workspace's binaries, Rollout
 //! manifests, and waiting on observable state with a deadline.
 //!
 //! Test-facing helpers panic with a message naming what failed (a failed test is the report);
 //! the ones the developer commands use return `anyhow::Result`.
 
 mod access;
+pub mod argocd;
 pub mod binaries;
 pub mod cluster;
 pub mod controller;

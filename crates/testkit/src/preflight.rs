@@ -16,10 +16,17 @@ pub enum Tool {
     Go,
     /// openssl, for the cluster's certificates.
     Openssl,
+    /// git, which Argo CD's repo server runs on the tests' repositories.
+    Git,
+    /// redis-server, Argo CD's cache (Argo CD runs beside the cluster for the tests).
+    Redis,
 }
 
-/// Everything the cluster, the tests and the demo need.
+/// Everything the cluster and the demo need.
 pub const ALL: &[Tool] = &[Tool::Go, Tool::Openssl];
+
+/// Everything Argo CD needs besides what the cluster needs (`argocd up`, the tests).
+pub const ARGOCD: &[Tool] = &[Tool::Git, Tool::Redis];
 
 impl Tool {
     /// Why the tool is missing, with the command that provides it; `None` when it is there.
@@ -49,8 +56,22 @@ impl Tool {
                     "openssl is not on PATH (it makes the cluster's certificates): apt-get install openssl, or your system's openssl package".to_string()
                 })
             }
+            Tool::Git => (!answers("git", "--version")).then(|| {
+                "git is not on PATH (Argo CD's repo server reads the tests' repositories with it): apt-get install -y git".to_string()
+            }),
+            Tool::Redis => (!answers("redis-server", "--version")).then(|| {
+                "redis-server is not on PATH (Argo CD's cache, for the Argo CD tests): apt-get install -y redis-server".to_string()
+            }),
         }
     }
+}
+
+/// Whether `program arg` runs and succeeds.
+fn answers(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// `(major, minor)` of `go version` output such as `go version go1.26.8 linux/amd64`; a
