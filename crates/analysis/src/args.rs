@@ -32,6 +32,10 @@ pub enum ArgsError {
         /// Its name.
         name: String,
     },
+    /// A template uses a field Sluice declares but does not act on yet (`templates`:
+    /// composition); running it without would leave out the metrics it includes.
+    #[error("a template's {0} is not supported by Sluice yet")]
+    UnsupportedTemplateField(&'static str),
     /// Two templates define a metric of the same name.
     #[error("two metrics have the same name {0:?}")]
     DuplicateMetric(String),
@@ -162,6 +166,12 @@ pub fn flatten_templates(
 ) -> Result<AnalysisTemplateSpec, ArgsError> {
     let mut merged = AnalysisTemplateSpec::default();
     for template in templates {
+        if let Some(field) = sluice_api::unsupported_template_fields(template)
+            .into_iter()
+            .next()
+        {
+            return Err(ArgsError::UnsupportedTemplateField(field));
+        }
         for metric in &template.metrics {
             if merged.metrics.iter().any(|m| m.name == metric.name) {
                 return Err(ArgsError::DuplicateMetric(metric.name.clone()));
@@ -228,6 +238,7 @@ pub fn run_spec(
             &analysis.measurement_retention,
             &template.measurement_retention,
         ),
+        ttl_strategy: None,
     })
 }
 

@@ -30,7 +30,8 @@ use super::{Duration, IntOrString, MetricProvider};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisTemplateSpec {
-    /// The metrics to measure.
+    /// The metrics to measure (may be empty when `templates` brings them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
     /// Arguments the metrics refer to as `{{args.NAME}}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -41,6 +42,9 @@ pub struct AnalysisTemplateSpec {
     /// How many measurements to keep per metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurement_retention: Vec<MeasurementRetention>,
+    /// Other templates whose metrics, arguments and rules are combined with these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<AnalysisTemplateRef>,
 }
 
 /// The cluster-scoped twin of an AnalysisTemplate, usable from every namespace.
@@ -88,7 +92,8 @@ pub struct Metric {
     /// Expression over `result` that marks a measurement failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_condition: Option<String>,
-    /// Failed measurements tolerated before the metric fails (0 by default).
+    /// Failed measurements tolerated before the metric fails (0 by default; -1 disables the
+    /// limit when `consecutiveSuccessLimit` decides instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_limit: Option<IntOrString>,
     /// Inconclusive measurements tolerated before the metric is inconclusive (0 by default).
@@ -99,6 +104,10 @@ pub struct Metric {
     pub consecutive_error_limit: Option<IntOrString>,
     /// Where the measurement comes from.
     pub provider: MetricProvider,
+    /// Successful measurements in a row that make the metric Successful (0, the default,
+    /// disables it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_success_limit: Option<IntOrString>,
 }
 
 /// A template argument: a literal value, a value from elsewhere, or one supplied by the caller.

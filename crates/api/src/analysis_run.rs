@@ -51,6 +51,29 @@ pub struct AnalysisRunSpec {
     /// How many measurements to keep per metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurement_retention: Vec<MeasurementRetention>,
+    /// How long the run lives once it completes.
+    ///
+    /// Kept but not acted on: Sluice does not delete runs by age yet. Ignoring it is safe, as
+    /// it decides only when a finished run is deleted, never a verdict or a rollout's progress;
+    /// reporting it would have to fail the run, losing its result for a clean-up setting. The
+    /// runs of a Rollout are still pruned by its history limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_strategy: Option<TtlStrategy>,
+}
+
+/// `spec.ttlStrategy`: seconds a completed run lives before it is deleted, by outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TtlStrategy {
+    /// Seconds to live after completion, whatever the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_after_completion: Option<i32>,
+    /// Seconds to live after a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_after_failure: Option<i32>,
+    /// Seconds to live after a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_after_success: Option<i32>,
 }
 
 impl AnalysisRunSpec {
@@ -141,6 +164,9 @@ pub struct MetricResult {
     /// Errors in a row, reset by any other outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_error: Option<i32>,
+    /// Successful measurements in a row, reset by a failed, inconclusive or errored one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_success: Option<i32>,
     /// Whether the metric runs in dry-run mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,

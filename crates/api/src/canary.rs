@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{CanaryStep, IntOrPercent, PodTemplateMetadata, RolloutAnalysis, TrafficRouting};
+use super::{CanarySteps, IntOrPercent, PodTemplateMetadata, RolloutAnalysis, TrafficRouting};
 
 /// Default `maxSurge` and `maxUnavailable` when the spec leaves them out.
 pub const DEFAULT_MAX_SURGE_OR_UNAVAILABLE: IntOrPercent = IntOrPercent::Percent(25);
@@ -19,8 +19,8 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_service: Option<String>,
     /// The steps, run in order; without steps the update goes straight to 100%.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub steps: Vec<CanaryStep>,
+    #[serde(default, skip_serializing_if = "CanarySteps::is_empty")]
+    pub steps: CanarySteps,
     /// A traffic router that splits requests by weight instead of by replica count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_routing: Option<TrafficRouting>,
@@ -64,6 +64,10 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub min_pods_per_replica_set: Option<i32>,
+    /// Pods (a number or a percentage) that must be available before the rollout moves to the
+    /// next step; 100% of the step's replicas when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_progress_threshold: Option<ReplicaProgressThreshold>,
 }
 
 impl CanaryStrategy {
@@ -77,6 +81,16 @@ impl CanaryStrategy {
         self.max_unavailable
             .unwrap_or(DEFAULT_MAX_SURGE_OR_UNAVAILABLE)
     }
+}
+
+/// `canary.replicaProgressThreshold`: how many of a step's pods must be available to go on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub struct ReplicaProgressThreshold {
+    /// Whether `value` is a percentage (`Percent`) or a number of pods (`Pods`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The threshold; must be greater than 0.
+    pub value: i32,
 }
 
 /// `canary.analysis`: an AnalysisRun kept running in the background from a given step on.

@@ -46,8 +46,20 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube_core::CustomResourceExt;
 
 pub use self::{
-    analysis::*, analysis_run::*, bluegreen::*, canary::*, duration::*, intstr::*, providers::*,
-    rollout::*, status::*, steps::*, traffic::*, validate::*, vendor_metrics::*,
+    analysis::*,
+    analysis_run::*,
+    bluegreen::*,
+    canary::*,
+    duration::*,
+    intstr::*,
+    providers::*,
+    rollout::*,
+    status::*,
+    steps::*,
+    traffic::*,
+    unsupported::{unsupported_metric_fields, unsupported_template_fields},
+    validate::*,
+    vendor_metrics::*,
 };
 
 /// The CustomResourceDefinitions Sluice serves, in the order `cargo xtask crds` writes them.
@@ -65,5 +77,6 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     ]
     .into_iter()
     .map(schema::without_embedded_descriptions)
+    .map(schema::without_one_of)
     .collect()
 }

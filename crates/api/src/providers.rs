@@ -103,6 +103,23 @@ pub struct PrometheusMetric {
     /// How to authenticate (AWS SigV4 or OAuth2 client credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<Authentication>,
+    /// Run the query over a range of time instead of at one instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_query: Option<PrometheusRangeQuery>,
+}
+
+/// `prometheus.rangeQuery`: the range of a range query (each may hold `{{args.*}}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub struct PrometheusRangeQuery {
+    /// Start of the range, an expression such as `now() - duration("5m")`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// End of the range, an expression such as `now()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Resolution step, such as `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// Authentication for Prometheus and web metrics.

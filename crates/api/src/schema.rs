@@ -32,6 +32,39 @@ pub(crate) fn without_embedded_descriptions(
     serde_json::from_value(value).unwrap_or(crd)
 }
 
+/// Drops every `oneOf` of a generated CRD: Argo Rollouts' CRDs have none, so a manifest they
+/// accept must not be refused here. The derived schema of a one-key enum (a canary step, a metric
+/// provider, a string match) is an object with one property per variant plus a `oneOf` requiring
+/// exactly one; without it the object accepts any of them together, as Argo's struct does. A step
+/// with several actions is read and reported by `validate`; a provider or a string match with
+/// two keys is refused when the object is read, as Argo's own validation refuses it.
+pub(crate) fn without_one_of(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn strip(value: &mut Value) {
+        match value {
+            Value::Object(object) => {
+                object.remove("oneOf");
+                object.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    if let Some(versions) = value
+        .pointer_mut("/spec/versions")
+        .and_then(Value::as_array_mut)
+    {
+        for version in versions {
+            if let Some(schema) = version.pointer_mut("/schema/openAPIV3Schema") {
+                strip(schema);
+            }
+        }
+    }
+    serde_json::from_value(value).unwrap_or(crd)
+}
+
 /// Walks a schema; below a property listed in [`EMBEDDED`], removes every description.
 fn trim_embedded(schema: &mut Value, name: &str) {
     let Some(object) = schema.as_object_mut() else {

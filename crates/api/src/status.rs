@@ -89,6 +89,44 @@ pub struct RolloutStatus {
     /// State specific to the blue/green strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green: Option<BlueGreenStatus>,
+    /// The ALB and target groups of the AWS Load Balancer router (written by Argo Rollouts;
+    /// Sluice keeps it as written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alb: Option<AlbStatus>,
+    /// The ALBs and target groups of each Ingress, with several stable Ingresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub albs: Vec<AlbStatus>,
+}
+
+/// `status.alb`: the load balancer and target groups behind the AWS Load Balancer router.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlbStatus {
+    /// The load balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<AwsResourceRef>,
+    /// The target group of the canary Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_target_group: Option<AwsResourceRef>,
+    /// The target group of the stable Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_target_group: Option<AwsResourceRef>,
+    /// The Ingress these belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<String>,
+}
+
+/// An AWS resource by name and ARN.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsResourceRef {
+    /// Name of the resource.
+    pub name: String,
+    /// Its ARN.
+    pub arn: String,
+    /// Its full name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_name: Option<String>,
 }
 
 /// The health summary of a rollout, as Argo tooling expects it.
@@ -306,6 +344,9 @@ pub struct StepPluginStatus {
     /// Delay before the next execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<String>,
+    /// Whether the plugin is disabled globally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
     /// The plugin's own state, passed back to it verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::any_json")]

@@ -1,7 +1,16 @@
-//! Canary steps. A step is exactly one action, so it is an enum serialised the way Argo
+//! Canary steps. A step Sluice runs is one action, so it is an enum serialised the way Argo
 //! writes it: `- setWeight: 20`, `- pause: {duration: 30s}`, `- pause: {}`.
+//!
+//! Argo's step is a struct whose actions are all optional, so a manifest may put two actions in
+//! one step (Argo's apisix example: `setCanaryScale` and `setHeaderRoute`). [`CanarySteps`] reads
+//! such a step: its first action is the step, the others are kept beside it
+//! ([`CanarySteps::extra_actions`]) and written back after it, and `validate` reports the step.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    ops::{Deref, DerefMut},
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use schemars::JsonSchema;
@@ -44,6 +53,212 @@ one_key_map!(CanaryStep, "a canary step", {
     SetMirrorRoute => "setMirrorRoute",
     Plugin => "plugin",
 });
+
+/// `spec.strategy.canary.steps`: the steps in order, each its first action, with the further
+/// actions of any step that holds several.
+///
+/// Dereferences to the `Vec<CanaryStep>` of first actions, which is what the planner runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CanarySteps {
+    /// The first action of each step.
+    steps: Vec<CanaryStep>,
+    /// The actions after the first, by step index, in the order they were written.
+    extra: BTreeMap<usize, Vec<CanaryStep>>,
+}
+
+impl CanarySteps {
+    /// Whether there are no steps.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The actions a step holds after its first one; empty for a step of one action.
+    pub fn extra_actions(&self, index: usize) -> &[CanaryStep] {
+        self.extra.get(&index).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every action of a step, the first one first; empty past the last step.
+    pub fn actions(&self, index: usize) -> Vec<&CanaryStep> {
+        self.steps
+            .get(index)
+            .into_iter()
+            .chain(self.extra_actions(index))
+            .collect()
+    }
+
+    /// The steps holding more than one action: `(index, every action)`.
+    pub fn with_several_actions(&self) -> impl Iterator<Item = (usize, Vec<&CanaryStep>)> + '_ {
+        self.extra
+            .iter()
+            .filter(|(i, extra)| !extra.is_empty() && *i < &self.steps.len())
+            .map(|(i, _)| (*i, self.actions(*i)))
+    }
+}
+
+impl From<Vec<CanaryStep>> for CanarySteps {
+    fn from(steps: Vec<CanaryStep>) -> Self {
+        Self {
+            steps,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl Deref for CanarySteps {
+    type Target = Vec<CanaryStep>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.steps
+    }
+}
+
+impl DerefMut for CanarySteps {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.steps
+    }
+}
+
+impl Serialize for CanarySteps {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+
+        /// One step written as one map: its first action's key, then the others'.
+        struct Step<'a>(Vec<&'a CanaryStep>);
+
+        impl Serialize for Step<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for action in &self.0 {
+                    action.serialize_entry(&mut map)?;
+                }
+                map.end()
+            }
+        }
+
+        let mut seq = serializer.serialize_seq(Some(self.steps.len()))?;
+        for index in 0..self.steps.len() {
+            seq.serialize_element(&Step(self.actions(index)))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for CanarySteps {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let all = Vec::<StepActions>::deserialize(deserializer)?;
+        let mut steps = Self::default();
+        for (index, StepActions(first, rest)) in all.into_iter().enumerate() {
+            steps.steps.push(first);
+            if !rest.is_empty() {
+                steps.extra.insert(index, rest);
+            }
+        }
+        Ok(steps)
+    }
+}
+
+impl JsonSchema for CanarySteps {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CanarySteps".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Vec::<CanaryStep>::json_schema(generator)
+    }
+}
+
+/// Every action of one step as written: the first, and the others in order.
+struct StepActions(CanaryStep, Vec<CanaryStep>);
+
+impl<'de> Deserialize<'de> for StepActions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StepActions;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "a canary step with one or more of: {}",
+                    STEP_KEYS.join(", ")
+                )
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StepActions, A::Error> {
+                let mut actions = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    actions.push(CanaryStep::from_entry(&key, &mut map)?);
+                }
+                let mut actions = actions.into_iter();
+                let Some(first) = actions.next() else {
+                    return Err(serde::de::Error::custom(format!(
+                        "a canary step is empty; it needs one of: {}",
+                        STEP_KEYS.join(", ")
+                    )));
+                };
+                Ok(StepActions(first, actions.collect()))
+            }
+        }
+
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// The keys of a step's actions, in the order of [`StepKind`].
+const STEP_KEYS: &[&str] = &[
+    "setWeight",
+    "pause",
+    "setCanaryScale",
+    "analysis",
+    "experiment",
+    "setHeaderRoute",
+    "setMirrorRoute",
+    "plugin",
+];
+
+impl CanaryStep {
+    /// Writes this action as one entry of a step's map.
+    fn serialize_entry<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        let key = self.kind().json_name();
+        match self {
+            Self::SetWeight(v) => map.serialize_entry(key, v),
+            Self::Pause(v) => map.serialize_entry(key, v),
+            Self::SetCanaryScale(v) => map.serialize_entry(key, v),
+            Self::Analysis(v) => map.serialize_entry(key, v),
+            Self::Experiment(v) => map.serialize_entry(key, v),
+            Self::SetHeaderRoute(v) => map.serialize_entry(key, v),
+            Self::SetMirrorRoute(v) => map.serialize_entry(key, v),
+            Self::Plugin(v) => map.serialize_entry(key, v),
+        }
+    }
+
+    /// Reads the value of a step's map entry whose key is `key`.
+    fn from_entry<'de, A: serde::de::MapAccess<'de>>(
+        key: &str,
+        map: &mut A,
+    ) -> Result<Self, A::Error> {
+        Ok(match key {
+            "setWeight" => Self::SetWeight(map.next_value()?),
+            "pause" => Self::Pause(map.next_value()?),
+            "setCanaryScale" => Self::SetCanaryScale(map.next_value()?),
+            "analysis" => Self::Analysis(map.next_value()?),
+            "experiment" => Self::Experiment(map.next_value()?),
+            "setHeaderRoute" => Self::SetHeaderRoute(map.next_value()?),
+            "setMirrorRoute" => Self::SetMirrorRoute(map.next_value()?),
+            "plugin" => Self::Plugin(map.next_value()?),
+            other => return Err(serde::de::Error::unknown_variant(other, STEP_KEYS)),
+        })
+    }
+}
 
 /// The kind of a step, without its settings: for tables, messages and field paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -147,6 +362,9 @@ pub struct ExperimentStep {
     /// Labels and annotations for the experiment's AnalysisRuns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis_run_metadata: Option<AnalysisRunMetadata>,
+    /// Seconds to wait before scaling down the experiment's ReplicaSets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay_seconds: Option<i32>,
 }
 
 /// One ReplicaSet of an experiment.

@@ -208,6 +208,123 @@ fn rollout_with_argo_status_round_trips() {
 }
 
 #[test]
+fn argo_1_9_rollout_fields_round_trip() {
+    let rollout: Rollout = round_trip("canary-argo-1.9-fields.yaml");
+    let canary = rollout.spec.canary().expect("canary");
+    // A step with two actions: the first is the step, the other is kept beside it.
+    assert!(matches!(canary.steps[0], CanaryStep::SetCanaryScale(_)));
+    let extra: Vec<_> = canary
+        .steps
+        .extra_actions(0)
+        .iter()
+        .map(CanaryStep::kind)
+        .collect();
+    assert_eq!(extra, [StepKind::SetHeaderRoute]);
+    assert_eq!(canary.steps[1], CanaryStep::SetWeight(20));
+    assert_eq!(canary.steps.extra_actions(1).len(), 1);
+    assert_eq!(canary.steps.len(), 5);
+    assert!(canary.steps.extra_actions(2).is_empty());
+    let CanaryStep::Experiment(experiment) = &canary.steps[2] else {
+        panic!("step 2 is an experiment")
+    };
+    assert_eq!(experiment.scale_down_delay_seconds, Some(60));
+    let threshold = canary
+        .replica_progress_threshold
+        .as_ref()
+        .expect("threshold");
+    assert_eq!((threshold.type_.as_str(), threshold.value), ("Percent", 80));
+    let routing = canary.traffic_routing.as_ref().expect("routing");
+    let nginx = routing.nginx.as_ref().expect("nginx");
+    assert_eq!(nginx.canary_ingress_annotations.len(), 1);
+    let rule = routing
+        .istio
+        .as_ref()
+        .and_then(|i| i.destination_rule.as_ref())
+        .expect("destination rule");
+    assert_eq!(rule.additional_subset_names, ["legacy", "shadow"]);
+    let status = rollout.status.as_ref().expect("status");
+    let alb = status.alb.as_ref().expect("alb");
+    assert_eq!(alb.ingress.as_deref(), Some("gateway"));
+    assert_eq!(status.albs.len(), 1);
+    let plugin = &status
+        .canary
+        .as_ref()
+        .expect("canary status")
+        .step_plugin_statuses[0];
+    assert_eq!(plugin.disabled, Some(true));
+    // A step with two actions is written as one map, its actions in the order they were read.
+    let yaml = serde_norway::to_string(&canary.steps[..2].to_vec()).expect("serialises");
+    assert!(yaml.starts_with("- setCanaryScale:\n"), "{yaml}");
+    let written = serde_norway::to_string(&canary.steps).expect("serialises");
+    assert!(
+        written.contains("  setHeaderRoute:\n") && written.contains("- setWeight: 20\n  pause:\n"),
+        "{written}"
+    );
+}
+
+#[test]
+fn argo_1_9_analysis_fields_round_trip() {
+    let template: AnalysisTemplate = round_trip("analysis-template-argo-1.9-fields.yaml");
+    assert_eq!(template.spec.templates.len(), 2);
+    let metrics = &template.spec.metrics;
+    assert_eq!(metrics[0].failure_limit, Some(IntOrString::Int(-1)));
+    assert_eq!(
+        metrics[0].consecutive_success_limit,
+        Some(IntOrString::Int(3))
+    );
+    let MetricProvider::Prometheus(prometheus) = &metrics[0].provider else {
+        panic!("metric 0 is prometheus")
+    };
+    let range = prometheus.range_query.as_ref().expect("range query");
+    assert_eq!(range.step.as_deref(), Some("1m"));
+    assert!(matches!(&metrics[1].provider, MetricProvider::NewRelic(n) if n.timeout == Some(20)));
+    assert!(matches!(&metrics[2].provider, MetricProvider::Kayenta(k) if k.lookback == Some(true)));
+    assert_eq!(
+        unsupported_template_fields(&template.spec),
+        ["spec.templates"]
+    );
+    assert_eq!(
+        unsupported_metric_fields(&metrics[0]),
+        ["provider.prometheus.rangeQuery"]
+    );
+    assert!(unsupported_metric_fields(&metrics[1]).is_empty());
+
+    let run: AnalysisRun = round_trip("analysis-run-argo-1.9-fields.yaml");
+    let ttl = run.spec.ttl_strategy.as_ref().expect("ttl");
+    assert_eq!(ttl.seconds_after_success, Some(600));
+    let status = run.status.expect("status");
+    assert_eq!(status.metric_results[0].consecutive_success, Some(1));
+}
+
+#[test]
+fn a_step_with_several_actions_is_read_not_refused() {
+    // YAML keeps the order of a map's keys as written (serde_json's maps are sorted).
+    let yaml =
+        "- setCanaryScale:\n    replicas: 1\n  setWeight: 10\n  pause: {}\n- setWeight: 50\n";
+    let steps: CanarySteps = serde_norway::from_str(yaml).expect("reads");
+    assert_eq!(steps.len(), 2);
+    let kinds: Vec<_> = steps.actions(0).iter().map(|a| a.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            StepKind::SetCanaryScale,
+            StepKind::SetWeight,
+            StepKind::Pause
+        ]
+    );
+    assert_eq!(serde_norway::to_string(&steps).expect("writes"), yaml);
+    let several: Vec<_> = steps
+        .with_several_actions()
+        .map(|(i, a)| (i, a.len()))
+        .collect();
+    assert_eq!(several, [(0, 3)]);
+    let empty = serde_json::from_value::<CanarySteps>(serde_json::json!([{}]));
+    assert!(empty.is_err_and(|e| e.to_string().contains("a canary step is empty")));
+    let unknown = serde_json::from_value::<CanarySteps>(serde_json::json!([{ "wait": 1 }]));
+    assert!(unknown.is_err_and(|e| e.to_string().contains("unknown variant `wait`")));
+}
+
+#[test]
 fn defaults_are_not_invented() {
     let status = serde_json::to_value(RolloutStatus::default()).expect("serialises");
     assert_eq!(status, serde_json::json!({}));

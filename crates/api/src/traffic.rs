@@ -70,6 +70,9 @@ pub struct NginxTrafficRouting {
     /// Extra annotations for the canary Ingress (e.g. header-based canary).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub additional_ingress_annotations: BTreeMap<String, String>,
+    /// Annotations set on the canary Ingress only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub canary_ingress_annotations: BTreeMap<String, String>,
 }
 
 /// Istio: weights written into VirtualService routes, optionally DestinationRule subsets.
@@ -134,6 +137,9 @@ pub struct IstioDestinationRule {
     pub canary_subset_name: String,
     /// Subset pointed at stable pods.
     pub stable_subset_name: String,
+    /// Further subsets of the DestinationRule that Argo Rollouts does not manage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_subset_names: Vec<String>,
 }
 
 /// AWS Load Balancer Controller: weighted forward actions on an Ingress.

@@ -3,7 +3,10 @@
 //!
 //! **When a feature lands, delete its line here** (and the matching test case).
 
-use super::{CanaryStrategy, RolloutSpec, StepKind, TrafficRouting, validate::step_field};
+use super::{
+    AnalysisTemplateSpec, CanarySteps, CanaryStrategy, Metric, MetricProvider, RolloutSpec,
+    StepKind, TrafficRouting, validate::step_field,
+};
 
 /// Tells whether a spec uses a field.
 type Uses = fn(&RolloutSpec) -> bool;
@@ -27,7 +30,16 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.strategy.canary.pingPong",                      |s| canary(s, |c| c.ping_pong.is_some())),
     ("spec.strategy.canary.dynamicStableScale",            |s| canary(s, |c| c.dynamic_stable_scale == Some(true))),
     ("spec.strategy.canary.minPodsPerReplicaSet",          |s| canary(s, |c| c.min_pods_per_replica_set.is_some())),
+    // Argo moves on once this share of a step's pods is available; Sluice waits for all of
+    // them, so ignoring it would make a rollout slower than the user asked, not equivalent.
+    ("spec.strategy.canary.replicaProgressThreshold",      |s| canary(s, |c| c.replica_progress_threshold.is_some())),
 ];
+// Not listed, as ignoring them is safe and Argo-equivalent:
+// - fields inside a router or a step kind that is itself listed (nginx `canaryIngressAnnotations`,
+//   istio `destinationRule.additionalSubsetNames`, experiment `scaleDownDelaySeconds`): the
+//   router or step is reported, so the field is never silently ignored;
+// - status fields Argo's controller writes for features Sluice does not run
+//   (`status.alb`, `status.albs`, `stepPluginStatuses[].disabled`): kept as written.
 
 /// Canary step kinds Sluice does not execute yet.
 const UNSUPPORTED_STEPS: &[StepKind] = &[
@@ -43,13 +55,42 @@ pub(super) fn unsupported_fields(spec: &RolloutSpec) -> Vec<String> {
         .iter()
         .filter(|(_, uses)| uses(spec))
         .map(|(field, _)| (*field).to_owned());
-    let steps = spec.canary().map_or(&[][..], |c| &c.steps);
-    let step_fields = steps
-        .iter()
-        .enumerate()
-        .filter(|(_, step)| UNSUPPORTED_STEPS.contains(&step.kind()))
-        .map(|(i, step)| step_field(i, step.kind()));
+    let empty = CanarySteps::default();
+    let steps = spec.canary().map_or(&empty, |c| &c.steps);
+    let step_fields = (0..steps.len()).flat_map(|i| {
+        steps
+            .actions(i)
+            .into_iter()
+            .filter(|step| UNSUPPORTED_STEPS.contains(&step.kind()))
+            .map(move |step| step_field(i, step.kind()))
+    });
     fields.chain(step_fields).collect()
+}
+
+/// The fields of a metric (relative to the metric, e.g. `provider.prometheus.rangeQuery`) that
+/// Sluice declares but does not act on yet. A provider Sluice does not implement at all is
+/// reported by `sluice-analysis`, so its own fields (newRelic `timeout`, kayenta `lookback`) are
+/// not listed here.
+pub fn unsupported_metric_fields(metric: &Metric) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    // A range query answers with a matrix, not the vector an instant query answers with: the
+    // conditions would judge something else than the user wrote them for.
+    if let MetricProvider::Prometheus(p) = &metric.provider
+        && p.range_query.is_some()
+    {
+        fields.push("provider.prometheus.rangeQuery");
+    }
+    fields
+}
+
+/// The fields of an AnalysisTemplate spec that Sluice declares but does not act on yet.
+pub fn unsupported_template_fields(spec: &AnalysisTemplateSpec) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    // Composition: ignoring it would run the template without the metrics it includes.
+    if !spec.templates.is_empty() {
+        fields.push("spec.templates");
+    }
+    fields
 }
 
 /// Whether the canary strategy uses a router matching `test`.

@@ -47,9 +47,14 @@ impl SpecProblem {
 
     /// A declared field Sluice ignores today.
     fn unsupported(field: impl Into<String>) -> Self {
+        Self::unsupported_because(field, "is not supported by Sluice yet")
+    }
+
+    /// Valid Argo Rollouts that Sluice cannot run yet, with the reason.
+    fn unsupported_because(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
-            message: "is not supported by Sluice yet".into(),
+            message: message.into(),
             kind: ProblemKind::Unsupported,
         }
     }
@@ -263,6 +268,19 @@ fn check_strategy(spec: &RolloutSpec, problems: &mut Vec<SpecProblem>) {
 
 /// Steps, surge limits and Services of a canary.
 fn check_canary(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
+    // Argo runs every action of a step; Sluice's planner runs a step's first action only, so a
+    // step with several would silently lose the others.
+    for (i, actions) in canary.steps.with_several_actions() {
+        let names: Vec<_> = actions.iter().map(|a| a.kind().json_name()).collect();
+        let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+        problems.push(SpecProblem::unsupported_because(
+            format!("spec.strategy.canary.steps[{i}]"),
+            format!(
+                "holds {} and {last}; Sluice runs one action per step for now (write one step per action)",
+                rest.join(", ")
+            ),
+        ));
+    }
     for (i, step) in canary.steps.iter().enumerate() {
         match step {
             CanaryStep::SetWeight(w) if !(0..=100).contains(w) => {

@@ -54,6 +54,9 @@ pub struct NewRelicMetric {
     pub profile: Option<String>,
     /// The NRQL query.
     pub query: String,
+    /// Time limit of the NRQL query, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
 }
 
 /// A Wavefront query.
@@ -123,6 +126,9 @@ pub struct KayentaMetric {
     pub threshold: KayentaThreshold,
     /// Scopes compared.
     pub scopes: Vec<KayentaScope>,
+    /// Compare growing intervals from the start instead of sliding ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<bool>,
 }
 
 /// Kayenta score thresholds.

@@ -413,3 +413,15 @@ fn redaction_leaves_text_without_the_secret_alone() {
     assert!(!none.has_secrets());
     assert_eq!(none.redact("s3cr3t"), "s3cr3t");
 }
+
+#[test]
+fn a_composed_template_is_refused_not_run_without_the_metrics_it_includes() {
+    let composed = template(json!({
+        "templates": [{"templateName": "base"}],
+        "metrics": [{"name": "a", "provider": {"web": {"url": "http://x"}}}],
+    }));
+    assert_eq!(
+        flatten_templates(&[&composed]).map(|_| ()),
+        Err(ArgsError::UnsupportedTemplateField("spec.templates"))
+    );
+}

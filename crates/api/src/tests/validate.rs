@@ -153,6 +153,18 @@ const CASES: &[Case] = &[
         "spec.strategy.blueGreen.postPromotionAnalysis.templates", Invalid, "at least one"),
     ("rollbackWindow", canary, |r| r.spec.rollback_window = Some(Default::default()),
         "spec.rollbackWindow", Unsupported, "not supported"),
+    ("replicaProgressThreshold", canary, |r| canary_mut(r).replica_progress_threshold = Some(Default::default()),
+        "spec.strategy.canary.replicaProgressThreshold", Unsupported, "not supported"),
+    ("a step with two actions", canary, |r| canary_mut(r).steps = parse(serde_json::json!(
+        [{"setWeight": 20}, {"pause": {}}, {"setCanaryScale": {"weight": 20}, "setWeight": 40}])),
+        "spec.strategy.canary.steps[2]", Unsupported,
+        "holds setCanaryScale and setWeight; Sluice runs one action per step for now"),
+    ("a step with three actions", canary, |r| canary_mut(r).steps = parse(serde_json::json!(
+        [{"pause": {}, "setCanaryScale": {"replicas": 1}, "setWeight": 20}])),
+        "spec.strategy.canary.steps[0]", Unsupported, "holds pause, setCanaryScale and setWeight;"),
+    ("an unsupported second action", canary, |r| canary_mut(r).steps = parse(serde_json::json!(
+        [{"setCanaryScale": {"weight": 20}, "setHeaderRoute": {"name": "h"}}])),
+        "spec.strategy.canary.steps[0].setHeaderRoute", Unsupported, "not supported"),
 ];
 
 #[test]
@@ -183,6 +195,33 @@ fn false_flags_are_not_reported() {
     canary_mut(&mut rollout).dynamic_stable_scale = Some(false);
     rollout.spec.progress_deadline_abort = Some(false);
     assert_eq!(validate(&rollout), []);
+}
+
+#[test]
+fn the_argo_1_9_fixture_reports_what_sluice_does_not_run() {
+    let rollout: Rollout =
+        serde_norway::from_str(&super::fixture("canary-argo-1.9-fields.yaml")).expect("parses");
+    let problems = validate(&rollout);
+    let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.strategy.canary.steps[0]",
+            "spec.strategy.canary.steps[1]",
+            "spec.strategy.canary.trafficRouting.nginx",
+            "spec.strategy.canary.trafficRouting.istio",
+            "spec.strategy.canary.trafficRouting.managedRoutes",
+            "spec.strategy.canary.replicaProgressThreshold",
+            "spec.strategy.canary.steps[0].setHeaderRoute",
+            "spec.strategy.canary.steps[2].experiment",
+        ],
+        "{problems:#?}"
+    );
+    assert!(problems.iter().all(|p| p.kind == Unsupported));
+    assert_eq!(
+        problems[0].to_string(),
+        "spec.strategy.canary.steps[0]: holds setCanaryScale and setHeaderRoute; Sluice runs one action per step for now (write one step per action)"
+    );
 }
 
 #[test]
