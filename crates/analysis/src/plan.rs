@@ -242,12 +242,22 @@ pub fn record(
             AnalysisPhase::Error => {
                 bump(&mut result.error);
                 bump(&mut result.consecutive_error);
+                result.consecutive_success = None;
             }
             phase => {
                 match phase {
-                    AnalysisPhase::Successful => bump(&mut result.successful),
-                    AnalysisPhase::Failed => bump(&mut result.failed),
-                    _ => bump(&mut result.inconclusive),
+                    AnalysisPhase::Successful => {
+                        bump(&mut result.successful);
+                        bump(&mut result.consecutive_success);
+                    }
+                    AnalysisPhase::Failed => {
+                        bump(&mut result.failed);
+                        result.consecutive_success = None;
+                    }
+                    _ => {
+                        bump(&mut result.inconclusive);
+                        result.consecutive_success = None;
+                    }
                 }
                 bump(&mut result.count);
                 result.consecutive_error = None;
@@ -273,10 +283,13 @@ fn limit_breach(rules: &MetricRules, result: &MetricResult) -> Option<(AnalysisP
         get(result.consecutive_error),
     );
     let mut breach = None;
-    if failed > rules.failure_limit {
+    // No limit (`failureLimit: -1`): failed measurements never fail the metric by count.
+    if let Some(limit) = rules.failure_limit
+        && failed > limit
+    {
         breach = Some((
             AnalysisPhase::Failed,
-            format!("failed ({failed}) > failureLimit ({})", rules.failure_limit),
+            format!("failed ({failed}) > failureLimit ({limit})"),
         ));
     }
     if inconclusive > rules.inconclusive_limit {
@@ -318,7 +331,22 @@ fn metric_phase(rules: &MetricRules, result: &MetricResult, terminating: bool) -
     if let Some((phase, _)) = limit_breach(rules, result) {
         return phase;
     }
-    if rules.count.is_some_and(|count| taken(result) >= count) || terminating {
+    let in_a_row = u32::try_from(result.consecutive_success.unwrap_or(0)).unwrap_or(0);
+    let success_applies = rules.consecutive_success_limit > 0;
+    if success_applies && in_a_row >= rules.consecutive_success_limit {
+        return AnalysisPhase::Successful;
+    }
+    if rules.count.is_some_and(|count| taken(result) >= count) {
+        // The count is reached without the successes in a row: with a failure limit that was
+        // not broken that is Inconclusive, without one it is Failed (Argo's
+        // `assessMetricStatus`).
+        return match (success_applies, rules.failure_limit) {
+            (true, Some(_)) => AnalysisPhase::Inconclusive,
+            (true, None) => AnalysisPhase::Failed,
+            (false, _) => AnalysisPhase::Successful,
+        };
+    }
+    if terminating {
         return AnalysisPhase::Successful;
     }
     AnalysisPhase::Running

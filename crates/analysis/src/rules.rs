@@ -106,6 +106,22 @@ pub enum SpecError {
         /// What is wrong.
         message: String,
     },
+    /// A field of the metric that Sluice declares but does not act on yet.
+    #[error("metrics[{index}] {metric:?}: {field} is not supported by Sluice yet")]
+    UnsupportedField {
+        /// Position of the metric.
+        index: usize,
+        /// Its name.
+        metric: String,
+        /// The field, relative to the metric.
+        field: &'static str,
+    },
+    /// A field of the template that Sluice declares but does not act on yet.
+    #[error("{field} is not supported by Sluice yet")]
+    UnsupportedTemplateField {
+        /// The field.
+        field: &'static str,
+    },
     /// The provider is not one Sluice implements.
     #[error(
         "metrics[{index}] {metric:?}: the {provider} provider is not supported by Sluice (supported: {})",
@@ -146,8 +162,13 @@ pub struct MetricRules {
     pub initial_delay: Option<StdDuration>,
     /// Measurements to take (errors not counted); `None`: until the run is terminated.
     pub count: Option<u32>,
-    /// Failed measurements tolerated.
-    pub failure_limit: u32,
+    /// Failed measurements tolerated; `None` when `failureLimit: -1` disables the limit, which
+    /// Argo allows only with a `consecutiveSuccessLimit` (its `ValidateMetric`), and which then
+    /// never fails the metric on failed measurements (its `assessMetricFailureInconclusiveOrError`:
+    /// "If failureLimit is negative, that means it isn't applicable").
+    pub failure_limit: Option<u32>,
+    /// Successful measurements in a row that make the metric Successful; 0 disables it.
+    pub consecutive_success_limit: u32,
     /// Inconclusive measurements tolerated.
     pub inconclusive_limit: u32,
     /// Errors in a row tolerated.
@@ -208,6 +229,12 @@ impl RunRules {
 /// Checks a template as a run made from it would be checked; arguments without a value are
 /// filled with `0`, which fits the numeric and the textual places arguments appear in.
 pub fn validate_template(spec: &AnalysisTemplateSpec) -> Result<(), SpecError> {
+    if let Some(field) = sluice_api::unsupported_template_fields(spec)
+        .into_iter()
+        .next()
+    {
+        return Err(SpecError::UnsupportedTemplateField { field });
+    }
     let stand_ins: Vec<Argument> = spec
         .args
         .iter()
@@ -397,7 +424,13 @@ fn check_metric(
                 .transpose()
         };
     let count = number("count", &metric.count)?.unwrap_or(0);
-    let failure_limit = number("failureLimit", &metric.failure_limit)?.unwrap_or(0);
+    // `-1` is Argo's one negative failureLimit: the limit is disabled.
+    let failure_limit = match &metric.failure_limit {
+        Some(limit) if limit.as_int() == Some(-1) => None,
+        limit => Some(number("failureLimit", limit)?.unwrap_or(0)),
+    };
+    let consecutive_success_limit =
+        number("consecutiveSuccessLimit", &metric.consecutive_success_limit)?.unwrap_or(0);
     let inconclusive_limit = number("inconclusiveLimit", &metric.inconclusive_limit)?.unwrap_or(0);
     let consecutive_error_limit = number("consecutiveErrorLimit", &metric.consecutive_error_limit)?
         .unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT);
@@ -406,8 +439,22 @@ fn check_metric(
         metric: name.clone(),
         message: message.to_owned(),
     };
-    if count > 0 && count < failure_limit {
-        return Err(broken("count must be >= failureLimit"));
+    // Argo's `ValidateMetric`, in its words.
+    if consecutive_success_limit == 0 && failure_limit.is_none() {
+        return Err(broken(
+            "failureLimit and consecutiveSuccessLimit cannot both be disabled",
+        ));
+    }
+    match failure_limit {
+        Some(failure_limit) if count > 0 && count < failure_limit + consecutive_success_limit => {
+            return Err(broken(&format!(
+                "count ({count}) must be >= failureLimit + consecutiveSuccessLimit ({failure_limit} + {consecutive_success_limit}) if both >= 0"
+            )));
+        }
+        None if count > 0 && count < consecutive_success_limit => {
+            return Err(broken("count must be >= consecutiveSuccessLimit"));
+        }
+        _ => {}
     }
     if count > 0 && count < inconclusive_limit {
         return Err(broken("count must be >= inconclusiveLimit"));
@@ -420,6 +467,16 @@ fn check_metric(
             index,
             metric: name.clone(),
             provider,
+        });
+    }
+    if let Some(field) = sluice_api::unsupported_metric_fields(&metric)
+        .into_iter()
+        .next()
+    {
+        return Err(SpecError::UnsupportedField {
+            index,
+            metric: name.clone(),
+            field,
         });
     }
     let conditions = Conditions::of_within(&metric, &limits.condition).map_err(|source| {
@@ -443,6 +500,7 @@ fn check_metric(
         conditions,
         count,
         failure_limit,
+        consecutive_success_limit,
         inconclusive_limit,
         consecutive_error_limit,
         dry_run: false,

@@ -39,7 +39,7 @@ fn defaults_follow_argo() {
             once.inconclusive_limit,
             once.consecutive_error_limit
         ),
-        (0, 0, 4)
+        (Some(0), 0, 4)
     );
     assert_eq!(once.retention, 10);
     assert!(!once.dry_run);
@@ -61,7 +61,7 @@ fn counts_and_limits_may_be_arguments() {
     })))
     .unwrap();
     let m = rules.metric("m").unwrap();
-    assert_eq!((m.count, m.failure_limit), (Some(5), 2));
+    assert_eq!((m.count, m.failure_limit), (Some(5), Some(2)));
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn invalid_runs_are_refused_with_argo_messages() {
     );
     assert!(
         error(json!({"metrics": [web("a", json!({"count": 1, "failureLimit": 2}))]}))
-            .contains("count must be >= failureLimit")
+            .contains("count (1) must be >= failureLimit + consecutiveSuccessLimit (2 + 0)")
     );
     assert!(
         error(json!({"metrics": [web("a", json!({"count": 1, "inconclusiveLimit": 2}))]}))
@@ -85,7 +85,7 @@ fn invalid_runs_are_refused_with_argo_messages() {
     );
     assert!(
         error(json!({"metrics": [web("a", json!({"failureLimit": -1}))]}))
-            .contains("failureLimit \"-1\" must be a whole number >= 0")
+            .contains("failureLimit and consecutiveSuccessLimit cannot both be disabled")
     );
     let e = error(json!({
         "args": [{"name": "n", "value": "many"}],
@@ -353,4 +353,66 @@ fn a_placeholder_in_a_metric_name_is_an_error_naming_it() {
         validate_template(&template),
         Err(SpecError::PlaceholderInName { .. })
     ));
+}
+
+#[test]
+fn a_failure_limit_of_minus_one_is_disabled_as_argo_validates_it() {
+    let rules = RunRules::new(&spec(json!({"metrics": [web("m", json!({
+        "interval": "10s", "count": 4, "failureLimit": -1, "consecutiveSuccessLimit": "3",
+    }))]})))
+    .expect("-1 with consecutiveSuccessLimit is valid");
+    let m = rules.metric("m").unwrap();
+    assert_eq!((m.failure_limit, m.consecutive_success_limit), (None, 3));
+    // Argo's `ValidateMetric` messages.
+    let both = error(json!({"metrics": [web("m", json!({"failureLimit": -1}))]}));
+    assert!(
+        both.contains("failureLimit and consecutiveSuccessLimit cannot both be disabled"),
+        "{both}"
+    );
+    let below = error(
+        json!({"metrics": [web("m", json!({"failureLimit": -2, "consecutiveSuccessLimit": 1}))]}),
+    );
+    assert!(
+        below.contains("failureLimit \"-2\" must be a whole number"),
+        "{below}"
+    );
+    let short = error(json!({"metrics": [web("m", json!({
+        "interval": "10s", "count": 2, "failureLimit": -1, "consecutiveSuccessLimit": 3,
+    }))]}));
+    assert!(
+        short.contains("count must be >= consecutiveSuccessLimit"),
+        "{short}"
+    );
+    let sum = error(json!({"metrics": [web("m", json!({
+        "interval": "10s", "count": 3, "failureLimit": 2, "consecutiveSuccessLimit": 2,
+    }))]}));
+    assert!(
+        sum.contains("count (3) must be >= failureLimit + consecutiveSuccessLimit (2 + 2)"),
+        "{sum}"
+    );
+}
+
+#[test]
+fn fields_sluice_does_not_act_on_are_refused_by_name() {
+    let range = error(
+        json!({"metrics": [{"name": "m", "provider": {"prometheus": {
+            "query": "up", "rangeQuery": {"start": "now() - duration(\"5m\")", "end": "now()", "step": "1m"},
+        }}}]}),
+    );
+    assert!(
+        range.contains(
+            "metrics[0] \"m\": provider.prometheus.rangeQuery is not supported by Sluice yet"
+        ),
+        "{range}"
+    );
+    let template: AnalysisTemplateSpec = serde_json::from_value(json!({
+        "templates": [{"templateName": "base"}],
+        "metrics": [web("m", json!({}))],
+    }))
+    .expect("a template");
+    let composed = validate_template(&template).expect_err("composition is refused");
+    assert_eq!(
+        composed.to_string(),
+        "spec.templates is not supported by Sluice yet"
+    );
 }

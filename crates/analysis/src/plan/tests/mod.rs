@@ -525,3 +525,75 @@ fn a_zero_interval_never_makes_a_hot_loop() {
     }
     assert_eq!(measured, 10);
 }
+
+/// Runs the measurements `phases` of metric `m`, ten seconds apart; returns the run's phase
+/// after each one.
+fn run_through(
+    rules: &RunRules,
+    phases: &[AnalysisPhase],
+) -> (AnalysisRunStatus, Vec<AnalysisPhase>) {
+    let mut status = AnalysisRunStatus::default();
+    let mut seen = Vec::new();
+    for (i, phase) in phases.iter().enumerate() {
+        measure_all(
+            rules,
+            &mut status,
+            t(i64::try_from(i).unwrap() * 10),
+            *phase,
+        );
+        seen.push(status.phase);
+    }
+    (status, seen)
+}
+
+#[test]
+fn a_disabled_failure_limit_lets_successes_in_a_row_decide() {
+    use AnalysisPhase::*;
+    // Argo: `failureLimit: -1` "isn't applicable", so failures do not fail the metric; the
+    // metric succeeds once consecutiveSuccessLimit successes come in a row.
+    let rules = rules(json!({"metrics": [web("m", json!({
+        "interval": "10s", "count": 5, "failureLimit": -1, "consecutiveSuccessLimit": 2,
+    }))]}));
+    let (status, seen) = run_through(&rules, &[Failed, Failed, Successful, Successful]);
+    assert_eq!(seen, [Running, Running, Running, Successful]);
+    let r = result_of(&status, "m");
+    assert_eq!((r.failed, r.consecutive_success), (Some(2), Some(2)));
+}
+
+#[test]
+fn without_a_failure_limit_a_count_reached_short_of_the_successes_fails() {
+    use AnalysisPhase::*;
+    let rules = rules(json!({"metrics": [web("m", json!({
+        "interval": "10s", "count": 3, "failureLimit": -1, "consecutiveSuccessLimit": 2,
+    }))]}));
+    let (status, seen) = run_through(&rules, &[Successful, Failed, Successful]);
+    assert_eq!(seen, [Running, Running, Failed]);
+    assert_eq!(result_of(&status, "m").consecutive_success, Some(1));
+}
+
+#[test]
+fn with_a_failure_limit_a_count_reached_short_of_the_successes_is_inconclusive() {
+    use AnalysisPhase::*;
+    let rules = rules(json!({"metrics": [web("m", json!({
+        "interval": "10s", "count": 3, "failureLimit": 1, "consecutiveSuccessLimit": 2,
+    }))]}));
+    let (_, seen) = run_through(&rules, &[Successful, Failed, Successful]);
+    assert_eq!(seen, [Running, Running, Inconclusive]);
+    // The failure limit still fails the metric first.
+    let (_, seen) = run_through(&rules, &[Failed, Failed]);
+    assert_eq!(seen, [Running, Failed]);
+}
+
+#[test]
+fn successes_in_a_row_end_a_metric_before_its_count_and_reset_on_anything_else() {
+    use AnalysisPhase::*;
+    let rules = rules(json!({"metrics": [web("m", json!({
+        "interval": "10s", "count": 10, "failureLimit": 3, "consecutiveErrorLimit": 3,
+        "consecutiveSuccessLimit": 2,
+    }))]}));
+    let (status, seen) = run_through(&rules, &[Successful, Error, Successful, Inconclusive]);
+    assert_eq!(seen, [Running, Running, Running, Inconclusive]);
+    assert_eq!(result_of(&status, "m").consecutive_success, None);
+    let (_, seen) = run_through(&rules, &[Successful, Failed, Successful, Successful]);
+    assert_eq!(seen, [Running, Running, Running, Successful]);
+}
