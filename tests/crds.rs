@@ -253,14 +253,8 @@ async fn an_invalid_rollout_is_rejected_with_a_message_naming_the_field() {
             "stepz",
             "not declared in schema",
         ),
-        (
-            rollout(
-                serde_json::json!({ "canary": { "steps": [{ "setWeight": 10, "pause": {} }] } }),
-                3.into(),
-            ),
-            "spec.strategy.canary.steps[0]",
-            "one and only one",
-        ),
+        // A step with two actions is not here: Argo's schema takes it, so Sluice's does, and
+        // `validate` reports it (see the test of the Argo 1.9 fields below).
     ];
     for (object, field, words) in cases {
         let error = apply(&ns.client, &ns.name, &object, false)
@@ -348,4 +342,116 @@ async fn apply(
             kube::Error::Api(status) => status.message,
             other => other.to_string(),
         })
+}
+
+/// A fixture of `tests/fixtures/api/` as JSON, ready to apply in any namespace: without its
+/// namespace and its status.
+fn fixture(name: &str) -> (serde_json::Value, Option<serde_json::Value>) {
+    let path = repo_root().join("tests/fixtures/api").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let mut object: serde_json::Value = serde_norway::from_str(&text).expect("a YAML object");
+    let map = object.as_object_mut().expect("an object");
+    let status = map.remove("status");
+    if let Some(metadata) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        metadata.remove("namespace");
+    }
+    (object, status)
+}
+
+/// The object as the apiserver stores it.
+async fn read_back(client: &Client, ns: &str, kind: &str, name: &str) -> serde_json::Value {
+    let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", kind);
+    let (resource, _) = pinned_kind(client, &gvk).await.expect("discovery");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    serde_json::to_value(api.get(name).await.expect("reading back")).expect("JSON")
+}
+
+#[tokio::test]
+async fn a_step_with_two_actions_and_the_argo_1_9_rollout_fields_are_accepted_and_kept() {
+    // Argo's apisix example puts setCanaryScale and setHeaderRoute in one step; Argo's schema has
+    // no oneOf, so the apiserver must take it (Sluice reports it as InvalidSpec, not the
+    // apiserver as a refused write), and every v1.9 field must be kept, not pruned.
+    let ns = TestNamespace::new("argo-fields").await;
+    install_crds(&ns.client).await;
+    let (rollout, status) = fixture("canary-argo-1.9-fields.yaml");
+    apply(&ns.client, &ns.name, &rollout, false)
+        .await
+        .unwrap_or_else(|e| panic!("the Rollout is refused: {e}"));
+    let stored = read_back(&ns.client, &ns.name, "Rollout", "gateway").await;
+    assert_eq!(
+        stored["spec"], rollout["spec"],
+        "a field was pruned or changed"
+    );
+    let step = stored["spec"]["strategy"]["canary"]["steps"][0]
+        .as_object()
+        .expect("a step");
+    assert!(step.contains_key("setCanaryScale") && step.contains_key("setHeaderRoute"));
+
+    // The status Argo writes for the ALB router and step plugins, through the status subresource.
+    let status_patch = serde_json::json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "gateway" },
+        "status": status.expect("the fixture has a status"),
+    });
+    let api = rollouts(&ns.client, &ns.name).await;
+    api.patch_status(
+        "gateway",
+        &PatchParams::apply("sluice-tests").validation_strict(),
+        &Patch::Apply(&status_patch),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the status is refused: {e}"));
+    let stored = read_back(&ns.client, &ns.name, "Rollout", "gateway").await;
+    assert_eq!(
+        stored["status"], status_patch["status"],
+        "a status field was pruned"
+    );
+
+    // Sluice reads it, and says what it will not run.
+    let typed: Api<sluice_api::Rollout> = Api::namespaced(ns.client.clone(), &ns.name);
+    let read = typed
+        .get("gateway")
+        .await
+        .expect("Sluice reads the Rollout");
+    let problems = sluice_api::validate(&read);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.strategy.canary.steps[0]"
+                && p.message.contains("Sluice runs one action per step")),
+        "{problems:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_argo_1_9_metric_fields_and_a_disabled_failure_limit_are_accepted_and_kept() {
+    let ns = TestNamespace::new("argo-metric-fields").await;
+    install_crds(&ns.client).await;
+    for (file, kind, name) in [
+        (
+            "analysis-template-argo-1.9-fields.yaml",
+            "AnalysisTemplate",
+            "composed",
+        ),
+        (
+            "analysis-run-argo-1.9-fields.yaml",
+            "AnalysisRun",
+            "gateway-streak",
+        ),
+    ] {
+        let (object, _) = fixture(file);
+        apply(&ns.client, &ns.name, &object, false)
+            .await
+            .unwrap_or_else(|e| panic!("the {kind} is refused: {e}"));
+        let stored = read_back(&ns.client, &ns.name, kind, name).await;
+        assert_eq!(
+            stored["spec"], object["spec"],
+            "{kind}: a field was pruned or changed"
+        );
+        assert_eq!(
+            stored["spec"]["metrics"][0]["failureLimit"],
+            serde_json::json!(-1)
+        );
+    }
 }
