@@ -670,8 +670,12 @@ async fn self_heal(test: &str, server_side_diff: bool) {
         r.spec.revision_history_limit == Some(3)
     })
     .await;
-    app.hold(10, "Synced and Suspended after self-heal", |v| {
-        (v.is("Synced", "Suspended") || v.sync == "OutOfSync")
+    // The write-back is a new generation: Argo CD's health check says Progressing until Sluice
+    // has observed it, and nothing else (no new pods, no new steps).
+    app.hold(10, "Suspended after self-heal", |v| {
+        let observing = v.rollout == "Progressing"
+            && v.rollout_message == "Waiting for rollout spec update to be observed";
+        (v.rollout == "Suspended" || observing)
             .then_some(())
             .ok_or(format!("{v:?}"))
     })
