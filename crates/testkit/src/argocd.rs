@@ -11,13 +11,6 @@
 //! repositories by their `file://` URL, as Argo CD's own end-to-end tests do: a test makes one
 //! with [`Repo`].
 
-// The cluster's own process handling (pid files, logs, process groups, stop), compiled here a
-// second time because `cluster` keeps its module private; `pub(crate) mod procs` there would let
-// this be a `use`. Argo CD uses part of it.
-#[path = "cluster/procs.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod procs;
-
 use std::{
     ffi::OsString,
     os::unix::fs::PermissionsExt,
@@ -27,8 +20,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::cluster::procs::{Proc, Started, ensure_port_free};
 use anyhow::{Context, Result, bail};
-use procs::{Proc, Started, ensure_port_free};
 
 use crate::{
     gobuild::{self, ARGOCD},

@@ -6,7 +6,7 @@
 //! binaries live in the shared cache (see `gobuild`). Every listener is bound to 127.0.0.1.
 
 mod certs;
-mod procs;
+pub(crate) mod procs;
 
 use std::{
     ffi::OsString,
