@@ -50,33 +50,45 @@ fn ensure_cluster() {
         if answers {
             return;
         }
-        // Serialise the start between test binaries run at once; a separate target directory keeps
-        // the inner cargo from waiting on the lock the outer `cargo test` holds.
-        let root = paths::repo_root();
-        let lock_path = root.join("target/cluster.lock");
-        std::fs::create_dir_all(root.join("target")).expect("creating target/");
-        let lock = std::fs::File::create(&lock_path).expect("creating the cluster lock file");
-        lock.lock().expect("locking the cluster lock file");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(&root)
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "xtask",
-                "--target-dir",
-                "target/xtask",
-                "--",
-                "cluster",
-                "up",
-            ])
-            .status()
-            .expect("running `cargo xtask cluster up`");
-        assert!(
-            status.success(),
-            "`cargo xtask cluster up` failed; see target/cluster/logs/"
+        xtask_once(
+            "cluster.lock",
+            &["cluster", "up"],
+            || false,
+            "target/cluster/logs/",
         );
     });
+}
+
+/// Runs `cargo xtask ARGS` to start a service the tests need, once across the test binaries run
+/// at once: under the lock file `target/<lock>`, and not at all when `ready` says another binary
+/// started it meanwhile. A separate target directory keeps the inner cargo from waiting on the
+/// lock the outer `cargo test` holds. Fails the test, naming `logs`, when the command fails.
+pub(crate) fn xtask_once(lock: &str, args: &[&str], ready: impl Fn() -> bool, logs: &str) {
+    let root = paths::repo_root();
+    std::fs::create_dir_all(root.join("target")).expect("creating target/");
+    let file = std::fs::File::create(root.join("target").join(lock))
+        .unwrap_or_else(|e| panic!("creating target/{lock}: {e}"));
+    file.lock()
+        .unwrap_or_else(|e| panic!("locking target/{lock}: {e}"));
+    if ready() {
+        return;
+    }
+    let command = format!("cargo xtask {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--target-dir",
+            "target/xtask",
+            "--",
+        ])
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("running `{command}`: {e}"));
+    assert!(status.success(), "`{command}` failed; see {logs}");
 }
 
 /// A client for the local cluster, starting the cluster first if needed.

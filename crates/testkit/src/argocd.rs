@@ -20,10 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::cluster::procs::{Proc, Started, ensure_port_free};
 use anyhow::{Context, Result, bail};
 
 use crate::{
+    cluster::procs::{Proc, Started, ensure_port_free},
     gobuild::{self, ARGOCD},
     paths, preflight,
 };
@@ -483,32 +483,11 @@ pub async fn ensure_up() {
         if is_up() {
             return;
         }
-        let root = paths::repo_root();
-        std::fs::create_dir_all(root.join("target")).expect("creating target/");
-        let lock = std::fs::File::create(root.join("target/argocd.lock"))
-            .expect("creating the Argo CD lock file");
-        lock.lock().expect("locking the Argo CD lock file");
-        if is_up() {
-            return;
-        }
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(&root)
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "xtask",
-                "--target-dir",
-                "target/xtask",
-                "--",
-                "argocd",
-                "up",
-            ])
-            .status()
-            .expect("running `cargo xtask argocd up`");
-        assert!(
-            status.success(),
-            "`cargo xtask argocd up` failed; see target/cluster/argocd/logs/"
+        crate::access::xtask_once(
+            "argocd.lock",
+            &["argocd", "up"],
+            is_up,
+            "target/cluster/argocd/logs/",
         );
     });
 }
