@@ -108,7 +108,7 @@ async fn main() -> Result<()> {
         Cmd::Cluster { action } => match action {
             ClusterCmd::Up(options) => cluster::up(&options).await,
             // Argo CD first: its processes talk to the cluster.
-            ClusterCmd::Down => argocd::down().and_then(|()| cluster::down()),
+            ClusterCmd::Down => cluster::down(),
             // Down exits 3 without a backtrace, as `systemctl status` does for a stopped unit.
             ClusterCmd::Status => {
                 if !cluster::status().await? {

@@ -218,8 +218,13 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     Ok(())
 }
 
-/// Stops every process `up` started, in reverse order, and drops the etcd data.
+/// Stops Argo CD if it runs beside the cluster, then every process `up` started, in reverse
+/// order, and drops the etcd data.
 pub fn down() -> Result<()> {
+    // Argo CD runs beside the cluster and caches what it saw there: a cluster that goes down
+    // (or restarts with new etcd data, as `up` does to add an audit log) takes it along, and the
+    // next `argocd up` starts it against the new cluster.
+    crate::argocd::down()?;
     let dir = paths::cluster_dir();
     for name in PROCESSES.iter().rev() {
         let proc = Proc::new(&dir, name);
