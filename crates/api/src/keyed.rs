@@ -12,13 +12,40 @@
 /// must match the JSON name the enum's schema gives the variant.
 macro_rules! one_key_map {
     ($ty:ident, $what:literal, { $($variant:ident => $key:literal),+ $(,)? }) => {
+        // Entry-level reading and writing, also for a map that holds several of them (a canary
+        // step with several actions); not every enum needs them.
+        #[allow(dead_code)]
+        impl $ty {
+            /// The manifest keys of the variants.
+            pub(crate) const KEYS: &'static [&'static str] = &[$($key),+];
+
+            /// Writes this value as one entry of a map.
+            pub(crate) fn serialize_entry<M: ::serde::ser::SerializeMap>(
+                &self,
+                map: &mut M,
+            ) -> Result<(), M::Error> {
+                match self {
+                    $(Self::$variant(value) => map.serialize_entry($key, value),)+
+                }
+            }
+
+            /// Reads the value of a map entry whose key is `key`.
+            pub(crate) fn from_entry<'de, A: ::serde::de::MapAccess<'de>>(
+                key: &str,
+                map: &mut A,
+            ) -> Result<Self, A::Error> {
+                Ok(match key {
+                    $($key => Self::$variant(map.next_value()?),)+
+                    other => return Err(::serde::de::Error::unknown_variant(other, Self::KEYS)),
+                })
+            }
+        }
+
         impl ::serde::Serialize for $ty {
             fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 use ::serde::ser::SerializeMap;
                 let mut map = serializer.serialize_map(Some(1))?;
-                match self {
-                    $(Self::$variant(value) => map.serialize_entry($key, value)?,)+
-                }
+                self.serialize_entry(&mut map)?;
                 map.end()
             }
         }
@@ -31,21 +58,17 @@ macro_rules! one_key_map {
                     type Value = $ty;
 
                     fn expecting(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                        write!(f, "{} with exactly one of: {}", $what, [$($key),+].join(", "))
+                        write!(f, "{} with exactly one of: {}", $what, $ty::KEYS.join(", "))
                     }
 
                     fn visit_map<A: ::serde::de::MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
                         use ::serde::de::Error;
-                        const KEYS: &[&str] = &[$($key),+];
                         let Some(key) = map.next_key::<String>()? else {
                             return Err(A::Error::custom(format!(
-                                "{} is empty; it needs exactly one of: {}", $what, KEYS.join(", ")
+                                "{} is empty; it needs exactly one of: {}", $what, $ty::KEYS.join(", ")
                             )));
                         };
-                        let value = match key.as_str() {
-                            $($key => $ty::$variant(map.next_value()?),)+
-                            other => return Err(A::Error::unknown_variant(other, KEYS)),
-                        };
+                        let value = $ty::from_entry(&key, &mut map)?;
                         if let Some(extra) = map.next_key::<String>()? {
                             return Err(A::Error::custom(format!(
                                 "{} has exactly one key, but both {key:?} and {extra:?} are set",

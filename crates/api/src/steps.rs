@@ -186,7 +186,7 @@ impl<'de> Deserialize<'de> for StepActions {
                 write!(
                     f,
                     "a canary step with one or more of: {}",
-                    STEP_KEYS.join(", ")
+                    CanaryStep::KEYS.join(", ")
                 )
             }
 
@@ -202,7 +202,7 @@ impl<'de> Deserialize<'de> for StepActions {
                 let Some(first) = actions.next() else {
                     return Err(serde::de::Error::custom(format!(
                         "a canary step is empty; it needs one of: {}",
-                        STEP_KEYS.join(", ")
+                        CanaryStep::KEYS.join(", ")
                     )));
                 };
                 Ok(StepActions(first, actions.collect()))
@@ -210,53 +210,6 @@ impl<'de> Deserialize<'de> for StepActions {
         }
 
         deserializer.deserialize_map(Visitor)
-    }
-}
-
-/// The keys of a step's actions, in the order of [`StepKind`].
-const STEP_KEYS: &[&str] = &[
-    "setWeight",
-    "pause",
-    "setCanaryScale",
-    "analysis",
-    "experiment",
-    "setHeaderRoute",
-    "setMirrorRoute",
-    "plugin",
-];
-
-impl CanaryStep {
-    /// Writes this action as one entry of a step's map.
-    fn serialize_entry<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
-        let key = self.kind().json_name();
-        match self {
-            Self::SetWeight(v) => map.serialize_entry(key, v),
-            Self::Pause(v) => map.serialize_entry(key, v),
-            Self::SetCanaryScale(v) => map.serialize_entry(key, v),
-            Self::Analysis(v) => map.serialize_entry(key, v),
-            Self::Experiment(v) => map.serialize_entry(key, v),
-            Self::SetHeaderRoute(v) => map.serialize_entry(key, v),
-            Self::SetMirrorRoute(v) => map.serialize_entry(key, v),
-            Self::Plugin(v) => map.serialize_entry(key, v),
-        }
-    }
-
-    /// Reads the value of a step's map entry whose key is `key`.
-    fn from_entry<'de, A: serde::de::MapAccess<'de>>(
-        key: &str,
-        map: &mut A,
-    ) -> Result<Self, A::Error> {
-        Ok(match key {
-            "setWeight" => Self::SetWeight(map.next_value()?),
-            "pause" => Self::Pause(map.next_value()?),
-            "setCanaryScale" => Self::SetCanaryScale(map.next_value()?),
-            "analysis" => Self::Analysis(map.next_value()?),
-            "experiment" => Self::Experiment(map.next_value()?),
-            "setHeaderRoute" => Self::SetHeaderRoute(map.next_value()?),
-            "setMirrorRoute" => Self::SetMirrorRoute(map.next_value()?),
-            "plugin" => Self::Plugin(map.next_value()?),
-            other => return Err(serde::de::Error::unknown_variant(other, STEP_KEYS)),
-        })
     }
 }
 
