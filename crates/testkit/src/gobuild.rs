@@ -113,8 +113,33 @@ pub const ARGOCD: Component = Component {
     ldflags: argocd_ldflags,
 };
 
+/// Traefik, the real proxy the traffic tests send requests through (Gateway API, its own CRDs,
+/// Ingress). Built with lego's API but not its ACME client (see `xtask/go/traefik/go.mod`); the
+/// version as Traefik's releases report it (no leading `v`), with a constant build date.
+pub const TRAEFIK: Component = Component {
+    name: "traefik",
+    version: "v3.7.13",
+    binaries: &[("traefik", "github.com/traefik/traefik/v3/cmd/traefik")],
+    tags: "",
+    ldflags: |v| {
+        let pkg = "github.com/traefik/traefik/v3/pkg/version";
+        format!(
+            "-X {pkg}.Version={} -X {pkg}.BuildDate=2026-01-01T00:00:00Z",
+            v.trim_start_matches('v')
+        )
+    },
+};
+
 /// Everything `cluster build` makes: the cluster, and the tools the tests run beside it.
-pub const ALL: [&Component; 6] = [&ETCD, &KUBERNETES, &KWOK, &HELM, &PROMETHEUS, &ARGOCD];
+pub const ALL: [&Component; 7] = [
+    &ETCD,
+    &KUBERNETES,
+    &KWOK,
+    &HELM,
+    &PROMETHEUS,
+    &ARGOCD,
+    &TRAEFIK,
+];
 
 /// Helm's version, and the Kubernetes version `helm template` and `helm lint` assume without a
 /// cluster: Helm's own Makefile derives it from its `k8s.io/client-go` (v0.37 in v3.22.0, so
