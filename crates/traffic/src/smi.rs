@@ -346,9 +346,8 @@ mod tests {
         let [Write::Replace(_, body)] = writes.as_slice() else {
             panic!("expected one Replace, got {writes:?}");
         };
-        let mut expected = argo_split("40", "60");
-        expected["metadata"]["resourceVersion"] = json!("991");
-        assert_eq!(*body, expected);
+        // Only the weights change; the resourceVersion read is kept for the write.
+        assert_eq!(*body, argo_split("40", "60"));
         assert_eq!(
             router()
                 .reconcile(&[Some(body.clone())], &desired(40))
@@ -417,6 +416,20 @@ mod tests {
         let mut split = argo_split("0", "100");
         split["metadata"]["ownerReferences"][0]["name"] = json!("other");
         assert!(router().reconcile(&[Some(split)], &desired(10)).is_err());
+    }
+
+    #[test]
+    fn header_and_mirror_routes_are_ignored_as_argo_ignores_them() {
+        let mut d = desired(10);
+        d.mirror_routes = vec![crate::MirrorRoute {
+            name: "mirror".into(),
+            matches: Vec::new(),
+            percentage: 50,
+        }];
+        assert_eq!(
+            router().reconcile(&[None], &d).unwrap(),
+            router().reconcile(&[None], &desired(10)).unwrap()
+        );
     }
 
     #[test]

@@ -400,6 +400,26 @@ mod tests {
     }
 
     #[test]
+    fn header_and_mirror_routes_are_ignored_as_argo_ignores_them() {
+        let mut d = desired(10);
+        d.header_routes = vec![crate::HeaderRoute {
+            name: "header".into(),
+            matches: Vec::new(),
+        }];
+        d.mirror_routes = vec![crate::MirrorRoute {
+            name: "mirror".into(),
+            matches: Vec::new(),
+            percentage: 50,
+        }];
+        assert_eq!(
+            router().reconcile(&[Some(service())], &d).unwrap(),
+            router()
+                .reconcile(&[Some(service())], &desired(10))
+                .unwrap()
+        );
+    }
+
+    #[test]
     fn the_legacy_group_is_read_when_asked() {
         let r = Traefik::legacy(&TraefikTrafficRouting {
             weighted_traefik_service_name: "traefik-service".into(),
