@@ -258,3 +258,109 @@ pub struct ApisixRoute {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<String>,
 }
+
+/// The name Argo users register the Gateway API traffic router plugin under; Sluice routes
+/// through Gateway API natively when `trafficRouting.plugins` names it.
+pub const GATEWAY_API_PLUGIN: &str = "argoproj-labs/gatewayAPI";
+
+/// The configuration of `trafficRouting.plugins["argoproj-labs/gatewayAPI"]`, in the plugin's
+/// own shape: one route of a kind by name, or several with their options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiConfig {
+    /// One HTTPRoute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<String>,
+    /// Several HTTPRoutes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_routes: Vec<GatewayApiRoute>,
+    /// One GRPCRoute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_route: Option<String>,
+    /// Several GRPCRoutes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grpc_routes: Vec<GatewayApiRoute>,
+    /// One TCPRoute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_route: Option<String>,
+    /// Several TCPRoutes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_routes: Vec<GatewayApiRoute>,
+    /// The routes' namespace (the rollout's when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The plugin's ConfigMap for header routes; read and ignored (Sluice keeps header routes as
+    /// named rules in the route itself, as the plugin does since v0.13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+}
+
+/// One route named in a Gateway API plugin configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiRoute {
+    /// The route's name.
+    pub name: String,
+    /// Whether header routes (`setHeaderRoute`) are added to this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_header_routes: Option<bool>,
+}
+
+/// The kinds of Gateway API route a rollout can weigh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GatewayRouteKind {
+    /// `HTTPRoute`.
+    Http,
+    /// `GRPCRoute`.
+    Grpc,
+    /// `TCPRoute`.
+    Tcp,
+}
+
+impl GatewayApiConfig {
+    /// The configuration in a rollout's `trafficRouting`, if it names the plugin; an error
+    /// message when the configuration does not read as the plugin's.
+    pub fn of(routing: &TrafficRouting) -> Option<Result<Self, String>> {
+        let raw = routing.plugins.get(GATEWAY_API_PLUGIN)?;
+        Some(serde_json::from_value(raw.clone()).map_err(|e| e.to_string()))
+    }
+
+    /// Every route named, with its kind and whether header routes go into it (an `httpRoute`
+    /// given by name alone takes them, as with the plugin).
+    pub fn routes(&self) -> Vec<(GatewayRouteKind, GatewayApiRoute)> {
+        let one = |name: &Option<String>, header: bool| {
+            name.iter()
+                .map(move |n| GatewayApiRoute {
+                    name: n.clone(),
+                    use_header_routes: Some(header),
+                })
+                .collect::<Vec<_>>()
+        };
+        let kinds = [
+            (
+                GatewayRouteKind::Http,
+                one(&self.http_route, true),
+                &self.http_routes,
+            ),
+            (
+                GatewayRouteKind::Grpc,
+                one(&self.grpc_route, true),
+                &self.grpc_routes,
+            ),
+            (
+                GatewayRouteKind::Tcp,
+                one(&self.tcp_route, false),
+                &self.tcp_routes,
+            ),
+        ];
+        kinds
+            .into_iter()
+            .flat_map(|(kind, single, many)| {
+                single
+                    .into_iter()
+                    .chain(many.iter().cloned())
+                    .map(move |r| (kind, r))
+            })
+            .collect()
+    }
+}

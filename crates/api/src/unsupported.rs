@@ -24,9 +24,8 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.strategy.canary.trafficRouting.apisix",         |s| router(s, |t| t.apisix.is_some())),
     ("spec.strategy.canary.trafficRouting.ambassador",     |s| router(s, |t| t.ambassador.is_some())),
     ("spec.strategy.canary.trafficRouting.appMesh",        |s| router(s, |t| t.app_mesh.is_some())),
-    ("spec.strategy.canary.trafficRouting.plugins",        |s| router(s, |t| !t.plugins.is_empty())),
-    ("spec.strategy.canary.trafficRouting.managedRoutes",  |s| router(s, |t| !t.managed_routes.is_empty())),
-    ("spec.strategy.canary.trafficRouting.maxTrafficWeight", |s| router(s, |t| t.max_traffic_weight.is_some())),
+    // Router plugins other than Gateway API's, which Sluice runs natively.
+    ("spec.strategy.canary.trafficRouting.plugins",        |s| router(s, |t| t.plugins.keys().any(|k| k != super::GATEWAY_API_PLUGIN))),
     ("spec.strategy.canary.pingPong",                      |s| canary(s, |c| c.ping_pong.is_some())),
     ("spec.strategy.canary.dynamicStableScale",            |s| canary(s, |c| c.dynamic_stable_scale == Some(true))),
     ("spec.strategy.canary.minPodsPerReplicaSet",          |s| canary(s, |c| c.min_pods_per_replica_set.is_some())),
@@ -42,12 +41,7 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
 //   (`status.alb`, `status.albs`, `stepPluginStatuses[].disabled`): kept as written.
 
 /// Canary step kinds Sluice does not execute yet.
-const UNSUPPORTED_STEPS: &[StepKind] = &[
-    StepKind::Experiment,
-    StepKind::SetHeaderRoute,
-    StepKind::SetMirrorRoute,
-    StepKind::Plugin,
-];
+const UNSUPPORTED_STEPS: &[StepKind] = &[StepKind::Experiment, StepKind::Plugin];
 
 /// The paths of every unsupported field and step the spec uses, in table order.
 pub(super) fn unsupported_fields(spec: &RolloutSpec) -> Vec<String> {

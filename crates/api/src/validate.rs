@@ -10,6 +10,8 @@ use std::{collections::BTreeMap, fmt};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+mod routing;
+
 use super::{
     BlueGreenStrategy, CanaryStep, CanaryStrategy, IntOrPercent, Rollout, RolloutSpec, StepKind,
     unsupported::unsupported_fields,
@@ -283,7 +285,9 @@ fn check_canary(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
     }
     for (i, step) in canary.steps.iter().enumerate() {
         match step {
-            CanaryStep::SetWeight(w) if !(0..=100).contains(w) => {
+            CanaryStep::SetWeight(w)
+                if *w < 0 || (*w > 100 && canary.traffic_routing.is_none()) =>
+            {
                 problems.push(SpecProblem::invalid(
                     step_field(i, StepKind::SetWeight),
                     format!("must be between 0 and 100 (got {w})"),
@@ -303,6 +307,7 @@ fn check_canary(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
             _ => {}
         }
     }
+    routing::check(canary, problems);
     if let Some(background) = canary.analysis.as_ref() {
         check_analysis(
             "spec.strategy.canary.analysis",

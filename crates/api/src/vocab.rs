@@ -127,4 +127,9 @@ pub mod reason {
     pub const NOT_READY: &str = "NotReady";
     /// A Secret an AnalysisRun argument names could not be read (error metric).
     pub const SECRET_UNAVAILABLE: &str = "SecretUnavailable";
+    /// A traffic router's objects could not be read or written as the plan decided (condition,
+    /// event, error metric; Argo's word).
+    pub const TRAFFIC_ROUTING_ERROR: &str = "TrafficRoutingError";
+    /// A router object another writer changed was put back (event).
+    pub const TRAFFIC_ROUTING_PUT_BACK: &str = "TrafficRoutingPutBack";
 }

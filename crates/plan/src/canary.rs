@@ -13,6 +13,7 @@ use super::{
     replicasets::{SetView, add_anti_affinity},
 };
 
+pub mod routed;
 pub mod steps;
 
 use self::steps::{advance, background_analysis, hold_step_analysis, targets_at};
@@ -32,6 +33,12 @@ pub fn plan(
     // Back to the start: a retry (abort cleared) runs every step again.
     let index = if aborted { 0 } else { index };
     record_step(p, &c, index, aborted);
+    if let Some(routing) = c.routing.clone() {
+        routed::plan(p, &c, &routing, index, aborted);
+        p.delete_old_sets(hash);
+        sync_metadata(p, &c, aborted);
+        return;
+    }
     let input = c
         .counts
         .toward(c.desired, c.limits, targets(&c, index, aborted));
@@ -60,6 +67,8 @@ struct Canary<'a> {
     /// Whether a canary runs beside a different stable version.
     running: bool,
     counts: Counts,
+    /// The traffic router and what it carries, when `trafficRouting` is set.
+    routing: Option<routed::Routing>,
 }
 
 impl<'a> Canary<'a> {
@@ -86,6 +95,7 @@ impl<'a> Canary<'a> {
             set: p.set(hash),
             running: stable.as_deref().is_some_and(|h| h != hash),
             counts: Counts::of(&p.sets, hash, stable.as_deref()),
+            routing: routed::Routing::of(p, strategy),
             stable,
         }
     }

@@ -45,6 +45,8 @@ pub struct Observed {
     pub pods: Option<Vec<restart::PodView>>,
     /// The AnalysisRuns the rollout owns.
     pub analysis_runs: Vec<analysis::RunView>,
+    /// What a routed canary's router carries now (`None` without `trafficRouting`).
+    pub traffic: Option<traffic::TrafficView>,
 }
 
 /// The part of a Service the plan reads.
@@ -118,6 +120,13 @@ pub enum Action {
         /// The run.
         name: String,
     },
+    /// Remove one annotation of a ReplicaSet.
+    UnannotateReplicaSet {
+        /// The ReplicaSet.
+        name: String,
+        /// The annotation.
+        key: &'static str,
+    },
     /// Point a Service at one version: set its pod-template-hash selector and mark it managed.
     PointService {
         /// The Service.
@@ -144,6 +153,9 @@ impl std::fmt::Display for Action {
             Action::EvictPod { name } => write!(f, "evict pod {name}"),
             Action::AnnotateReplicaSet { name, key, value } => {
                 write!(f, "annotate ReplicaSet {name} with {key}={value}")
+            }
+            Action::UnannotateReplicaSet { name, key } => {
+                write!(f, "remove annotation {key} from ReplicaSet {name}")
             }
             Action::PointService { service, hash } => {
                 write!(f, "point Service {service} at pod-template-hash {hash}")
@@ -196,6 +208,9 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// When to plan again even if nothing changes (a timed pause, a deadline).
     pub requeue_after: Option<Duration>,
+    /// What a routed canary's router objects must carry, written after the actions (so a
+    /// Service points at its version before the weight sends it requests).
+    pub traffic: Option<sluice_traffic::Desired>,
 }
 
 /// Decides what to do for `rollout` given what the cluster holds and the time.
@@ -445,6 +460,11 @@ impl<'a> Planner<'a> {
     pub fn act(&mut self, action: Action) {
         self.progressed = true;
         self.plan.actions.push(action);
+    }
+
+    /// Asks the router's objects to carry `desired` (written only where they differ).
+    pub fn route(&mut self, desired: sluice_traffic::Desired) {
+        self.plan.traffic = Some(desired);
     }
 
     /// Notes that the rollout moved without a write (a step completed).

@@ -49,7 +49,13 @@ pub fn finish(p: &mut Planner<'_>, hash: Option<&str>) {
         .or_else(|| p.prev.current_pod_hash.clone());
     let counts = Counts::of(&p.sets, current.as_deref());
     let counts_moved = record_counts(p, &counts);
-    if let (Some(hash), Some(canary)) = (hash, p.rollout.spec.canary()) {
+    // A routed canary reports what its router carries ([`traffic::report_routed`]).
+    let by_pods = p
+        .rollout
+        .spec
+        .canary()
+        .filter(|c| c.traffic_routing.is_none());
+    if let (Some(hash), Some(canary)) = (hash, by_pods) {
         traffic::report(p, canary, hash);
     }
     let enough = counts.available >= p.rollout.spec.desired_replicas() - max_unavailable(p);

@@ -1,10 +1,12 @@
 //! Traffic: the share of requests the canary and the stable version get, as a step asks for it
 //! and as the pods serve it, and `status.canary.weights`.
 //!
-//! No traffic router exists yet: the Services select pods, so the pods are the traffic. A step's
-//! weight sizes the canary set ([`crate::canary::steps::targets_at`]), and the weights reported are the
-//! canary's share of the available pods. A router plugs in here: it turns [`Weights`] into
-//! writes, and the weights it confirms become the ones reported.
+//! Without a traffic router the Services select pods, so the pods are the traffic: a step's
+//! weight sizes the canary set ([`crate::canary::steps::targets_at`]), and the weights reported
+//! are the canary's share of the available pods. With a router
+//! ([`crate::canary::routed`]) the plan decides the weight and routes
+//! ([`sluice_traffic::Desired`]), the controller writes them, and the weights reported are the
+//! ones the router's objects were read to carry.
 
 use sluice_api::{
     CanaryStatus, CanaryStep, CanaryStrategy, TrafficWeights, WeightDestination, model::weight_at,
@@ -99,4 +101,39 @@ pub fn report(p: &mut Planner<'_>, strategy: &CanaryStrategy, hash: &str) {
         .canary
         .get_or_insert_with(CanaryStatus::default)
         .weights = Some(status(weights, strategy, hash, &stable));
+}
+
+/// What the controller read of a routed canary's router before planning.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrafficView {
+    /// The most traffic any of the rollout's routers gives the canary now (out of the rollout's
+    /// max weight); `None` when an object could not be read or carries no weight for the
+    /// canary, so the plan must assume the canary may get requests.
+    pub canary_weight: Option<i32>,
+}
+
+/// Reports a routed canary's weights: the ones the router was read to carry, or, before it was
+/// ever read, none at all (an unknown weight is not reported as a number).
+pub fn report_routed(
+    p: &mut Planner<'_>,
+    strategy: &CanaryStrategy,
+    desired: &sluice_traffic::Desired,
+    observed: Option<i32>,
+) {
+    let Some(canary) = observed else {
+        return;
+    };
+    let weights = Weights {
+        canary,
+        stable: desired.max_weight - canary,
+    };
+    p.status
+        .canary
+        .get_or_insert_with(CanaryStatus::default)
+        .weights = Some(status(
+        weights,
+        strategy,
+        &desired.canary_hash,
+        &desired.stable_hash,
+    ));
 }

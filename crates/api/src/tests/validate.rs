@@ -137,8 +137,16 @@ const CASES: &[Case] = &[
         "spec.strategy.canary.steps[1].experiment", Unsupported, "not supported"),
     ("analysis step", canary, |r| canary_mut(r).steps[3] = CanaryStep::Analysis(Default::default()),
         "spec.strategy.canary.steps[3].analysis.templates", Invalid, "at least one"),
-    ("header route step", canary, |r| canary_mut(r).steps[1] = CanaryStep::SetHeaderRoute(Default::default()),
-        "spec.strategy.canary.steps[1].setHeaderRoute", Unsupported, "not supported"),
+    ("header route step without a router", canary, |r| canary_mut(r).steps[1] = CanaryStep::SetHeaderRoute(Default::default()),
+        "spec.strategy.canary.steps[1].setHeaderRoute", Invalid, "needs spec.strategy.canary.trafficRouting"),
+    ("router without a canary Service", canary, |r| { canary_mut(r).canary_service = None; canary_mut(r).traffic_routing = gateway(); },
+        "spec.strategy.canary.canaryService", Invalid, "is required with trafficRouting"),
+    ("setWeight above maxTrafficWeight", canary, |r| { let t = gateway().map(|mut t| { t.max_traffic_weight = Some(10); t }); canary_mut(r).traffic_routing = t; },
+        "spec.strategy.canary.steps[0].setWeight", Invalid, "must not exceed maxTrafficWeight 10"),
+    ("header route not managed", canary, |r| { canary_mut(r).traffic_routing = gateway(); canary_mut(r).steps[1] = CanaryStep::SetHeaderRoute(crate::SetHeaderRoute { name: Some("h".into()), matches: Vec::new() }); },
+        "spec.strategy.canary.steps[1].setHeaderRoute.name", Invalid, "is not in spec.strategy.canary.trafficRouting.managedRoutes"),
+    ("gateway plugin without a route", canary, |r| canary_mut(r).traffic_routing = parse(serde_json::json!({"plugins": {"argoproj-labs/gatewayAPI": {"namespace": "x"}}})),
+        "spec.strategy.canary.trafficRouting.plugins[\"argoproj-labs/gatewayAPI\"]", Invalid, "names no route"),
     ("plugin step", canary, |r| canary_mut(r).steps[1] = CanaryStep::Plugin(Default::default()),
         "spec.strategy.canary.steps[1].plugin", Unsupported, "not supported"),
     ("background analysis", canary, |r| canary_mut(r).analysis = Some(Default::default()),
@@ -163,8 +171,8 @@ const CASES: &[Case] = &[
         [{"pause": {}, "setCanaryScale": {"replicas": 1}, "setWeight": 20}])),
         "spec.strategy.canary.steps[0]", Unsupported, "holds pause, setCanaryScale and setWeight;"),
     ("an unsupported second action", canary, |r| canary_mut(r).steps = parse(serde_json::json!(
-        [{"setCanaryScale": {"weight": 20}, "setHeaderRoute": {"name": "h"}}])),
-        "spec.strategy.canary.steps[0].setHeaderRoute", Unsupported, "not supported"),
+        [{"setCanaryScale": {"weight": 20}, "experiment": {"templates": []}}])),
+        "spec.strategy.canary.steps[0].experiment", Unsupported, "not supported"),
 ];
 
 #[test]
@@ -197,6 +205,27 @@ fn false_flags_are_not_reported() {
     assert_eq!(validate(&rollout), []);
 }
 
+/// A Gateway API router as Argo users configure the plugin.
+fn gateway() -> Option<crate::TrafficRouting> {
+    parse(serde_json::json!({"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}}))
+}
+
+#[test]
+fn a_gateway_api_canary_with_header_routes_is_valid() {
+    let mut rollout = canary();
+    canary_mut(&mut rollout).traffic_routing = parse(serde_json::json!({
+        "plugins": {"argoproj-labs/gatewayAPI": {"httpRoutes": [{"name": "web", "useHeaderRoutes": true}]}},
+        "managedRoutes": [{"name": "h"}],
+        "maxTrafficWeight": 1000
+    }));
+    canary_mut(&mut rollout).steps[0] = CanaryStep::SetWeight(500);
+    canary_mut(&mut rollout).steps[1] = CanaryStep::SetHeaderRoute(crate::SetHeaderRoute {
+        name: Some("h".into()),
+        matches: Vec::new(),
+    });
+    assert_eq!(validate(&rollout), []);
+}
+
 #[test]
 fn the_argo_1_9_fixture_reports_what_sluice_does_not_run() {
     let rollout: Rollout =
@@ -210,9 +239,7 @@ fn the_argo_1_9_fixture_reports_what_sluice_does_not_run() {
             "spec.strategy.canary.steps[1]",
             "spec.strategy.canary.trafficRouting.nginx",
             "spec.strategy.canary.trafficRouting.istio",
-            "spec.strategy.canary.trafficRouting.managedRoutes",
             "spec.strategy.canary.replicaProgressThreshold",
-            "spec.strategy.canary.steps[0].setHeaderRoute",
             "spec.strategy.canary.steps[2].experiment",
         ],
         "{problems:#?}"

@@ -30,6 +30,13 @@ pub(super) fn advance(p: &mut Planner<'_>, c: &Canary<'_>, mut index: i32) -> i3
     while let Some(step) = usize::try_from(index).ok().and_then(|i| steps.get(i)) {
         let position = format!("{}/{total}", index + 1);
         let done = match step {
+            CanaryStep::SetWeight(_) | CanaryStep::SetCanaryScale(_)
+                if let Some(routing) = c.routing.as_ref() =>
+            {
+                super::routed::step_done(c, routing, index)
+            }
+            // Header and mirror routes are written with the weight; they need no waiting.
+            CanaryStep::SetHeaderRoute(_) | CanaryStep::SetMirrorRoute(_) => c.routing.is_some(),
             CanaryStep::SetWeight(_) | CanaryStep::SetCanaryScale(_) => {
                 let targets = targets_at(steps, index, desired, limits);
                 reached(&c.counts.toward(desired, limits, targets)) && settled(&p.sets)

@@ -149,6 +149,7 @@ impl Sim {
             services: self.services.clone(),
             pods: self.pods_listed.clone(),
             analysis_runs: self.runs.clone(),
+            traffic: self.traffic(),
         };
         plan(&self.rollout, &observed, self.now)
     }

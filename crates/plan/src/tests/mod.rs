@@ -10,6 +10,7 @@ mod canary;
 mod failures;
 mod properties;
 mod restart;
+mod routed;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -65,6 +66,10 @@ struct Sim {
     lingered: std::collections::BTreeSet<(String, i32)>,
     /// The AnalysisRuns, as the AnalysisRun controller would leave them (tests set phases).
     runs: Vec<super::analysis::RunView>,
+    /// The router of a routed canary, as it carries the plan's last traffic decision.
+    router: Option<sluice_traffic::Desired>,
+    /// A router that ignores writes (its objects cannot be written).
+    router_stuck: bool,
 }
 
 impl Sim {
@@ -102,7 +107,21 @@ impl Sim {
             pods_listed: None,
             lingered: std::collections::BTreeSet::new(),
             runs: Vec::new(),
+            router: None,
+            router_stuck: false,
         }
+    }
+
+    /// What the plan reads of the router: the weight it carries (0 before any write).
+    fn traffic(&self) -> Option<super::traffic::TrafficView> {
+        let routed = self
+            .rollout
+            .spec
+            .canary()
+            .is_some_and(|c| c.traffic_routing.is_some());
+        routed.then(|| super::traffic::TrafficView {
+            canary_weight: Some(self.router.as_ref().map_or(0, |d| d.canary_weight)),
+        })
     }
 
     /// One reconcile: plan, carry out the actions, let the pods settle, store the status.
@@ -112,9 +131,11 @@ impl Sim {
             services: self.services.clone(),
             pods: self.pods_listed.clone(),
             analysis_runs: self.runs.clone(),
+            traffic: self.traffic(),
         };
         let plan = plan(&self.rollout, &observed, self.now);
         self.check_switches(&plan);
+        self.check_traffic(&plan);
         for action in &plan.actions {
             self.writes += 1;
             match action {
@@ -136,6 +157,14 @@ impl Sim {
                         .expect("annotating a ReplicaSet that exists");
                     rs.annotations_mut()
                         .insert((*key).to_string(), value.clone());
+                }
+                Action::UnannotateReplicaSet { name, key } => {
+                    let rs = self
+                        .sets
+                        .iter_mut()
+                        .find(|s| s.name_any() == *name)
+                        .expect("unannotating a ReplicaSet that exists");
+                    rs.annotations_mut().remove(*key);
                 }
                 Action::EvictPod { name } => {
                     let pods = self.pods_listed.as_mut().expect("evicting a listed pod");
@@ -209,12 +238,84 @@ impl Sim {
                 );
             }
         }
+        if let Some(desired) = plan.traffic.as_ref().filter(|_| !self.router_stuck) {
+            self.router = Some(desired.clone());
+        }
         self.settle();
         if plan.status != self.rollout.status.clone().unwrap_or_default() {
             self.writes += 1;
         }
         self.rollout.status = Some(plan.status.clone());
         plan
+    }
+
+    /// A routed canary's promise: no set traffic reaches is scaled down, and the router sends
+    /// the canary requests (by weight or header) only when the version its Service selects once
+    /// this plan's writes land has an available pod.
+    fn check_traffic(&self, plan: &Plan) {
+        let Some(canary) = self
+            .rollout
+            .spec
+            .canary()
+            .filter(|c| c.traffic_routing.is_some())
+        else {
+            return;
+        };
+        let (stable_svc, canary_svc) = (
+            canary.stable_service.clone().unwrap_or_default(),
+            canary.canary_service.clone().unwrap_or_default(),
+        );
+        let weight = self.router.as_ref().map_or(0, |d| d.canary_weight);
+        let max = canary
+            .traffic_routing
+            .as_ref()
+            .and_then(|t| t.max_traffic_weight)
+            .unwrap_or(100);
+        let desired_pods = self.rollout.spec.desired_replicas();
+        let views: Vec<SetView> = self.sets.iter().filter_map(SetView::of).collect();
+        // The pods each version needs for the share of requests its Services get now.
+        let needs = |hash: &str| {
+            let mut share = 0;
+            if self.service_hash(&stable_svc).as_deref() == Some(hash) {
+                share += max - weight;
+            }
+            if self.service_hash(&canary_svc).as_deref() == Some(hash) {
+                share += weight;
+            }
+            super::canary::routed::pods_for(desired_pods, share, max)
+        };
+        let mut canary_hash = self.service_hash(&canary_svc);
+        for action in &plan.actions {
+            match action {
+                Action::ScaleReplicaSet { name, from, to } if to < from => {
+                    let set = views.iter().find(|s| s.name == *name).expect("a set");
+                    assert!(
+                        *to >= needs(&set.hash),
+                        "{name} was scaled down from {from} to {to} while its Services' share of the requests needs {} pods (router weight {weight})",
+                        needs(&set.hash)
+                    );
+                }
+                Action::PointService { service, hash } if *service == canary_svc => {
+                    canary_hash = Some(hash.clone());
+                }
+                _ => {}
+            }
+        }
+        let Some(desired) = plan.traffic.as_ref() else {
+            return;
+        };
+        let available = views
+            .iter()
+            .filter(|s| Some(&s.hash) == canary_hash.as_ref())
+            .map(|s| s.available)
+            .sum::<i32>();
+        if desired.canary_weight > 0 || !desired.header_routes.is_empty() {
+            assert!(
+                available > 0,
+                "the router was asked to send the canary requests ({desired:?}) with no available pod behind its Service"
+            );
+        }
+        assert!((0..=desired.max_weight).contains(&desired.canary_weight));
     }
 
     /// Blue/green's promise: the active Service is switched to the current version only when its
