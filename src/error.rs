@@ -36,6 +36,15 @@ pub enum Error {
     /// The caches are not filled yet.
     #[error("waiting for the caches to fill: {0}")]
     NotReady(String),
+    /// A traffic router's objects cannot carry what the plan decided (one missing, no route
+    /// naming the Services, another writer changing it back).
+    #[error("traffic router {router}: {message}")]
+    Router {
+        /// The router (`gatewayAPI`, `traefik`, …).
+        router: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
     /// A Secret an AnalysisRun's arguments read could not be fetched.
     #[error("reading Secret {name} for AnalysisRun {run}: {source}")]
     Secret {
@@ -59,6 +68,7 @@ impl Error {
             Self::Conflict(_) => reason::CONFLICT,
             Self::NotReady(_) => reason::NOT_READY,
             Self::Secret { .. } => reason::SECRET_UNAVAILABLE,
+            Self::Router { .. } => reason::TRAFFIC_ROUTING_ERROR,
         }
     }
 
@@ -73,7 +83,8 @@ impl Error {
             Self::Write { .. }
             | Self::CreateReplicaSet { .. }
             | Self::Collision(_)
-            | Self::Secret { .. } => None,
+            | Self::Secret { .. }
+            | Self::Router { .. } => None,
         }
     }
 

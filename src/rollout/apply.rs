@@ -93,6 +93,16 @@ pub async fn apply_actions(client: &Client, rollout: &Rollout, plan: &Plan) -> R
                     write_error(format!("annotating ReplicaSet {name}"), source)
                 })?;
             }
+            Action::UnannotateReplicaSet { name, key } => {
+                let patch = json!({ "metadata": { "annotations": { *key: null } } });
+                let result = sets.patch(name, &patch_params, &Patch::Merge(&patch)).await;
+                result.map_err(|source| {
+                    write_error(
+                        format!("removing an annotation of ReplicaSet {name}"),
+                        source,
+                    )
+                })?;
+            }
             Action::EvictPod { name } => {
                 // Eviction, not deletion: the application's PodDisruptionBudgets have a say.
                 let result = pods.evict(name, &EvictParams::default()).await;

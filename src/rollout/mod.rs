@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod observe;
+pub mod routers;
 
 use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
@@ -56,6 +57,8 @@ struct Context {
     own_writes: Arc<OwnWrites>,
     /// When to try a failed reconcile again, per rollout.
     retry: Arc<Retry>,
+    /// The router objects Sluice put back after another writer changed them.
+    drift: Arc<routers::Drift>,
 }
 
 /// Runs the Rollout controller until `shutdown` resolves; in-flight reconciles finish first.
@@ -148,6 +151,7 @@ pub async fn run(
         metrics,
         own_writes,
         retry,
+        drift: Arc::default(),
     });
     controller
         .owns_stream(set_events)
@@ -438,13 +442,31 @@ async fn reconcile(
             source,
         })?);
     }
+    let routed = match routers::of(rollout) {
+        Some(list) => {
+            let probe = routers::probe(rollout);
+            let read = routers::Routers::read(&ctx.client, list, &probe).await?;
+            let weight = read.canary_weight(&probe);
+            if let Err(e) = &weight {
+                debug!(namespace, rollout = name, error = %e, "router weight unknown");
+            }
+            observed.traffic = Some(sluice_plan::traffic::TrafficView {
+                canary_weight: weight.ok(),
+            });
+            Some(read)
+        }
+        None => None,
+    };
     let plan = sluice_plan::plan(rollout, &observed, now);
 
     for action in &plan.actions {
         info!(namespace, rollout = name, %action, "applying");
     }
     let applied = match apply::apply_actions(&ctx.client, rollout, &plan).await {
-        Ok(()) => apply::write_status(&ctx.client, rollout, &plan.status).await,
+        Ok(()) => match route(&ctx, rollout, routed.as_ref(), &plan).await {
+            Ok(()) => apply::write_status(&ctx.client, rollout, &plan.status).await,
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     match applied {
@@ -501,6 +523,39 @@ const ACTION: &str = "Reconcile";
 /// plan's changes did not happen), a `ReplicaFailure` condition with the API's message, or for a
 /// hash collision a higher `status.collisionCount` (the next attempt names the new version's
 /// objects differently); and a Warning event. The next plan whose writes succeed clears it.
+/// Writes what the plan decided into the rollout's router objects, after its actions (a Service
+/// points at its version before the weight sends it requests); a put-back is reported.
+async fn route(
+    ctx: &Context,
+    rollout: &Rollout,
+    routed: Option<&routers::Routers>,
+    plan: &sluice_plan::Plan,
+) -> Result<(), Error> {
+    let (Some(routers), Some(desired)) = (routed, plan.traffic.as_ref()) else {
+        return Ok(());
+    };
+    let previous = rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.canary.as_ref())
+        .and_then(|c| c.weights.as_ref())
+        .map(|w| w.canary.weight);
+    let notes = routers
+        .write(&ctx.client, desired, &ctx.drift, previous)
+        .await?;
+    for note in notes {
+        publish(
+            ctx,
+            rollout,
+            EventType::Warning,
+            reason::TRAFFIC_ROUTING_PUT_BACK,
+            &note,
+        )
+        .await;
+    }
+    Ok(())
+}
+
 async fn report_failure(ctx: &Context, rollout: &Rollout, error: &Error, now: Timestamp) {
     let (namespace, name) = (rollout.namespace().unwrap_or_default(), rollout.name_any());
     let prev = rollout.status.clone().unwrap_or_default();

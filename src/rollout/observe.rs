@@ -170,6 +170,7 @@ pub fn observe(rollout: &Rollout, caches: &Caches) -> Observed {
         services,
         pods: None,
         analysis_runs,
+        traffic: None,
     }
 }
 
