@@ -1,7 +1,7 @@
 //! What Sluice's integration tests, its benchmark harness and its developer commands share, so
 //! that each is written once: reaching the local cluster (and building and starting it), test
 //! namespaces, the controller and Prometheus launchers, Argo CD beside the cluster, the workspace's binaries, Rollout
-//! manifests, and waiting on observable state with a deadline.
+//! manifests, and waiting on observable state with a deadline; the traffic routers' CRDs.
 //!
 //! Test-facing helpers panic with a message naming what failed (a failed test is the report);
 //! the ones the developer commands use return `anyhow::Result`.
@@ -19,6 +19,7 @@ pub mod paths;
 pub mod preflight;
 pub mod process;
 pub mod prometheus;
+pub mod routers;
 pub mod wait;
 
 pub use access::{

@@ -116,6 +116,7 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     if running == procs.len() && !audit_missing && ready(&paths::kubeconfig()).await.is_ok() {
         ensure_nodes(options).await?;
         link_tools(&dir)?;
+        crate::routers::install(&ready(&paths::kubeconfig()).await?).await?;
         eprintln!(
             "cluster already up; kubeconfig: {}",
             paths::kubeconfig().display()
@@ -208,6 +209,8 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     ensure_nodes(options).await?;
     eprintln!("waiting for the nodes and the first pods");
     wait_usable(&kubeconfig, &mut children).await?;
+    eprintln!("installing the traffic routers' CRDs");
+    crate::routers::install(&ready(&kubeconfig).await?).await?;
     eprintln!(
         "cluster up in {:.1?} (Kubernetes {}, {} nodes); kubeconfig: {}",
         started.elapsed(),
