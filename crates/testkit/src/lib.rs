@@ -1,7 +1,8 @@
 //! What Sluice's integration tests, its benchmark harness and its developer commands share, so
 //! that each is written once: reaching the local cluster (and building and starting it), test
 //! namespaces, the controller and Prometheus launchers, Argo CD beside the cluster, the workspace's binaries, Rollout
-//! manifests, and waiting on observable state with a deadline; the traffic routers' CRDs.
+//! manifests, and waiting on observable state with a deadline; for the traffic routers, their
+//! CRDs on the cluster and pods that answer real requests.
 //!
 //! Test-facing helpers panic with a message naming what failed (a failed test is the report);
 //! the ones the developer commands use return `anyhow::Result`.
@@ -16,6 +17,7 @@ pub mod gobuild;
 pub mod manifests;
 pub mod namespace;
 pub mod paths;
+pub mod pods;
 pub mod preflight;
 pub mod process;
 pub mod prometheus;

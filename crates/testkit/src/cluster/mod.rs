@@ -116,6 +116,7 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     if running == procs.len() && !audit_missing && ready(&paths::kubeconfig()).await.is_ok() {
         ensure_nodes(options).await?;
         link_tools(&dir)?;
+        crate::pods::route_pod_ips_or_warn();
         crate::routers::install(&ready(&paths::kubeconfig()).await?).await?;
         eprintln!(
             "cluster already up; kubeconfig: {}",
@@ -209,6 +210,7 @@ pub async fn up(options: &UpOptions) -> Result<()> {
     ensure_nodes(options).await?;
     eprintln!("waiting for the nodes and the first pods");
     wait_usable(&kubeconfig, &mut children).await?;
+    crate::pods::route_pod_ips_or_warn();
     eprintln!("installing the traffic routers' CRDs");
     crate::routers::install(&ready(&kubeconfig).await?).await?;
     eprintln!(
@@ -239,6 +241,7 @@ pub fn down() -> Result<()> {
     if etcd_data.exists() {
         std::fs::remove_dir_all(&etcd_data).context("removing etcd data")?;
     }
+    crate::pods::unroute_pod_ips_or_warn();
     Ok(())
 }
 
