@@ -2,7 +2,7 @@
 //! that each is written once: reaching the local cluster (and building and starting it), test
 //! namespaces, the controller and Prometheus launchers, Argo CD beside the cluster, the workspace's binaries, Rollout
 //! manifests, and waiting on observable state with a deadline; for the traffic routers, their
-//! CRDs on the cluster and pods that answer real requests.
+//! CRDs on the cluster, pods that answer real requests, and a real Traefik in front of them.
 //!
 //! Test-facing helpers panic with a message naming what failed (a failed test is the report);
 //! the ones the developer commands use return `anyhow::Result`.
@@ -22,6 +22,7 @@ pub mod preflight;
 pub mod process;
 pub mod prometheus;
 pub mod routers;
+pub mod traefik;
 pub mod wait;
 
 pub use access::{
