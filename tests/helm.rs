@@ -224,6 +224,14 @@ const CONTROLLER_VERBS: &[(&str, &[&str])] = &[
     ("argoproj.io/rollouts/status", &["update"]),
     ("batch/jobs", &["create", "delete", "get", "list", "watch"]),
     ("events.k8s.io/events", &["create", "patch"]),
+    ("gateway.networking.k8s.io/grpcroutes", &["get", "update"]),
+    ("gateway.networking.k8s.io/httproutes", &["get", "update"]),
+    ("gateway.networking.k8s.io/tcproutes", &["get", "update"]),
+    ("networking.istio.io/destinationrules", &["get", "update"]),
+    ("networking.istio.io/virtualservices", &["get", "update"]),
+    ("networking.k8s.io/ingresses", &["create", "get", "update"]),
+    ("split.smi-spec.io/trafficsplits", &["create", "get", "update"]),
+    ("traefik.io/traefikservices", &["get", "update"]),
 ];
 
 fn expected(extra: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {

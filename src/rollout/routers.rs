@@ -20,7 +20,10 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use sluice_api::{GatewayApiConfig, Rollout};
-use sluice_traffic::{Desired, ObjectRef, Router, RouterError, Write, gateway::GatewayApi};
+use sluice_traffic::{
+    Desired, ObjectRef, Router, RouterError, Write, alb::Alb, gateway::GatewayApi, istio::Istio,
+    nginx::Nginx, smi::Smi, traefik::Traefik,
+};
 
 use super::apply::FIELD_MANAGER;
 use crate::error::Error;
@@ -49,6 +52,22 @@ pub fn of(rollout: &Rollout) -> Option<Vec<Box<dyn Router + Send + Sync>>> {
     let mut routers: Vec<Box<dyn Router + Send + Sync>> = Vec::new();
     if let Some(Ok(config)) = GatewayApiConfig::of(routing) {
         routers.push(Box::new(GatewayApi::new(&config, &managed)));
+    }
+    if let Some(config) = &routing.nginx {
+        routers.push(Box::new(Nginx::new(config)));
+    }
+    if let Some(config) = &routing.istio {
+        routers.push(Box::new(Istio::new(config, &managed)));
+    }
+    if let Some(config) = &routing.smi {
+        routers.push(Box::new(Smi::new(config)));
+    }
+    if let Some(config) = &routing.traefik {
+        // Traefik v3 serves its CRDs under traefik.io only (traefik.containo.us was v2's).
+        routers.push(Box::new(Traefik::new(config)));
+    }
+    if let Some(config) = &routing.alb {
+        routers.push(Box::new(Alb::new(config)));
     }
     Some(routers)
 }

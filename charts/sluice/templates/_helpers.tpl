@@ -96,4 +96,21 @@ The rules the controller needs, and no more: each line is something the code doe
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
+# Traffic routers: their objects read before each plan and rewritten (update) with the weights
+# and routes it decided; the canary Ingress (NGINX) and the TrafficSplit (SMI) are created.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes, grpcroutes, tcproutes]
+  verbs: [get, update]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, create, update]
+- apiGroups: [networking.istio.io]
+  resources: [virtualservices, destinationrules]
+  verbs: [get, update]
+- apiGroups: [split.smi-spec.io]
+  resources: [trafficsplits]
+  verbs: [get, create, update]
+- apiGroups: [traefik.io]
+  resources: [traefikservices]
+  verbs: [get, update]
 {{- end -}}

@@ -16,11 +16,6 @@ type Uses = fn(&RolloutSpec) -> bool;
 const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.workloadRef",                                   |s| s.workload_ref.is_some()),
     ("spec.rollbackWindow",                                |s| s.rollback_window.is_some()),
-    ("spec.strategy.canary.trafficRouting.nginx",          |s| router(s, |t| t.nginx.is_some())),
-    ("spec.strategy.canary.trafficRouting.istio",          |s| router(s, |t| t.istio.is_some())),
-    ("spec.strategy.canary.trafficRouting.smi",            |s| router(s, |t| t.smi.is_some())),
-    ("spec.strategy.canary.trafficRouting.alb",            |s| router(s, |t| t.alb.is_some())),
-    ("spec.strategy.canary.trafficRouting.traefik",        |s| router(s, |t| t.traefik.is_some())),
     ("spec.strategy.canary.trafficRouting.apisix",         |s| router(s, |t| t.apisix.is_some())),
     ("spec.strategy.canary.trafficRouting.ambassador",     |s| router(s, |t| t.ambassador.is_some())),
     ("spec.strategy.canary.trafficRouting.appMesh",        |s| router(s, |t| t.app_mesh.is_some())),

@@ -222,7 +222,7 @@ fn weight_of(backend: &Value) -> Option<i64> {
     }
 }
 
-/// The canary's share of a rule's traffic, out of the rollout's max weight (rounded down).
+/// The canary's share of a rule's traffic, out of the rollout's max weight.
 fn canary_share(rule: &Value, desired: &Desired) -> Option<i32> {
     let sum = |service: &str| -> Option<i64> { refs_to(rule, service).map(weight_of).sum() };
     let canary = sum(&desired.canary_service)?;
@@ -231,7 +231,10 @@ fn canary_share(rule: &Value, desired: &Desired) -> Option<i32> {
     if total <= 0 || canary <= 0 {
         return Some(0);
     }
-    i32::try_from(canary * i64::from(desired.max_weight) / total).ok()
+    // Rounded up: any share of the requests at all counts (a canary that gets some is never
+    // reported as getting none).
+    let max = i64::from(desired.max_weight);
+    i32::try_from((canary * max + total - 1) / total).ok()
 }
 
 /// Gives the canary's refs the canary weight and the stable refs the rest (the first ref of each

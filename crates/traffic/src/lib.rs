@@ -53,7 +53,8 @@ impl Desired {
     }
 }
 
-/// A `setHeaderRoute` in force: requests matching every header go to the canary.
+/// A `setHeaderRoute` in force: requests matching its headers go to the canary (several headers
+/// combine as each router reads them, as in Argo: all of them for Gateway API, any for Istio).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderRoute {
     /// The managed route's name.
