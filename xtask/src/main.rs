@@ -131,9 +131,10 @@ async fn main() -> Result<()> {
 
 async fn test(args: &[String]) -> Result<()> {
     // The chart's tests run the real Helm (`cluster up` links it beside kubectl once built), the
-    // analysis tests a real Prometheus, the Argo CD tests Argo CD: all built from their modules
-    // like the cluster.
+    // analysis tests a real Prometheus, the Argo CD tests Argo CD, the traffic tests a real
+    // Traefik: all built from their modules like the cluster, before any test waits on them.
     gobuild::HELM.ensure_built()?;
+    gobuild::TRAEFIK.ensure_built()?;
     let prometheus = gobuild::PROMETHEUS.binary("prometheus")?;
     gobuild::PROMETHEUS.ensure_built()?;
     gobuild::ARGOCD.ensure_built()?;
