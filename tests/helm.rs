@@ -230,7 +230,10 @@ const CONTROLLER_VERBS: &[(&str, &[&str])] = &[
     ("networking.istio.io/destinationrules", &["get", "update"]),
     ("networking.istio.io/virtualservices", &["get", "update"]),
     ("networking.k8s.io/ingresses", &["create", "get", "update"]),
-    ("split.smi-spec.io/trafficsplits", &["create", "get", "update"]),
+    (
+        "split.smi-spec.io/trafficsplits",
+        &["create", "get", "update"],
+    ),
     ("traefik.io/traefikservices", &["get", "update"]),
 ];
 
