@@ -70,6 +70,9 @@ struct Sim {
     router: Option<sluice_traffic::Desired>,
     /// A router that ignores writes (its objects cannot be written).
     router_stuck: bool,
+    /// The next reconcile dies after this many of its writes (before the router's and the
+    /// status's).
+    crash_after: Option<usize>,
 }
 
 impl Sim {
@@ -109,6 +112,7 @@ impl Sim {
             runs: Vec::new(),
             router: None,
             router_stuck: false,
+            crash_after: None,
         }
     }
 
@@ -136,7 +140,8 @@ impl Sim {
         let plan = plan(&self.rollout, &observed, self.now);
         self.check_switches(&plan);
         self.check_traffic(&plan);
-        for action in &plan.actions {
+        let crash = self.crash_after.take();
+        for action in plan.actions.iter().take(crash.unwrap_or(usize::MAX)) {
             self.writes += 1;
             match action {
                 Action::CreateReplicaSet(rs) => self.sets.push((**rs).clone()),
@@ -237,6 +242,11 @@ impl Sim {
                     self.pods()
                 );
             }
+        }
+        if crash.is_some() {
+            // The controller died after those writes: no router write, no status write.
+            self.settle();
+            return plan;
         }
         if let Some(desired) = plan.traffic.as_ref().filter(|_| !self.router_stuck) {
             self.router = Some(desired.clone());

@@ -247,8 +247,9 @@ fn header_routes_hold_while_the_canary_runs_and_go_at_completion() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Over random sizes, weights, broken versions, stuck routers and aborts: no set that traffic
-    /// reaches is scaled down, the router never sends requests to a Service with no available
+    /// Over random sizes, weights, broken versions, stuck routers, aborts and a controller killed
+    /// between any two writes: no set that traffic reaches is scaled down below what its share
+    /// needs, the router never sends requests to a Service with no available
     /// pod (both checked by the simulator on every reconcile), weights stay within the max, and
     /// a rollout neither aborted nor broken ends Healthy on the new version with no weight left
     /// on the canary.
@@ -260,6 +261,7 @@ proptest! {
         abort_at in proptest::option::of(0usize..60),
         stuck_at in proptest::option::of(0usize..60),
         delay in 0i32..20,
+        crashes in proptest::collection::vec((0usize..120, 0usize..4), 0..12),
     ) {
         let steps: Vec<serde_json::Value> = weights.iter().flat_map(|w| [serde_json::json!({ "setWeight": w }), serde_json::json!({ "pause": { "duration": 3 } })]).collect();
         let mut sim = deployed(routed_steps(serde_json::json!({ "steps": steps, "scaleDownDelaySeconds": delay, "abortScaleDownDelaySeconds": delay })), replicas);
@@ -273,6 +275,9 @@ proptest! {
             }
             if Some(round) == stuck_at {
                 sim.router_stuck = true;
+            }
+            if let Some((_, writes)) = crashes.iter().find(|(at, _)| *at == round) {
+                sim.crash_after = Some(*writes);
             }
             let plan = sim.reconcile();
             if let Some(d) = plan.traffic.as_ref() {
