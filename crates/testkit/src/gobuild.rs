@@ -317,8 +317,33 @@ pub fn kubectl() -> Result<PathBuf> {
     KUBERNETES.ensure_built().map(|dir| dir.join("kubectl"))
 }
 
-/// The source of `module@version` in the shared module cache (downloaded by a build of the
-/// wrapper module that requires it).
+/// The source of `module@version` in the shared module cache, downloaded first when it is not
+/// there (for files a module publishes: CRDs, examples).
+pub fn module_source(module: &str, version: &str) -> Result<PathBuf> {
+    if let Ok(dir) = module_dir(module, version) {
+        return Ok(dir);
+    }
+    crate::preflight::check(&[crate::preflight::Tool::Go])?;
+    let cache = paths::cache_root();
+    std::fs::create_dir_all(&cache)?;
+    let spec = format!("{module}@{version}");
+    eprintln!("downloading {spec} (first time only)");
+    // Outside any module, with the same module cache the builds use.
+    run_quiet(
+        Command::new("go")
+            .current_dir(&cache)
+            .env("GOWORK", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "")
+            .env("GOMODCACHE", cache.join("go").join("mod"))
+            .args(["mod", "download", &spec]),
+    )
+    .with_context(|| format!("downloading {spec}"))?;
+    module_dir(module, version)
+}
+
+/// The source of `module@version` in the shared module cache, if it is there (downloaded by a
+/// build of the wrapper module that requires it, or by [`module_source`]).
 pub fn module_dir(module: &str, version: &str) -> Result<PathBuf> {
     let dir = paths::cache_root()
         .join("go")

@@ -227,6 +227,30 @@ fn a_gateway_api_canary_with_header_routes_is_valid() {
 }
 
 #[test]
+fn istio_subset_routing_needs_no_services() {
+    let mut rollout = canary();
+    canary_mut(&mut rollout).canary_service = None;
+    canary_mut(&mut rollout).stable_service = None;
+    canary_mut(&mut rollout).traffic_routing = parse(serde_json::json!({"istio": {
+        "virtualService": {"name": "web", "routes": ["primary"]},
+        "destinationRule": {"name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable"}
+    }}));
+    assert_eq!(validate(&rollout), []);
+    canary_mut(&mut rollout).traffic_routing = parse(serde_json::json!({"istio": {
+        "virtualService": {"name": "web", "routes": ["primary"]}
+    }}));
+    let fields: Vec<_> = validate(&rollout).into_iter().map(|p| p.field).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.strategy.canary.canaryService",
+            "spec.strategy.canary.stableService"
+        ],
+        "host-level routing splits between the Services"
+    );
+}
+
+#[test]
 fn the_argo_1_9_fixture_reports_what_sluice_does_not_run() {
     let rollout: Rollout =
         serde_norway::from_str(&super::fixture("canary-argo-1.9-fields.yaml")).expect("parses");

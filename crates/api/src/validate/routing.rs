@@ -12,11 +12,16 @@ pub(super) fn check(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
         return;
     };
     let field = "spec.strategy.canary";
+    // Istio's subset-level routing splits by the DestinationRule's subsets, not by Services.
+    let by_subsets = routing
+        .istio
+        .as_ref()
+        .is_some_and(|i| i.destination_rule.is_some());
     for (name, service) in [
         ("canaryService", &canary.canary_service),
         ("stableService", &canary.stable_service),
     ] {
-        if service.as_deref().is_none_or(str::is_empty) {
+        if !by_subsets && service.as_deref().is_none_or(str::is_empty) {
             problems.push(SpecProblem::invalid(
                 format!("{field}.{name}"),
                 "is required with trafficRouting: the router splits requests between the canary and stable Services",
