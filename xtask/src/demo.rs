@@ -3,7 +3,8 @@
 //! Brings the cluster up, installs the CRDs, starts the controller, applies
 //! `examples/canary.yaml` (or `examples/bluegreen.yaml`), changes its image, and prints each stage as the
 //! controller takes it, promoting the indefinite pause as a person would. The cluster stays up
-//! afterwards, with the rollout in it, to look around.
+//! afterwards, with the rollout in it, to look around. `cargo xtask demo traffic` walks a Gateway
+//! API canary through a real Traefik instead (see `demo_traffic`).
 
 use std::{
     collections::BTreeMap,
@@ -38,44 +39,29 @@ pub enum Scenario {
     Canary,
     /// `examples/bluegreen.yaml`: preview, promotion, the active switch, the scale-down delay.
     Bluegreen,
-}
-
-impl Scenario {
-    fn example(self) -> &'static str {
-        match self {
-            Self::Canary => "examples/canary.yaml",
-            Self::Bluegreen => "examples/bluegreen.yaml",
-        }
-    }
-
-    fn rollout(self) -> &'static str {
-        match self {
-            Self::Canary => "guestbook",
-            Self::Bluegreen => "checkout",
-        }
-    }
-
-    fn new_image(self) -> &'static str {
-        match self {
-            Self::Canary => "ghcr.io/example/guestbook:1.1",
-            Self::Bluegreen => "ghcr.io/example/checkout:2.4.0",
-        }
-    }
+    /// A Gateway API canary through a real Traefik under load: the share of requests that reach
+    /// the new version, second by second.
+    Traffic,
 }
 
 /// Runs the demo; fails if the rollout does not finish within five minutes.
 pub async fn run(scenario: Scenario) -> Result<()> {
-    let (example, rollout, new_image) =
-        (scenario.example(), scenario.rollout(), scenario.new_image());
+    let (example, rollout, new_image) = match scenario {
+        Scenario::Canary => (
+            "examples/canary.yaml",
+            "guestbook",
+            "ghcr.io/example/guestbook:1.1",
+        ),
+        Scenario::Bluegreen => (
+            "examples/bluegreen.yaml",
+            "checkout",
+            "ghcr.io/example/checkout:2.4.0",
+        ),
+        Scenario::Traffic => return crate::demo_traffic::run().await,
+    };
     let started = Instant::now();
-    cluster::up(&cluster::UpOptions::default()).await?;
-    let client = cluster::ready(&paths::kubeconfig()).await?;
-    crds::install(&client, "sluice-xtask").await?;
+    let (client, mut controller) = prepare(NAMESPACE, "sluice.log").await?;
     let kubectl = gobuild::kubectl()?;
-
-    println!("\n==> building and starting the controller (sluice --namespace {NAMESPACE})");
-    let mut controller = start_controller()?;
-    fresh_namespace(&client).await?;
 
     println!("==> kubectl apply -n {NAMESPACE} -f {example}");
     gobuild::run(
@@ -241,7 +227,7 @@ fn describe(rollout: &Rollout, replicas: &BTreeMap<String, (i32, i32)>) -> Strin
 }
 
 /// Replicas (spec, available) of each ReplicaSet of the rollout, by pod-template-hash.
-async fn replicas(sets: &Api<ReplicaSet>) -> Result<BTreeMap<String, (i32, i32)>> {
+pub(crate) async fn replicas(sets: &Api<ReplicaSet>) -> Result<BTreeMap<String, (i32, i32)>> {
     let list = sets
         .list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL))
         .await
@@ -264,37 +250,49 @@ async fn replicas(sets: &Api<ReplicaSet>) -> Result<BTreeMap<String, (i32, i32)>
         .collect())
 }
 
+/// What every demo starts with: the cluster up, Sluice's CRDs installed, the controller built
+/// and started for `namespace` (its log in `target/demo/<log>`), and `namespace` created afresh.
+pub(crate) async fn prepare(namespace: &str, log: &str) -> Result<(Client, Process)> {
+    cluster::up(&cluster::UpOptions::default()).await?;
+    let client = cluster::ready(&paths::kubeconfig()).await?;
+    crds::install(&client, "sluice-xtask").await?;
+    println!("\n==> building and starting the controller (sluice --namespace {namespace})");
+    let controller = start_controller(namespace, log)?;
+    fresh_namespace(&client, namespace).await?;
+    Ok((client, controller))
+}
+
 /// Deletes the demo namespace of an earlier run, waits until it is gone, and creates it anew.
-async fn fresh_namespace(client: &Client) -> Result<()> {
+async fn fresh_namespace(client: &Client, name: &str) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces.get_opt(NAMESPACE).await?.is_some() {
-        println!("==> deleting the namespace {NAMESPACE} of an earlier run");
+    if namespaces.get_opt(name).await?.is_some() {
+        println!("==> deleting the namespace {name} of an earlier run");
         namespace::delete_and_wait(
             client,
-            NAMESPACE,
+            name,
             Duration::from_secs(60),
             Duration::from_millis(250),
         )
         .await?;
     }
-    namespace::create(client, NAMESPACE, json!({}))
+    namespace::create(client, name, json!({}))
         .await
         .context("creating the demo namespace")
 }
 
-/// Builds the `sluice` binary (debug, incremental) and starts it for the demo namespace, its log
-/// in `target/demo/sluice.log`.
-fn start_controller() -> Result<Process> {
+/// Builds the `sluice` binary (debug, incremental) and starts it for `namespace`, its log in
+/// `target/demo/<log>`.
+fn start_controller(namespace: &str, log: &str) -> Result<Process> {
     let binary = binaries::build("sluice", "sluice", false)?;
     let dir = paths::repo_root().join("target/demo");
     std::fs::create_dir_all(&dir)?;
-    let log = dir.join("sluice.log");
+    let log = dir.join(log);
     let port = free_port()?;
     let (controller, _) = Process::spawn(
         Command::new(binary)
             .arg("--kubeconfig")
             .arg(paths::kubeconfig())
-            .args(["--namespace", NAMESPACE, "--log-format", "json"])
+            .args(["--namespace", namespace, "--log-format", "json"])
             .arg(format!("--metrics-addr=127.0.0.1:{port}")),
         &log,
         LogMode::Truncate,

@@ -4,6 +4,7 @@
 
 mod crds;
 mod demo;
+mod demo_traffic;
 
 use std::process::Command;
 
@@ -33,7 +34,8 @@ enum Cmd {
         check: bool,
     },
     /// Sluice's main job on the local cluster: starts it, installs the CRDs, runs the controller
-    /// and walks an example rollout (canary by default, or bluegreen) to Healthy.
+    /// and walks an example rollout (canary by default, or bluegreen) to Healthy; `traffic`
+    /// walks a Gateway API canary through a real Traefik under load, second by second.
     Demo {
         /// The example to walk through.
         #[arg(value_enum, default_value_t)]
