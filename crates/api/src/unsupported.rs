@@ -22,8 +22,6 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     // Router plugins other than Gateway API's, which Sluice runs natively.
     ("spec.strategy.canary.trafficRouting.plugins",        |s| router(s, |t| t.plugins.keys().any(|k| k != super::GATEWAY_API_PLUGIN))),
     ("spec.strategy.canary.pingPong",                      |s| canary(s, |c| c.ping_pong.is_some())),
-    ("spec.strategy.canary.dynamicStableScale",            |s| canary(s, |c| c.dynamic_stable_scale == Some(true))),
-    ("spec.strategy.canary.minPodsPerReplicaSet",          |s| canary(s, |c| c.min_pods_per_replica_set.is_some())),
     // Argo moves on once this share of a step's pods is available; Sluice waits for all of
     // them, so ignoring it would make a rollout slower than the user asked, not equivalent.
     ("spec.strategy.canary.replicaProgressThreshold",      |s| canary(s, |c| c.replica_progress_threshold.is_some())),

@@ -29,6 +29,12 @@ pub(super) fn check(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
         }
     }
     check_gateway_api(routing, problems);
+    if canary.dynamic_stable_scale == Some(true) && canary.scale_down_delay_seconds.is_some() {
+        problems.push(SpecProblem::invalid(
+            format!("{field}.scaleDownDelaySeconds"),
+            "cannot be set with dynamicStableScale: the stable set shrinks as it loses traffic",
+        ));
+    }
     let max = routing.max_traffic_weight.unwrap_or(100);
     let managed = managed_routes(routing, problems);
     for (i, step) in canary.steps.iter().enumerate() {
@@ -58,6 +64,23 @@ pub(super) fn check(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
 /// Header and mirror routes are written into a router's objects: without one they would be
 /// silently dropped.
 fn check_steps_without_router(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
+    for (field, set) in [
+        (
+            "dynamicStableScale",
+            canary.dynamic_stable_scale == Some(true),
+        ),
+        (
+            "minPodsPerReplicaSet",
+            canary.min_pods_per_replica_set.is_some(),
+        ),
+    ] {
+        if set {
+            problems.push(SpecProblem::invalid(
+                format!("spec.strategy.canary.{field}"),
+                "needs spec.strategy.canary.trafficRouting: without a router the pods are the traffic",
+            ));
+        }
+    }
     for (i, step) in canary.steps.iter().enumerate() {
         let kind = step.kind();
         if matches!(kind, StepKind::SetHeaderRoute | StepKind::SetMirrorRoute) {

@@ -126,21 +126,72 @@ pub fn servable_weight(step_weight: i32, target: i32, available: i32) -> i32 {
     i32::try_from(scaled).unwrap_or(0)
 }
 
-/// The weight to give the canary now, with the rollout standing at `index`.
-fn weight_now(c: &Canary<'_>, r: &Routing, index: i32, live: bool) -> i32 {
-    if !live {
-        return 0;
+/// Pods a version that gets any traffic keeps at least (`minPodsPerReplicaSet`, 1 by default),
+/// never more than the rollout's replicas.
+fn with_min_pods(c: &Canary<'_>, pods: i32) -> i32 {
+    let least = c.strategy.min_pods_per_replica_set.unwrap_or(1).max(1);
+    if pods > 0 {
+        pods.max(least).min(c.desired.max(pods))
+    } else {
+        0
     }
+}
+
+/// The canary's pods at the step at `index` ([`canary_target`] and `minPodsPerReplicaSet`).
+fn target(c: &Canary<'_>, r: &Routing, index: i32) -> i32 {
+    with_min_pods(c, canary_target(&c.strategy.steps, index, c.desired, r.max))
+}
+
+/// Whether `dynamicStableScale` is on: the stable set shrinks as its share does.
+fn dynamic(c: &Canary<'_>) -> bool {
+    c.strategy.dynamic_stable_scale == Some(true)
+}
+
+/// The weight to give the canary now, with the rollout standing at `index`: the step's, as far
+/// as the canary's available pods serve it; with `dynamicStableScale`, never more taken from the
+/// canary than the stable set's available pods can serve.
+fn weight_now(c: &Canary<'_>, r: &Routing, index: i32, live: bool) -> i32 {
     let steps = &c.strategy.steps;
-    let target = canary_target(steps, index, c.desired, r.max);
-    let available = c.set.as_ref().map_or(0, |s| s.available);
-    servable_weight(step_weight(steps, index, r.max), target, available)
+    let mut weight = if live {
+        let available = c.set.as_ref().map_or(0, |s| s.available);
+        servable_weight(
+            step_weight(steps, index, r.max),
+            target(c, r, index),
+            available,
+        )
+    } else {
+        0
+    };
+    let beside_stable = c.running && c.stable.as_deref().is_some_and(|s| s != c.hash);
+    if dynamic(c) && beside_stable {
+        let stable_available = c.counts.stable.map_or(0, |s| s.available);
+        let stable_can = if stable_available >= c.desired {
+            r.max
+        } else {
+            let scaled =
+                i64::from(stable_available) * i64::from(r.max) / i64::from(c.desired.max(1));
+            i32::try_from(scaled).unwrap_or(0)
+        };
+        let keep = (r.max - stable_can).min(r.observed.unwrap_or(r.max));
+        weight = weight.max(keep);
+    }
+    weight
+}
+
+/// The stable set's pods while a canary runs beside it: all of them, or with
+/// `dynamicStableScale` what the larger of its share now and its share to come needs (an
+/// unknown router keeps it full).
+fn stable_pods(c: &Canary<'_>, r: &Routing, weight: i32) -> i32 {
+    let Some(observed) = r.observed.filter(|_| dynamic(c)) else {
+        return c.desired;
+    };
+    with_min_pods(c, pods_for(c.desired, r.max - observed.min(weight), r.max))
 }
 
 /// Whether a `setWeight` or `setCanaryScale` step at `index` is done: the canary set reached its
 /// pods and the router carries the weight they serve.
 pub(super) fn step_done(c: &Canary<'_>, r: &Routing, index: i32) -> bool {
-    let target = canary_target(&c.strategy.steps, index, c.desired, r.max);
+    let target = target(c, r, index);
     let at_target = c
         .set
         .as_ref()
@@ -155,13 +206,25 @@ pub(super) fn plan(p: &mut Planner<'_>, c: &Canary<'_>, r: &Routing, index: i32,
     // Still a canary beside another stable version, neither completed nor aborted.
     let live = !aborted && stable_now != c.hash && c.running;
     let weight = weight_now(c, r, index, live);
-    scale(p, c, r, index, live, aborted, &stable_now);
-    super::point_services(p, c, aborted);
-    let canary_hash = if !aborted && c.set.as_ref().is_some_and(|s| s.available > 0) {
+    // The stable set is sized for where the weight is heading, before the weight can move there.
+    let heading = if live {
+        weight.min(step_weight(&c.strategy.steps, index, r.max))
+    } else {
+        0
+    };
+    scale(p, c, r, index, (live, aborted, heading), &stable_now);
+    // The canary Service keeps the canary's pods while the router may still send them requests
+    // (an abort moves the weight first), and selects the stable version otherwise.
+    let serves = c.set.as_ref().is_some_and(|s| s.available > 0);
+    let canary_hash = if serves && (!aborted || r.canary_may_serve()) && stable_now != c.hash {
         c.hash.to_string()
     } else {
         stable_now.clone()
     };
+    p.point_services(&[
+        (c.strategy.stable_service.as_ref(), &stable_now),
+        (c.strategy.canary_service.as_ref(), &canary_hash),
+    ]);
     let with_pods = live && c.set.as_ref().is_some_and(|s| s.available > 0);
     let (header_routes, mirror_routes) = if with_pods {
         routes_at(&c.strategy.steps, index, &r.managed)
@@ -234,11 +297,11 @@ fn scale(
     c: &Canary<'_>,
     r: &Routing,
     index: i32,
-    live: bool,
-    aborted: bool,
+    (live, aborted, weight): (bool, bool, i32),
     stable_now: &str,
 ) {
     let serving = serving_hashes(p, c, r, stable_now);
+    let mut waiting = 0;
     let mut moves: Vec<(SetView, i32)> = Vec::new();
     let canary_to = if live {
         Some(live_canary_pods(c, r, index))
@@ -250,13 +313,13 @@ fn scale(
     for set in p.sets.clone() {
         let to = if set.hash == c.hash && canary_to.is_some() {
             canary_to
-        } else if live && set.hash == stable_now {
-            Some(c.desired)
+        } else if set.hash == stable_now && stable_now != c.hash {
+            Some(stable_pods(c, r, weight))
         } else if serving.contains(&set.hash) {
             keep_serving(p, &set);
             None
         } else {
-            leave(p, c, &set, aborted)
+            leave(p, c, &set, aborted, &mut waiting)
         };
         if let Some(to) = to {
             moves.push((set, to));
@@ -276,14 +339,22 @@ fn scale(
 /// The canary's pods while it runs: the step's, but while the router still carries a larger
 /// weight than the step's (the weight goes down first), no fewer than that weight needs.
 fn live_canary_pods(c: &Canary<'_>, r: &Routing, index: i32) -> i32 {
-    let target = canary_target(&c.strategy.steps, index, c.desired, r.max);
+    let target = target(c, r, index);
     let current = c.set.as_ref().map_or(0, |s| s.replicas);
-    let going_down = match r.observed {
-        Some(w) if w > weight_now(c, r, index, true) => pods_for(c.desired, w, r.max),
-        Some(_) => 0,
-        None => current,
+    // The weight the canary holds now or keeps: the router's, or what the stable set cannot take
+    // back yet. Above the step's own weight, its pods stay (a setCanaryScale the user chose at
+    // the step's weight is theirs to choose).
+    let held = match r.observed {
+        Some(w) => w.max(weight_now(c, r, index, true)),
+        None => return target.max(current),
     };
-    target.max(going_down.min(current))
+    let step = step_weight(&c.strategy.steps, index, r.max);
+    let needed = if held > step {
+        with_min_pods(c, pods_for(c.desired, held, r.max))
+    } else {
+        0
+    };
+    target.max(needed.min(current))
 }
 
 /// The versions traffic can reach now or once this plan's writes land: the one the stable
@@ -317,12 +388,25 @@ fn keep_serving(p: &mut Planner<'_>, set: &SetView) {
 
 /// What a set no traffic reaches is scaled to: nothing once its delay is over (written as a
 /// deadline on the set when it first left the traffic); an aborted canary whose
-/// `abortScaleDownDelaySeconds` is 0 keeps its pods, as in Argo.
-fn leave(p: &mut Planner<'_>, c: &Canary<'_>, set: &SetView, aborted: bool) -> Option<i32> {
+/// `abortScaleDownDelaySeconds` is 0 keeps its pods, as in Argo. At most
+/// `scaleDownDelayRevisionLimit` old sets wait at once (newest first); the others go now.
+fn leave(
+    p: &mut Planner<'_>,
+    c: &Canary<'_>,
+    set: &SetView,
+    aborted: bool,
+    waiting: &mut i32,
+) -> Option<i32> {
     if set.replicas == 0 {
         return None;
     }
-    let delay = if aborted && set.hash == c.hash {
+    let aborted_canary = aborted && set.hash == c.hash;
+    let limit = c.strategy.scale_down_delay_revision_limit;
+    if !aborted_canary && limit.is_some_and(|l| *waiting >= l) {
+        return Some(0);
+    }
+    *waiting += 1;
+    let delay = if aborted_canary {
         let delay = c
             .strategy
             .abort_scale_down_delay_seconds

@@ -244,11 +244,86 @@ fn header_routes_hold_while_the_canary_runs_and_go_at_completion() {
     assert_eq!(sim.status().stable_rs, Some(sim.hash_of("web:2")));
 }
 
+#[test]
+fn dynamic_stable_scale_shrinks_the_stable_set_after_its_traffic_and_grows_it_back_before_an_abort_returns_it()
+ {
+    let mut canary = routed_steps(
+        serde_json::json!({ "dynamicStableScale": true, "abortScaleDownDelaySeconds": 5 }),
+    );
+    canary
+        .as_object_mut()
+        .expect("an object")
+        .remove("scaleDownDelaySeconds");
+    let mut sim = deployed(canary, 10);
+    sim.set_image("web:2");
+    sim.run(20);
+    sim.patch_status(|s| s.pause_conditions.clear());
+    sim.run(20);
+    assert_eq!(weight(&sim), 50);
+    assert_eq!(
+        sim.pods(),
+        [("web:1".to_string(), 5), ("web:2".to_string(), 5)],
+        "half the traffic, half the stable pods"
+    );
+
+    sim.patch_status(|s| s.abort = Some(true));
+    let first = sim.reconcile();
+    assert_eq!(
+        first.traffic.as_ref().map(|d| d.canary_weight),
+        Some(50),
+        "the stable set cannot take the traffic back before it has the pods"
+    );
+    assert!(
+        first
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleReplicaSet { to: 10, .. })),
+        "the stable set grows first: {:?}",
+        first.actions
+    );
+    sim.run(20);
+    assert_eq!(weight(&sim), 0);
+    sim.advance(6);
+    sim.run(20);
+    assert_eq!(sim.pods(), [("web:1".to_string(), 10)]);
+}
+
+#[test]
+fn min_pods_per_replica_set_keeps_a_canary_of_a_small_weight_highly_available() {
+    let mut sim = deployed(
+        routed_steps(serde_json::json!({ "minPodsPerReplicaSet": 2 })),
+        10,
+    );
+    sim.set_image("web:2");
+    sim.run(20);
+    assert_eq!(weight(&sim), 10);
+    assert_eq!(
+        sim.pods(),
+        [("web:1".to_string(), 10), ("web:2".to_string(), 2)]
+    );
+}
+
+#[test]
+fn old_versions_beyond_the_revision_limit_do_not_wait_out_their_delay() {
+    let mut sim = deployed(
+        routed_steps(serde_json::json!({ "scaleDownDelayRevisionLimit": 0, "steps": [] })),
+        3,
+    );
+    sim.set_image("web:2");
+    sim.run(20);
+    assert_eq!(sim.status().stable_rs, Some(sim.hash_of("web:2")));
+    assert_eq!(
+        sim.pods(),
+        [("web:2".to_string(), 3)],
+        "no old version may wait: scaled down as soon as no traffic reaches it"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Over random sizes, weights, broken versions, stuck routers, aborts and a controller killed
-    /// between any two writes: no set that traffic reaches is scaled down below what its share
+    /// Over random sizes, weights, broken versions, stuck routers, aborts, dynamicStableScale,
+    /// minPodsPerReplicaSet and a controller killed between any two writes: no set that traffic reaches is scaled down below what its share
     /// needs, the router never sends requests to a Service with no available
     /// pod (both checked by the simulator on every reconcile), weights stay within the max, and
     /// a rollout neither aborted nor broken ends Healthy on the new version with no weight left
@@ -262,9 +337,17 @@ proptest! {
         stuck_at in proptest::option::of(0usize..60),
         delay in 0i32..20,
         crashes in proptest::collection::vec((0usize..120, 0usize..4), 0..12),
+        dynamic in any::<bool>(),
+        min_pods in proptest::option::of(1i32..4),
     ) {
         let steps: Vec<serde_json::Value> = weights.iter().flat_map(|w| [serde_json::json!({ "setWeight": w }), serde_json::json!({ "pause": { "duration": 3 } })]).collect();
-        let mut sim = deployed(routed_steps(serde_json::json!({ "steps": steps, "scaleDownDelaySeconds": delay, "abortScaleDownDelaySeconds": delay })), replicas);
+        let mut canary = routed_steps(serde_json::json!({ "steps": steps, "scaleDownDelaySeconds": delay, "abortScaleDownDelaySeconds": delay, "minPodsPerReplicaSet": min_pods }));
+        if dynamic {
+            let c = canary.as_object_mut().expect("an object");
+            c.remove("scaleDownDelaySeconds");
+            c.insert("dynamicStableScale".into(), serde_json::json!(true));
+        }
+        let mut sim = deployed(canary, replicas);
         if broken {
             sim.broken_image = Some("web:2".into());
         }
