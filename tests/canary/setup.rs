@@ -156,7 +156,8 @@ impl Setup {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             },
-            10,
+            // A routed canary's router is read again every 15 s when nothing else wakes it.
+            30,
             &format!("a {reason} event"),
         )
         .await;

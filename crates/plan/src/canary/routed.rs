@@ -38,6 +38,11 @@ use super::{
 /// completion and after an abort.
 pub const DEFAULT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
 
+/// How often a running canary's router objects are read again when nothing else wakes it.
+pub const RECHECK_WHILE_RUNNING: Duration = Duration::from_secs(15);
+/// How often a settled rollout's router objects are read again.
+pub const RECHECK_AT_REST: Duration = Duration::from_secs(300);
+
 /// How a routed canary reads its router: set when `trafficRouting` is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routing {
@@ -243,9 +248,14 @@ pub(super) fn plan(p: &mut Planner<'_>, c: &Canary<'_>, r: &Routing, index: i32,
         header_routes,
         mirror_routes,
     };
+    // The router's objects are not watched: read them back soon after a change, and now and
+    // then anyway, so an edit by another writer is seen (and put back) within a bounded time.
     if r.observed != Some(weight) {
-        // The router is not watched: look again soon to read back what it carries.
         p.requeue_in(Duration::from_secs(1));
+    } else if c.running {
+        p.requeue_in(RECHECK_WHILE_RUNNING);
+    } else {
+        p.requeue_in(RECHECK_AT_REST);
     }
     super::super::traffic::report_routed(p, c.strategy, &desired, r.observed);
     p.route(desired);
