@@ -225,6 +225,43 @@ spec:
 }
 
 #[test]
+fn lint_applies_argo_s_traffic_routing_rules() {
+    let text = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: { name: routed }
+spec:
+  selector: { matchLabels: { app: routed } }
+  template:
+    metadata: { labels: { app: routed } }
+    spec: { containers: [{ name: app, image: app:1 }] }
+  strategy:
+    canary:
+      stableService: routed-stable
+      trafficRouting:
+        plugins: { argoproj-labs/gatewayAPI: { httpRoute: routed } }
+        maxTrafficWeight: 10
+        managedRoutes: [{ name: beta }]
+      steps:
+        - setWeight: 20
+        - setHeaderRoute: { name: gamma, match: [{ headerName: X-Beta, headerValue: { exact: "yes" } }] }
+"#;
+    let (findings, _) = lint(text);
+    let lines: Vec<String> = findings
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.message))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "spec.strategy.canary.canaryService: is required with trafficRouting: the router splits requests between the canary and stable Services",
+            "spec.strategy.canary.steps[0].setWeight: must not exceed maxTrafficWeight 10 (got 20)",
+            "spec.strategy.canary.steps[1].setHeaderRoute.name: \"gamma\" is not in spec.strategy.canary.trafficRouting.managedRoutes",
+        ]
+    );
+}
+
+#[test]
 fn lint_reports_a_document_that_is_not_a_rollout_at_all() {
     let (findings, rollouts) = lint(
         "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: x}\nspec: {replicas: many}\n",
