@@ -2,11 +2,16 @@
 //! serve it.
 //!
 //! The rules, each one level-triggered (read from the cluster on every reconcile):
-//! - the canary set is sized by the step (`setWeight`, or `setCanaryScale`), the stable set stays
-//!   full, and `maxSurge` does not bind (Argo's rule for routed canaries);
+//! - the canary set is sized by the step (`setWeight`, or `setCanaryScale`; at least
+//!   `minPodsPerReplicaSet`), the stable set stays full (with `dynamicStableScale`, sized for the
+//!   larger of its share now and its share to come), and `maxSurge` does not bind (Argo's rule
+//!   for routed canaries);
+//! - a set never has fewer pods than the share of requests the router gives it now needs: the
+//!   weight moves first, the pods after;
 //! - the weight given to the canary never outgrows its available pods: below its target, the
 //!   step's weight is scaled by the share of the target that is available, so a canary with no
-//!   available pod gets no traffic;
+//!   available pod gets no traffic (and with `dynamicStableScale`, the weight returns to the
+//!   stable version only as far as its available pods serve it);
 //! - a step completes once the router's objects carry its weight (read back, not assumed);
 //! - a set stops getting pods only when no traffic can reach it: no Service selects it, or only
 //!   the canary Service does while the router gives the canary nothing; then it waits out its
