@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 pub mod alb;
+pub mod ambassador;
+pub mod apisix;
 pub mod gateway;
 pub mod istio;
 pub mod nginx;
