@@ -114,7 +114,13 @@ impl Contender {
                     .arg(&kubeconfig)
                     .arg(format!("--metricsPort={}", free_port()?))
                     .arg(format!("--healthzPort={}", free_port()?))
-                    .args(["--leader-elect=false", "--loglevel", &level]);
+                    .args(["--leader-elect=false", "--loglevel", &level])
+                    // Traefik v3 serves its CRDs under traefik.io only; Argo Rollouts v1.9.1
+                    // defaults to v2's traefik.containo.us (the `traffic` scenario needs this).
+                    .args([
+                        "--traefik-api-group=traefik.io",
+                        "--traefik-api-version=traefik.io/v1alpha1",
+                    ]);
             }
         }
         let (running, _) = Process::spawn(&mut cmd, log, LogMode::Truncate)?;

@@ -13,6 +13,7 @@ mod reaction;
 mod scenarios;
 mod soak;
 mod stage;
+mod traffic;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -25,8 +26,9 @@ pub use self::contender::Contender;
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The scenario: idle, cold-start, reaction, canary-steps, storm, analysis, soak, several of
-    /// them comma-separated, or `all`; `report` only redraws the pictures from the figures there.
+    /// The scenario: idle, cold-start, reaction, canary-steps, storm, analysis, soak, traffic,
+    /// several of them comma-separated, or `all`; `report` only redraws the pictures from the
+    /// figures there.
     pub scenario: String,
     /// Run the scenario at this Rollout count only.
     #[arg(long)]

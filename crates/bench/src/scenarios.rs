@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// The scenarios `cargo xtask bench` knows.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "idle",
     "cold-start",
     "reaction",
@@ -25,6 +25,7 @@ pub const NAMES: [&str; 7] = [
     "storm",
     "analysis",
     "soak",
+    "traffic",
 ];
 
 /// Runs scenario `name` for one contender.
@@ -37,6 +38,7 @@ pub async fn run(name: &str, run: &Run<'_>) -> Result<Vec<Figure>> {
         "storm" => storm(run).await,
         "analysis" => super::analysis::run(run).await,
         "soak" => crate::soak::run(run).await,
+        "traffic" => crate::traffic::run(run).await,
         other => bail!("unknown scenario {other}"),
     }
 }
