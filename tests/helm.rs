@@ -224,7 +224,15 @@ const CONTROLLER_VERBS: &[(&str, &[&str])] = &[
     ("argoproj.io/rollouts/status", &["update"]),
     ("batch/jobs", &["create", "delete", "get", "list", "watch"]),
     ("events.k8s.io/events", &["create", "patch"]),
+    (
+        "apisix.apache.org/apisixroutes",
+        &["create", "delete", "get", "update"],
+    ),
     ("gateway.networking.k8s.io/grpcroutes", &["get", "update"]),
+    (
+        "getambassador.io/mappings",
+        &["create", "delete", "get", "update"],
+    ),
     ("gateway.networking.k8s.io/httproutes", &["get", "update"]),
     ("gateway.networking.k8s.io/tcproutes", &["get", "update"]),
     ("networking.istio.io/destinationrules", &["get", "update"]),

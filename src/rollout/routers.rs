@@ -21,8 +21,8 @@ use tracing::{info, warn};
 
 use sluice_api::{GatewayApiConfig, Rollout};
 use sluice_traffic::{
-    Desired, ObjectRef, Router, RouterError, Write, alb::Alb, gateway::GatewayApi, istio::Istio,
-    nginx::Nginx, smi::Smi, traefik::Traefik,
+    Desired, ObjectRef, Router, RouterError, Write, alb::Alb, ambassador::Ambassador,
+    apisix::Apisix, gateway::GatewayApi, istio::Istio, nginx::Nginx, smi::Smi, traefik::Traefik,
 };
 
 use super::apply::FIELD_MANAGER;
@@ -68,6 +68,12 @@ pub fn of(rollout: &Rollout) -> Option<Vec<Box<dyn Router + Send + Sync>>> {
     }
     if let Some(config) = &routing.alb {
         routers.push(Box::new(Alb::new(config)));
+    }
+    if let Some(config) = &routing.ambassador {
+        routers.push(Box::new(Ambassador::new(config)));
+    }
+    if let Some(config) = &routing.apisix {
+        routers.push(Box::new(Apisix::new(config, &managed)));
     }
     Some(routers)
 }

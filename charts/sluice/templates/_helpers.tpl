@@ -113,4 +113,12 @@ The rules the controller needs, and no more: each line is something the code doe
 - apiGroups: [traefik.io]
   resources: [traefikservices]
   verbs: [get, update]
+# Ambassador: a canary Mapping per Mapping, deleted when it carries nothing; APISIX: a route per
+# header route, deleted when the route ends.
+- apiGroups: [getambassador.io]
+  resources: [mappings]
+  verbs: [get, create, update, delete]
+- apiGroups: [apisix.apache.org]
+  resources: [apisixroutes]
+  verbs: [get, create, update, delete]
 {{- end -}}
