@@ -1,6 +1,7 @@
 //! The traffic routers' CRDs on the local cluster, from their published sources at pinned
-//! versions: Gateway API (experimental channel), Traefik, Istio and SMI. The routers Sluice
-//! writes to, and the real proxies the traffic tests run, need these kinds to exist.
+//! versions: Gateway API (experimental channel), Traefik, Istio and SMI (TrafficSplit at the
+//! version Argo Rollouts and Sluice write). The routers Sluice writes to, and the real proxies
+//! the traffic tests run, need these kinds to exist.
 //!
 //! Each source is a file or a directory inside a Go module, read from the module cache (the
 //! module is downloaded through the Go module proxy the first time). Only the documents of kind
@@ -55,13 +56,37 @@ pub const SOURCES: &[Source] = &[
         version: "v1.32.0",
         path: "kubernetes/customresourcedefinitions.gen.yaml",
     },
-    // split.smi-spec.io TrafficSplit (and the SMI access and specs kinds), published as
-    // apiextensions v1beta1: converted to v1 on the way (see `to_v1`).
+    // split.smi-spec.io TrafficSplit `v1alpha1`: the version Argo Rollouts writes by default
+    // (`--traffic-split-api-version`), and Sluice's SMI router with it, served by Linkerd (the
+    // mesh of Argo's SMI guide). Every SMI SDK release serves one TrafficSplit version only:
+    // v0.1.0 v1alpha1 (without a schema, as SMI published it), v0.3.0 to v0.4.1 v1alpha3, v0.5.0
+    // v1alpha4; none serves v1alpha1 beside the others.
+    Source {
+        module: "github.com/servicemeshinterface/smi-sdk-go",
+        version: "v0.1.0",
+        path: "crds/split.yaml",
+    },
+    // The SMI access and specs kinds (TrafficTarget, HTTPRouteGroup, TCPRoute…) from the latest
+    // SDK. The SMI CRDs are published as apiextensions v1beta1: converted to v1 on the way (see
+    // `to_v1`).
     Source {
         module: "github.com/servicemeshinterface/smi-sdk-go",
         version: "v0.5.0",
-        path: "crds",
+        path: "crds/access.yaml",
     },
+    Source {
+        module: "github.com/servicemeshinterface/smi-sdk-go",
+        version: "v0.5.0",
+        path: "crds/specs.yaml",
+    },
+];
+
+/// A kind and version each router writes, by CRD: a cluster whose CRDs do not serve them all
+/// (started by an older `cluster up`) gets the router CRDs installed again.
+const WRITTEN: &[(&str, &str)] = &[
+    ("httproutes.gateway.networking.k8s.io", "v1"),
+    ("traefikservices.traefik.io", "v1alpha1"),
+    ("trafficsplits.split.smi-spec.io", "v1alpha1"),
 ];
 
 /// The field manager of the router CRDs.
@@ -255,6 +280,12 @@ pub async fn install(client: &Client) -> Result<()> {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .context("a router CRD without a name")?;
+        if let Some(installed) = api.get_opt(name).await? {
+            let dropped = dropped_versions(&installed, crd);
+            if !dropped.is_empty() {
+                delete_and_wait(&api, name, &dropped).await?;
+            }
+        }
         api.patch(name, &params, &Patch::Apply(crd))
             .await
             .with_context(|| format!("applying CRD {name}"))?;
@@ -269,15 +300,66 @@ pub async fn install(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Installs the router CRDs unless the Gateway API's and Traefik's are already there (a cluster
-/// started by an older `cluster up`): what a test that needs them calls first.
+/// The versions an installed CRD has stored objects in that `wanted` no longer lists: the
+/// apiserver refuses such an update (another SDK release of the same kind, as SMI's TrafficSplit
+/// from v1alpha4 to v1alpha1).
+fn dropped_versions(installed: &CustomResourceDefinition, wanted: &Value) -> Vec<String> {
+    let listed: Vec<&str> = wanted
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+        .collect();
+    installed
+        .status
+        .as_ref()
+        .and_then(|s| s.stored_versions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| !listed.contains(&v.as_str()))
+        .collect()
+}
+
+/// Deletes the CRD `name` (and so its objects, test objects on the local cluster) and waits until
+/// it is gone, so that its new definition can be created.
+async fn delete_and_wait(
+    api: &Api<CustomResourceDefinition>,
+    name: &str,
+    dropped: &[String],
+) -> Result<()> {
+    eprintln!(
+        "replacing CRD {name}: the pinned definition no longer serves {}",
+        dropped.join(", ")
+    );
+    match api.delete(name, &Default::default()).await {
+        // Another test's install may have deleted it first.
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => return Err(e).with_context(|| format!("deleting CRD {name}")),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while api.get_opt(name).await?.is_some() {
+        if std::time::Instant::now() > deadline {
+            bail!("CRD {name} still there 60 s after its deletion");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// Installs the router CRDs unless those the routers write are already served (a cluster
+/// started by an older `cluster up` may lack them): what a test that needs them calls first.
 pub async fn ensure_installed(client: &Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for name in [
-        "httproutes.gateway.networking.k8s.io",
-        "traefikservices.traefik.io",
-    ] {
-        if api.get_opt(name).await?.is_none() {
+    for (name, version) in WRITTEN {
+        let served = api.get_opt(name).await?.is_some_and(|crd| {
+            crd.spec
+                .versions
+                .iter()
+                .any(|v| v.name == *version && v.served)
+        });
+        if !served {
             return install(client).await;
         }
     }
@@ -331,5 +413,25 @@ spec:
             );
         }
         assert_eq!(versions[0]["served"], true);
+    }
+
+    #[test]
+    fn a_stored_version_the_new_definition_drops_is_found() {
+        let installed: CustomResourceDefinition = serde_json::from_value(json!({
+            "metadata": { "name": "trafficsplits.split.smi-spec.io" },
+            "spec": {
+                "group": "split.smi-spec.io",
+                "scope": "Namespaced",
+                "names": { "kind": "TrafficSplit", "plural": "trafficsplits" },
+                "versions": [{ "name": "v1alpha4", "served": true, "storage": true }],
+            },
+            "status": { "storedVersions": ["v1alpha4"] },
+        }))
+        .unwrap();
+        let v1alpha1 = json!({ "spec": { "versions": [{ "name": "v1alpha1" }] } });
+        assert_eq!(dropped_versions(&installed, &v1alpha1), ["v1alpha4"]);
+        let both =
+            json!({ "spec": { "versions": [{ "name": "v1alpha1" }, { "name": "v1alpha4" }] } });
+        assert!(dropped_versions(&installed, &both).is_empty());
     }
 }
