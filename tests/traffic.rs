@@ -4,13 +4,7 @@
 //! binomial noise of the step's weight, a header route sends exactly the matching requests to the
 //! canary, and not one request fails during the whole rollout, abort included.
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Service;
 use kube::{
@@ -21,6 +15,7 @@ use serde_json::{Value, json};
 use sluice_api::{Rollout, RolloutPhase};
 use sluice_testkit::{
     Controller, TestNamespace,
+    load::{self, Load, assert_share},
     manifests::{image_patch, status},
     pods::PodPlayer,
     traefik::{self, Tally, Traefik},
@@ -28,9 +23,6 @@ use sluice_testkit::{
 
 const V1: &str = "registry.local/web:v1";
 const V2: &str = "registry.local/web:v2";
-
-/// Requests a share is measured on.
-const REQUESTS: usize = 1500;
 
 /// A namespace with the two Services, an HTTPRoute through Traefik's Gateway, the pods played,
 /// and Sluice watching it.
@@ -127,11 +119,7 @@ impl Web {
         })
         .await;
         self.pods.wait_serving(4, Duration::from_secs(60)).await;
-        self.traefik
-            .wait_until("/", &[], 40, Duration::from_secs(60), "v1 answering", |t| {
-                t.failures == 0 && t.by_image.get(V1) == Some(&t.sent)
-            })
-            .await;
+        load::wait_answered_by(&self.traefik, V1).await;
     }
 
     async fn wait(&self, seconds: u64, what: &str, ok: impl Fn(&Rollout) -> bool) -> Rollout {
@@ -179,59 +167,9 @@ impl Web {
         )
     }
 
-    /// Measures the canary's share: once the proxy has taken up the route (Traefik applies a
-    /// route change asynchronously, within about a second: batches of 200 requests until one is
-    /// within noise of `weight`), `REQUESTS` more requests, none failing.
+    /// Measures the canary's share once Traefik has taken up `weight`, no request failing.
     async fn share_of_v2(&self, headers: &[(&str, &str)], weight: f64) -> Tally {
-        self.traefik
-            .wait_until(
-                "/",
-                headers,
-                200,
-                Duration::from_secs(30),
-                &format!("Traefik sending {weight} of the requests to v2"),
-                |t| t.failures == 0 && within(t, weight),
-            )
-            .await;
-        let tally = self.traefik.send(REQUESTS, "/", headers).await;
-        assert_eq!(tally.failures, 0, "failed requests: {tally:?}");
-        tally
-    }
-}
-
-/// Requests sent all along a rollout, a few at a time, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    tally: Arc<Mutex<Tally>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Load {
-    fn start(traefik: Arc<Traefik>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let (s, t) = (stop.clone(), tally.clone());
-        let task = tokio::spawn(async move {
-            while !s.load(Ordering::Relaxed) {
-                let batch = traefik.send(8, "/", &[]).await;
-                let mut all = t.lock().expect("the tally");
-                all.sent += batch.sent;
-                all.failures += batch.failures;
-                if all.first_error.is_none() {
-                    all.first_error = batch.first_error;
-                }
-                for (image, n) in batch.by_image {
-                    *all.by_image.entry(image).or_default() += n;
-                }
-            }
-        });
-        Self { stop, tally, task }
-    }
-
-    async fn finish(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.expect("the load task");
-        self.tally.lock().expect("the tally").clone()
+        load::share_of(&self.traefik, V2, headers, weight).await
     }
 }
 
@@ -246,33 +184,6 @@ fn httproutes(ns: &TestNamespace) -> Api<DynamicObject> {
 
 fn from<T: serde::de::DeserializeOwned>(value: Value) -> T {
     serde_json::from_value(value).expect("a well-formed object")
-}
-
-/// Whether `V2` answered `expected` of the requests, within four binomial standard deviations.
-fn within(tally: &Tally, expected: f64) -> bool {
-    (tally.image_share(V2) - expected).abs() <= 4.0 * sigma(tally, expected)
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn sigma(tally: &Tally, expected: f64) -> f64 {
-    (expected * (1.0 - expected) / tally.sent.max(1) as f64).sqrt()
-}
-
-/// Asserts that `V2` answered `expected` of the requests, within four binomial standard
-/// deviations.
-fn assert_share(step: &str, tally: &Tally, expected: f64) {
-    let sigma = sigma(tally, expected);
-    let share = tally.image_share(V2);
-    eprintln!(
-        "{step}: v2 answered {share:.3} of {} requests (weight {expected}, ± {:.3} at 4σ)",
-        tally.sent,
-        4.0 * sigma
-    );
-    assert!(
-        (share - expected).abs() <= 4.0 * sigma,
-        "{step}: v2 got {share:.4} of the requests, want {expected} ± {:.4}: {tally:?}",
-        4.0 * sigma
-    );
 }
 
 #[tokio::test]
@@ -301,12 +212,12 @@ async fn requests_follow_every_step_of_a_gateway_api_canary_and_none_fails() {
         (80, 20),
         "the HTTPRoute carries the step"
     );
-    assert_share("setWeight 20", &web.share_of_v2(&[], 0.2).await, 0.2);
+    assert_share("setWeight 20", &web.share_of_v2(&[], 0.2).await, V2, 0.2);
 
     web.promote().await;
     web.paused_at(4).await;
     assert_eq!(web.route_weights().await, (50, 50));
-    assert_share("setWeight 50", &web.share_of_v2(&[], 0.5).await, 0.5);
+    assert_share("setWeight 50", &web.share_of_v2(&[], 0.5).await, V2, 0.5);
     let beta = web.share_of_v2(&[("X-Beta", "yes")], 1.0).await;
     assert_eq!(
         beta.by_image.get(V2),
@@ -327,7 +238,7 @@ async fn requests_follow_every_step_of_a_gateway_api_canary_and_none_fails() {
         "all to the stable Service, now v2"
     );
     let done = web.share_of_v2(&[], 1.0).await;
-    assert_share("completed", &done, 1.0);
+    assert_share("completed", &done, V2, 1.0);
     let route = httproutes(&web.ns).get("web").await.expect("the HTTPRoute");
     assert_eq!(
         route.data["spec"]["rules"].as_array().map(Vec::len),
@@ -336,13 +247,7 @@ async fn requests_follow_every_step_of_a_gateway_api_canary_and_none_fails() {
         route.data["spec"]["rules"]
     );
 
-    let all = load.finish().await;
-    eprintln!("during the rollout: {all:?}");
-    assert!(all.sent > 100, "the load ran: {all:?}");
-    assert_eq!(
-        all.failures, 0,
-        "a request failed during the rollout: {all:?}"
-    );
+    load.finish_none_failed("the rollout").await;
     drop(web.controller);
 }
 
@@ -360,7 +265,7 @@ async fn an_abort_moves_every_request_back_to_stable_before_the_canary_goes_and_
         .await
         .expect("changing the image");
     web.paused_at(1).await;
-    assert_share("setWeight 50", &web.share_of_v2(&[], 0.5).await, 0.5);
+    assert_share("setWeight 50", &web.share_of_v2(&[], 0.5).await, V2, 0.5);
 
     web.patch_status(json!({ "abort": true })).await;
     let r = web
@@ -385,14 +290,12 @@ async fn an_abort_moves_every_request_back_to_stable_before_the_canary_goes_and_
         "the canary keeps its pods while the proxy lets go of them: {:?}",
         status(&r)
     );
-    assert_share("aborted", &web.share_of_v2(&[], 0.0).await, 0.0);
+    assert_share("aborted", &web.share_of_v2(&[], 0.0).await, V2, 0.0);
     web.pods.wait_serving(4, Duration::from_secs(60)).await;
 
-    let all = load.finish().await;
-    eprintln!("during the rollout and its abort: {all:?}");
+    let all = load.finish_none_failed("the rollout and its abort").await;
     assert!(
         all.by_image.get(V2).is_some_and(|n| *n > 0),
         "v2 served: {all:?}"
     );
-    assert_eq!(all.failures, 0, "a request failed: {all:?}");
 }

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod controller;
 pub mod crds;
 pub mod gobuild;
+pub mod load;
 pub mod manifests;
 pub mod namespace;
 pub mod paths;
