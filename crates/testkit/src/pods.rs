@@ -20,8 +20,13 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::{Api, Client, api::ListParams};
+use kube::{
+    Api, Client,
+    api::ListParams,
+    runtime::{WatchStreamExt, watcher},
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -40,7 +45,9 @@ const ROLLOUT_HASH_LABEL: &str = "rollouts-pod-template-hash";
 /// The label naming a Deployment pod's version, used when the Rollout one is absent.
 const DEPLOYMENT_HASH_LABEL: &str = "pod-template-hash";
 
-/// How often the pods are listed.
+/// How often the pods are listed when no watch event came: a pod is served as soon as a watch
+/// event says it became Ready (milliseconds, ahead of the EndpointSlice a proxy routes by, as a
+/// real container listens before it is Ready), the poll is only a fallback.
 const POLL: Duration = Duration::from_millis(100);
 
 /// Makes kwok's pod range local, so that this machine can listen on any pod IP and reach it.
@@ -251,6 +258,9 @@ async fn play(
     };
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
     let params = ListParams::default().labels(&selector);
+    let mut changes = watcher(pods.clone(), watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .boxed();
     let mut servers: BTreeMap<String, Server> = BTreeMap::new();
     loop {
         match pods.list(&params).await {
@@ -295,6 +305,7 @@ async fn play(
         }
         tokio::select! {
             _ = &mut stopped => break,
+            _ = changes.next() => {}
             () = tokio::time::sleep(POLL) => {}
         }
     }
