@@ -322,6 +322,12 @@ async fn an_nginx_canary_gets_its_own_ingress_with_the_step_weight() {
         canary["spec"]["rules"][0]["host"], "web.example.com",
         "the host is the stable Ingress's"
     );
+    let owner = &canary["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (&owner["kind"], &owner["name"], &owner["controller"]),
+        (&json!("Rollout"), &json!("web"), &json!(true)),
+        "the canary Ingress goes with its rollout when the rollout is deleted: {owner}"
+    );
 
     let new = routed.promoted().await;
     let canary = routed

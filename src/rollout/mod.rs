@@ -541,7 +541,7 @@ async fn route(
         .and_then(|c| c.weights.as_ref())
         .map(|w| w.canary.weight);
     let notes = routers
-        .write(&ctx.client, desired, &ctx.drift, previous)
+        .write(&ctx.client, rollout, desired, &ctx.drift, previous)
         .await?;
     for note in notes {
         publish(

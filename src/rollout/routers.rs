@@ -13,7 +13,7 @@ use std::{
 };
 
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, PostParams},
 };
 use serde_json::Value;
@@ -140,6 +140,7 @@ impl Routers {
     pub async fn write(
         &self,
         client: &Client,
+        rollout: &Rollout,
         desired: &Desired,
         drift: &Drift,
         previous_weight: Option<i32>,
@@ -163,7 +164,7 @@ impl Routers {
                     ));
                 }
                 info!(object = %target, router = router.name(), weight = desired.canary_weight, "writing router object");
-                store(client, write).await?;
+                store(client, owned(write, rollout)).await?;
             }
         }
         Ok(notes)
@@ -198,6 +199,24 @@ impl Drift {
         seen.insert(key, Instant::now());
         Ok(())
     }
+}
+
+/// An object Sluice creates for a rollout (a canary Ingress, a TrafficSplit, a canary Mapping)
+/// is owned by it, as Argo's are: deleting the rollout deletes it, so no copy keeps sending
+/// requests to pods that are gone. Only within the rollout's namespace (owners cannot cross).
+fn owned(write: Write, rollout: &Rollout) -> Write {
+    let Write::Create(object, mut value) = write else {
+        return write;
+    };
+    let same_namespace = rollout.namespace().as_deref() == Some(object.namespace.as_str());
+    if let (true, Some(owner)) = (same_namespace, rollout.controller_owner_ref(&()))
+        && let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut)
+        && !metadata.contains_key("ownerReferences")
+        && let Ok(owner) = serde_json::to_value(owner)
+    {
+        metadata.insert("ownerReferences".into(), Value::Array(vec![owner]));
+    }
+    Write::Create(object, value)
 }
 
 fn api(client: &Client, object: &ObjectRef) -> Api<DynamicObject> {
