@@ -19,6 +19,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sluice_api::AlbTrafficRouting;
 
+use crate::common::{
+    annotation, ingress_ref, invalid, list_or_one, names_nothing, non_empty_or, note_share,
+    number_or_text, read_all, set_annotation, share,
+};
 use crate::{Current, Desired, ObjectRef, Router, RouterError, Write};
 
 /// The AWS Load Balancer Controller's annotation prefix, used when `annotationPrefix` is not set.
@@ -82,34 +86,19 @@ impl Alb {
 
     /// `ingresses`, else `ingress`.
     fn ingresses(&self) -> Vec<String> {
-        if self.config.ingresses.is_empty() {
-            self.config
-                .ingress
-                .iter()
-                .filter(|n| !n.is_empty())
-                .cloned()
-                .collect()
-        } else {
-            self.config.ingresses.clone()
-        }
+        list_or_one(&self.config.ingresses, self.config.ingress.as_ref())
     }
 
     fn root_service<'a>(&'a self, desired: &'a Desired) -> &'a str {
-        self.config
-            .root_service
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .unwrap_or(&desired.stable_service)
+        non_empty_or(self.config.root_service.as_deref(), &desired.stable_service)
     }
 
     /// The annotation holding the action.
     fn key(&self, desired: &Desired) -> String {
-        let prefix = self
-            .config
-            .annotation_prefix
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .unwrap_or(DEFAULT_ANNOTATION_PREFIX);
+        let prefix = non_empty_or(
+            self.config.annotation_prefix.as_deref(),
+            DEFAULT_ANNOTATION_PREFIX,
+        );
         format!("{prefix}/actions.{}", self.root_service(desired))
     }
 
@@ -165,21 +154,12 @@ impl Alb {
     ) -> Result<Vec<(ObjectRef, &'c Value)>, RouterError> {
         let refs = self.objects(&desired.namespace, &desired.rollout);
         if refs.is_empty() {
-            return Err(RouterError::Invalid {
-                object: format!("Rollout {}/{}", desired.namespace, desired.rollout),
-                message: "trafficRouting.alb names no Ingress: set ingress or ingresses"
-                    .to_string(),
-            });
+            return Err(names_nothing(
+                desired,
+                "trafficRouting.alb names no Ingress: set ingress or ingresses",
+            ));
         }
-        refs.into_iter()
-            .enumerate()
-            .map(
-                |(i, object)| match current.get(i).and_then(Option::as_ref) {
-                    Some(ingress) => Ok((object, ingress)),
-                    None => Err(RouterError::NotFound(object.to_string())),
-                },
-            )
-            .collect()
+        read_all(refs, current)
     }
 
     /// Checks that the Ingress sends the root Service's paths to the action.
@@ -227,54 +207,11 @@ impl Alb {
     }
 }
 
-fn invalid(object: &ObjectRef, message: String) -> RouterError {
-    RouterError::Invalid {
-        object: object.to_string(),
-        message,
-    }
-}
-
-fn ingress_ref(namespace: &str, name: String) -> ObjectRef {
-    ObjectRef {
-        group: "networking.k8s.io",
-        version: "v1",
-        kind: "Ingress",
-        plural: "ingresses",
-        namespace: namespace.to_string(),
-        name,
-    }
-}
-
-/// The annotation's text, if the Ingress has it.
-fn annotation<'a>(ingress: &'a Value, key: &str) -> Option<&'a str> {
-    ingress
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(key))
-        .and_then(Value::as_str)
-}
-
 /// A target group's weight, whether written as a number or a string.
 fn group_weight(group: &Value) -> Option<f64> {
     match group.get("Weight") {
         None | Some(Value::Null) => Some(0.0),
-        Some(Value::Number(n)) => n.as_f64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        Some(_) => None,
-    }
-    .filter(|w: &f64| w.is_finite() && *w >= 0.0)
-}
-
-/// `part` of `total`, in units of `max`, rounded up so that any traffic at all counts.
-fn share(part: f64, total: f64, max: i32) -> i32 {
-    if part <= 0.0 || total <= 0.0 {
-        return 0;
-    }
-    let scaled = (part * f64::from(max) / total).ceil();
-    if scaled >= f64::from(max) {
-        max
-    } else {
-        // In 0..max, so the conversion is exact.
-        scaled as i32
+        Some(w) => number_or_text(w),
     }
 }
 
@@ -320,10 +257,11 @@ impl Router for Alb {
                     canary += weight;
                 }
             }
-            let got = share(canary, total, desired.max_weight);
-            if got != desired.canary_weight {
-                differing = Some(differing.map_or(got, |d| d.max(got)));
-            }
+            note_share(
+                &mut differing,
+                share(canary, total, desired.max_weight),
+                desired,
+            );
         }
         Ok(differing.unwrap_or(desired.canary_weight))
     }
@@ -361,23 +299,7 @@ impl Router for Alb {
             let Some(root) = updated.as_object_mut() else {
                 return Err(invalid(&object, "is not a JSON object".to_string()));
             };
-            let metadata = root
-                .entry("metadata")
-                .or_insert_with(|| Value::Object(Default::default()));
-            if !metadata.is_object() {
-                *metadata = Value::Object(Default::default());
-            }
-            if let Some(metadata) = metadata.as_object_mut() {
-                let annotations = metadata
-                    .entry("annotations")
-                    .or_insert_with(|| Value::Object(Default::default()));
-                if !annotations.is_object() {
-                    *annotations = Value::Object(Default::default());
-                }
-                if let Some(annotations) = annotations.as_object_mut() {
-                    annotations.insert(key.clone(), Value::String(action));
-                }
-            }
+            set_annotation(root, &key, action);
             writes.push(Write::Replace(object, updated));
         }
         Ok(writes)
@@ -391,20 +313,16 @@ mod tests {
 
     use super::*;
     use crate::HeaderRoute;
+    use crate::common::tests::{self as fixtures, replaced};
 
     fn desired(weight: i32) -> Desired {
-        Desired {
-            rollout: "rollouts-demo".into(),
-            namespace: "default".into(),
-            canary_weight: weight,
-            max_weight: 100,
-            canary_service: "canary-service".into(),
-            stable_service: "stable-service".into(),
-            canary_hash: "6c7f6b8d9".into(),
-            stable_hash: "5b9c8d7f6".into(),
-            header_routes: Vec::new(),
-            mirror_routes: Vec::new(),
-        }
+        fixtures::desired(
+            "rollouts-demo",
+            "default",
+            "canary-service",
+            "stable-service",
+            weight,
+        )
     }
 
     fn config() -> AlbTrafficRouting {
@@ -439,13 +357,6 @@ mod tests {
                 }]
             }
         })
-    }
-
-    fn replaced(writes: &[Write]) -> &Value {
-        match writes {
-            [Write::Replace(_, body)] => body,
-            other => panic!("expected one Replace, got {other:?}"),
-        }
     }
 
     #[test]

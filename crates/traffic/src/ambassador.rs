@@ -18,9 +18,13 @@
 //! them from `getambassador.io/v3alpha1` (Emissary 2+, Argo's `--ambassador-api-version`). Argo's
 //! Ambassador router has no header or mirror routes, and neither has this one: they are ignored.
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sluice_api::{AmbassadorTrafficRouting, vocab::MANAGED_BY_ROLLOUTS_ANNOTATION};
 
+use crate::common::{
+    self, annotated, distinct_names, managed_by, names_nothing, new_object, note_share,
+    set_annotation, share, truncate_at_char,
+};
 use crate::{Current, Desired, ObjectRef, Router, RouterError, Write};
 
 /// The API group Ambassador and Emissary serve Mappings under.
@@ -63,13 +67,7 @@ impl Ambassador {
 
     /// The Mapping names, without empty or repeated ones.
     fn mappings(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = Vec::new();
-        for name in &self.config.mappings {
-            if !name.is_empty() && !names.contains(&name.as_str()) {
-                names.push(name);
-            }
-        }
-        names
+        distinct_names(&self.config.mappings, None)
     }
 
     fn mapping_ref(&self, namespace: &str, name: String) -> ObjectRef {
@@ -91,11 +89,10 @@ impl Ambassador {
     ) -> Result<Vec<Pair<'c>>, RouterError> {
         let names = self.mappings();
         if names.is_empty() {
-            return Err(RouterError::Invalid {
-                object: format!("Rollout {}/{}", desired.namespace, desired.rollout),
-                message: "trafficRouting.ambassador names no Mapping: list them in mappings"
-                    .to_string(),
-            });
+            return Err(names_nothing(
+                desired,
+                "trafficRouting.ambassador names no Mapping: list them in mappings",
+            ));
         }
         Ok(names
             .into_iter()
@@ -223,13 +220,7 @@ impl<'a> ServiceTarget<'a> {
 /// `<mapping>-canary`, the base name cut as Argo Rollouts cuts it.
 pub fn canary_mapping_name(mapping: &str) -> String {
     let mut base = mapping.to_string();
-    if base.len() > MAX_BASE_NAME {
-        let mut cut = MAX_BASE_NAME;
-        while !base.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        base.truncate(cut);
-    }
+    truncate_at_char(&mut base, MAX_BASE_NAME);
     base + CANARY_SUFFIX
 }
 
@@ -249,37 +240,13 @@ fn percentage(weight: i32, max: i32) -> i32 {
 }
 
 /// `part` percent in units of `max`, rounded up so that any traffic at all counts.
-fn share(part: f64, max: i32) -> i32 {
-    if part <= 0.0 {
-        return 0;
-    }
-    let scaled = (part * f64::from(max) / f64::from(AMBASSADOR_TOTAL)).ceil();
-    if scaled >= f64::from(max) {
-        max
-    } else {
-        // In 0..max, so the conversion is exact.
-        scaled as i32
-    }
+fn percent(part: f64, max: i32) -> i32 {
+    share(part, f64::from(AMBASSADOR_TOTAL), max)
 }
 
 /// Whether the rollout owns `mapping`: Sluice's annotation, a controller owner reference to the
 /// Rollout, or Argo's unmarked copy (its `service` already names the canary Service).
 fn owned_by(mapping: &Value, desired: &Desired) -> bool {
-    let by_annotation = mapping
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(MANAGED_BY_ROLLOUTS_ANNOTATION))
-        .and_then(Value::as_str)
-        .is_some_and(|names| names.split(',').any(|n| n.trim() == desired.rollout));
-    let by_reference = mapping
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter().any(|r| {
-                r.get("kind").and_then(Value::as_str) == Some("Rollout")
-                    && r.get("name").and_then(Value::as_str) == Some(desired.rollout.as_str())
-                    && r.get("controller").and_then(Value::as_bool) == Some(true)
-            })
-        });
     let argo_copy = mapping
         .pointer("/spec/service")
         .and_then(Value::as_str)
@@ -289,16 +256,7 @@ fn owned_by(mapping: &Value, desired: &Desired) -> bool {
                 && target.name == desired.canary_service
                 && target.namespace_is(&desired.namespace)
         });
-    by_annotation || by_reference || argo_copy
-}
-
-/// Whether the annotation already names the rollout.
-fn annotated(mapping: &Value, rollout: &str) -> bool {
-    mapping
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(MANAGED_BY_ROLLOUTS_ANNOTATION))
-        .and_then(Value::as_str)
-        .is_some_and(|names| names.split(',').any(|n| n.trim() == rollout))
+    common::owned_by(mapping, &desired.rollout) || argo_copy
 }
 
 fn not_ours(canary_ref: &ObjectRef, rollout: &str) -> RouterError {
@@ -346,7 +304,7 @@ impl Router for Ambassador {
                     match canary.pointer("/spec/weight") {
                         // Ambassador splits what no weight claims evenly between the unweighted
                         // Mappings of a prefix: the canary's half.
-                        None | Some(Value::Null) => share(50.0, desired.max_weight),
+                        None | Some(Value::Null) => percent(50.0, desired.max_weight),
                         Some(w) => {
                             let w = w.as_f64().filter(|w| *w >= 0.0).ok_or_else(|| {
                                 RouterError::Invalid {
@@ -359,15 +317,13 @@ impl Router for Ambassador {
                             if w == f64::from(wanted) {
                                 desired.canary_weight
                             } else {
-                                share(w, desired.max_weight)
+                                percent(w, desired.max_weight)
                             }
                         }
                     }
                 }
             };
-            if got != desired.canary_weight {
-                differing = Some(differing.map_or(got, |d| d.max(got)));
-            }
+            note_share(&mut differing, got, desired);
         }
         Ok(differing.unwrap_or(desired.canary_weight))
     }
@@ -392,39 +348,18 @@ impl Router for Ambassador {
             }
             let spec = self.spec(&pair, desired)?;
             let Some(canary) = pair.canary else {
-                let created = json!({
-                    "apiVersion": pair.canary_ref.api_version(),
-                    "kind": pair.canary_ref.kind,
-                    "metadata": {
-                        "name": pair.canary_ref.name,
-                        "namespace": pair.canary_ref.namespace,
-                        "annotations": {MANAGED_BY_ROLLOUTS_ANNOTATION: desired.rollout},
-                    },
-                    "spec": spec,
-                });
+                let created = new_object(&pair.canary_ref, managed_by(&desired.rollout), spec);
                 writes.push(Write::Create(pair.canary_ref, created));
                 continue;
             };
             let mut updated = canary.clone();
             if let Some(root) = updated.as_object_mut() {
                 if !annotated(canary, &desired.rollout) {
-                    let metadata = root
-                        .entry("metadata")
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if let Some(metadata) = metadata.as_object_mut() {
-                        let annotations = metadata
-                            .entry("annotations")
-                            .or_insert_with(|| Value::Object(Map::new()));
-                        if !annotations.is_object() {
-                            *annotations = Value::Object(Map::new());
-                        }
-                        if let Some(annotations) = annotations.as_object_mut() {
-                            annotations.insert(
-                                MANAGED_BY_ROLLOUTS_ANNOTATION.to_string(),
-                                Value::String(desired.rollout.clone()),
-                            );
-                        }
-                    }
+                    set_annotation(
+                        root,
+                        MANAGED_BY_ROLLOUTS_ANNOTATION,
+                        desired.rollout.clone(),
+                    );
                 }
                 root.insert("spec".to_string(), spec);
             }
@@ -442,21 +377,11 @@ mod tests {
     use sluice_api::{HeaderMatch, StringMatch};
 
     use super::*;
+    use crate::common::tests::{self as fixtures, created, replaced};
     use crate::{HeaderRoute, MirrorRoute};
 
     fn desired(weight: i32) -> Desired {
-        Desired {
-            rollout: "echo".into(),
-            namespace: "default".into(),
-            canary_weight: weight,
-            max_weight: 100,
-            canary_service: "echo-canary".into(),
-            stable_service: "echo-stable".into(),
-            canary_hash: "6c7f6b8d9".into(),
-            stable_hash: "5b9c8d7f6".into(),
-            header_routes: Vec::new(),
-            mirror_routes: Vec::new(),
-        }
+        fixtures::desired("echo", "default", "echo-canary", "echo-stable", weight)
     }
 
     fn router() -> Ambassador {
@@ -489,24 +414,8 @@ mod tests {
     }
 
     /// What the API server returns for a created object.
-    fn stored(mut body: Value) -> Value {
-        body["metadata"]["resourceVersion"] = json!("400");
-        body["metadata"]["uid"] = json!("c-1");
-        body
-    }
-
-    fn created(writes: &[Write]) -> &Value {
-        match writes {
-            [Write::Create(_, body)] => body,
-            other => panic!("expected one Create, got {other:?}"),
-        }
-    }
-
-    fn replaced(writes: &[Write]) -> &Value {
-        match writes {
-            [Write::Replace(_, body)] => body,
-            other => panic!("expected one Replace, got {other:?}"),
-        }
+    fn stored(body: Value) -> Value {
+        fixtures::stored(body, "400", "c-1")
     }
 
     #[test]

@@ -20,6 +20,10 @@
 use serde_json::{Map, Value, json};
 use sluice_api::{ApisixTrafficRouting, StringMatch, vocab::MANAGED_BY_ROLLOUTS_ANNOTATION};
 
+use crate::common::{
+    annotated, distinct_names, invalid, managed_by, names_nothing, new_object, not_owned,
+    note_share, owned_by, read_at, regex_escape, set_annotation, set_weight, share, weight_or,
+};
 use crate::{Current, Desired, HeaderRoute, ObjectRef, Router, RouterError, Write};
 
 /// The API group of the APISIX Ingress Controller's CRDs.
@@ -60,14 +64,7 @@ impl Apisix {
 
     /// The managed route names with an ApisixRoute of their own, in `objects()` order.
     fn managed_names(&self) -> Vec<&str> {
-        let route = self.route_name();
-        let mut names: Vec<&str> = Vec::new();
-        for name in &self.managed {
-            if !name.is_empty() && Some(name.as_str()) != route && !names.contains(&name.as_str()) {
-                names.push(name);
-            }
-        }
-        names
+        distinct_names(&self.managed, self.route_name())
     }
 
     /// The rollout's ApisixRoute, read.
@@ -77,17 +74,14 @@ impl Apisix {
         desired: &Desired,
     ) -> Result<(ObjectRef, &'c Value), RouterError> {
         let Some(name) = self.route_name() else {
-            return Err(RouterError::Invalid {
-                object: format!("Rollout {}/{}", desired.namespace, desired.rollout),
-                message: "trafficRouting.apisix names no ApisixRoute: set apisix.route.name"
-                    .to_string(),
-            });
+            return Err(names_nothing(
+                desired,
+                "trafficRouting.apisix names no ApisixRoute: set apisix.route.name",
+            ));
         };
         let object = route_ref(&desired.namespace, name.to_string());
-        match current.first().and_then(Option::as_ref) {
-            Some(route) => Ok((object, route)),
-            None => Err(RouterError::NotFound(object.to_string())),
-        }
+        let route = read_at(current, 0, &object)?;
+        Ok((object, route))
     }
 
     /// Positions in `spec.http` of the rules to split.
@@ -147,13 +141,6 @@ fn route_ref(namespace: &str, name: String) -> ObjectRef {
     }
 }
 
-fn invalid(object: &ObjectRef, message: String) -> RouterError {
-    RouterError::Invalid {
-        object: object.to_string(),
-        message,
-    }
-}
-
 /// A rule's name, for messages.
 fn rule_name(rule: &Value) -> &str {
     rule.get("name").and_then(Value::as_str).unwrap_or("")
@@ -202,52 +189,15 @@ fn positions(
 
 /// A backend's or upstream's weight as APISIX reads it (100 when absent).
 fn entry_weight(entry: &Value, rule: &Value, object: &ObjectRef) -> Result<f64, RouterError> {
-    match entry.get("weight") {
-        None | Some(Value::Null) => Ok(APISIX_DEFAULT_WEIGHT),
-        Some(w) => w.as_f64().filter(|w| *w >= 0.0).ok_or_else(|| {
-            invalid(
-                object,
-                format!(
-                    "rule `{}` has a weight that is not a non-negative number: {w}",
-                    rule_name(rule)
-                ),
-            )
-        }),
-    }
-}
-
-/// Sets `weight` unless the entry already carries that number.
-fn set_weight(entry: &mut Value, weight: i32) {
-    if entry.get("weight").and_then(Value::as_f64) == Some(f64::from(weight)) {
-        return;
-    }
-    if let Some(map) = entry.as_object_mut() {
-        map.insert("weight".to_string(), Value::from(weight));
-    }
-}
-
-/// `part` of `total`, in units of `max`, rounded up so that any traffic at all counts.
-fn share(part: f64, total: f64, max: i32) -> i32 {
-    if part <= 0.0 || total <= 0.0 {
-        return 0;
-    }
-    let scaled = (part * f64::from(max) / total).ceil();
-    if scaled >= f64::from(max) {
-        max
-    } else {
-        // In 0..max, so the conversion is exact.
-        scaled as i32
-    }
-}
-
-/// `s` with the characters a regular expression reads specially escaped.
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$".contains(c);
-            special.then_some('\\').into_iter().chain([c])
-        })
-        .collect()
+    weight_or(entry, APISIX_DEFAULT_WEIGHT).map_err(|w| {
+        invalid(
+            object,
+            format!(
+                "rule `{}` has a weight that is not a non-negative number: {w}",
+                rule_name(rule)
+            ),
+        )
+    })
 }
 
 /// The `match.exprs` entries of a header route (Argo's: Equal, RegexMatch, `^prefix.*`).
@@ -341,55 +291,12 @@ fn header_spec(
     Ok(Value::Object(spec))
 }
 
-/// Whether the rollout owns `object`: Argo's controller owner reference, or Sluice's annotation.
-fn owned_by(object: &Value, rollout: &str) -> bool {
-    let by_reference = object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter().any(|r| {
-                r.get("kind").and_then(Value::as_str) == Some("Rollout")
-                    && r.get("name").and_then(Value::as_str) == Some(rollout)
-                    && r.get("controller").and_then(Value::as_bool) == Some(true)
-            })
-        });
-    by_reference || annotated(object, rollout)
-}
-
-/// Whether the managed-by annotation names the rollout.
-fn annotated(object: &Value, rollout: &str) -> bool {
-    object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(MANAGED_BY_ROLLOUTS_ANNOTATION))
-        .and_then(Value::as_str)
-        .is_some_and(|names| names.split(',').any(|n| n.trim() == rollout))
-}
-
 /// `object` with the managed-by annotation naming `rollout` and `spec`.
 fn with_annotation_and_spec(object: &Value, rollout: &str, spec: Value) -> Value {
     let mut updated = object.clone();
     if let Some(root) = updated.as_object_mut() {
         if !annotated(object, rollout) {
-            let metadata = root
-                .entry("metadata")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !metadata.is_object() {
-                *metadata = Value::Object(Map::new());
-            }
-            if let Some(metadata) = metadata.as_object_mut() {
-                let annotations = metadata
-                    .entry("annotations")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !annotations.is_object() {
-                    *annotations = Value::Object(Map::new());
-                }
-                if let Some(annotations) = annotations.as_object_mut() {
-                    annotations.insert(
-                        MANAGED_BY_ROLLOUTS_ANNOTATION.to_string(),
-                        Value::String(rollout.to_string()),
-                    );
-                }
-            }
+            set_annotation(root, MANAGED_BY_ROLLOUTS_ANNOTATION, rollout.to_string());
         }
         root.insert("spec".to_string(), spec);
     }
@@ -445,9 +352,7 @@ impl Router for Apisix {
                 .get(canary)
                 .map_or(Ok(0.0), |e| entry_weight(e, rule, &object))?;
             let got = share(part, total, desired.max_weight);
-            if got != desired.canary_weight {
-                differing = Some(differing.map_or(got, |d| d.max(got)));
-            }
+            note_share(&mut differing, got, desired);
         }
         Ok(differing.unwrap_or(desired.canary_weight))
     }
@@ -503,29 +408,15 @@ impl Router for Apisix {
                 (None, Some(_)) if owned => writes.push(Write::Delete(header_ref)),
                 (None, _) => {}
                 (Some(_), Some(_)) if !owned => {
-                    return Err(invalid(
+                    return Err(not_owned(
                         &header_ref,
-                        format!(
-                            "exists but does not belong to rollout `{}` (no controller owner \
-                             reference to the Rollout, no `{MANAGED_BY_ROLLOUTS_ANNOTATION}` \
-                             annotation naming it); rename or delete it so the rollout can make \
-                             its header route",
-                            desired.rollout
-                        ),
+                        &desired.rollout,
+                        "rename or delete it so the rollout can make its header route",
                     ));
                 }
                 (Some(header), None) => {
                     let spec = header_spec(route, &rules, header, desired, &object)?;
-                    let created = json!({
-                        "apiVersion": header_ref.api_version(),
-                        "kind": header_ref.kind,
-                        "metadata": {
-                            "name": header_ref.name,
-                            "namespace": header_ref.namespace,
-                            "annotations": {MANAGED_BY_ROLLOUTS_ANNOTATION: desired.rollout},
-                        },
-                        "spec": spec,
-                    });
+                    let created = new_object(&header_ref, managed_by(&desired.rollout), spec);
                     writes.push(Write::Create(header_ref, created));
                 }
                 (Some(header), Some(existing)) => {
@@ -548,20 +439,16 @@ mod tests {
 
     use super::*;
     use crate::MirrorRoute;
+    use crate::common::tests::{self as fixtures, replaced};
 
     fn desired(weight: i32) -> Desired {
-        Desired {
-            rollout: "rollout-apisix-canary".into(),
-            namespace: "default".into(),
-            canary_weight: weight,
-            max_weight: 100,
-            canary_service: "rollout-apisix-canary-canary".into(),
-            stable_service: "rollout-apisix-canary-stable".into(),
-            canary_hash: "6c7f6b8d9".into(),
-            stable_hash: "5b9c8d7f6".into(),
-            header_routes: Vec::new(),
-            mirror_routes: Vec::new(),
-        }
+        fixtures::desired(
+            "rollout-apisix-canary",
+            "default",
+            "rollout-apisix-canary-canary",
+            "rollout-apisix-canary-stable",
+            weight,
+        )
     }
 
     fn config(rules: &[&str]) -> ApisixTrafficRouting {
@@ -630,17 +517,8 @@ mod tests {
     }
 
     /// What the API server returns for a created object.
-    fn stored(mut body: Value) -> Value {
-        body["metadata"]["resourceVersion"] = json!("600");
-        body["metadata"]["uid"] = json!("h-1");
-        body
-    }
-
-    fn replaced(writes: &[Write]) -> &Value {
-        match writes {
-            [Write::Replace(_, body)] => body,
-            other => panic!("expected one Replace, got {other:?}"),
-        }
+    fn stored(body: Value) -> Value {
+        fixtures::stored(body, "600", "h-1")
     }
 
     #[test]

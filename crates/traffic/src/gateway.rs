@@ -11,6 +11,7 @@
 use serde_json::{Map, Value, json};
 use sluice_api::{GatewayApiConfig, GatewayApiRoute, GatewayRouteKind, StringMatch};
 
+use crate::common::{invalid, read_all};
 use crate::{Current, Desired, HeaderRoute, MirrorRoute, ObjectRef, Router, RouterError, Write};
 
 /// Gateway API's routes of one rollout.
@@ -71,13 +72,9 @@ impl Router for GatewayApi {
         let mut most = 0;
         for (object, route) in self.read(current, desired)? {
             for rule in weighted_rules(route, desired, &self.managed) {
-                most =
-                    most.max(
-                        canary_share(rule, desired).ok_or_else(|| RouterError::Invalid {
-                            object: object.to_string(),
-                            message: "a rule's backendRef weights are not numbers".into(),
-                        })?,
-                    );
+                most = most.max(canary_share(rule, desired).ok_or_else(|| {
+                    invalid(&object, "a rule's backendRef weights are not numbers")
+                })?);
             }
         }
         Ok(most)
@@ -149,21 +146,7 @@ impl GatewayApi {
         current: Current<'c>,
         desired: &Desired,
     ) -> Result<Vec<(ObjectRef, &'c Value)>, RouterError> {
-        self.objects(&desired.namespace, &desired.rollout)
-            .into_iter()
-            .zip(current.iter())
-            .map(|(object, value)| match value {
-                Some(v) => Ok((object, v)),
-                None => Err(RouterError::NotFound(object.to_string())),
-            })
-            .collect()
-    }
-}
-
-fn invalid(object: &ObjectRef, message: &str) -> RouterError {
-    RouterError::Invalid {
-        object: object.to_string(),
-        message: message.to_string(),
+        read_all(self.objects(&desired.namespace, &desired.rollout), current)
     }
 }
 

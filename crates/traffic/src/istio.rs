@@ -30,6 +30,7 @@ use sluice_api::{
     vocab::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL},
 };
 
+use crate::common::{invalid, names_nothing, note_share, read_at, share, weight_or};
 use crate::{Current, Desired, HeaderRoute, MirrorRoute, ObjectRef, Router, RouterError, Write};
 
 /// Istio's networking API group.
@@ -75,22 +76,19 @@ impl Istio {
     ) -> Result<Vec<(&IstioVirtualService, ObjectRef, &'c Value)>, RouterError> {
         let services = self.virtual_services();
         if services.is_empty() {
-            return Err(RouterError::Invalid {
-                object: format!("Rollout {}/{}", desired.namespace, desired.rollout),
-                message: "trafficRouting.istio names no VirtualService: set virtualService or \
-                          virtualServices"
-                    .to_string(),
-            });
+            return Err(names_nothing(
+                desired,
+                "trafficRouting.istio names no VirtualService: set virtualService or \
+                 virtualServices",
+            ));
         }
         services
             .into_iter()
             .enumerate()
             .map(|(i, spec)| {
                 let object = virtual_service_ref(spec, &desired.namespace);
-                match current.get(i).and_then(Option::as_ref) {
-                    Some(vs) => Ok((spec, object, vs)),
-                    None => Err(RouterError::NotFound(object.to_string())),
-                }
+                let vs = read_at(current, i, &object)?;
+                Ok((spec, object, vs))
             })
             .collect()
     }
@@ -660,33 +658,9 @@ fn virtual_service_ref(spec: &IstioVirtualService, namespace: &str) -> ObjectRef
     }
 }
 
-fn invalid(object: &ObjectRef, message: String) -> RouterError {
-    RouterError::Invalid {
-        object: object.to_string(),
-        message,
-    }
-}
-
 /// A destination's weight for reading the split: absent is 0, unless no destination says.
 fn read_weight(entry: &Value, any_weight: bool) -> Option<f64> {
-    match entry.get("weight") {
-        None | Some(Value::Null) => Some(if any_weight { 0.0 } else { 1.0 }),
-        Some(w) => w.as_f64().filter(|w| w.is_finite() && *w >= 0.0),
-    }
-}
-
-/// `part` of `total`, in units of `max`, rounded up so that any traffic at all counts.
-fn share(part: f64, total: f64, max: i32) -> i32 {
-    if part <= 0.0 || total <= 0.0 {
-        return 0;
-    }
-    let scaled = (part * f64::from(max) / total).ceil();
-    if scaled >= f64::from(max) {
-        max
-    } else {
-        // In 0..max, so the conversion is exact.
-        scaled as i32
-    }
+    weight_or(entry, if any_weight { 0.0 } else { 1.0 }).ok()
 }
 
 impl Router for Istio {
@@ -745,10 +719,11 @@ impl Router for Istio {
                             canary += weight;
                         }
                     }
-                    let got = share(canary, total, desired.max_weight);
-                    if got != desired.canary_weight {
-                        differing = Some(differing.map_or(got, |d| d.max(got)));
-                    }
+                    note_share(
+                        &mut differing,
+                        share(canary, total, desired.max_weight),
+                        desired,
+                    );
                 }
             }
         }
@@ -766,10 +741,7 @@ impl Router for Istio {
             let objects = self.objects(&desired.namespace, &desired.rollout);
             let index = objects.len().saturating_sub(1);
             if let Some(object) = objects.into_iter().last() {
-                let rule = current
-                    .get(index)
-                    .and_then(Option::as_ref)
-                    .ok_or_else(|| RouterError::NotFound(object.to_string()))?;
+                let rule = read_at(current, index, &object)?;
                 rule_host = rule.pointer("/spec/host").and_then(Value::as_str);
                 let updated = self.reconcile_destination_rule(&object, rule, desired)?;
                 if updated != *rule {
@@ -795,20 +767,16 @@ mod tests {
     use sluice_api::{HeaderMatch, IstioDestinationRule, IstioTcpRoute, IstioTlsRoute};
 
     use super::*;
+    use crate::common::tests::{self as fixtures, replaced};
 
     fn desired(weight: i32) -> Desired {
-        Desired {
-            rollout: "rollout-example".into(),
-            namespace: "default".into(),
-            canary_weight: weight,
-            max_weight: 100,
-            canary_service: "canary-svc".into(),
-            stable_service: "stable-svc".into(),
-            canary_hash: "6c7f6b8d9".into(),
-            stable_hash: "5b9c8d7f6".into(),
-            header_routes: Vec::new(),
-            mirror_routes: Vec::new(),
-        }
+        fixtures::desired(
+            "rollout-example",
+            "default",
+            "canary-svc",
+            "stable-svc",
+            weight,
+        )
     }
 
     fn vs_config(name: &str, routes: &[&str]) -> IstioVirtualService {
@@ -860,13 +828,6 @@ mod tests {
                 }]
             }
         })
-    }
-
-    fn replaced(writes: &[Write]) -> &Value {
-        match writes {
-            [Write::Replace(_, body)] => body,
-            other => panic!("expected one Replace, got {other:?}"),
-        }
     }
 
     fn http_names(vs: &Value) -> Vec<&str> {

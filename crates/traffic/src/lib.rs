@@ -14,6 +14,7 @@
 pub mod alb;
 pub mod ambassador;
 pub mod apisix;
+mod common;
 pub mod gateway;
 pub mod istio;
 pub mod nginx;

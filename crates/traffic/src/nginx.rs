@@ -20,9 +20,13 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sluice_api::{NginxTrafficRouting, StringMatch, vocab::MANAGED_BY_ROLLOUTS_ANNOTATION};
 
+use crate::common::{
+    annotation, ingress_ref, list_or_one, names_nothing, new_object, non_empty_or, not_owned,
+    note_share, owned_by, parse_weight, read_at, regex_escape, share, truncate_at_char,
+};
 use crate::{Current, Desired, ObjectRef, Router, RouterError, Write};
 
 /// ingress-nginx's annotation prefix, used when `annotationPrefix` is not set.
@@ -50,24 +54,17 @@ impl Nginx {
 
     /// `stableIngresses`, else `stableIngress`.
     fn stable_ingresses(&self) -> Vec<String> {
-        if self.config.stable_ingresses.is_empty() {
-            self.config
-                .stable_ingress
-                .iter()
-                .filter(|n| !n.is_empty())
-                .cloned()
-                .collect()
-        } else {
-            self.config.stable_ingresses.clone()
-        }
+        list_or_one(
+            &self.config.stable_ingresses,
+            self.config.stable_ingress.as_ref(),
+        )
     }
 
     fn prefix(&self) -> &str {
-        self.config
-            .annotation_prefix
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .unwrap_or(DEFAULT_ANNOTATION_PREFIX)
+        non_empty_or(
+            self.config.annotation_prefix.as_deref(),
+            DEFAULT_ANNOTATION_PREFIX,
+        )
     }
 
     fn key(&self, name: &str) -> String {
@@ -96,21 +93,16 @@ impl Nginx {
     ) -> Result<Vec<Pair<'c>>, RouterError> {
         let pairs = self.pairs(&desired.namespace, &desired.rollout);
         if pairs.is_empty() {
-            return Err(RouterError::Invalid {
-                object: format!("Rollout {}/{}", desired.namespace, desired.rollout),
-                message:
-                    "trafficRouting.nginx names no Ingress: set stableIngress or stableIngresses"
-                        .to_string(),
-            });
+            return Err(names_nothing(
+                desired,
+                "trafficRouting.nginx names no Ingress: set stableIngress or stableIngresses",
+            ));
         }
         pairs
             .into_iter()
             .enumerate()
             .map(|(i, (stable_ref, canary_ref))| {
-                let stable = current
-                    .get(2 * i)
-                    .and_then(Option::as_ref)
-                    .ok_or_else(|| RouterError::NotFound(stable_ref.to_string()))?;
+                let stable = read_at(current, 2 * i, &stable_ref)?;
                 let canary = current.get(2 * i + 1).and_then(Option::as_ref);
                 Ok(Pair {
                     stable_ref,
@@ -130,11 +122,7 @@ impl Nginx {
         desired: &Desired,
     ) -> Result<BTreeMap<String, String>, RouterError> {
         let mut out = BTreeMap::new();
-        if let Some(class) = stable
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(INGRESS_CLASS_ANNOTATION))
-            .and_then(Value::as_str)
-        {
+        if let Some(class) = annotation(stable, INGRESS_CLASS_ANNOTATION) {
             out.insert(INGRESS_CLASS_ANNOTATION.to_string(), class.to_string());
         }
         for (key, value) in &self.config.additional_ingress_annotations {
@@ -290,55 +278,8 @@ enum HeaderCondition {
 /// `<rollout>-<stableIngress>-canary`, cut to fit a name as Argo Rollouts cuts it.
 pub fn canary_ingress_name(rollout: &str, stable_ingress: &str) -> String {
     let mut prefix = format!("{rollout}-{stable_ingress}");
-    let room = MAX_NAME - CANARY_SUFFIX.len();
-    if prefix.len() > room {
-        let mut cut = room;
-        while !prefix.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        prefix.truncate(cut);
-    }
+    truncate_at_char(&mut prefix, MAX_NAME - CANARY_SUFFIX.len());
     prefix + CANARY_SUFFIX
-}
-
-fn ingress_ref(namespace: &str, name: String) -> ObjectRef {
-    ObjectRef {
-        group: "networking.k8s.io",
-        version: "v1",
-        kind: "Ingress",
-        plural: "ingresses",
-        namespace: namespace.to_string(),
-        name,
-    }
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$".contains(c);
-            special.then_some('\\').into_iter().chain([c])
-        })
-        .collect()
-}
-
-/// Whether the rollout owns `object`: Argo's controller owner reference, or Sluice's annotation.
-fn owned_by(object: &Value, rollout: &str) -> bool {
-    let by_reference = object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter().any(|r| {
-                r.get("kind").and_then(Value::as_str) == Some("Rollout")
-                    && r.get("name").and_then(Value::as_str) == Some(rollout)
-                    && r.get("controller").and_then(Value::as_bool) == Some(true)
-            })
-        });
-    let by_annotation = object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(MANAGED_BY_ROLLOUTS_ANNOTATION))
-        .and_then(Value::as_str)
-        .is_some_and(|names| names.split(',').any(|n| n.trim() == rollout));
-    by_reference || by_annotation
 }
 
 fn to_json(annotations: BTreeMap<String, String>) -> Value {
@@ -348,20 +289,6 @@ fn to_json(annotations: BTreeMap<String, String>) -> Value {
             .map(|(k, v)| (k, Value::String(v)))
             .collect(),
     )
-}
-
-/// `part` of `total`, in units of `max`, rounded up so that any traffic at all counts.
-fn share(part: f64, total: f64, max: i32) -> i32 {
-    if part <= 0.0 || total <= 0.0 {
-        return 0;
-    }
-    let scaled = (part * f64::from(max) / total).ceil();
-    if scaled >= f64::from(max) {
-        max
-    } else {
-        // In 0..max, so the conversion is exact.
-        scaled as i32
-    }
 }
 
 impl Router for Nginx {
@@ -393,15 +320,12 @@ impl Router for Nginx {
             let number = |key: &str| -> Result<Option<f64>, RouterError> {
                 match annotations.and_then(|a| a.get(self.key(key))) {
                     None | Some(Value::Null) => Ok(None),
-                    Some(v) => v
-                        .as_str()
-                        .and_then(|s| s.trim().parse::<f64>().ok())
-                        .filter(|n| n.is_finite() && *n >= 0.0)
-                        .map(Some)
-                        .ok_or_else(|| RouterError::Invalid {
+                    Some(v) => v.as_str().and_then(parse_weight).map(Some).ok_or_else(|| {
+                        RouterError::Invalid {
                             object: pair.canary_ref.to_string(),
                             message: format!("annotation {} is not a number: {v}", self.key(key)),
-                        }),
+                        }
+                    }),
                 }
             };
             let enabled = annotations
@@ -415,9 +339,7 @@ impl Router for Nginx {
             } else {
                 0
             };
-            if got != desired.canary_weight {
-                differing = Some(differing.map_or(got, |d| d.max(got)));
-            }
+            note_share(&mut differing, got, desired);
         }
         Ok(differing.unwrap_or(desired.canary_weight))
     }
@@ -432,29 +354,16 @@ impl Router for Nginx {
             let spec = self.spec(&pair, desired)?;
             let annotations = to_json(self.annotations(pair.stable, &pair.canary_ref, desired)?);
             let Some(canary) = pair.canary else {
-                let created = json!({
-                    "apiVersion": pair.canary_ref.api_version(),
-                    "kind": pair.canary_ref.kind,
-                    "metadata": {
-                        "name": pair.canary_ref.name,
-                        "namespace": pair.canary_ref.namespace,
-                        "annotations": annotations,
-                    },
-                    "spec": spec,
-                });
+                let created = new_object(&pair.canary_ref, annotations, spec);
                 writes.push(Write::Create(pair.canary_ref, created));
                 continue;
             };
             if !owned_by(canary, &desired.rollout) {
-                return Err(RouterError::Invalid {
-                    object: pair.canary_ref.to_string(),
-                    message: format!(
-                        "exists but does not belong to rollout `{}` (no controller owner \
-                         reference to the Rollout, no `{MANAGED_BY_ROLLOUTS_ANNOTATION}` annotation \
-                         naming it); rename or delete it so the rollout can make its canary Ingress",
-                        desired.rollout
-                    ),
-                });
+                return Err(not_owned(
+                    &pair.canary_ref,
+                    &desired.rollout,
+                    "rename or delete it so the rollout can make its canary Ingress",
+                ));
             }
             let mut updated = canary.clone();
             if let Some(root) = updated.as_object_mut() {
@@ -480,21 +389,17 @@ mod tests {
     use sluice_api::HeaderMatch;
 
     use super::*;
+    use crate::common::tests::{self as fixtures, created, replaced};
     use crate::{HeaderRoute, MirrorRoute};
 
     fn desired(weight: i32) -> Desired {
-        Desired {
-            rollout: "rollouts-demo".into(),
-            namespace: "default".into(),
-            canary_weight: weight,
-            max_weight: 100,
-            canary_service: "rollouts-demo-canary".into(),
-            stable_service: "rollouts-demo-stable".into(),
-            canary_hash: "6c7f6b8d9".into(),
-            stable_hash: "5b9c8d7f6".into(),
-            header_routes: Vec::new(),
-            mirror_routes: Vec::new(),
-        }
+        fixtures::desired(
+            "rollouts-demo",
+            "default",
+            "rollouts-demo-canary",
+            "rollouts-demo-stable",
+            weight,
+        )
     }
 
     fn router() -> Nginx {
@@ -543,25 +448,9 @@ mod tests {
         })
     }
 
-    fn created(writes: &[Write]) -> &Value {
-        match writes {
-            [Write::Create(_, body)] => body,
-            other => panic!("expected one Create, got {other:?}"),
-        }
-    }
-
-    fn replaced(writes: &[Write]) -> &Value {
-        match writes {
-            [Write::Replace(_, body)] => body,
-            other => panic!("expected one Replace, got {other:?}"),
-        }
-    }
-
     /// What the API server returns for a created object.
-    fn stored(mut body: Value) -> Value {
-        body["metadata"]["resourceVersion"] = json!("200");
-        body["metadata"]["uid"] = json!("c-1");
-        body
+    fn stored(body: Value) -> Value {
+        fixtures::stored(body, "200", "c-1")
     }
 
     fn header_route(name: &str, header: &str, value: StringMatch) -> HeaderRoute {

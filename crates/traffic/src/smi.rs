@@ -13,8 +13,12 @@
 //! SMI router ignores them too).
 
 use serde_json::{Value, json};
-use sluice_api::{SmiTrafficRouting, vocab::MANAGED_BY_ROLLOUTS_ANNOTATION};
+use sluice_api::SmiTrafficRouting;
 
+use crate::common::{
+    invalid, managed_by, new_object, non_empty_or, non_negative, not_owned, number_or_text,
+    owned_by, read_at, share,
+};
 use crate::{Current, Desired, ObjectRef, Router, RouterError, Write};
 
 /// The API group of SMI traffic splits.
@@ -53,11 +57,7 @@ impl Smi {
     }
 
     fn root_service<'a>(&'a self, desired: &'a Desired) -> &'a str {
-        self.config
-            .root_service
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .unwrap_or(&desired.stable_service)
+        non_empty_or(self.config.root_service.as_deref(), &desired.stable_service)
     }
 
     /// `spec` as the plan wants it.
@@ -74,18 +74,15 @@ impl Smi {
 
 /// A quantity or a number as a number: `10`, `"10"`, `"500m"`.
 fn quantity(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => {
-            let s = s.trim();
-            match s.strip_suffix('m') {
-                Some(milli) => milli.parse::<f64>().ok().map(|m| m / 1000.0),
-                None => s.parse::<f64>().ok(),
-            }
-        }
-        _ => None,
+    if let Value::String(s) = value
+        && let Some(milli) = s.trim().strip_suffix('m')
+    {
+        return milli
+            .parse::<f64>()
+            .ok()
+            .and_then(|m| non_negative(m / 1000.0));
     }
-    .filter(|w| w.is_finite() && *w >= 0.0)
+    number_or_text(value)
 }
 
 /// The backends of a TrafficSplit's `spec` as (service, weight); `None` when one cannot be read.
@@ -109,40 +106,6 @@ fn carries(split: &Value, spec: &Value) -> bool {
     same_service && want.is_some() && backends(split.get("spec")) == want
 }
 
-/// Whether the rollout owns `object`: Argo's controller owner reference, or Sluice's annotation.
-fn owned_by(object: &Value, rollout: &str) -> bool {
-    let by_reference = object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter().any(|r| {
-                r.get("kind").and_then(Value::as_str) == Some("Rollout")
-                    && r.get("name").and_then(Value::as_str) == Some(rollout)
-                    && r.get("controller").and_then(Value::as_bool) == Some(true)
-            })
-        });
-    let by_annotation = object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(MANAGED_BY_ROLLOUTS_ANNOTATION))
-        .and_then(Value::as_str)
-        .is_some_and(|names| names.split(',').any(|n| n.trim() == rollout));
-    by_reference || by_annotation
-}
-
-/// `part` of `total`, in units of `max`, rounded up so that any traffic at all counts.
-fn share(part: f64, total: f64, max: i32) -> i32 {
-    if part <= 0.0 || total <= 0.0 {
-        return 0;
-    }
-    let scaled = (part * f64::from(max) / total).ceil();
-    if scaled >= f64::from(max) {
-        max
-    } else {
-        // In 0..max, so the conversion is exact.
-        scaled as i32
-    }
-}
-
 impl Router for Smi {
     fn name(&self) -> &'static str {
         "smi"
@@ -155,14 +118,12 @@ impl Router for Smi {
     /// The canary backend's share of all backends.
     fn weight(&self, current: Current<'_>, desired: &Desired) -> Result<i32, RouterError> {
         let object = self.split_ref(&desired.namespace, &desired.rollout);
-        let Some(split) = current.first().and_then(Option::as_ref) else {
-            return Err(RouterError::NotFound(object.to_string()));
-        };
+        let split = read_at(current, 0, &object)?;
         let Some(backends) = backends(split.get("spec")) else {
-            return Err(RouterError::Invalid {
-                object: object.to_string(),
-                message: "spec.backends is not a list of {service, weight}".to_string(),
-            });
+            return Err(invalid(
+                &object,
+                "spec.backends is not a list of {service, weight}",
+            ));
         };
         let total: f64 = backends.iter().map(|(_, w)| w).sum();
         let canary: f64 = backends
@@ -181,39 +142,23 @@ impl Router for Smi {
         let object = self.split_ref(&desired.namespace, &desired.rollout);
         let spec = self.spec(desired);
         let Some(split) = current.first().and_then(Option::as_ref) else {
-            let created = json!({
-                "apiVersion": object.api_version(),
-                "kind": object.kind,
-                "metadata": {
-                    "name": object.name,
-                    "namespace": object.namespace,
-                    "annotations": {MANAGED_BY_ROLLOUTS_ANNOTATION: desired.rollout},
-                },
-                "spec": spec,
-            });
+            let created = new_object(&object, managed_by(&desired.rollout), spec);
             return Ok(vec![Write::Create(object, created)]);
         };
         if !owned_by(split, &desired.rollout) {
-            return Err(RouterError::Invalid {
-                object: object.to_string(),
-                message: format!(
-                    "exists but does not belong to rollout `{}` (no controller owner reference to \
-                     the Rollout, no `{MANAGED_BY_ROLLOUTS_ANNOTATION}` annotation naming it); \
-                     delete it so the rollout can create its own, or set `smi.trafficSplitName` \
-                     to another name",
-                    desired.rollout
-                ),
-            });
+            return Err(not_owned(
+                &object,
+                &desired.rollout,
+                "delete it so the rollout can create its own, or set `smi.trafficSplitName` to \
+                 another name",
+            ));
         }
         if carries(split, &spec) {
             return Ok(Vec::new());
         }
         let mut updated = split.clone();
         let Some(root) = updated.as_object_mut() else {
-            return Err(RouterError::Invalid {
-                object: object.to_string(),
-                message: "is not a JSON object".to_string(),
-            });
+            return Err(invalid(&object, "is not a JSON object"));
         };
         let spec_map = root
             .entry("spec")
@@ -233,20 +178,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::common::tests::{self as fixtures};
 
     fn desired(weight: i32) -> Desired {
-        Desired {
-            rollout: "rollouts-demo".into(),
-            namespace: "demo".into(),
-            canary_weight: weight,
-            max_weight: 100,
-            canary_service: "rollouts-demo-canary".into(),
-            stable_service: "rollouts-demo-stable".into(),
-            canary_hash: "6c7f6b8d9".into(),
-            stable_hash: "5b9c8d7f6".into(),
-            header_routes: Vec::new(),
-            mirror_routes: Vec::new(),
-        }
+        fixtures::desired(
+            "rollouts-demo",
+            "demo",
+            "rollouts-demo-canary",
+            "rollouts-demo-stable",
+            weight,
+        )
     }
 
     /// `smi: {}` as in Argo's SMI getting-started guide.

@@ -11,6 +11,7 @@
 use serde_json::Value;
 use sluice_api::TraefikTrafficRouting;
 
+use crate::common::{invalid, read_at, set_weight, share, weight_or};
 use crate::{Current, Desired, ObjectRef, Router, RouterError, Write};
 
 /// The API group Traefik v2.10+ and v3 serve TraefikServices under.
@@ -64,10 +65,8 @@ impl Traefik {
         desired: &Desired,
     ) -> Result<(ObjectRef, &'a Value), RouterError> {
         let object = self.service_ref(&desired.namespace);
-        match current.first().and_then(Option::as_ref) {
-            Some(service) => Ok((object, service)),
-            None => Err(RouterError::NotFound(object.to_string())),
-        }
+        let service = read_at(current, 0, &object)?;
+        Ok((object, service))
     }
 }
 
@@ -119,48 +118,12 @@ fn positions(
 
 /// An entry's weight as Traefik reads it (1 when absent).
 fn entry_weight(entry: &Value, object: &ObjectRef) -> Result<f64, RouterError> {
-    match entry.get("weight") {
-        None | Some(Value::Null) => Ok(TRAEFIK_DEFAULT_WEIGHT),
-        Some(w) => w.as_f64().filter(|w| *w >= 0.0).ok_or_else(|| {
-            invalid(
-                object,
-                &format!(
-                    "spec.weighted.services has a weight that is not a non-negative number: {w}"
-                ),
-            )
-        }),
-    }
-}
-
-/// Sets `weight` unless the entry already carries that number.
-fn set_weight(entry: &mut Value, weight: i32) {
-    if entry.get("weight").and_then(Value::as_f64) == Some(f64::from(weight)) {
-        return;
-    }
-    if let Some(map) = entry.as_object_mut() {
-        map.insert("weight".to_string(), Value::from(weight));
-    }
-}
-
-/// `part` of `total`, in units of `max`, rounded up so that any traffic at all counts.
-fn share(part: f64, total: f64, max: i32) -> i32 {
-    if part <= 0.0 || total <= 0.0 {
-        return 0;
-    }
-    let scaled = (part * f64::from(max) / total).ceil();
-    if scaled >= f64::from(max) {
-        max
-    } else {
-        // In 0..max, so the conversion is exact.
-        scaled as i32
-    }
-}
-
-fn invalid(object: &ObjectRef, message: &str) -> RouterError {
-    RouterError::Invalid {
-        object: object.to_string(),
-        message: message.to_string(),
-    }
+    weight_or(entry, TRAEFIK_DEFAULT_WEIGHT).map_err(|w| {
+        invalid(
+            object,
+            format!("spec.weighted.services has a weight that is not a non-negative number: {w}"),
+        )
+    })
 }
 
 impl Router for Traefik {
@@ -219,20 +182,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::common::tests::{self as fixtures, replaced};
 
     fn desired(weight: i32) -> Desired {
-        Desired {
-            rollout: "rollouts-demo".into(),
-            namespace: "default".into(),
-            canary_weight: weight,
-            max_weight: 100,
-            canary_service: "canary-rollout".into(),
-            stable_service: "stable-rollout".into(),
-            canary_hash: "6c7f6b8d9".into(),
-            stable_hash: "5b9c8d7f6".into(),
-            header_routes: Vec::new(),
-            mirror_routes: Vec::new(),
-        }
+        fixtures::desired(
+            "rollouts-demo",
+            "default",
+            "canary-rollout",
+            "stable-rollout",
+            weight,
+        )
     }
 
     fn router() -> Traefik {
@@ -262,13 +221,6 @@ mod tests {
                 }
             }
         })
-    }
-
-    fn replaced(writes: &[Write]) -> &Value {
-        match writes {
-            [Write::Replace(_, body)] => body,
-            other => panic!("expected one Replace, got {other:?}"),
-        }
     }
 
     #[test]

@@ -8,16 +8,9 @@ use crate::{Desired, HeaderRoute, MirrorRoute, Router, RouterError, Write};
 
 fn desired(weight: i32) -> Desired {
     Desired {
-        rollout: "web".into(),
-        namespace: "shop".into(),
-        canary_weight: weight,
-        max_weight: 100,
-        canary_service: "web-canary".into(),
-        stable_service: "web-stable".into(),
         canary_hash: "c".into(),
         stable_hash: "s".into(),
-        header_routes: Vec::new(),
-        mirror_routes: Vec::new(),
+        ..crate::common::tests::desired("web", "shop", "web-canary", "web-stable", weight)
     }
 }
 
