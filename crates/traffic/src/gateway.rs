@@ -102,7 +102,7 @@ impl Router for GatewayApi {
             let base = base.ok_or_else(|| {
                 invalid(
                     &object,
-                    &format!(
+                    format!(
                         "no rule sends to both Services {:?} and {:?}",
                         desired.canary_service, desired.stable_service
                     ),

@@ -98,7 +98,7 @@ fn positions(
     let canary = find(&desired.canary_service).ok_or_else(|| {
         invalid(
             object,
-            &format!(
+            format!(
                 "spec.weighted.services lists no entry named after the canary Service `{}`",
                 desired.canary_service
             ),
@@ -107,7 +107,7 @@ fn positions(
     let stable = find(&desired.stable_service).ok_or_else(|| {
         invalid(
             object,
-            &format!(
+            format!(
                 "spec.weighted.services lists no entry named after the stable Service `{}`",
                 desired.stable_service
             ),
