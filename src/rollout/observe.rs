@@ -98,12 +98,18 @@ pub fn service_names(rollout: &Rollout) -> Vec<String> {
         .spec
         .canary()
         .map(|c| [c.canary_service.clone(), c.stable_service.clone()]);
+    let ping_pong = rollout
+        .spec
+        .canary()
+        .and_then(|c| c.ping_pong.as_ref())
+        .map(|p| [Some(p.ping_service.clone()), Some(p.pong_service.clone())]);
     let blue_green = rollout
         .spec
         .blue_green()
         .map(|b| [Some(b.active_service.clone()), b.preview_service.clone()]);
     canary
         .into_iter()
+        .chain(ping_pong)
         .chain(blue_green)
         .flatten()
         .flatten()

@@ -82,6 +82,14 @@ pub fn of(rollout: &Rollout) -> Option<Vec<Box<dyn Router + Send + Sync>>> {
 pub fn probe(rollout: &Rollout) -> Desired {
     let canary = rollout.spec.canary();
     let routing = canary.and_then(|c| c.traffic_routing.as_ref());
+    let stable_ping_pong = rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.canary.as_ref())
+        .and_then(|c| c.stable_ping_pong);
+    let (stable_service, canary_service) = canary
+        .map(|c| c.role_services(stable_ping_pong))
+        .unwrap_or_default();
     Desired {
         rollout: rollout.name_any(),
         namespace: rollout.namespace().unwrap_or_default(),

@@ -71,6 +71,23 @@ pub struct CanaryStrategy {
 }
 
 impl CanaryStrategy {
+    /// The Services of the stable and the canary role: `stableService` and `canaryService`, or
+    /// with `pingPong` the ping and pong Services, whichever `stable` (the status's
+    /// `stablePingPong`; ping at first) names stable, and the other.
+    pub fn role_services(
+        &self,
+        stable: Option<super::PingPong>,
+    ) -> (Option<String>, Option<String>) {
+        let Some(pp) = self.ping_pong.as_ref() else {
+            return (self.stable_service.clone(), self.canary_service.clone());
+        };
+        let (ping, pong) = (Some(pp.ping_service.clone()), Some(pp.pong_service.clone()));
+        match stable.unwrap_or(super::PingPong::Ping) {
+            super::PingPong::Ping => (ping, pong),
+            super::PingPong::Pong => (pong, ping),
+        }
+    }
+
     /// `maxSurge` with the default applied.
     pub fn max_surge_or_default(&self) -> IntOrPercent {
         self.max_surge.unwrap_or(DEFAULT_MAX_SURGE_OR_UNAVAILABLE)

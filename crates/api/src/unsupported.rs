@@ -19,7 +19,6 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.strategy.canary.trafficRouting.appMesh",        |s| router(s, |t| t.app_mesh.is_some())),
     // Router plugins other than Gateway API's, which Sluice runs natively.
     ("spec.strategy.canary.trafficRouting.plugins",        |s| router(s, |t| t.plugins.keys().any(|k| k != super::GATEWAY_API_PLUGIN))),
-    ("spec.strategy.canary.pingPong",                      |s| canary(s, |c| c.ping_pong.is_some())),
     // Argo moves on once this share of a step's pods is available; Sluice waits for all of
     // them, so ignoring it would make a rollout slower than the user asked, not equivalent.
     ("spec.strategy.canary.replicaProgressThreshold",      |s| canary(s, |c| c.replica_progress_threshold.is_some())),

@@ -127,13 +127,18 @@ pub fn report_routed(
         canary,
         stable: desired.max_weight - canary,
     };
-    p.status
-        .canary
-        .get_or_insert_with(CanaryStatus::default)
-        .weights = Some(status(
+    let named = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let mut reported = status(
         weights,
         strategy,
         &desired.canary_hash,
         &desired.stable_hash,
-    ));
+    );
+    // The Services of each role (with pingPong, the ping and pong Services take turns).
+    reported.canary.service_name = named(&desired.canary_service);
+    reported.stable.service_name = named(&desired.stable_service);
+    p.status
+        .canary
+        .get_or_insert_with(CanaryStatus::default)
+        .weights = Some(reported);
 }

@@ -12,11 +12,21 @@ pub(super) fn check(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
         return;
     };
     let field = "spec.strategy.canary";
-    // Istio's subset-level routing splits by the DestinationRule's subsets, not by Services.
+    // Istio's subset-level routing splits by the DestinationRule's subsets, and pingPong by its
+    // ping and pong Services, not by canaryService and stableService.
     let by_subsets = routing
         .istio
         .as_ref()
-        .is_some_and(|i| i.destination_rule.is_some());
+        .is_some_and(|i| i.destination_rule.is_some())
+        || canary.ping_pong.is_some();
+    if let Some(pp) = canary.ping_pong.as_ref()
+        && (pp.ping_service.is_empty() || pp.ping_service == pp.pong_service)
+    {
+        problems.push(SpecProblem::invalid(
+            format!("{field}.pingPong"),
+            "needs two different Services, pingService and pongService",
+        ));
+    }
     for (name, service) in [
         ("canaryService", &canary.canary_service),
         ("stableService", &canary.stable_service),
@@ -65,6 +75,7 @@ pub(super) fn check(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
 /// silently dropped.
 fn check_steps_without_router(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
     for (field, set) in [
+        ("pingPong", canary.ping_pong.is_some()),
         (
             "dynamicStableScale",
             canary.dynamic_stable_scale == Some(true),

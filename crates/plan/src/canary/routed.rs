@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use sluice_api::{
-    CanaryStep, CanaryStrategy, SetCanaryScale,
+    CanaryStep, CanaryStrategy, PingPong, SetCanaryScale,
     model::weight_at,
     vocab::{POD_TEMPLATE_HASH_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION},
 };
@@ -79,6 +79,25 @@ impl Routing {
     fn canary_may_serve(&self) -> bool {
         self.observed != Some(0)
     }
+}
+
+/// The Services of the stable and the canary role as the status stands now.
+fn role_services(p: &Planner<'_>, strategy: &CanaryStrategy) -> (Option<String>, Option<String>) {
+    strategy.role_services(p.status.canary.as_ref().and_then(|c| c.stable_ping_pong))
+}
+
+/// With `pingPong`, a completed canary's Service becomes the stable one (its selector already
+/// names the new version): no selector moves, so no connection is cut; the old stable Service
+/// keeps the old version until the next canary.
+fn swap_ping_pong(p: &mut Planner<'_>, c: &Canary<'_>) {
+    if c.strategy.ping_pong.is_none() {
+        return;
+    }
+    let status = p.status.canary.get_or_insert_with(Default::default);
+    status.stable_ping_pong = Some(match status.stable_ping_pong {
+        Some(PingPong::Pong) => PingPong::Ping,
+        _ => PingPong::Pong,
+    });
 }
 
 /// The weight (out of `max`) the step at `index` asks for: the last `setWeight` at or before it,
@@ -211,7 +230,23 @@ pub(super) fn step_done(c: &Canary<'_>, r: &Routing, index: i32) -> bool {
 
 /// Plans the pods, Services and router of a routed canary standing at `index`.
 pub(super) fn plan(p: &mut Planner<'_>, c: &Canary<'_>, r: &Routing, index: i32, aborted: bool) {
+    let before = p.status.stable_rs.clone();
     super::complete_if_done(p, c, index, aborted);
+    let completed_now = p.status.stable_rs != before && c.running;
+    let swapped;
+    let r = if completed_now && c.strategy.ping_pong.is_some() {
+        swap_ping_pong(p, c);
+        // The router was read with the roles before the swap: the canary's weight then is the
+        // stable's now.
+        swapped = Routing {
+            observed: r.observed.map(|w| r.max - w),
+            ..r.clone()
+        };
+        &swapped
+    } else {
+        r
+    };
+    let (stable_service, canary_service) = role_services(p, c.strategy);
     let stable_now = super::stable_now(p, c);
     // Still a canary beside another stable version, neither completed nor aborted.
     let live = !aborted && stable_now != c.hash && c.running;
@@ -231,9 +266,14 @@ pub(super) fn plan(p: &mut Planner<'_>, c: &Canary<'_>, r: &Routing, index: i32,
     } else {
         stable_now.clone()
     };
+    // With pingPong, a Service that is no canary's any more keeps its selector: nothing moves.
+    let canary_service_points = c.strategy.ping_pong.is_none() || live;
     p.point_services(&[
-        (c.strategy.stable_service.as_ref(), &stable_now),
-        (c.strategy.canary_service.as_ref(), &canary_hash),
+        (stable_service.as_ref(), &stable_now),
+        (
+            canary_service.as_ref().filter(|_| canary_service_points),
+            &canary_hash,
+        ),
     ]);
     let with_pods = live && c.set.as_ref().is_some_and(|s| s.available > 0);
     let (header_routes, mirror_routes) = if with_pods {
@@ -246,8 +286,8 @@ pub(super) fn plan(p: &mut Planner<'_>, c: &Canary<'_>, r: &Routing, index: i32,
         namespace: p.rollout.metadata.namespace.clone().unwrap_or_default(),
         canary_weight: weight,
         max_weight: r.max,
-        canary_service: c.strategy.canary_service.clone().unwrap_or_default(),
-        stable_service: c.strategy.stable_service.clone().unwrap_or_default(),
+        canary_service: canary_service.clone().unwrap_or_default(),
+        stable_service: stable_service.clone().unwrap_or_default(),
         canary_hash,
         stable_hash: stable_now,
         header_routes,
@@ -382,10 +422,11 @@ fn serving_hashes(p: &Planner<'_>, c: &Canary<'_>, r: &Routing, stable_now: &str
             .and_then(Option::as_ref)
             .and_then(|v| v.selector.get(POD_TEMPLATE_HASH_LABEL).cloned())
     };
+    let (stable_service, canary_service) = role_services(p, c.strategy);
     let mut hashes = vec![stable_now.to_string()];
-    hashes.extend(selected(c.strategy.stable_service.as_ref()));
+    hashes.extend(selected(stable_service.as_ref()));
     if r.canary_may_serve() {
-        hashes.extend(selected(c.strategy.canary_service.as_ref()));
+        hashes.extend(selected(canary_service.as_ref()));
     }
     hashes
 }

@@ -271,9 +271,17 @@ impl Sim {
         else {
             return;
         };
+        // The Services of each role as the status stands (with pingPong they take turns).
+        let stable_ping_pong = self
+            .rollout
+            .status
+            .as_ref()
+            .and_then(|s| s.canary.as_ref())
+            .and_then(|c| c.stable_ping_pong);
+        let (stable_svc, canary_svc) = canary.role_services(stable_ping_pong);
         let (stable_svc, canary_svc) = (
-            canary.stable_service.clone().unwrap_or_default(),
-            canary.canary_service.clone().unwrap_or_default(),
+            stable_svc.unwrap_or_default(),
+            canary_svc.unwrap_or_default(),
         );
         let weight = self.router.as_ref().map_or(0, |d| d.canary_weight);
         let max = canary
@@ -314,6 +322,10 @@ impl Sim {
         let Some(desired) = plan.traffic.as_ref() else {
             return;
         };
+        if desired.canary_service != canary_svc {
+            // The roles swapped in this plan: the canary's Service is the one it names.
+            canary_hash = self.service_hash(&desired.canary_service);
+        }
         let available = views
             .iter()
             .filter(|s| Some(&s.hash) == canary_hash.as_ref())

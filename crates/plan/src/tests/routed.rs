@@ -319,6 +319,80 @@ fn old_versions_beyond_the_revision_limit_do_not_wait_out_their_delay() {
     );
 }
 
+#[test]
+fn ping_pong_hands_the_stable_role_to_the_canary_s_service_without_moving_a_selector() {
+    let mut canary = routed_steps(serde_json::json!({
+        "pingPong": { "pingService": "web-ping", "pongService": "web-pong" },
+        "steps": [ { "setWeight": 50 }, { "pause": { "duration": 1 } } ]
+    }));
+    let c = canary.as_object_mut().expect("an object");
+    c.remove("canaryService");
+    c.remove("stableService");
+    let mut sim = Sim::new(rollout(4, canary));
+    for name in ["web-ping", "web-pong"] {
+        sim.services.insert(
+            name.into(),
+            Some(ServiceView {
+                selector: BTreeMap::from([("app".into(), "web".into())]),
+                managed_by: None,
+            }),
+        );
+    }
+    sim.run(20);
+    let old = sim.hash_of("web:1");
+    assert_eq!(
+        sim.service_hash("web-ping"),
+        Some(old.clone()),
+        "ping is stable first"
+    );
+    sim.set_image("web:2");
+    sim.run(20);
+    let new = sim.hash_of("web:2");
+    assert_eq!(
+        sim.service_hash("web-pong"),
+        Some(new.clone()),
+        "pong serves the canary"
+    );
+    assert_eq!(
+        sim.router.as_ref().map(|d| (
+            d.stable_service.as_str(),
+            d.canary_service.as_str(),
+            d.canary_weight
+        )),
+        Some(("web-ping", "web-pong", 50))
+    );
+    sim.advance(2);
+    sim.run(20);
+    let status = sim.status();
+    assert_eq!(status.stable_rs, Some(new.clone()));
+    assert_eq!(
+        status.canary.as_ref().and_then(|c| c.stable_ping_pong),
+        Some(sluice_api::PingPong::Pong),
+        "pong, which already selects the new version, is stable now"
+    );
+    assert_eq!(
+        sim.router
+            .as_ref()
+            .map(|d| (d.stable_service.as_str(), d.canary_weight)),
+        Some(("web-pong", 0)),
+        "all traffic to pong"
+    );
+    assert_eq!(sim.service_hash("web-pong"), Some(new), "no selector moved");
+    assert_eq!(
+        sim.service_hash("web-ping"),
+        Some(old),
+        "ping keeps the old version until the next canary"
+    );
+    sim.advance(31);
+    sim.run(20);
+    assert_eq!(
+        sim.pods(),
+        [("web:2".to_string(), 4)],
+        "the old version goes after its delay"
+    );
+    assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
