@@ -95,12 +95,8 @@ pub fn probe(rollout: &Rollout) -> Desired {
         namespace: rollout.namespace().unwrap_or_default(),
         canary_weight: 0,
         max_weight: routing.and_then(|r| r.max_traffic_weight).unwrap_or(100),
-        canary_service: canary
-            .and_then(|c| c.canary_service.clone())
-            .unwrap_or_default(),
-        stable_service: canary
-            .and_then(|c| c.stable_service.clone())
-            .unwrap_or_default(),
+        canary_service: canary_service.unwrap_or_default(),
+        stable_service: stable_service.unwrap_or_default(),
         canary_hash: String::new(),
         stable_hash: String::new(),
         header_routes: Vec::new(),
