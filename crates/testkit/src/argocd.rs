@@ -385,15 +385,27 @@ fn install(kubeconfig: &Path) -> Result<()> {
         apply.arg("-f").arg(crds.join(format!("{crd}-crd.yaml")));
     }
     gobuild::run_quiet(&mut apply).context("applying Argo CD's CRDs")?;
-    gobuild::run_quiet(kubectl_cmd().args([
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/applications.argoproj.io",
-        "crd/appprojects.argoproj.io",
-        "crd/applicationsets.argoproj.io",
-    ]))
-    .context("waiting for Argo CD's CRDs")?;
+    // A CRD created a moment ago may have no conditions yet, which `kubectl wait` reports as an
+    // error instead of waiting: try again for a while.
+    let mut tries = 0;
+    loop {
+        let waited = gobuild::run_quiet(kubectl_cmd().args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/applications.argoproj.io",
+            "crd/appprojects.argoproj.io",
+            "crd/applicationsets.argoproj.io",
+        ]));
+        match waited {
+            Ok(()) => break,
+            Err(_) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            Err(e) => return Err(e).context("waiting for Argo CD's CRDs"),
+        }
+    }
     let namespace = dir().join("namespace.yaml");
     std::fs::create_dir_all(dir())?;
     std::fs::write(
