@@ -565,9 +565,13 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
     )
     .await;
     let pid = leader.pid();
+    // Held, and known to be held: the Lease can name it a moment before the answer to its
+    // acquiring write reaches it (a candidate cut off then never learns it led, and never acts).
     sluice_testkit::wait(
         async {
-            while holder_pid(&ns).await != Some(pid) {
+            while holder_pid(&ns).await != Some(pid)
+                || !leader.log_tail(50).contains("became the leader")
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Ok::<_, ()>(())
