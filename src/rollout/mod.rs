@@ -519,10 +519,6 @@ async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &st
 /// The `action` of the Rollout controller's events.
 const ACTION: &str = "Reconcile";
 
-/// Tells the user why a reconcile stopped, where they look: over the status as it was (the
-/// plan's changes did not happen), a `ReplicaFailure` condition with the API's message, or for a
-/// hash collision a higher `status.collisionCount` (the next attempt names the new version's
-/// objects differently); and a Warning event. The next plan whose writes succeed clears it.
 /// Writes what the plan decided into the rollout's router objects, after its actions (a Service
 /// points at its version before the weight sends it requests); a put-back is reported.
 async fn route(
@@ -556,6 +552,10 @@ async fn route(
     Ok(())
 }
 
+/// Tells the user why a reconcile stopped, where they look: over the status as it was (the
+/// plan's changes did not happen), a `ReplicaFailure` condition with the API's message, or for a
+/// hash collision a higher `status.collisionCount` (the next attempt names the new version's
+/// objects differently); and a Warning event. The next plan whose writes succeed clears it.
 async fn report_failure(ctx: &Context, rollout: &Rollout, error: &Error, now: Timestamp) {
     let (namespace, name) = (rollout.namespace().unwrap_or_default(), rollout.name_any());
     let prev = rollout.status.clone().unwrap_or_default();
