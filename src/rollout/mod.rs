@@ -117,11 +117,13 @@ pub async fn run(
     let (rollout_store, rollout_writer) = reflector::store::<DeserializeGuard<Rollout>>();
     let own_writes = Arc::new(OwnWrites::default());
     let retry = Arc::new(Retry::default());
+    let drift = Arc::new(routers::Drift::default());
     let mut known = Known::default();
     let forget = Forget {
         metrics: metrics.clone(),
         own_writes: own_writes.clone(),
         retry: retry.clone(),
+        drift: drift.clone(),
     };
     // Another installation's Rollouts are filtered out by the API server, never cached.
     let selector = config.instance_selector();
@@ -151,7 +153,7 @@ pub async fn run(
         metrics,
         own_writes,
         retry,
-        drift: Arc::default(),
+        drift,
     });
     controller
         .owns_stream(set_events)
@@ -277,6 +279,7 @@ struct Forget {
     metrics: Arc<Metrics>,
     own_writes: Arc<OwnWrites>,
     retry: Arc<Retry>,
+    drift: Arc<routers::Drift>,
 }
 
 impl Forget {
@@ -291,6 +294,7 @@ impl Forget {
             );
             self.metrics.forget_rollout(&namespace, &name);
             self.own_writes.forget(&namespace, &name);
+            self.drift.forget(&namespace, &name);
             self.retry.succeeded(&(namespace, name));
         }
     }
@@ -530,14 +534,8 @@ async fn route(
     let (Some(routers), Some(desired)) = (routed, plan.traffic.as_ref()) else {
         return Ok(());
     };
-    let previous = rollout
-        .status
-        .as_ref()
-        .and_then(|s| s.canary.as_ref())
-        .and_then(|c| c.weights.as_ref())
-        .map(|w| w.canary.weight);
     let notes = routers
-        .write(&ctx.client, rollout, desired, &ctx.drift, previous)
+        .write(&ctx.client, rollout, desired, &ctx.drift)
         .await?;
     for note in notes {
         publish(
@@ -669,6 +667,7 @@ mod tests {
             metrics: metrics.clone(),
             own_writes: Arc::default(),
             retry: Arc::default(),
+            drift: Arc::default(),
         };
         let mut known = Known::default();
         let series = |name: &str| format!("name=\"{name}\"");

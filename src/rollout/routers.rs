@@ -147,8 +147,11 @@ impl Routers {
         rollout: &Rollout,
         desired: &Desired,
         drift: &Drift,
-        previous_weight: Option<i32>,
     ) -> Result<Vec<String>, Error> {
+        let key = format!("{}/{}", desired.namespace, desired.rollout);
+        // What Sluice wrote last for this rollout is what the plan asks again, yet an object
+        // differs: another writer changed it (a new step's weight or route is no drift).
+        let asked_before = drift.last_written(&key).as_ref() == Some(desired);
         let mut notes = Vec::new();
         for (router, current) in self.routers.iter().zip(&self.current) {
             let writes = router
@@ -159,9 +162,7 @@ impl Routers {
                 })?;
             for write in writes {
                 let target = write.target().clone();
-                // The plan asked for what the router carried last time, yet the object differs:
-                // another writer changed it.
-                if previous_weight == Some(desired.canary_weight) {
+                if asked_before {
                     drift.changed_by_another(&target, router.name())?;
                     notes.push(format!(
                         "{target} was changed by another writer; Sluice put back the weights and routes of the rollout"
@@ -171,21 +172,53 @@ impl Routers {
                 store(client, owned(write, rollout)).await?;
             }
         }
+        drift.wrote(key, desired);
         Ok(notes)
     }
 }
 
-/// Remembers which router objects Sluice put back, and when.
+/// Remembers what Sluice last wrote into each rollout's routers, and which objects it put back
+/// after another writer changed them, and when.
 #[derive(Debug, Default)]
-pub struct Drift(Mutex<HashMap<String, Instant>>);
+pub struct Drift {
+    put_back: Mutex<HashMap<String, Instant>>,
+    written: Mutex<HashMap<String, Desired>>,
+}
 
 impl Drift {
+    /// What Sluice last brought the routers of the rollout `key` (namespace/name) to.
+    fn last_written(&self, key: &str) -> Option<Desired> {
+        let written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.get(key).cloned()
+    }
+
+    /// Notes that the routers of the rollout `key` now carry `desired`.
+    fn wrote(&self, key: String, desired: &Desired) {
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.insert(key, desired.clone());
+    }
+
+    /// Forgets a deleted rollout.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.remove(&format!("{namespace}/{name}"));
+    }
+
     /// Notes that `object` needs putting back; an error when it was put back within
     /// [`FIGHT_WINDOW`] already.
     fn changed_by_another(&self, object: &ObjectRef, router: &'static str) -> Result<(), Error> {
         let key = format!("{}/{object}", object.api_version());
         let mut seen = self
-            .0
+            .put_back
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         seen.retain(|_, at| at.elapsed() < FIGHT_WINDOW);
