@@ -8,7 +8,7 @@
 //! `CustomResourceDefinition` are applied, server-side, as one field manager, so `install` is
 //! idempotent and `cluster up` runs it every time.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,7 +20,7 @@ use kube::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::{gobuild, paths};
+use crate::gobuild;
 
 /// Where one router's CRDs are published: a Go module, its version and a file or directory in
 /// it.
@@ -95,25 +95,7 @@ const MANAGER: &str = "sluice-xtask-routers";
 /// Downloads each source's module into the shared module cache unless it is there already.
 pub fn ensure_downloaded() -> Result<()> {
     for source in SOURCES {
-        if gobuild::module_dir(source.module, source.version).is_ok() {
-            continue;
-        }
-        crate::preflight::check(&[crate::preflight::Tool::Go])?;
-        let cache = paths::cache_root();
-        std::fs::create_dir_all(&cache)?;
-        let spec = format!("{}@{}", source.module, source.version);
-        eprintln!("downloading {spec} (router CRDs; first time only)");
-        // Outside any module, with the same module cache the builds use.
-        gobuild::run_quiet(
-            Command::new("go")
-                .current_dir(&cache)
-                .env("GOWORK", "off")
-                .env("GOTOOLCHAIN", "local")
-                .env("GOFLAGS", "")
-                .env("GOMODCACHE", cache.join("go").join("mod"))
-                .args(["mod", "download", &spec]),
-        )
-        .with_context(|| format!("downloading {spec}"))?;
+        gobuild::module_source(source.module, source.version)?;
     }
     Ok(())
 }
