@@ -69,19 +69,19 @@ pub fn served(sets: &[SetView], hash: &str, stable: &str) -> Weights {
 /// additional and nothing verified, since no router reports back.
 pub fn status(
     weights: Weights,
-    strategy: &CanaryStrategy,
+    (canary_service, stable_service): (Option<String>, Option<String>),
     hash: &str,
     stable: &str,
 ) -> TrafficWeights {
     TrafficWeights {
         canary: WeightDestination {
             weight: weights.canary,
-            service_name: strategy.canary_service.clone(),
+            service_name: canary_service,
             pod_template_hash: Some(hash.to_string()),
         },
         stable: WeightDestination {
             weight: weights.stable,
-            service_name: strategy.stable_service.clone(),
+            service_name: stable_service,
             pod_template_hash: Some(stable.to_string()),
         },
         additional: Vec::new(),
@@ -100,7 +100,15 @@ pub fn report(p: &mut Planner<'_>, strategy: &CanaryStrategy, hash: &str) {
     p.status
         .canary
         .get_or_insert_with(CanaryStatus::default)
-        .weights = Some(status(weights, strategy, hash, &stable));
+        .weights = Some(status(
+        weights,
+        (
+            strategy.canary_service.clone(),
+            strategy.stable_service.clone(),
+        ),
+        hash,
+        &stable,
+    ));
 }
 
 /// What the controller read of a routed canary's router before planning.
@@ -116,7 +124,6 @@ pub struct TrafficView {
 /// ever read, none at all (an unknown weight is not reported as a number).
 pub fn report_routed(
     p: &mut Planner<'_>,
-    strategy: &CanaryStrategy,
     desired: &sluice_traffic::Desired,
     observed: Option<i32>,
 ) {
@@ -127,16 +134,18 @@ pub fn report_routed(
         canary,
         stable: desired.max_weight - canary,
     };
+    // The Services of each role (with pingPong, the ping and pong Services take turns).
     let named = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    let mut reported = status(
+    let services = (
+        named(&desired.canary_service),
+        named(&desired.stable_service),
+    );
+    let reported = status(
         weights,
-        strategy,
+        services,
         &desired.canary_hash,
         &desired.stable_hash,
     );
-    // The Services of each role (with pingPong, the ping and pong Services take turns).
-    reported.canary.service_name = named(&desired.canary_service);
-    reported.stable.service_name = named(&desired.stable_service);
     p.status
         .canary
         .get_or_insert_with(CanaryStatus::default)

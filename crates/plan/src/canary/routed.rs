@@ -302,7 +302,7 @@ pub(super) fn plan(p: &mut Planner<'_>, c: &Canary<'_>, r: &Routing, index: i32,
     } else {
         p.requeue_in(RECHECK_AT_REST);
     }
-    super::super::traffic::report_routed(p, c.strategy, &desired, r.observed);
+    super::super::traffic::report_routed(p, &desired, r.observed);
     p.route(desired);
 }
 
