@@ -226,7 +226,7 @@ pub enum WebMethod {
 pub struct JobMetric {
     /// Labels and annotations of the Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::open_object")]
+    #[schemars(schema_with = "super::schema::template_metadata")]
     pub metadata: Option<ObjectMeta>,
     /// The Job's spec.
     pub spec: JobSpec,

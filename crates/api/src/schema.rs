@@ -75,6 +75,7 @@ fn trim_embedded(schema: &mut Value, name: &str) {
             if EMBEDDED.contains(&(name, child.as_str())) {
                 strip_descriptions(child_schema);
                 loosen_quantities(child_schema, "");
+                optional_reference_names(child_schema);
             } else {
                 trim_embedded(child_schema, child);
             }
@@ -122,6 +123,34 @@ fn loosen_quantities(schema: &mut Value, name: &str) {
     }
 }
 
+/// Makes `name` optional in references to ConfigMaps, Secrets and pull secrets, as Kubernetes and
+/// Argo Rollouts have it (`secretKeyRef: {key: token}` means the Secret named ""; Kubernetes
+/// defaults it): k8s-openapi's types hold the name as a plain string, so their derived schema
+/// requires it. A reference is an object whose properties are among `name`, `key`, `optional`.
+fn optional_reference_names(schema: &mut Value) {
+    match schema {
+        Value::Object(object) => {
+            let is_reference = object
+                .get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|p| {
+                    p.contains_key("name")
+                        && p.keys()
+                            .all(|k| matches!(k.as_str(), "name" | "key" | "optional"))
+                });
+            if is_reference && let Some(Value::Array(required)) = object.get_mut("required") {
+                required.retain(|r| r != "name");
+                if required.is_empty() {
+                    object.remove("required");
+                }
+            }
+            object.values_mut().for_each(optional_reference_names);
+        }
+        Value::Array(items) => items.iter_mut().for_each(optional_reference_names),
+        _ => {}
+    }
+}
+
 /// Removes `description` strings from a schema and all its sub-schemas (a property that happens
 /// to be named `description` is a schema object, not a string, and stays).
 fn strip_descriptions(schema: &mut Value) {
@@ -150,6 +179,19 @@ pub(crate) fn any_json(_: &mut SchemaGenerator) -> Schema {
 /// A JSON object whose content is kept as written (embedded Kubernetes objects, plugin maps).
 pub(crate) fn open_object(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// The `labels` and `annotations` of an object a template makes (a metric's Job), spelled out as
+/// Argo's CRDs spell them; any other `ObjectMeta` field is kept as written.
+pub(crate) fn template_metadata(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "properties": {
+            "labels": { "type": "object", "additionalProperties": { "type": "string" } },
+            "annotations": { "type": "object", "additionalProperties": { "type": "string" } }
+        },
+        "x-kubernetes-preserve-unknown-fields": true
+    })
 }
 
 /// `metav1.LabelSelector`, spelled out so the apiserver checks its shape.

@@ -161,9 +161,11 @@ pub struct KayentaScopeDetail {
     pub region: String,
     /// Step in seconds.
     pub step: i64,
-    /// Start time.
+    /// Start time (optional in Argo's schema: Kayenta's default window when absent).
+    #[serde(default)]
     pub start: String,
-    /// End time.
+    /// End time (optional, as the start).
+    #[serde(default)]
     pub end: String,
 }
 
