@@ -15,7 +15,6 @@ type Uses = fn(&RolloutSpec) -> bool;
 #[rustfmt::skip]
 const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.workloadRef",                                   |s| s.workload_ref.is_some()),
-    ("spec.rollbackWindow",                                |s| s.rollback_window.is_some()),
     ("spec.strategy.canary.trafficRouting.appMesh",        |s| router(s, |t| t.app_mesh.is_some())),
     // Router plugins other than Gateway API's, which Sluice runs natively.
     ("spec.strategy.canary.trafficRouting.plugins",        |s| router(s, |t| t.plugins.keys().any(|k| k != super::GATEWAY_API_PLUGIN))),

@@ -101,6 +101,8 @@ pub mod reason {
     pub const REPLICA_SET_CREATE_ERROR: &str = "ReplicaSetCreateError";
     /// A canary step finished (event).
     pub const ROLLOUT_STEP_COMPLETED: &str = "RolloutStepCompleted";
+    /// Back to a revision inside `rollbackWindow`: promoted in full (event).
+    pub const ROLLBACK_WITHIN_WINDOW: &str = "RollbackWithinWindow";
     /// `restartAt` asked for new pods (event).
     pub const ROLLOUT_RESTARTED: &str = "RolloutRestarted";
     /// A pod of the restart was deleted (event).

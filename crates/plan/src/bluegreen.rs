@@ -34,6 +34,7 @@ pub fn plan(
         p.start_over();
         // Runs of an earlier attempt at this template are no evidence for this one.
         analysis::spend(p, hash);
+        crate::rollback::fast_track(p, hash);
     }
     p.status.current_pod_hash = Some(hash.to_string());
 

@@ -120,6 +120,9 @@ fn begin_attempt(p: &mut Planner<'_>, steps: &[CanaryStep], hash: &str) {
         p.status.current_step_index = Some(0);
         // Runs of an earlier attempt at this template are no evidence for this one.
         analysis::spend(p, hash);
+        if new_revision {
+            crate::rollback::fast_track(p, hash);
+        }
     }
     p.status.current_pod_hash = Some(hash.to_string());
     p.status.current_step_hash = Some(steps_hash);

@@ -19,6 +19,7 @@ pub mod pause;
 pub mod replicas;
 pub mod replicasets;
 pub mod restart;
+pub mod rollback;
 pub mod status;
 pub mod traffic;
 

@@ -161,8 +161,6 @@ const CASES: &[Case] = &[
         "spec.strategy.blueGreen.prePromotionAnalysis.templates", Invalid, "at least one"),
     ("postPromotionAnalysis", blue_green, |r| blue_green_mut(r).post_promotion_analysis = Some(Default::default()),
         "spec.strategy.blueGreen.postPromotionAnalysis.templates", Invalid, "at least one"),
-    ("rollbackWindow", canary, |r| r.spec.rollback_window = Some(Default::default()),
-        "spec.rollbackWindow", Unsupported, "not supported"),
     ("replicaProgressThreshold", canary, |r| canary_mut(r).replica_progress_threshold = Some(Default::default()),
         "spec.strategy.canary.replicaProgressThreshold", Unsupported, "not supported"),
     ("a step with two actions", canary, |r| canary_mut(r).steps = parse(serde_json::json!(

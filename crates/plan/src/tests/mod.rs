@@ -10,6 +10,7 @@ mod canary;
 mod failures;
 mod properties;
 mod restart;
+mod rollback;
 mod routed;
 
 use std::{collections::BTreeMap, time::Duration};
