@@ -86,6 +86,11 @@ impl CanarySteps {
             .collect()
     }
 
+    /// Every action of every step with its step's index, in written order.
+    pub fn every_action(&self) -> impl Iterator<Item = (usize, &CanaryStep)> + '_ {
+        (0..self.steps.len()).flat_map(move |i| self.actions(i).into_iter().map(move |a| (i, a)))
+    }
+
     /// The steps holding more than one action: `(index, every action)`.
     pub fn with_several_actions(&self) -> impl Iterator<Item = (usize, Vec<&CanaryStep>)> + '_ {
         self.extra

@@ -270,20 +270,7 @@ fn check_strategy(spec: &RolloutSpec, problems: &mut Vec<SpecProblem>) {
 
 /// Steps, surge limits and Services of a canary.
 fn check_canary(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
-    // Argo runs every action of a step; Sluice's planner runs a step's first action only, so a
-    // step with several would silently lose the others.
-    for (i, actions) in canary.steps.with_several_actions() {
-        let names: Vec<_> = actions.iter().map(|a| a.kind().json_name()).collect();
-        let (last, rest) = names.split_last().unwrap_or((&"", &[]));
-        problems.push(SpecProblem::unsupported_because(
-            format!("spec.strategy.canary.steps[{i}]"),
-            format!(
-                "holds {} and {last}; Sluice runs one action per step for now (write one step per action)",
-                rest.join(", ")
-            ),
-        ));
-    }
-    for (i, step) in canary.steps.iter().enumerate() {
+    for (i, step) in canary.steps.every_action() {
         match step {
             CanaryStep::SetWeight(w)
                 if *w < 0 || (*w > 100 && canary.traffic_routing.is_none()) =>

@@ -13,10 +13,14 @@ use super::{
     replicasets::{SetView, add_anti_affinity},
 };
 
+pub mod flat;
 pub mod routed;
 pub mod steps;
 
-use self::steps::{advance, background_analysis, hold_step_analysis, targets_at};
+use self::{
+    flat::FlatSteps,
+    steps::{advance, background_analysis, hold_step_analysis, targets_at},
+};
 
 /// Plans one reconcile of a canary rollout whose current pod template hashes to `hash`.
 pub fn plan(
@@ -25,8 +29,9 @@ pub fn plan(
     template: &PodTemplateSpec,
     hash: &str,
 ) {
-    begin_attempt(p, &strategy.steps, hash);
-    let c = Canary::read(p, strategy, template, hash);
+    let flat = FlatSteps::of(&strategy.steps);
+    begin_attempt(p, &flat.actions, hash);
+    let c = Canary::read(p, strategy, flat, template, hash);
     retry_after_abort(p, &c);
     let index = walk_steps(p, &c);
     let aborted = record_abort(p, &c);
@@ -58,7 +63,10 @@ struct Canary<'a> {
     hash: &'a str,
     desired: i32,
     limits: Limits,
-    /// How many steps there are; an index this high stands past the last one.
+    /// The steps as walked: one action each ([`FlatSteps`]). Indexes in the plan count these;
+    /// the status counts the steps as written.
+    steps: FlatSteps,
+    /// How many actions there are; an index this high stands past the last step.
     step_count: i32,
     /// The stable version as the plan began ([`Planner::existing_stable`]).
     stable: Option<String>,
@@ -76,6 +84,7 @@ impl<'a> Canary<'a> {
     fn read(
         p: &Planner<'_>,
         strategy: &'a CanaryStrategy,
+        steps: FlatSteps,
         template: &'a PodTemplateSpec,
         hash: &'a str,
     ) -> Self {
@@ -91,7 +100,8 @@ impl<'a> Canary<'a> {
                 &strategy.max_surge_or_default(),
                 &strategy.max_unavailable_or_default(),
             ),
-            step_count: i32::try_from(strategy.steps.len()).unwrap_or(i32::MAX),
+            step_count: steps.len(),
+            steps,
             set: p.set(hash),
             running: stable.as_deref().is_some_and(|h| h != hash),
             counts: Counts::of(&p.sets, hash, stable.as_deref()),
@@ -141,16 +151,27 @@ fn retry_after_abort(p: &mut Planner<'_>, c: &Canary<'_>) {
     analysis::spend(p, c.hash);
 }
 
-/// The step the rollout stands at from the status: past the last one when there are no steps to
-/// run (first deploy, fully promoted, or rolled back to the stable template).
+/// The action the rollout stands at from the status: past the last one when there are no steps
+/// to run (first deploy, fully promoted, or rolled back to the stable template). Inside a step of
+/// several actions that the rollout already stood at, its settings were done once one of its
+/// waits began: the walk goes on from that wait, as from a step of its own.
 fn start_index(p: &Planner<'_>, c: &Canary<'_>) -> i32 {
     if !c.running || p.status.promote_full == Some(true) {
         return c.step_count;
     }
-    p.status
-        .current_step_index
-        .unwrap_or(0)
-        .clamp(0, c.step_count)
+    let step = p.status.current_step_index.unwrap_or(0).max(0);
+    let mut index = c.steps.first_of(step).clamp(0, c.step_count);
+    if p.prev.current_step_index == Some(step) && steps::wait_begun(p, c, step) {
+        while c
+            .steps
+            .actions
+            .get(usize::try_from(index).unwrap_or(usize::MAX))
+            .is_some_and(flat::sets_something)
+        {
+            index += 1;
+        }
+    }
+    index
 }
 
 /// Completes the steps that are satisfied and runs the analysis they need; returns the index to
@@ -162,10 +183,10 @@ fn walk_steps(p: &mut Planner<'_>, c: &Canary<'_>) -> i32 {
     } else if c.live(p) {
         // Paused by a person: the steps wait, but the analysis of the step the rollout stands
         // at goes on (a run cut short would be no evidence), and its failure still aborts.
-        hold_step_analysis(p, &c.strategy.steps, index, c.hash);
+        hold_step_analysis(p, c, index);
     }
     if c.live(p) {
-        background_analysis(p, c.strategy, index, c.hash);
+        background_analysis(p, c.strategy, c.steps.step_of(index), c.hash);
     }
     index
 }
@@ -190,7 +211,7 @@ fn record_abort(p: &mut Planner<'_>, c: &Canary<'_>) -> bool {
 /// Records the step index, ends a pause the rollout no longer stands at, and spends a full
 /// promotion once the steps are over.
 fn record_step(p: &mut Planner<'_>, c: &Canary<'_>, index: i32, aborted: bool) {
-    let steps = &c.strategy.steps;
+    let steps = &c.steps.actions;
     let at_pause = usize::try_from(index)
         .ok()
         .and_then(|i| steps.get(i))
@@ -200,7 +221,7 @@ fn record_step(p: &mut Planner<'_>, c: &Canary<'_>, index: i32, aborted: bool) {
         pause::leave(p, PauseReason::CanaryPauseStep);
     }
     if !steps.is_empty() {
-        p.status.current_step_index = Some(index);
+        p.status.current_step_index = Some(c.steps.step_of(index));
     }
     if index >= c.step_count && p.status.promote_full == Some(true) && !c.running {
         p.status.promote_full = None;
@@ -212,7 +233,7 @@ fn targets(c: &Canary<'_>, index: i32, aborted: bool) -> (i32, i32) {
     match (c.running, aborted) {
         (false, _) => (c.desired, 0),
         (true, true) => (0, c.desired),
-        (true, false) => targets_at(&c.strategy.steps, index, c.desired, c.limits),
+        (true, false) => targets_at(&c.steps.actions, index, c.desired, c.limits),
     }
 }
 

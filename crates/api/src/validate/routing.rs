@@ -47,7 +47,7 @@ pub(super) fn check(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
     }
     let max = routing.max_traffic_weight.unwrap_or(100);
     let managed = managed_routes(routing, problems);
-    for (i, step) in canary.steps.iter().enumerate() {
+    for (i, step) in canary.steps.every_action() {
         match step {
             CanaryStep::SetWeight(w) if *w > max => problems.push(SpecProblem::invalid(
                 step_field(i, StepKind::SetWeight),
@@ -92,7 +92,7 @@ fn check_steps_without_router(canary: &CanaryStrategy, problems: &mut Vec<SpecPr
             ));
         }
     }
-    for (i, step) in canary.steps.iter().enumerate() {
+    for (i, step) in canary.steps.every_action() {
         let kind = step.kind();
         if matches!(kind, StepKind::SetHeaderRoute | StepKind::SetMirrorRoute) {
             problems.push(SpecProblem::invalid(

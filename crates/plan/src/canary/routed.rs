@@ -168,7 +168,7 @@ fn with_min_pods(c: &Canary<'_>, pods: i32) -> i32 {
 
 /// The canary's pods at the step at `index` ([`canary_target`] and `minPodsPerReplicaSet`).
 fn target(c: &Canary<'_>, r: &Routing, index: i32) -> i32 {
-    with_min_pods(c, canary_target(&c.strategy.steps, index, c.desired, r.max))
+    with_min_pods(c, canary_target(&c.steps.actions, index, c.desired, r.max))
 }
 
 /// Whether `dynamicStableScale` is on: the stable set shrinks as its share does.
@@ -180,7 +180,7 @@ fn dynamic(c: &Canary<'_>) -> bool {
 /// as the canary's available pods serve it; with `dynamicStableScale`, never more taken from the
 /// canary than the stable set's available pods can serve.
 fn weight_now(c: &Canary<'_>, r: &Routing, index: i32, live: bool) -> i32 {
-    let steps = &c.strategy.steps;
+    let steps = &c.steps.actions;
     let mut weight = if live {
         let available = c.set.as_ref().map_or(0, |s| s.available);
         servable_weight(
@@ -253,7 +253,7 @@ pub(super) fn plan(p: &mut Planner<'_>, c: &Canary<'_>, r: &Routing, index: i32,
     let weight = weight_now(c, r, index, live);
     // The stable set is sized for where the weight is heading, before the weight can move there.
     let heading = if live {
-        weight.min(step_weight(&c.strategy.steps, index, r.max))
+        weight.min(step_weight(&c.steps.actions, index, r.max))
     } else {
         0
     };
@@ -277,7 +277,7 @@ pub(super) fn plan(p: &mut Planner<'_>, c: &Canary<'_>, r: &Routing, index: i32,
     ]);
     let with_pods = live && c.set.as_ref().is_some_and(|s| s.available > 0);
     let (header_routes, mirror_routes) = if with_pods {
-        routes_at(&c.strategy.steps, index, &r.managed)
+        routes_at(&c.steps.actions, index, &r.managed)
     } else {
         (Vec::new(), Vec::new())
     };
@@ -403,7 +403,7 @@ fn live_canary_pods(c: &Canary<'_>, r: &Routing, index: i32) -> i32 {
         Some(w) => w.max(weight_now(c, r, index, true)),
         None => return target.max(current),
     };
-    let step = step_weight(&c.strategy.steps, index, r.max);
+    let step = step_weight(&c.steps.actions, index, r.max);
     let needed = if held > step {
         with_min_pods(c, pods_for(c.desired, held, r.max))
     } else {

@@ -23,12 +23,13 @@ use super::{
     Canary,
 };
 
-/// Moves through the steps that are already satisfied; returns the index to stand at.
+/// Moves through the actions that are already satisfied; returns the index to stand at. A
+/// written step is completed (and said so) with its last action.
 pub(super) fn advance(p: &mut Planner<'_>, c: &Canary<'_>, mut index: i32) -> i32 {
-    let (steps, hash, desired, limits) = (&c.strategy.steps, c.hash, c.desired, c.limits);
-    let total = steps.len();
+    let (steps, hash, desired, limits) = (&c.steps.actions, c.hash, c.desired, c.limits);
+    let total = c.steps.step_of(c.steps.len());
     while let Some(step) = usize::try_from(index).ok().and_then(|i| steps.get(i)) {
-        let position = format!("{}/{total}", index + 1);
+        let written = c.steps.step_of(index);
         let done = match step {
             CanaryStep::SetWeight(_) | CanaryStep::SetCanaryScale(_)
                 if let Some(routing) = c.routing.as_ref() =>
@@ -42,7 +43,7 @@ pub(super) fn advance(p: &mut Planner<'_>, c: &Canary<'_>, mut index: i32) -> i3
                 reached(&c.counts.toward(desired, limits, targets)) && settled(&p.sets)
             }
             CanaryStep::Pause(pause) => pause_done(p, pause.duration.as_ref().map(|d| d.as_std())),
-            CanaryStep::Analysis(analysis) => step_analysis_done(p, analysis, index, hash),
+            CanaryStep::Analysis(analysis) => step_analysis_done(p, analysis, written, hash),
             // Other kinds are refused by validate() until they are built.
             _ => false,
         };
@@ -50,18 +51,42 @@ pub(super) fn advance(p: &mut Planner<'_>, c: &Canary<'_>, mut index: i32) -> i3
             break;
         }
         p.progressed();
-        p.event(
-            EventType::Normal,
-            reason::ROLLOUT_STEP_COMPLETED,
-            format!("Rollout step {position} completed ({})", step.kind()),
-        );
+        if c.steps.ends_step(index) {
+            p.event(
+                EventType::Normal,
+                reason::ROLLOUT_STEP_COMPLETED,
+                format!(
+                    "Rollout step {}/{total} completed ({})",
+                    written + 1,
+                    c.steps.kinds_of_step(index)
+                ),
+            );
+        }
         index += 1;
     }
     index
 }
 
-/// Whether the `analysis` step at `index` passed; starts its run when it has none. A failed run
-/// aborts the rollout, an inconclusive one pauses it.
+/// Whether one of the waits (a pause, an analysis) of the written step `step` has begun: its
+/// settings were then done.
+pub(super) fn wait_begun(p: &Planner<'_>, c: &Canary<'_>, step: i32) -> bool {
+    let first = c.steps.first_of(step);
+    (first..c.steps.first_of(step + 1)).any(|index| {
+        match usize::try_from(index)
+            .ok()
+            .and_then(|i| c.steps.actions.get(i))
+        {
+            Some(CanaryStep::Pause(_)) => {
+                pause::started(&p.status, PauseReason::CanaryPauseStep).is_some()
+            }
+            Some(CanaryStep::Analysis(_)) => analysis::started(p, RunKind::Step(step), c.hash),
+            _ => false,
+        }
+    })
+}
+
+/// Whether the `analysis` of the written step `index` passed; starts its run when it has none.
+/// A failed run aborts the rollout, an inconclusive one pauses it.
 fn step_analysis_done(
     p: &mut Planner<'_>,
     analysis: &RolloutAnalysis,
@@ -82,35 +107,33 @@ fn step_analysis_done(
     judge(p, verdict)
 }
 
-/// Keeps the run of the `analysis` step at `index` going while the rollout is paused; a run it
-/// already has is judged (a failure aborts), none is started.
-pub(super) fn hold_step_analysis(
-    p: &mut Planner<'_>,
-    steps: &[CanaryStep],
-    index: i32,
-    hash: &str,
-) {
-    let Some(CanaryStep::Analysis(analysis)) =
-        usize::try_from(index).ok().and_then(|i| steps.get(i))
+/// Keeps the run of the `analysis` action at `index` going while the rollout is paused; a run
+/// it already has is judged (a failure aborts), none is started.
+pub(super) fn hold_step_analysis(p: &mut Planner<'_>, c: &Canary<'_>, index: i32) {
+    let Some(CanaryStep::Analysis(analysis)) = usize::try_from(index)
+        .ok()
+        .and_then(|i| c.steps.actions.get(i))
     else {
         return;
     };
-    if analysis::started(p, RunKind::Step(index), hash) {
-        step_analysis_done(p, analysis, index, hash);
+    let written = c.steps.step_of(index);
+    if analysis::started(p, RunKind::Step(written), c.hash) {
+        step_analysis_done(p, analysis, written, c.hash);
     }
 }
 
-/// Runs `canary.analysis` from its starting step on, while the canary runs.
+/// Runs `canary.analysis` from its starting step on (`step` is the written step the rollout
+/// stands at), while the canary runs.
 pub(super) fn background_analysis(
     p: &mut Planner<'_>,
     strategy: &CanaryStrategy,
-    index: i32,
+    step: i32,
     hash: &str,
 ) {
     let Some(background) = strategy.analysis.as_ref() else {
         return;
     };
-    if index < background.starting_step.unwrap_or(0) {
+    if step < background.starting_step.unwrap_or(0) {
         return;
     }
     let recorded = p

@@ -12,6 +12,7 @@ mod properties;
 mod restart;
 mod rollback;
 mod routed;
+mod several;
 
 use std::{collections::BTreeMap, time::Duration};
 
