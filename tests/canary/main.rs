@@ -439,6 +439,27 @@ async fn changing_the_image_back_to_stable_rolls_back_at_once() {
 }
 
 #[tokio::test]
+async fn rolling_back_inside_the_rollback_window_skips_the_steps_and_says_so() {
+    let t = Setup::new("canary-window").await;
+    let mut manifest = rollout(4, json!([{ "setWeight": 25 }, { "pause": {} }]), json!({}));
+    manifest["spec"]["rollbackWindow"] = json!({ "revisions": 2 });
+    t.create(manifest).await;
+    let first = status(&t.healthy().await).stable_rs.expect("a stable hash");
+    t.set_image("example/app:2").await;
+    t.wait(30, "paused at step 1", paused_by_step).await;
+    t.patch_status(json!({ "promoteFull": true })).await;
+    let second = status(&t.healthy().await).stable_rs.expect("a stable hash");
+    assert_ne!(first, second);
+
+    // Back to the first version, one revision back: inside the window, so no step holds it.
+    t.set_image("example/app:1").await;
+    let back = t.healthy().await;
+    assert_eq!(status(&back).stable_rs, Some(first));
+    assert_eq!(status(&back).current_step_index, Some(2));
+    t.wait_event("RollbackWithinWindow").await;
+}
+
+#[tokio::test]
 async fn without_steps_a_rolling_update_respects_surge_and_unavailable() {
     let t = Setup::new("canary-rolling").await;
     t.create(rollout(
