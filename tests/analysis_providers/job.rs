@@ -1,6 +1,7 @@
 //! The job provider on the local cluster (kwok: a Job's pod exits 0, or 1 with the
 //! `sluice.dev/pod-fate: fail` annotation, after `sluice.dev/complete-after`): Jobs owned by
-//! the run, Successful and Failed verdicts, termination, garbage collection and clean-up; and
+//! the run, Successful and Failed verdicts, a pod that cannot pull its image (an Error, not a
+//! wait for ever), termination, garbage collection and clean-up; and
 //! a Job is never shared between metrics nor adopted when this measurement did not create it.
 
 use std::time::Duration;
@@ -165,6 +166,17 @@ async fn jobs_pass_fail_terminate_and_are_cleaned_up() {
         provider.finish(&run, metric).await.expect("clean-up");
     }
     assert_eq!(live_jobs(&jobs, &run).await, Vec::<String>::new());
+
+    // A Job whose pod cannot pull its image would wait for ever: an Error naming why.
+    let stuck = job_metric("stuck", json!({"sluice.dev/pod-fate": "image-pull"}));
+    let m = providers.perform(&run, &stuck, Task::Measure, 1).await;
+    let done = until_finished(&providers, &run, &stuck, m, 60).await;
+    assert_eq!(done.phase, AnalysisPhase::Error, "{done:?}");
+    let message = done.message.unwrap_or_default();
+    assert!(
+        message.contains("cannot start") && message.contains("ImagePullBackOff"),
+        "{message}"
+    );
 
     // A Job that disappeared is an Error, not a success.
     let gone = Measurement {

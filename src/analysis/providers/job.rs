@@ -21,7 +21,7 @@ use std::{collections::BTreeMap, time::Duration};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::{
-    api::batch::v1::Job,
+    api::{batch::v1::Job, core::v1::Pod},
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
 };
 use kube::{
@@ -141,6 +141,48 @@ pub fn job_outcome(job: &Job) -> Option<AnalysisPhase> {
     }
 }
 
+/// Why a pod's containers wait that no retry by the kubelet will end on its own: the image
+/// cannot be pulled (backing off after failed pulls), is not a valid name, or may not be pulled.
+const CANNOT_START: [&str; 3] = ["ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"];
+
+/// The most of the kubelet's message kept in a measurement.
+const KUBELET_MESSAGE_LIMIT: usize = 256;
+
+/// The label the Job controller puts on a Job's pods, naming the Job.
+const POD_JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Why a Job's pod cannot start, if one of its containers waits on an image it cannot get: the
+/// Job would otherwise wait for ever, and its measurement with it. A measurement, not a verdict:
+/// the check never ran.
+pub fn cannot_start(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    containers.into_iter().find_map(|c| {
+        let waiting = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        CANNOT_START.contains(&reason).then(|| {
+            let mut message = waiting.message.clone().unwrap_or_default();
+            if message.len() > KUBELET_MESSAGE_LIMIT {
+                let mut end = KUBELET_MESSAGE_LIMIT;
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                message.truncate(end);
+            }
+            format!(
+                "pod {} cannot start: container {} is waiting: {reason}{}{message}",
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                c.name,
+                if message.is_empty() { "" } else { ": " },
+            )
+        })
+    })
+}
+
 /// Runs Job metrics with a Kubernetes client.
 pub struct JobProvider {
     client: Client,
@@ -158,6 +200,22 @@ impl JobProvider {
 
     fn jobs(&self, namespace: &str) -> Api<Job> {
         Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Why the Job `name` cannot run, if one of its pods cannot start ([`cannot_start`]); a pod
+    /// list that fails says nothing (the Job is looked at again).
+    async fn stuck(&self, namespace: &str, name: &str) -> Option<String> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = ListParams::default()
+            .labels(&format!("{POD_JOB_NAME_LABEL}={name}"))
+            .limit(10);
+        match pods.list(&params).await {
+            Ok(list) => list.items.iter().find_map(cannot_start),
+            Err(e) => {
+                tracing::debug!(job = %name, error = %e, "listing the job's pods failed");
+                None
+            }
+        }
     }
 
     /// A measurement still in flight, to look at again after the poll interval.
@@ -360,7 +418,19 @@ impl Provider for JobProvider {
                             ..measurement
                         }
                     }
-                    None => self.running(measurement, now),
+                    None => match self.stuck(&run.namespace, &name).await {
+                        Some(why) => {
+                            tracing::warn!(job = %name, %why, "analysis job cannot start");
+                            Measurement {
+                                phase: AnalysisPhase::Error,
+                                message: Some(format!("job {name}: {why}")),
+                                finished_at: Some(Time(now)),
+                                resume_at: None,
+                                ..measurement
+                            }
+                        }
+                        None => self.running(measurement, now),
+                    },
                 },
                 Err(e) => Measurement {
                     phase: AnalysisPhase::Error,
@@ -578,6 +648,42 @@ mod tests {
         assert_eq!(owner.controller, Some(true));
         assert!(owned_by(&job, &run().uid));
         assert_eq!(job.spec.unwrap().backoff_limit, Some(0));
+    }
+
+    #[test]
+    fn a_pod_waiting_on_an_image_it_cannot_get_cannot_start() {
+        let pod = |waiting: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "check-x"},
+                "status": {"phase": "Pending", "containerStatuses": [
+                    {"name": "check", "image": "busybox", "imageID": "", "ready": false,
+                     "restartCount": 0, "state": {"waiting": waiting}}
+                ]}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            cannot_start(&pod(
+                json!({"reason": "ImagePullBackOff", "message": "Back-off pulling image \"busybox\""})
+            ))
+            .as_deref(),
+            Some(
+                "pod check-x cannot start: container check is waiting: ImagePullBackOff: \
+                 Back-off pulling image \"busybox\""
+            )
+        );
+        assert!(cannot_start(&pod(json!({"reason": "InvalidImageName"}))).is_some());
+        // A first failed pull is retried, and a container being created is on its way.
+        assert_eq!(cannot_start(&pod(json!({"reason": "ErrImagePull"}))), None);
+        assert_eq!(
+            cannot_start(&pod(json!({"reason": "ContainerCreating"}))),
+            None
+        );
+        assert_eq!(cannot_start(&Pod::default()), None);
+        let long = "x".repeat(10_000);
+        let message = cannot_start(&pod(json!({"reason": "ImagePullBackOff", "message": long})))
+            .expect("stuck");
+        assert!(message.len() < 400, "{}", message.len());
     }
 
     #[test]
