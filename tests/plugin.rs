@@ -153,7 +153,7 @@ async fn pause_holds_the_rollout_until_promoted() {
             status(r).phase == Some(RolloutPhase::Paused) && observed(r)
         })
         .await;
-    let run = t.sluice(&["status", "app"]).await;
+    let run = t.sluice(&["status", "app", "--watch=false"]).await;
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.stdout.trim(), "Paused - manually paused");
 
@@ -323,25 +323,26 @@ async fn skip_step_moves_past_a_pause_to_the_next_step() {
 }
 
 #[tokio::test]
-async fn status_watch_ends_paused_and_times_out_on_a_stuck_rollout() {
+async fn status_waits_through_a_pause_until_healthy_and_times_out_on_a_stuck_rollout() {
     let t = Plugin::new("plugin-status").await;
     t.deploy(canary(2, json!([{ "setWeight": 50 }, { "pause": {} }])))
         .await;
 
-    // Waits through Progressing and ends 0 on the pause, printing its reason.
+    // At the pause that waits for a person, `status` goes on waiting (a CI gate must not pass
+    // on the first step); promoted meanwhile, it ends 0 on Healthy.
     t.ok(&["set", "image", "app", "app=example/app:2"]).await;
-    let run = t
-        .sluice(&["status", "app", "--watch", "--timeout", "60s"])
-        .await;
+    t.wait(60, "paused at step 1", |r| paused_at(r, 1)).await;
+    let promote = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        t.ok(&["promote", "app"]).await
+    };
+    let (run, _) = tokio::join!(t.sluice(&["status", "app", "-t", "60s"]), promote);
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert_eq!(
-        run.stdout.lines().last(),
-        Some("Paused - CanaryPauseStep"),
-        "{run:?}"
-    );
-    assert!(paused_at(&t.get().await, 1));
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"Paused - CanaryPauseStep"), "{run:?}");
+    assert_eq!(lines.last(), Some(&"Healthy"), "{run:?}");
 
-    // A version whose pods never become ready: Progressing until the timeout, exit 1.
+    // A version whose pods never become ready: Progressing until the timeout, exit 3.
     t.rollouts
         .patch(
             "app",
@@ -358,11 +359,9 @@ async fn status_watch_ends_paused_and_times_out_on_a_stuck_rollout() {
     })
     .await;
     let started = Instant::now();
-    let run = t
-        .sluice(&["status", "app", "--watch", "--timeout", "3s"])
-        .await;
+    let run = t.sluice(&["status", "app", "--timeout", "3s"]).await;
     let took = started.elapsed();
-    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(run.code, Some(3), "{run:?}");
     assert!(run.stdout.starts_with("Progressing"), "{run:?}");
     assert!(run.stderr.contains("timed out after 3s"), "{run:?}");
     assert!(
@@ -567,7 +566,7 @@ async fn forbidden_names_the_verb_and_the_resource() {
         cmd.env("KUBECONFIG", &path);
         output(cmd)
     };
-    let run = as_viewer(&["status", "app"]).await;
+    let run = as_viewer(&["status", "app", "--watch=false"]).await;
     assert_eq!(run.code, Some(0), "reading is allowed: {run:?}");
     let run = as_viewer(&["abort", "app"]).await;
     assert_eq!(run.code, Some(1), "{run:?}");
@@ -633,7 +632,7 @@ async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_defaul
     };
 
     // No -n: the rollout is found in the merged current context's namespace.
-    let run = run_with(&["status", "app"]).await;
+    let run = run_with(&["status", "app", "--watch=false"]).await;
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(
         run.stdout
@@ -643,7 +642,7 @@ async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_defaul
     // --context picks the other context, whose namespace is another one.
     let elsewhere = context.namespace.unwrap_or_else(|| "default".into());
     let run = run_with(&["status", "app", "--context", &current]).await;
-    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(run.code, Some(4), "not found is no Degraded: {run:?}");
     assert!(
         run.stderr.contains(&format!(
             "Rollout \"app\" not found in namespace \"{elsewhere}\""
@@ -651,7 +650,16 @@ async fn kubeconfig_files_merge_and_the_current_contexts_namespace_is_the_defaul
         "{run:?}"
     );
     // -n wins over the context.
-    let run = run_with(&["status", "app", "--context", &current, "-n", &ns.name]).await;
+    let run = run_with(&[
+        "status",
+        "app",
+        "--watch=false",
+        "--context",
+        &current,
+        "-n",
+        &ns.name,
+    ])
+    .await;
     assert_eq!(run.code, Some(0), "{run:?}");
 }
 
@@ -714,15 +722,15 @@ async fn watches_end_with_one_line_when_the_rollout_is_deleted_or_watching_is_fo
             ]),
         )
         .await;
-    for args in [
-        &["status", "app", "--watch"][..],
-        &["get", "rollout", "app", "--watch"][..],
+    for (args, code) in [
+        (&["status", "app"][..], 4),
+        (&["get", "rollout", "app", "--watch"][..], 1),
     ] {
         let mut cmd = t.command(args);
         cmd.env("KUBECONFIG", &getter);
         let started = Instant::now();
         let run = output(cmd).await;
-        assert_eq!(run.code, Some(1), "{args:?}: {run:?}");
+        assert_eq!(run.code, Some(code), "{args:?}: {run:?}");
         assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {run:?}");
         assert!(
             run.stderr.starts_with(&format!(
@@ -738,7 +746,8 @@ async fn watches_end_with_one_line_when_the_rollout_is_deleted_or_watching_is_fo
         );
     }
 
-    // Both watches running, then the rollout is deleted: each ends at once, exit 1, one line.
+    // Both watches running, then the rollout is deleted: each ends at once with one line
+    // (`status` exits 4, could not watch; `get` exits 1).
     let status_watch = tokio::spawn(output(t.command(&["status", "app", "--watch"])));
     let get_watch = tokio::spawn(output(t.command(&["get", "rollout", "app", "--watch"])));
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -750,12 +759,12 @@ async fn watches_end_with_one_line_when_the_rollout_is_deleted_or_watching_is_fo
         .delete("app", &kube::api::DeleteParams::default())
         .await
         .expect("deleting the rollout");
-    for (which, watch) in [("status", status_watch), ("get", get_watch)] {
+    for (which, watch, code) in [("status", status_watch, 4), ("get", get_watch, 1)] {
         let run = tokio::time::timeout(Duration::from_secs(30), watch)
             .await
             .unwrap_or_else(|_| panic!("{which} --watch still running 30 s after the deletion"))
             .expect("the watch task");
-        assert_eq!(run.code, Some(1), "{which}: {run:?}");
+        assert_eq!(run.code, Some(code), "{which}: {run:?}");
         assert_eq!(
             run.stderr, "error: the rollout \"app\" was deleted\n",
             "{which}: {run:?}"

@@ -8,8 +8,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
 use serde::Serialize;
 use sluice_api::{
-    AnalysisRun, CanaryStep, ConditionStatus, PauseReason, Rollout, RolloutConditionType,
-    RolloutPhase, RolloutStatus, vocab::reason,
+    AnalysisRun, ConditionStatus, Rollout, RolloutConditionType, RolloutPhase, RolloutStatus,
+    vocab::reason,
 };
 
 pub use super::owned::{
@@ -260,28 +260,6 @@ pub fn pause_reasons(ro: &Rollout) -> Vec<String> {
         reasons.push("spec.paused".into());
     }
     reasons
-}
-
-/// Whether a paused rollout waits for a person (a promotion or `spec.paused: false`) rather than
-/// a timer: a pause step without a duration, a blue/green preview without automatic promotion, an
-/// inconclusive analysis, or `spec.paused`. A timed pause ends by itself.
-pub fn waits_for_a_person(ro: &Rollout) -> bool {
-    if ro.spec.is_paused() {
-        return true;
-    }
-    let status = ro.status.clone().unwrap_or_default();
-    status.pause_conditions.iter().any(|c| match c.reason {
-        PauseReason::CanaryPauseStep => {
-            let index = usize::try_from(status.current_step_index.unwrap_or(0)).unwrap_or(0);
-            let step = ro.spec.canary().and_then(|c| c.steps.get(index));
-            !matches!(step, Some(CanaryStep::Pause(p)) if p.duration.is_some())
-        }
-        PauseReason::BlueGreenPause => ro
-            .spec
-            .blue_green()
-            .is_none_or(|b| !b.auto_promotes() || b.auto_promotion_seconds.is_none()),
-        PauseReason::InconclusiveAnalysis | PauseReason::InconclusiveExperiment => true,
-    })
 }
 
 /// Whether the canary is in flight: a stable version exists and is not the current one.

@@ -61,7 +61,7 @@ Examples:
   kubectl sluice abort shop
 
   # Gate a CI pipeline on the rollout reaching Healthy (or Paused) within 10 minutes
-  kubectl sluice status shop --watch --timeout 10m";
+  kubectl sluice status shop --timeout 10m";
 
 /// Watch, promote and abort Sluice (and Argo Rollouts) progressive rollouts.
 #[derive(Debug, Parser)]
@@ -126,7 +126,7 @@ pub enum Command {
         after_help = "Example:\n  kubectl sluice list rollouts --all-namespaces"
     )]
     List(list::List),
-    /// Print a rollout's status; with --watch, wait until it is Healthy, Paused or Degraded.
+    /// Wait until a rollout is Healthy or Degraded, printing its status (--watch=false: once).
     Status(status::StatusArgs),
     /// Let a paused rollout continue (or, with --full, skip all remaining steps).
     Promote(promote::PromoteArgs),
@@ -181,7 +181,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Lint(args) => lint::run(&args),
         Command::Get(args) => get::run(&connect().await?, args).await,
         Command::List(args) => list::run(&connect().await?, args).await,
-        Command::Status(args) => status::run(&connect().await?, args).await,
+        Command::Status(args) => Ok(status::exit(
+            async { status::run(&connect().await?, args).await }.await,
+        )),
         Command::Promote(args) => promote::run(&connect().await?, args).await,
         Command::Abort(args) => abort::run(&connect().await?, args).await,
         Command::Retry(args) => retry::run(&connect().await?, args).await,

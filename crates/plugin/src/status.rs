@@ -1,5 +1,6 @@
-//! `status NAME [--watch] [--timeout D]`: the rollout's health in one line, and with `--watch` a
-//! wait for an end state whose exit code a CI pipeline can gate on.
+//! `status NAME [--watch=false] [-t D]`: waits until the rollout is Healthy or Degraded, printing
+//! each change, with an exit code per outcome a CI pipeline can gate on (as Argo's `status`
+//! does, a rollout waiting at a pause is still in progress); `--watch=false` looks once.
 
 use std::{pin::pin, process::ExitCode, time::Duration};
 
@@ -10,29 +11,35 @@ use sluice_api::Rollout;
 
 use super::{
     Context, Error,
-    info::{Health, health, pause_reasons, waits_for_a_person},
+    info::{Health, health, pause_reasons},
     print,
     style::{Style, look, truncate},
 };
 
 const HELP: &str = "\
 Exit codes:
-  0  Healthy; or Paused waiting for a person (the pause reason is printed): a pause step
-     without a duration, a blue/green preview, an inconclusive analysis, spec.paused.
-     Timed pauses end by themselves and are waited through.
-  1  Degraded (aborted, invalid spec, progress deadline exceeded), or --timeout passed
-     before an end state, or an error (not found, forbidden, no cluster reachable), or
-     the rollout was deleted while watched
+  0  Healthy: the update is done and every pod available
+  1  Degraded: aborted (by an analysis or a person), an invalid spec, or the progress
+     deadline exceeded
   2  wrong usage
-  130  interrupted (Ctrl-C) while watching
-Without --watch the status is printed once, and only Degraded exits 1.
+  3  --timeout passed first (the last status is printed): still Progressing, or Paused
+     (a pause step, a blue/green preview, an inconclusive analysis, spec.paused)
+  4  the rollout could not be watched: not found, forbidden, no cluster reachable, or
+     deleted while watched
+  130  interrupted (Ctrl-C)
+With --watch=false the status is printed once: 1 when Degraded, 0 otherwise.
 
 Examples:
-  # Print the status once
-  kubectl sluice status shop
+  # Wait until the rollout is Healthy (exit 0) or Degraded (exit 1), at most 10 minutes
+  kubectl sluice status shop --timeout 10m
 
-  # Wait until the rollout is Healthy or Paused; fail on Degraded or after 10 minutes
-  kubectl sluice status shop --watch --timeout 10m";
+  # Print the status once
+  kubectl sluice status shop --watch=false";
+
+/// Exit code: `--timeout` passed before the rollout was Healthy or Degraded.
+pub const TIMED_OUT: u8 = 3;
+/// Exit code: the rollout could not be read or watched.
+pub const UNWATCHABLE: u8 = 4;
 
 /// `status`.
 #[derive(Debug, Args)]
@@ -40,11 +47,20 @@ Examples:
 pub struct StatusArgs {
     /// The rollout's name.
     pub name: String,
-    /// Print each change and wait until the rollout is Healthy, Paused or Degraded.
-    #[arg(short, long)]
+    /// Print each change and wait until the rollout is Healthy or Degraded (the default);
+    /// `--watch=false` prints the status once.
+    #[arg(
+        short,
+        long,
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
     pub watch: bool,
-    /// With --watch: give up (exit 1) after this long, e.g. 90s, 5m, 1h; no limit when absent.
-    #[arg(long, requires = "watch", value_name = "DURATION", value_parser = parse_duration)]
+    /// Give up (exit 3) after this long, e.g. 90s, 5m, 1h; `0` or absent waits for ever.
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 }
 
@@ -78,14 +94,23 @@ pub fn status_line(rollout: &Rollout, style: &Style) -> String {
     }
 }
 
-/// Whether the rollout's state ends a `--watch`, and with which exit code. Pure.
+/// Whether the rollout's state ends a watch, and with which exit code: Healthy or Degraded; a
+/// pause, even one waiting for a person, is still on the way. Pure.
 pub fn end_state(rollout: &Rollout) -> Option<ExitCode> {
     match health(rollout).0 {
         Health::Healthy => Some(ExitCode::SUCCESS),
-        Health::Paused if waits_for_a_person(rollout) => Some(ExitCode::SUCCESS),
         Health::Degraded => Some(ExitCode::FAILURE),
         Health::Paused | Health::Progressing => None,
     }
+}
+
+/// The exit code of `status` for what `run` returned: an error is said on stderr and exits
+/// [`UNWATCHABLE`], so a script tells it apart from a Degraded rollout.
+pub fn exit(result: Result<ExitCode, Error>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(UNWATCHABLE)
+    })
 }
 
 /// Runs `status`.
@@ -103,8 +128,9 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
     if let Some(code) = end_state(&rollout) {
         return Ok(code);
     }
+    let timeout = args.timeout.filter(|t| !t.is_zero());
     let deadline = async {
-        match args.timeout {
+        match timeout {
             Some(t) => tokio::time::sleep(t).await,
             None => std::future::pending().await,
         }
@@ -122,11 +148,11 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
         tokio::select! {
             _ = &mut deadline => {
                 eprintln!(
-                    "error: timed out after {} waiting for rollout \"{}\" to be Healthy, Paused or Degraded",
-                    humanize(args.timeout.unwrap_or_default()),
+                    "error: timed out after {} waiting for rollout \"{}\" to be Healthy or Degraded",
+                    humanize(timeout.unwrap_or_default()),
                     args.name
                 );
-                return Ok(ExitCode::FAILURE);
+                return Ok(ExitCode::from(TIMED_OUT));
             }
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::from(130)),
             next = changes.next() => match next {
@@ -152,7 +178,7 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
                         return Err(refused);
                     }
                 }
-                None => return Ok(ExitCode::FAILURE),
+                None => return Ok(ExitCode::from(UNWATCHABLE)),
             }
         }
     }
