@@ -1,11 +1,5 @@
-//! Sluice under Argo CD, for real: each test commits one of `examples/` into a Git repository of
-//! its own, points an Argo CD Application at it with the test's namespace as destination, and
-//! runs the Sluice controller for that namespace. The assertions are what a user sees in
-//! `argocd app get -o json`: the sync status, the health, and the Rollout's health among the
-//! Application's resources; the Rollout itself is read only to know where the canary stands.
-//!
-//! Argo CD runs beside the local cluster (`cargo xtask argocd up`, which `cargo xtask test` does,
-//! and which the first test here runs when Argo CD is not up).
+//! The harness of the Argo CD tests: an Application of a Git repository the test commits to, and
+//! what Argo CD shows of it.
 
 use std::time::Duration;
 
@@ -23,15 +17,15 @@ use sluice_testkit::{
 };
 
 /// Where each test's manifest lives in its repository.
-const APP_PATH: &str = "app";
+pub const APP_PATH: &str = "app";
 
 /// The manual pause of `examples/canary.yaml` (its fourth step: `pause: {}`).
-const MANUAL_PAUSE: i32 = 3;
+pub const MANUAL_PAUSE: i32 = 3;
 
 /// An example, with a pod annotation kwok honours (`sluice.dev/ready-after`) so that new pods
 /// take as long to become ready as a readiness probe would make them: each step is then visibly
 /// Progressing before it pauses.
-fn example(file: &str, app: &str) -> String {
+pub fn example(file: &str, app: &str) -> String {
     let text = std::fs::read_to_string(sluice_testkit::repo_root().join("examples").join(file))
         .unwrap_or_else(|e| panic!("reading examples/{file}: {e}"));
     let labels = format!("    metadata:\n      labels:\n        app: {app}\n");
@@ -48,20 +42,20 @@ fn example(file: &str, app: &str) -> String {
 
 /// What `argocd app get -o json` says about the Application and its Rollout.
 #[derive(Clone, Debug, PartialEq)]
-struct View {
-    sync: String,
-    health: String,
+pub struct View {
+    pub sync: String,
+    pub health: String,
     /// The commit the sync status compares with.
-    revision: String,
+    pub revision: String,
     /// The Rollout's health among the Application's resources.
-    rollout: String,
-    rollout_message: String,
+    pub rollout: String,
+    pub rollout_message: String,
     /// The resources Argo CD finds out of sync with Git (`Kind/name`).
-    out_of_sync: Vec<String>,
+    pub out_of_sync: Vec<String>,
 }
 
 impl View {
-    fn read(app: &Value, rollout: &str) -> Self {
+    pub fn read(app: &Value, rollout: &str) -> Self {
         let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
         let resources = app["status"]["resources"].as_array().into_iter().flatten();
         let resource = resources
@@ -81,36 +75,58 @@ impl View {
         }
     }
 
-    fn is(&self, sync: &str, health: &str) -> bool {
+    pub fn is(&self, sync: &str, health: &str) -> bool {
         self.sync == sync && self.health == health && self.rollout == health
     }
 }
 
+/// How an Application syncs and compares with Git.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// `syncPolicy.automated.selfHeal`: drift from Git is written back.
+    pub self_heal: bool,
+    /// Compared with Git by server-side diff (`ServerSideDiff=true`), not Argo CD's default
+    /// client-side diff.
+    pub server_side_diff: bool,
+    /// `syncPolicy.syncOptions` (`ServerSideApply=true`, `RespectIgnoreDifferences=true`, ...).
+    pub sync_options: Vec<&'static str>,
+    /// `spec.ignoreDifferences`.
+    pub ignore_differences: Vec<Value>,
+}
+
+impl Policy {
+    /// Argo CD's defaults with an automated sync: no self-heal, client-side diff and apply.
+    pub fn automated() -> Self {
+        Self::default()
+    }
+
+    /// An automated sync that also writes drift back (`selfHeal: true`).
+    pub fn self_heal() -> Self {
+        Self {
+            self_heal: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// One test: its namespace, the Sluice controller for it, its repository and its Application.
-struct App {
-    name: String,
-    rollout: String,
-    rollouts: Api<Rollout>,
+pub struct App {
+    pub name: String,
+    pub rollout: String,
+    pub rollouts: Api<Rollout>,
     /// Every distinct view seen, in order: the report when a wait fails.
-    seen: Vec<View>,
+    pub seen: Vec<View>,
     // Dropped in this order (after `Drop` deletes the Application): the controller (its log
     // printed on failure), the namespace, the repository.
     _controller: Controller,
-    ns: TestNamespace,
-    repo: Repo,
+    pub ns: TestNamespace,
+    pub repo: Repo,
 }
 
 impl App {
-    /// Commits `manifest` and creates an Application of it with an automated sync policy
-    /// (`selfHeal` as given), compared with Git by client-side diff (Argo CD's default) or
-    /// server-side diff; the Sluice controller runs for the namespace.
-    async fn new(
-        test: &str,
-        manifest: &str,
-        rollout: &str,
-        self_heal: bool,
-        server_side_diff: bool,
-    ) -> Self {
+    /// Commits `manifest` and creates an Application of it with an automated sync policy as
+    /// `policy` says; the Sluice controller runs for the namespace.
+    pub async fn new(test: &str, manifest: &str, rollout: &str, policy: Policy) -> Self {
         argocd::ensure_up().await;
         let ns = TestNamespace::new(test).await;
         sluice_testkit::install_crds(&ns.client).await;
@@ -118,7 +134,7 @@ impl App {
         let repo = Repo::new(&ns.name);
         repo.commit(&[(&manifest_path(), manifest)], "the application");
         let mut annotations = json!({});
-        if server_side_diff {
+        if policy.server_side_diff {
             annotations["argocd.argoproj.io/compare-options"] = json!("ServerSideDiff=true");
         }
         let application = json!({
@@ -133,7 +149,11 @@ impl App {
                 "project": "default",
                 "source": { "repoURL": repo.url(), "targetRevision": "main", "path": APP_PATH },
                 "destination": { "server": "https://kubernetes.default.svc", "namespace": ns.name },
-                "syncPolicy": { "automated": { "prune": true, "selfHeal": self_heal } }
+                "syncPolicy": {
+                    "automated": { "prune": true, "selfHeal": policy.self_heal },
+                    "syncOptions": policy.sync_options,
+                },
+                "ignoreDifferences": policy.ignore_differences,
             }
         });
         let application: DynamicObject =
@@ -154,7 +174,7 @@ impl App {
     }
 
     /// `argocd ARGS`, failing the test unless it succeeds; its stdout.
-    async fn argocd(&self, args: &[&str]) -> String {
+    pub async fn argocd(&self, args: &[&str]) -> String {
         let mut cmd = tokio::process::Command::from(argocd::cli());
         cmd.args(args).kill_on_drop(true);
         let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
@@ -172,7 +192,7 @@ impl App {
     }
 
     /// `argocd app get -o json` (with `--refresh`: Argo CD compares with Git again first).
-    async fn get(&mut self, refresh: bool) -> View {
+    pub async fn get(&mut self, refresh: bool) -> View {
         let mut args = vec!["app", "get", &self.name, "-o", "json"];
         if refresh {
             args.push("--refresh");
@@ -188,7 +208,7 @@ impl App {
 
     /// Polls Argo CD until `ok` holds for what it shows, failing with every view seen after
     /// `seconds`; `each` checks every view on the way (an invariant).
-    async fn wait_until(
+    pub async fn wait_until(
         &mut self,
         seconds: u64,
         what: &str,
@@ -220,12 +240,17 @@ impl App {
         }
     }
 
-    async fn wait(&mut self, seconds: u64, what: &str, ok: impl Fn(&View) -> bool) -> View {
+    pub async fn wait(&mut self, seconds: u64, what: &str, ok: impl Fn(&View) -> bool) -> View {
         self.wait_until(seconds, what, ok, |_| Ok(())).await
     }
 
     /// Polls Argo CD for `seconds`, failing as soon as a view breaks `each`.
-    async fn hold(&mut self, seconds: u64, what: &str, each: impl Fn(&View) -> Result<(), String>) {
+    pub async fn hold(
+        &mut self,
+        seconds: u64,
+        what: &str,
+        each: impl Fn(&View) -> Result<(), String>,
+    ) {
         let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
         while tokio::time::Instant::now() < until {
             let view = self.get(false).await;
@@ -237,7 +262,7 @@ impl App {
     }
 
     /// Merges `patch` into the Application (as a user editing it would).
-    async fn patch(&self, patch: Value) {
+    pub async fn patch(&self, patch: Value) {
         applications(&self.ns)
             .patch(
                 &self.name,
@@ -249,7 +274,7 @@ impl App {
     }
 
     /// Commits `manifest` and waits until Argo CD has synced that commit.
-    async fn commit(&mut self, manifest: &str, message: &str) -> String {
+    pub async fn commit(&mut self, manifest: &str, message: &str) -> String {
         let commit = self.repo.commit(&[(&manifest_path(), manifest)], message);
         self.get(true).await;
         let want = commit.clone();
@@ -261,24 +286,48 @@ impl App {
     }
 
     /// `argocd app actions run <app> <action> --kind Rollout --resource-name <rollout>`.
-    async fn action(&self, action: &str) {
-        let (name, rollout) = (self.name.clone(), self.rollout.clone());
+    pub async fn action(&self, action: &str) {
+        let rollout = self.rollout.clone();
+        self.action_on("Rollout", &rollout, action).await;
+    }
+
+    /// `argocd app actions run <app> <action> --kind <kind> --resource-name <name>`.
+    pub async fn action_on(&self, kind: &str, name: &str, action: &str) {
+        let app = self.name.clone();
         self.argocd(&[
             "app",
             "actions",
             "run",
-            &name,
+            &app,
             action,
             "--kind",
-            "Rollout",
+            kind,
             "--resource-name",
-            &rollout,
+            name,
         ])
         .await;
     }
 
+    /// The health Argo CD shows for the resource `kind/name` of the Application's resource tree
+    /// (those in Git and their children, as its UI draws them): `(status, message)`, `None`
+    /// while the tree does not hold it.
+    pub async fn tree_health(&self, kind: &str, name: &str) -> Option<(String, String)> {
+        let tree = argocd::resource_tree(&self.name)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:#}", self.name));
+        let nodes = tree["nodes"].as_array().cloned().unwrap_or_default();
+        let node = nodes
+            .iter()
+            .find(|n| n["kind"] == kind && n["name"] == name)?;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Some((
+            text(&node["health"]["status"]),
+            text(&node["health"]["message"]),
+        ))
+    }
+
     /// The actions Argo CD offers on the Rollout now, with whether each is enabled.
-    async fn actions(&self) -> Vec<(String, bool)> {
+    pub async fn actions(&self) -> Vec<(String, bool)> {
         let (name, rollout) = (self.name.clone(), self.rollout.clone());
         let text = self
             .argocd(&[
@@ -305,7 +354,7 @@ impl App {
             .collect()
     }
 
-    async fn get_rollout(&self) -> Rollout {
+    pub async fn get_rollout(&self) -> Rollout {
         self.rollouts
             .get(&self.rollout)
             .await
@@ -313,7 +362,7 @@ impl App {
     }
 
     /// Waits until the Rollout (read from the cluster) satisfies `ok`.
-    async fn wait_rollout(
+    pub async fn wait_rollout(
         &self,
         seconds: u64,
         what: &str,
@@ -327,12 +376,12 @@ impl App {
     }
 
     /// Waits until the canary stands at its manual pause, and Argo CD shows it Suspended.
-    async fn at_manual_pause(&mut self) {
+    pub async fn at_manual_pause(&mut self) {
         self.at_manual_pause_with(|_| Ok(())).await;
     }
 
     /// [`Self::at_manual_pause`], checking every view Argo CD shows on the way with `each`.
-    async fn at_manual_pause_with(&mut self, each: impl Fn(&View) -> Result<(), String>) {
+    pub async fn at_manual_pause_with(&mut self, each: impl Fn(&View) -> Result<(), String>) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
         loop {
             let view = self.get(false).await;
@@ -360,7 +409,7 @@ impl App {
 
     /// Waits until Argo CD shows the Application Synced and Healthy, and the Rollout's update
     /// done (its stable ReplicaSet the current one).
-    async fn healthy(&mut self, seconds: u64) -> View {
+    pub async fn healthy(&mut self, seconds: u64) -> View {
         let view = self
             .wait(seconds, "Synced and Healthy", |v| v.is("Synced", "Healthy"))
             .await;
@@ -388,11 +437,11 @@ impl Drop for App {
     }
 }
 
-fn manifest_path() -> String {
+pub fn manifest_path() -> String {
     format!("{APP_PATH}/manifest.yaml")
 }
 
-fn applications(ns: &TestNamespace) -> Api<DynamicObject> {
+pub fn applications(ns: &TestNamespace) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application");
     Api::namespaced_with(
         ns.client.clone(),
@@ -402,188 +451,16 @@ fn applications(ns: &TestNamespace) -> Api<DynamicObject> {
 }
 
 /// The canary example as it is, and with its image changed.
-fn canary(image: &str) -> String {
+pub fn canary(image: &str) -> String {
     example("canary.yaml", "guestbook").replace(
         "ghcr.io/example/guestbook:1.0",
         &format!("ghcr.io/example/guestbook:{image}"),
     )
 }
 
-#[tokio::test]
-async fn a_synced_canary_is_synced_and_healthy() {
-    let mut app = App::new("argocd-sync", &canary("1.0"), "guestbook", false, false).await;
-    let view = app.healthy(120).await;
-    assert_eq!(view.rollout_message, "", "{view:?}");
-}
-
-#[tokio::test]
-async fn a_commit_pauses_at_the_manual_step_and_actions_move_it_on() {
-    let mut app = App::new("argocd-steps", &canary("1.0"), "guestbook", false, false).await;
-    app.healthy(120).await;
-    let first = app.seen.len();
-
-    app.commit(&canary("1.1"), "guestbook 1.1").await;
-    app.at_manual_pause().await;
-    assert!(
-        app.seen[first..].iter().any(|v| v.rollout == "Progressing"),
-        "never Progressing on the way to the pause: {:#?}",
-        app.seen
-    );
-    let actions = app.actions().await;
-    for (action, enabled) in [
-        ("resume", true),
-        ("promote-full", true),
-        ("abort", true),
-        ("retry", false),
-    ] {
-        assert!(
-            actions.contains(&(action.to_string(), enabled)),
-            "{action} should be {}: {actions:?}",
-            if enabled { "enabled" } else { "disabled" }
-        );
-    }
-
-    // resume: past the manual pause, to the next steps.
-    app.action("resume").await;
-    app.wait_rollout(60, "the canary past its manual pause", |r| {
-        status(r).current_step_index > Some(MANUAL_PAUSE)
-    })
-    .await;
-    // promote-full: the remaining steps skipped.
-    app.action("promote-full").await;
-    app.healthy(120).await;
-    let r = app.get_rollout().await;
-    assert_eq!(
-        sluice_testkit::manifests::image(&r),
-        "ghcr.io/example/guestbook:1.1"
-    );
-}
-
-#[tokio::test]
-async fn abort_is_degraded_and_retry_restarts_the_update() {
-    let mut app = App::new("argocd-abort", &canary("1.0"), "guestbook", false, false).await;
-    app.healthy(120).await;
-    app.commit(&canary("1.1"), "guestbook 1.1").await;
-    app.at_manual_pause().await;
-
-    app.action("abort").await;
-    let view = app
-        .wait(60, "Degraded after abort", |v| v.is("Synced", "Degraded"))
-        .await;
-    assert!(
-        !view.rollout_message.is_empty(),
-        "Degraded without a message: {view:?}"
-    );
-    app.wait_rollout(60, "the canary scaled away after abort", |r| {
-        let s = status(r);
-        s.abort == Some(true) && s.updated_replicas == Some(0)
-    })
-    .await;
-    let actions = app.actions().await;
-    assert!(
-        actions.contains(&("retry".to_string(), true)),
-        "{actions:?}"
-    );
-
-    app.action("retry").await;
-    app.wait_rollout(60, "the update restarted", |r| {
-        let s = status(r);
-        s.abort != Some(true) && s.updated_replicas > Some(0)
-    })
-    .await;
-    // The Application's health follows the Rollout's at its next reconciliation.
-    app.wait(60, "no longer Degraded after retry", |v| {
-        v.health != "Degraded" && v.rollout != "Degraded"
-    })
-    .await;
-    let degraded_until = app.seen.len();
-    app.at_manual_pause().await;
-    assert!(
-        app.seen[degraded_until..]
-            .iter()
-            .all(|v| v.health != "Degraded" && v.rollout != "Degraded"),
-        "Degraded again after retry: {:#?}",
-        app.seen
-    );
-    app.action("promote-full").await;
-    app.healthy(120).await;
-}
-
-#[tokio::test]
-async fn blue_green_is_suspended_until_promoted() {
-    let bluegreen = |version: &str| {
-        example("bluegreen.yaml", "checkout").replace(
-            "ghcr.io/example/checkout:2.3.0",
-            &format!("ghcr.io/example/checkout:{version}"),
-        )
-    };
-    let mut app = App::new(
-        "argocd-bluegreen",
-        &bluegreen("2.3.0"),
-        "checkout",
-        false,
-        false,
-    )
-    .await;
-    app.healthy(120).await;
-
-    app.commit(&bluegreen("2.4.0"), "checkout 2.4.0").await;
-    app.wait(120, "Suspended waiting for promotion", |v| {
-        v.is("Synced", "Suspended")
-    })
-    .await;
-    let r = app.get_rollout().await;
-    let s = status(&r);
-    assert_ne!(
-        s.current_pod_hash, s.stable_rs,
-        "Suspended before the new version came up: {s:?}"
-    );
-    app.action("resume").await;
-    app.healthy(120).await;
-}
-
-#[tokio::test]
-async fn restart_replaces_the_pods_and_stays_synced() {
-    let mut app = App::new("argocd-restart", &canary("1.0"), "guestbook", true, false).await;
-    app.healthy(120).await;
-    let hash = status(&app.get_rollout().await)
-        .current_pod_hash
-        .expect("a current pod hash");
-    let before = pods_of(&app, &hash).await;
-    assert_eq!(before.len(), 5, "{before:?}");
-
-    // `restart` writes spec.restartAt, which is not in Git: selfHeal must leave it.
-    app.action("restart").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let view = app.get(false).await;
-        if let Err(broken) = stays_synced(&view) {
-            panic!("{broken} during the restart; seen:\n{:#?}", app.seen);
-        }
-        let now = pods_of(&app, &hash).await;
-        if now.len() == 5 && now.iter().all(|p| !before.contains(p)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the pods were not all replaced within 120 s: before {before:?}, now {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let r = app.get_rollout().await;
-    assert!(r.spec.restart_at.is_some(), "restartAt was reverted");
-    app.wait_until(
-        120,
-        "Synced and Healthy after the restart",
-        |v| v.is("Synced", "Healthy"),
-        stays_synced,
-    )
-    .await;
-}
-
 /// The invariant of a synced Application: once Argo CD has synced a commit, nothing Sluice
 /// writes (Service selectors, ReplicaSets, the Rollout's status) makes it OutOfSync.
-fn stays_synced(v: &View) -> Result<(), String> {
+pub fn stays_synced(v: &View) -> Result<(), String> {
     if v.sync == "Synced" {
         Ok(())
     } else {
@@ -592,7 +469,7 @@ fn stays_synced(v: &View) -> Result<(), String> {
 }
 
 /// The names of the pods of the ReplicaSet with this pod template hash (not those terminating).
-async fn pods_of(app: &App, hash: &str) -> Vec<String> {
+pub async fn pods_of(app: &App, hash: &str) -> Vec<String> {
     let params = ListParams::default().labels(&format!("rollouts-pod-template-hash={hash}"));
     let mut names: Vec<String> = app
         .ns
@@ -607,116 +484,4 @@ async fn pods_of(app: &App, hash: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// A canary synced by an Application with `selfHeal`, with client-side or server-side diff:
-/// never OutOfSync through the rollout and after it, and neither a manual sync nor a self-heal
-/// during the canary restarts it.
-async fn self_heal(test: &str, server_side_diff: bool) {
-    let mut app = App::new(test, &canary("1.0"), "guestbook", true, server_side_diff).await;
-    if server_side_diff {
-        // Server-side diff predicts the live Service from a dry-run apply of Git's, and a
-        // Service's selector is atomic for server-side apply: the key Sluice added to it is
-        // predicted gone. The Services are OutOfSync until that key is ignored.
-        let mut services = vec![
-            "Service/guestbook-canary".to_string(),
-            "Service/guestbook-stable".to_string(),
-        ];
-        services.sort();
-        app.wait(120, "Healthy, the Services OutOfSync", |v| {
-            let mut out = v.out_of_sync.clone();
-            out.sort();
-            v.health == "Healthy" && v.sync == "OutOfSync" && out == services
-        })
-        .await;
-        app.patch(json!({ "spec": { "ignoreDifferences": [{
-            "kind": "Service",
-            "jsonPointers": ["/spec/selector/rollouts-pod-template-hash"]
-        }] } }))
-        .await;
-    }
-    app.healthy(120).await;
-    app.hold(15, "Healthy", stays_synced).await;
-
-    app.commit(&canary("1.1"), "guestbook 1.1").await;
-    app.at_manual_pause_with(stays_synced).await;
-    let paused = status(&app.get_rollout().await);
-    let hash = paused.current_pod_hash.clone().expect("a current pod hash");
-    let pods = pods_of(&app, &hash).await;
-    assert!(!pods.is_empty(), "no canary pods at the pause");
-
-    // A sync by hand during the canary: nothing to change, nothing restarted.
-    let name = app.name.clone();
-    app.argocd(&["app", "sync", &name, "--timeout", "90"]).await;
-    app.hold(10, "Suspended after a manual sync", |v| {
-        stays_synced(v)?;
-        (v.rollout == "Suspended")
-            .then_some(())
-            .ok_or(format!("not Suspended: {v:?}"))
-    })
-    .await;
-
-    // Drift in a field Git owns: self-heal writes it back, and the canary stays where it was.
-    let patch = json!({ "spec": { "revisionHistoryLimit": 4 } });
-    app.rollouts
-        .patch(
-            "guestbook",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .expect("changing revisionHistoryLimit behind Argo CD's back");
-    app.wait_rollout(90, "self-heal restoring revisionHistoryLimit", |r| {
-        r.spec.revision_history_limit == Some(3)
-    })
-    .await;
-    // The write-back is a new generation: Argo CD's health check says Progressing until Sluice
-    // has observed it, and nothing else (no new pods, no new steps).
-    app.hold(10, "Suspended after self-heal", |v| {
-        let observing = v.rollout == "Progressing"
-            && v.rollout_message == "Waiting for rollout spec update to be observed";
-        (v.rollout == "Suspended" || observing)
-            .then_some(())
-            .ok_or(format!("{v:?}"))
-    })
-    .await;
-    app.wait(60, "Synced and Suspended after self-heal", |v| {
-        v.is("Synced", "Suspended")
-    })
-    .await;
-    let after = status(&app.get_rollout().await);
-    assert_eq!(after.current_step_index, Some(MANUAL_PAUSE), "{after:?}");
-    assert_eq!(after.current_pod_hash, paused.current_pod_hash, "{after:?}");
-    assert_eq!(
-        pods_of(&app, &hash).await,
-        pods,
-        "the canary's pods were replaced"
-    );
-
-    app.action("promote-full").await;
-    app.wait_until(
-        120,
-        "Synced and Healthy",
-        |v| v.is("Synced", "Healthy"),
-        stays_synced,
-    )
-    .await;
-    // After the update: the old ReplicaSet scaled down, the Services' selectors moved.
-    app.hold(15, "Healthy after the update", |v| {
-        stays_synced(v)?;
-        (v.health == "Healthy")
-            .then_some(())
-            .ok_or(format!("{v:?}"))
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn self_heal_stays_synced_and_keeps_the_canary() {
-    self_heal("argocd-selfheal", false).await;
-}
-
-#[tokio::test]
-async fn self_heal_with_server_side_diff_stays_synced_and_keeps_the_canary() {
-    self_heal("argocd-ssd", true).await;
 }

@@ -148,3 +148,18 @@ pub async fn restart_time() -> jiff::Timestamp {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     at
 }
+
+/// Installs the TLS crypto provider kube uses (rustls with ring) as the process default, which
+/// reqwest built without a provider needs to make a client, as the controller does.
+pub(crate) fn ensure_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use kube::client::ConfigExt;
+        let Ok(uri) = "https://localhost".parse() else {
+            return;
+        };
+        if let Ok(config) = kube::Config::new(uri).rustls_client_config() {
+            let _ = (**config.crypto_provider()).clone().install_default();
+        }
+    });
+}

@@ -485,6 +485,32 @@ pub fn cli() -> Command {
     cmd
 }
 
+/// The resource tree argocd-server serves for the Application `app`
+/// (`GET /api/v1/applications/<app>/resource-tree`): every resource Argo CD shows for it, those in
+/// Git and their children, each with the health Argo CD gives it.
+pub async fn resource_tree(app: &str) -> Result<serde_json::Value> {
+    crate::access::ensure_crypto_provider();
+    let url = format!("http://127.0.0.1:{SERVER_PORT}/api/v1/applications/{app}/resource-tree");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("an HTTP client")?;
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .with_context(|| format!("reading {url}"))?;
+    if !status.is_success() {
+        bail!("GET {url}: {status}: {body}");
+    }
+    serde_json::from_str(&body).with_context(|| format!("{url} answered {body}"))
+}
+
 /// Makes sure Argo CD answers for a test, bringing it up with `cargo xtask argocd up` (once per
 /// test process, serialised between test binaries) when it does not; starts the cluster first
 /// if needed.

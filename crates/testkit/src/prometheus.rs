@@ -13,7 +13,7 @@ use std::{
     net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, Once},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -215,25 +215,10 @@ fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("prometheus"))
 }
 
-/// Installs the TLS crypto provider kube uses (rustls with ring) as the process default, which
-/// reqwest built without a provider needs, as the controller does.
-fn ensure_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        use kube::client::ConfigExt;
-        let Ok(uri) = "https://localhost".parse() else {
-            return;
-        };
-        if let Ok(config) = kube::Config::new(uri).rustls_client_config() {
-            let _ = (**config.crypto_provider()).clone().install_default();
-        }
-    });
-}
-
 impl Prometheus {
     /// Starts Prometheus and an exporter, and waits (up to 30 s) until the exporter is scraped.
     pub async fn start() -> Self {
-        ensure_crypto_provider();
+        crate::access::ensure_crypto_provider();
         let exporter = Exporter::start();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\

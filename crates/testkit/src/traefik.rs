@@ -13,7 +13,7 @@ use std::{
     collections::BTreeMap,
     path::PathBuf,
     process::Command,
-    sync::{Once, OnceLock},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -173,7 +173,7 @@ impl Traefik {
         cmd.arg("--providers.kubernetesGateway.experimentalChannel=true");
         let log = dir.join(format!("traefik-{namespace}.log"));
         let (process, _) = Process::spawn(&mut cmd, &log, LogMode::Truncate)?;
-        ensure_crypto_provider();
+        crate::access::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(16)
@@ -512,19 +512,4 @@ async fn gateway(client: &Client, namespace: &str, port: u16) -> Result<()> {
         .await
         .context("applying the Gateway")?;
     Ok(())
-}
-
-/// Installs the TLS crypto provider kube uses (rustls with ring) as the process default, which
-/// reqwest built without a provider needs to make a client (as `prometheus` does).
-fn ensure_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        use kube::client::ConfigExt;
-        let Ok(uri) = "https://localhost".parse() else {
-            return;
-        };
-        if let Ok(config) = kube::Config::new(uri).rustls_client_config() {
-            let _ = (**config.crypto_provider()).clone().install_default();
-        }
-    });
 }
