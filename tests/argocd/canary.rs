@@ -369,20 +369,32 @@ impl Drop for Selectors {
 }
 
 /// Argo CD's server-side apply (`ServerSideApply=true`) applies with `--force-conflicts`, and a
-/// Service's selector is one atomic field: a sync would put Git's selector back over the key
-/// Sluice added. With that key ignored and the sync respecting ignored fields, as docs/argocd.md
-/// says, no sync ever takes it away and the Application stays Synced through a canary.
+/// Service's selector is one atomic field: the key Sluice added makes both Services OutOfSync, and
+/// a sync (self-heal's too) puts Git's selector back over it. With that key ignored and the sync
+/// respecting ignored fields, as docs/argocd.md says, no sync ever takes it away and the
+/// Application stays Synced through a canary.
 #[tokio::test]
 async fn server_side_apply_keeps_the_selector_key_when_it_is_ignored_and_respected() {
     let policy = Policy {
         sync_options: vec!["ServerSideApply=true", "RespectIgnoreDifferences=true"],
-        ignore_differences: vec![json!({
-            "kind": "Service",
-            "jsonPointers": ["/spec/selector/rollouts-pod-template-hash"],
-        })],
         ..Policy::self_heal()
     };
     let mut app = App::new("argocd-ssa", &canary("1.0"), "guestbook", policy).await;
+    let services = [
+        "Service/guestbook-canary".to_string(),
+        "Service/guestbook-stable".to_string(),
+    ];
+    app.wait(120, "Healthy, the Services OutOfSync", |v| {
+        let mut out = v.out_of_sync.clone();
+        out.sort();
+        v.health == "Healthy" && v.sync == "OutOfSync" && out == services
+    })
+    .await;
+    app.patch(json!({ "spec": { "ignoreDifferences": [{
+        "kind": "Service",
+        "jsonPointers": ["/spec/selector/rollouts-pod-template-hash"]
+    }] } }))
+    .await;
     app.healthy(120).await;
     let selectors = Selectors::watch(&app);
 
