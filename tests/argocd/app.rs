@@ -375,6 +375,47 @@ impl App {
             .await
     }
 
+    /// Waits until Argo CD shows the Application Healthy with exactly its two Services OutOfSync
+    /// (over the key Sluice added to their selectors, which server-side diff and server-side
+    /// apply see), then ignores that key in the Application.
+    pub async fn ignore_the_selector_key_once_seen(&mut self) {
+        let services = [
+            "Service/guestbook-canary".to_string(),
+            "Service/guestbook-stable".to_string(),
+        ];
+        self.wait(120, "Healthy, the Services OutOfSync", |v| {
+            let mut out = v.out_of_sync.clone();
+            out.sort();
+            v.health == "Healthy" && v.sync == "OutOfSync" && out == services
+        })
+        .await;
+        self.patch(json!({ "spec": { "ignoreDifferences": [{
+            "kind": "Service",
+            "jsonPointers": ["/spec/selector/rollouts-pod-template-hash"]
+        }] } }))
+        .await;
+    }
+
+    /// `argocd app sync` by hand, then 10 s in which every view passes `each`.
+    pub async fn sync_by_hand(&mut self, each: impl Fn(&View) -> Result<(), String>) {
+        let name = self.name.clone();
+        self.argocd(&["app", "sync", &name, "--timeout", "90"])
+            .await;
+        self.hold(10, "after a manual sync", each).await;
+    }
+
+    /// Argo CD's `promote-full`, then a wait for Synced and Healthy, never OutOfSync on the way.
+    pub async fn promote_full_to_healthy(&mut self) {
+        self.action("promote-full").await;
+        self.wait_until(
+            120,
+            "Synced and Healthy",
+            |v| v.is("Synced", "Healthy"),
+            stays_synced,
+        )
+        .await;
+    }
+
     /// Waits until the canary stands at its manual pause, and Argo CD shows it Suspended.
     pub async fn at_manual_pause(&mut self) {
         self.at_manual_pause_with(|_| Ok(())).await;

@@ -222,22 +222,7 @@ async fn self_heal(test: &str, server_side_diff: bool) {
         // Server-side diff predicts the live Service from a dry-run apply of Git's, and a
         // Service's selector is atomic for server-side apply: the key Sluice added to it is
         // predicted gone. The Services are OutOfSync until that key is ignored.
-        let mut services = vec![
-            "Service/guestbook-canary".to_string(),
-            "Service/guestbook-stable".to_string(),
-        ];
-        services.sort();
-        app.wait(120, "Healthy, the Services OutOfSync", |v| {
-            let mut out = v.out_of_sync.clone();
-            out.sort();
-            v.health == "Healthy" && v.sync == "OutOfSync" && out == services
-        })
-        .await;
-        app.patch(json!({ "spec": { "ignoreDifferences": [{
-            "kind": "Service",
-            "jsonPointers": ["/spec/selector/rollouts-pod-template-hash"]
-        }] } }))
-        .await;
+        app.ignore_the_selector_key_once_seen().await;
     }
     app.healthy(120).await;
     app.hold(15, "Healthy", stays_synced).await;
@@ -250,9 +235,7 @@ async fn self_heal(test: &str, server_side_diff: bool) {
     assert!(!pods.is_empty(), "no canary pods at the pause");
 
     // A sync by hand during the canary: nothing to change, nothing restarted.
-    let name = app.name.clone();
-    app.argocd(&["app", "sync", &name, "--timeout", "90"]).await;
-    app.hold(10, "Suspended after a manual sync", |v| {
+    app.sync_by_hand(|v| {
         stays_synced(v)?;
         (v.rollout == "Suspended")
             .then_some(())
@@ -297,14 +280,7 @@ async fn self_heal(test: &str, server_side_diff: bool) {
         "the canary's pods were replaced"
     );
 
-    app.action("promote-full").await;
-    app.wait_until(
-        120,
-        "Synced and Healthy",
-        |v| v.is("Synced", "Healthy"),
-        stays_synced,
-    )
-    .await;
+    app.promote_full_to_healthy().await;
     // After the update: the old ReplicaSet scaled down, the Services' selectors moved.
     app.hold(15, "Healthy after the update", |v| {
         stays_synced(v)?;
@@ -380,38 +356,14 @@ async fn server_side_apply_keeps_the_selector_key_when_it_is_ignored_and_respect
         ..Policy::self_heal()
     };
     let mut app = App::new("argocd-ssa", &canary("1.0"), "guestbook", policy).await;
-    let services = [
-        "Service/guestbook-canary".to_string(),
-        "Service/guestbook-stable".to_string(),
-    ];
-    app.wait(120, "Healthy, the Services OutOfSync", |v| {
-        let mut out = v.out_of_sync.clone();
-        out.sort();
-        v.health == "Healthy" && v.sync == "OutOfSync" && out == services
-    })
-    .await;
-    app.patch(json!({ "spec": { "ignoreDifferences": [{
-        "kind": "Service",
-        "jsonPointers": ["/spec/selector/rollouts-pod-template-hash"]
-    }] } }))
-    .await;
+    app.ignore_the_selector_key_once_seen().await;
     app.healthy(120).await;
     let selectors = Selectors::watch(&app);
 
     app.commit(&canary("1.1"), "guestbook 1.1").await;
     app.at_manual_pause_with(stays_synced).await;
-    let name = app.name.clone();
-    app.argocd(&["app", "sync", &name, "--timeout", "90"]).await;
-    app.hold(10, "Suspended after a manual sync", stays_synced)
-        .await;
-    app.action("promote-full").await;
-    app.wait_until(
-        120,
-        "Synced and Healthy",
-        |v| v.is("Synced", "Healthy"),
-        stays_synced,
-    )
-    .await;
+    app.sync_by_hand(stays_synced).await;
+    app.promote_full_to_healthy().await;
     assert_eq!(
         selectors.unkeyed(),
         Vec::<String>::new(),

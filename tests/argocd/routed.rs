@@ -152,10 +152,7 @@ async fn a_routed_canary_stays_synced_when_its_weights_are_ignored_and_respected
     );
 
     // A sync by hand keeps the weights Sluice set.
-    let name = app.name.clone();
-    app.argocd(&["app", "sync", &name, "--timeout", "90"]).await;
-    app.hold(10, "Suspended after a manual sync", stays_synced)
-        .await;
+    app.sync_by_hand(stays_synced).await;
     assert_eq!(
         weights(&app).await,
         (60, 40),
@@ -164,14 +161,7 @@ async fn a_routed_canary_stays_synced_when_its_weights_are_ignored_and_respected
     let r = app.get_rollout().await;
     assert_eq!(status(&r).current_step_index, Some(MANUAL_PAUSE));
 
-    app.action("promote-full").await;
-    app.wait_until(
-        120,
-        "Synced and Healthy",
-        |v| v.is("Synced", "Healthy"),
-        stays_synced,
-    )
-    .await;
+    app.promote_full_to_healthy().await;
     assert_eq!(
         weights(&app).await,
         (100, 0),

@@ -31,6 +31,7 @@ use kube::{
 use sluice_analysis::plan::error_measurement;
 use sluice_api::{
     AnalysisPhase, Measurement, Metric, MetricProvider,
+    model::cut,
     vocab::{
         GROUP, JOB_NAME_KEY, METRIC_NAME_ANNOTATION, RUN_NAME_ANNOTATION, RUN_UID_LABEL, VERSION,
     },
@@ -165,14 +166,10 @@ pub fn cannot_start(pod: &Pod) -> Option<String> {
         let waiting = c.state.as_ref()?.waiting.as_ref()?;
         let reason = waiting.reason.as_deref()?;
         CANNOT_START.contains(&reason).then(|| {
-            let mut message = waiting.message.clone().unwrap_or_default();
-            if message.len() > KUBELET_MESSAGE_LIMIT {
-                let mut end = KUBELET_MESSAGE_LIMIT;
-                while !message.is_char_boundary(end) {
-                    end -= 1;
-                }
-                message.truncate(end);
-            }
+            let message = cut(
+                waiting.message.as_deref().unwrap_or_default(),
+                KUBELET_MESSAGE_LIMIT,
+            );
             format!(
                 "pod {} cannot start: container {} is waiting: {reason}{}{message}",
                 pod.metadata.name.as_deref().unwrap_or_default(),
