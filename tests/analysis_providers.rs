@@ -3,8 +3,24 @@
 //! are evaluated end to end, and whole runs are driven through the pure plan with the real
 //! providers. No mocks of Prometheus.
 
+#[path = "analysis_providers/cloudwatch.rs"]
+mod cloudwatch;
+#[path = "analysis_providers/datadog.rs"]
+mod datadog;
+#[path = "analysis_providers/graphite.rs"]
+mod graphite;
+#[path = "analysis_providers/influxdb.rs"]
+mod influxdb;
 #[path = "analysis_providers/job.rs"]
 mod job;
+#[path = "analysis_providers/kayenta.rs"]
+mod kayenta;
+#[path = "analysis_providers/newrelic.rs"]
+mod newrelic;
+#[path = "analysis_providers/skywalking.rs"]
+mod skywalking;
+#[path = "analysis_providers/wavefront.rs"]
+mod wavefront;
 #[path = "analysis_providers/web.rs"]
 mod web;
 
@@ -356,7 +372,7 @@ async fn tasks_for_an_unknown_provider_are_errors() {
         Evaluator::new(Default::default()),
     )
     .unwrap();
-    let dd = metric(json!({"name": "d", "provider": {"datadog": {"query": "x"}}}));
+    let dd = metric(json!({"name": "d", "provider": {"plugin": {"argoproj-labs/sample": {}}}}));
     let inflight = Measurement {
         phase: AnalysisPhase::Running,
         ..Measurement::default()
@@ -498,4 +514,245 @@ async fn prometheus_waits_no_longer_than_the_controllers_cap() {
         "the password is not shown: {m:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// A range query's metric against `address`: `query` from `start` to `end` every `step`.
+fn range_metric(address: &str, query: &str, range: [&str; 3], conditions: Value) -> Metric {
+    let mut m = prometheus_metric(address, query, conditions);
+    if let sluice_api::MetricProvider::Prometheus(p) = &mut m.provider {
+        p.range_query = Some(sluice_api::PrometheusRangeQuery {
+            start: Some(range[0].into()),
+            end: Some(range[1].into()),
+            step: Some(range[2].into()),
+        });
+    }
+    m
+}
+
+const LAST_MINUTE: [&str; 3] = [r#"now() - duration("1m")"#, "now()", "15s"];
+
+#[tokio::test]
+async fn prometheus_range_queries_give_every_sample_of_the_matrix() {
+    let prometheus = prometheus_with_requests().await;
+    let url = prometheus.url();
+    let errors = "sum(http_requests_total{code=\"500\"})";
+
+    // Every sample of the range: `all` checks each one, as Argo's docs advise.
+    let m = measure(&range_metric(
+        &url,
+        errors,
+        LAST_MINUTE,
+        json!({"successCondition": "len(result) >= 1 && all(result, {# == 5})"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    assert!(
+        m.value.as_deref().unwrap_or_default().starts_with("[5"),
+        "{m:?}"
+    );
+    let m = measure(&range_metric(
+        &url,
+        errors,
+        LAST_MINUTE,
+        json!({"successCondition": "all(result, {# < 5})"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Failed, "{m:?}");
+
+    // Several series: their samples one after the other, in one array.
+    let m = measure(&range_metric(
+        &url,
+        "sort(http_requests_total)",
+        LAST_MINUTE,
+        json!({"successCondition": "any(result, {# == 95}) && any(result, {# == 5}) && all(result, {# == 5 || # == 95})"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+
+    // An expression Sluice does not read, a step that is not a duration, a range Prometheus
+    // refuses: Errors naming what was asked.
+    let m = measure(&range_metric(
+        &url,
+        errors,
+        ["now() - 5m", "now()", "15s"],
+        json!({"successCondition": "true"}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(
+        message(&m).starts_with("prometheus rangeQuery.start \"now() - 5m\""),
+        "{m:?}"
+    );
+    let m = measure(&range_metric(
+        &url,
+        errors,
+        ["now()", "now()", "often"],
+        json!({}),
+    ))
+    .await;
+    assert!(message(&m).contains("rangeQuery.step"), "{m:?}");
+    let m = measure(&range_metric(
+        &url,
+        errors,
+        ["now()", r#"now() - duration("1h")"#, "15s"],
+        json!({}),
+    ))
+    .await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(message(&m).starts_with("bad_data"), "{m:?}");
+}
+
+/// A Prometheus metric signed for Amazon Managed Prometheus in us-west-2.
+fn amp_metric(address: &str, sigv4: Value, conditions: Value) -> Metric {
+    let mut m = prometheus_metric(address, ERROR_RATE, conditions);
+    if let sluice_api::MetricProvider::Prometheus(p) = &mut m.provider {
+        p.authentication = Some(serde_json::from_value(json!({"sigv4": sigv4})).unwrap());
+    }
+    m
+}
+
+#[tokio::test]
+async fn prometheus_sigv4_signs_for_amazon_managed_prometheus() {
+    let prometheus = prometheus_with_requests().await;
+    let aws = cloudwatch::FakeAws::start(cloudwatch::Answer::Garbage);
+    *aws.state.upstream.lock().unwrap() = Some(prometheus.url());
+    let address = aws.url("/workspaces/ws-1");
+    let limits = AnalysisLimits::default();
+    let measure_as = |env: sluice::analysis::providers::aws::AwsEnv, metric: Metric| {
+        let providers = cloudwatch::providers_with(env, &limits);
+        async move { providers.measure(&RunRef::default(), &metric, 1).await }
+    };
+
+    // Signed with the process' keys for `aps` in the metric's region: the front checks the
+    // signature and forwards to Prometheus.
+    let signed = amp_metric(
+        &address,
+        json!({"region": "us-west-2"}),
+        json!({"successCondition": "result[0] < 0.1"}),
+    );
+    let m = measure_as(aws.static_env(), signed.clone()).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    assert_eq!(m.value.as_deref(), Some("[0.05]"));
+    let failing = amp_metric(
+        &address,
+        json!({"region": "us-west-2"}),
+        json!({"successCondition": "result[0] < 0.01"}),
+    );
+    assert_eq!(
+        measure_as(aws.static_env(), failing).await.phase,
+        AnalysisPhase::Failed
+    );
+    let request = aws.requests("/workspaces/ws-1/api/v1/query?").remove(0);
+    assert_eq!(request.method, "GET");
+    assert!(
+        request.path_and_query.starts_with(
+            "/workspaces/ws-1/api/v1/query?query=sum%28http_requests_total%7Bcode%3D~%225..%22%7D%29%20%2F%20"
+        ),
+        "{}",
+        request.path_and_query
+    );
+    let authorization = request.headers["authorization"].to_str().unwrap();
+    assert!(
+        authorization.contains(&format!("Credential={}/", cloudwatch::ACCESS_KEY))
+            && authorization.contains("/us-west-2/aps/aws4_request"),
+        "{authorization}"
+    );
+
+    // Wrong keys: AMP refuses, an Error, never a value.
+    let wrong = sluice::analysis::providers::aws::AwsEnv {
+        secret_access_key: Some("wrong".into()),
+        ..aws.static_env()
+    };
+    let m = measure_as(wrong, signed.clone()).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(
+        message(&m).contains("prometheus answered 403 Forbidden")
+            && message(&m).contains("signature we calculated does not match"),
+        "{m:?}"
+    );
+    // The region of the process when the metric gives none; no region anywhere, no
+    // credentials: Errors before anything is sent.
+    let no_region = amp_metric(
+        &address,
+        json!({}),
+        json!({"successCondition": "result[0] < 0.1"}),
+    );
+    let west = sluice::analysis::providers::aws::AwsEnv {
+        region: Some("us-west-2".into()),
+        ..aws.static_env()
+    };
+    let m = measure_as(west, no_region.clone()).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    let nowhere = sluice::analysis::providers::aws::AwsEnv {
+        region: None,
+        ..aws.static_env()
+    };
+    let m = measure_as(nowhere, no_region).await;
+    assert!(
+        message(&m).contains("sigv4: AWS region is not configured"),
+        "{m:?}"
+    );
+    let m = measure_as(aws.endpoints(), signed.clone()).await;
+    assert!(
+        message(&m).contains("sigv4: no AWS credentials found"),
+        "{m:?}"
+    );
+
+    // roleArn: the role is assumed with the process' keys (a signed STS AssumeRole) and the
+    // query signed with the temporary keys and their session token.
+    let with_role = amp_metric(
+        &address,
+        json!({"region": "us-west-2", "roleArn": cloudwatch::ROLE_ARN}),
+        json!({"successCondition": "result[0] < 0.1"}),
+    );
+    let m = measure_as(aws.static_env(), with_role).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    let sts = aws.requests("/sts");
+    assert_eq!(sts.len(), 1);
+    assert!(String::from_utf8_lossy(&sts[0].body).contains("Action=AssumeRole&"));
+    assert!(
+        sts[0].headers["authorization"]
+            .to_str()
+            .unwrap()
+            .contains("/us-west-2/sts/aws4_request")
+    );
+    let last = aws.requests("/workspaces/").pop().unwrap();
+    assert!(
+        last.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .contains("Credential=ASIATEMP0/")
+    );
+    assert_eq!(last.headers["x-amz-security-token"], "temp-token-0");
+
+    // A range query is signed too, its start, end and step in the signed query string.
+    let mut range = range_metric(
+        &address,
+        "sum(http_requests_total)",
+        LAST_MINUTE,
+        json!({"successCondition": "all(result, {# == 100})"}),
+    );
+    if let (sluice_api::MetricProvider::Prometheus(p), sluice_api::MetricProvider::Prometheus(s)) =
+        (&mut range.provider, &signed.provider)
+    {
+        p.authentication = s.authentication.clone();
+    }
+    let m = measure_as(aws.static_env(), range).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    let request = aws
+        .requests("/workspaces/ws-1/api/v1/query_range?")
+        .remove(0);
+    let query: std::collections::HashMap<String, String> =
+        reqwest::Url::parse(&format!("http://x{}", request.path_and_query))
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+    let start: f64 = query["start"].parse().unwrap();
+    let end: f64 = query["end"].parse().unwrap();
+    assert_eq!(end - start, 60.0, "{query:?}");
+    assert!((Timestamp::now().as_second() as f64 - end).abs() < 30.0);
+    assert_eq!(query["step"], "15");
+    assert_eq!(query["timeout"], "5000ms");
+    assert_eq!(query["query"], "sum(http_requests_total)");
 }

@@ -3,8 +3,8 @@
 //! Rollout as its JSON, so every rule here is a unit test.
 //!
 //! Two moments use this module:
-//! - **creating a run** (the rollout wiring): [`flatten_templates`] merges the templates a step
-//!   names, [`run_spec`] merges the Rollout's arguments into the templates' (a value given by the
+//! - **creating a run** (the rollout wiring): [`lookup_templates`] reads the templates a step
+//!   names and those they include, [`flatten_templates`] merges them, [`run_spec`] merges the Rollout's arguments into the templates' (a value given by the
 //!   Rollout wins; `fieldRef` and `podTemplateHashValue` are resolved from the Rollout then) and
 //!   refuses a required argument left without a value;
 //! - **measuring** (the AnalysisRun controller): [`resolve_args`] reads `secretKeyRef` values,
@@ -32,10 +32,9 @@ pub enum ArgsError {
         /// Its name.
         name: String,
     },
-    /// A template uses a field Sluice declares but does not act on yet (`templates`:
-    /// composition); running it without would leave out the metrics it includes.
-    #[error("a template's {0} is not supported by Sluice yet")]
-    UnsupportedTemplateField(&'static str),
+    /// Templates include each other past [`MAX_TEMPLATES`].
+    #[error("more than {MAX_TEMPLATES} templates are included (templates including templates)")]
+    TooManyTemplates,
     /// Two templates define a metric of the same name.
     #[error("two metrics have the same name {0:?}")]
     DuplicateMetric(String),
@@ -139,23 +138,47 @@ impl ArgsError {
     }
 }
 
-/// Looks up every template the references name; a missing one is an error naming it.
+/// The most templates one analysis may bring together, through composition included: a bound
+/// on what a tenant's templates that include each other can make the controller read and merge.
+pub const MAX_TEMPLATES: usize = 32;
+
+/// Looks up every template the references name and, depth first, the templates each includes
+/// (`spec.templates`, Argo's composition), each once (a template included twice, or a cycle, is
+/// read once); a missing one is an error naming it.
 pub fn lookup_templates<'a>(
     refs: &[AnalysisTemplateRef],
     mut lookup: impl FnMut(&AnalysisTemplateRef) -> Option<&'a AnalysisTemplateSpec>,
 ) -> Result<Vec<&'a AnalysisTemplateSpec>, ArgsError> {
-    refs.iter()
-        .map(|r| {
-            lookup(r).ok_or_else(|| ArgsError::TemplateNotFound {
-                kind: if r.cluster_scope.unwrap_or(false) {
-                    "ClusterAnalysisTemplate"
-                } else {
-                    "AnalysisTemplate"
-                },
-                name: r.template_name.clone(),
-            })
-        })
-        .collect()
+    let mut seen: Vec<(String, bool)> = Vec::new();
+    let mut found = Vec::new();
+    // A stack of references still to read, the next one last.
+    let mut pending: Vec<AnalysisTemplateRef> = refs.iter().rev().cloned().collect();
+    while let Some(r) = pending.pop() {
+        let key = (r.template_name.clone(), r.cluster_scope.unwrap_or(false));
+        if seen.contains(&key) {
+            continue;
+        }
+        if seen.len() == MAX_TEMPLATES {
+            return Err(ArgsError::TooManyTemplates);
+        }
+        seen.push(key);
+        let spec = lookup(&r).ok_or_else(|| ArgsError::TemplateNotFound {
+            kind: template_kind(&r),
+            name: r.template_name.clone(),
+        })?;
+        found.push(spec);
+        pending.extend(spec.templates.iter().rev().cloned());
+    }
+    Ok(found)
+}
+
+/// `ClusterAnalysisTemplate` or `AnalysisTemplate`, as a reference names it.
+pub fn template_kind(r: &AnalysisTemplateRef) -> &'static str {
+    if r.cluster_scope.unwrap_or(false) {
+        "ClusterAnalysisTemplate"
+    } else {
+        "AnalysisTemplate"
+    }
 }
 
 /// Merges several templates into one: metrics concatenated (a duplicate name is an error),
@@ -166,12 +189,6 @@ pub fn flatten_templates(
 ) -> Result<AnalysisTemplateSpec, ArgsError> {
     let mut merged = AnalysisTemplateSpec::default();
     for template in templates {
-        if let Some(field) = sluice_api::unsupported_template_fields(template)
-            .into_iter()
-            .next()
-        {
-            return Err(ArgsError::UnsupportedTemplateField(field));
-        }
         for metric in &template.metrics {
             if merged.metrics.iter().any(|m| m.name == metric.name) {
                 return Err(ArgsError::DuplicateMetric(metric.name.clone()));

@@ -15,7 +15,9 @@ use std::{cmp::Ordering, collections::BTreeMap, time::Duration as StdDuration};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use sluice_api::{AnalysisPhase, AnalysisRunStatus, Measurement, MetricResult, RunSummary};
+use sluice_api::{
+    AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Measurement, MetricResult, RunSummary,
+};
 
 use super::rules::{ERROR_RETRY_INTERVAL, MetricRules, RunRules, SpecError};
 
@@ -109,6 +111,29 @@ pub fn settled(status: &AnalysisRunStatus) -> bool {
             .metric_results
             .iter()
             .all(|r| r.measurements.last().is_none_or(|m| !in_flight(m)))
+}
+
+/// When a completed run's `ttlStrategy` lets it be deleted: `secondsAfterSuccess` for a
+/// Successful run and `secondsAfterFailure` for a Failed one take precedence over
+/// `secondsAfterCompletion`, which covers every outcome (Error and Inconclusive have only it).
+/// `None` while the run is not completed, without a completion time, or with no TTL for its
+/// outcome; a negative TTL counts as zero.
+pub fn expires_at(spec: &AnalysisRunSpec, status: &AnalysisRunStatus) -> Option<Timestamp> {
+    let ttl = spec.ttl_strategy.as_ref()?;
+    if !status.phase.is_completed() {
+        return None;
+    }
+    let by_outcome = match status.phase {
+        AnalysisPhase::Successful => ttl.seconds_after_success,
+        AnalysisPhase::Failed => ttl.seconds_after_failure,
+        _ => None,
+    };
+    let seconds = by_outcome.or(ttl.seconds_after_completion)?;
+    let completed = status.completed_at.as_ref()?.0;
+    Some(later(
+        completed,
+        StdDuration::from_secs(u64::try_from(seconds).unwrap_or(0)),
+    ))
 }
 
 /// `at + d`, saturating.

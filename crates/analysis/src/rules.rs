@@ -27,7 +27,19 @@ use crate::{
 };
 
 /// The provider keys Sluice implements, as written in manifests.
-pub const SUPPORTED: &[&str] = &["prometheus", "web", "job"];
+pub const SUPPORTED: &[&str] = &[
+    "prometheus",
+    "web",
+    "job",
+    "datadog",
+    "newRelic",
+    "wavefront",
+    "kayenta",
+    "cloudWatch",
+    "graphite",
+    "influxdb",
+    "skywalking",
+];
 
 /// The key of a provider Sluice does not implement, `None` for a supported one.
 pub fn unsupported(provider: &MetricProvider) -> Option<&'static str> {
@@ -105,22 +117,6 @@ pub enum SpecError {
         metric: String,
         /// What is wrong.
         message: String,
-    },
-    /// A field of the metric that Sluice declares but does not act on yet.
-    #[error("metrics[{index}] {metric:?}: {field} is not supported by Sluice yet")]
-    UnsupportedField {
-        /// Position of the metric.
-        index: usize,
-        /// Its name.
-        metric: String,
-        /// The field, relative to the metric.
-        field: &'static str,
-    },
-    /// A field of the template that Sluice declares but does not act on yet.
-    #[error("{field} is not supported by Sluice yet")]
-    UnsupportedTemplateField {
-        /// The field.
-        field: &'static str,
     },
     /// The provider is not one Sluice implements.
     #[error(
@@ -226,14 +222,22 @@ impl RunRules {
     }
 }
 
+impl SpecError {
+    /// Whether the spec is valid but asks for something Sluice does not do yet (a provider),
+    /// rather than being wrong.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, SpecError::UnsupportedProvider { .. })
+    }
+}
+
 /// Checks a template as a run made from it would be checked; arguments without a value are
 /// filled with `0`, which fits the numeric and the textual places arguments appear in.
+///
+/// A template that includes others (`spec.templates`) may have no metrics of its own; its
+/// metrics are checked with those it includes when a run is made ([`args::lookup_templates`]).
 pub fn validate_template(spec: &AnalysisTemplateSpec) -> Result<(), SpecError> {
-    if let Some(field) = sluice_api::unsupported_template_fields(spec)
-        .into_iter()
-        .next()
-    {
-        return Err(SpecError::UnsupportedTemplateField { field });
+    if spec.metrics.is_empty() && !spec.templates.is_empty() {
+        return Ok(());
     }
     let stand_ins: Vec<Argument> = spec
         .args
@@ -467,16 +471,6 @@ fn check_metric(
             index,
             metric: name.clone(),
             provider,
-        });
-    }
-    if let Some(field) = sluice_api::unsupported_metric_fields(&metric)
-        .into_iter()
-        .next()
-    {
-        return Err(SpecError::UnsupportedField {
-            index,
-            metric: name.clone(),
-            field,
         });
     }
     let conditions = Conditions::of_within(&metric, &limits.condition).map_err(|source| {

@@ -23,6 +23,20 @@ pub struct Component {
     pub tags: &'static str,
     /// Extra `-ldflags` (after `-s -w`).
     pub ldflags: fn(&'static str) -> String,
+    /// Whether the build links C code (off for everything but InfluxDB).
+    pub cgo: Cgo,
+}
+
+/// How a component's build treats cgo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cgo {
+    /// `CGO_ENABLED=0`: a static Go binary.
+    Off,
+    /// cgo on, with Flux's Rust library (libflux): the wrapper module also pins influxdata's
+    /// `pkg-config` wrapper (this Go package), which is built first and answers cgo's
+    /// `pkg-config flux` by building libflux with the machine's cargo (crates from crates.io)
+    /// into the Go build cache.
+    FluxPkgConfig(&'static str),
 }
 
 /// The Kubernetes version of the local control plane and of kubectl.
@@ -43,6 +57,7 @@ pub const KUBERNETES: Component = Component {
     ],
     tags: "selinux,notest",
     ldflags: kubernetes_ldflags,
+    cgo: Cgo::Off,
 };
 
 /// etcd, the apiserver's store.
@@ -52,6 +67,7 @@ pub const ETCD: Component = Component {
     binaries: &[("etcd", "go.etcd.io/etcd/server/v3")],
     tags: "",
     ldflags: |_| String::new(),
+    cgo: Cgo::Off,
 };
 
 /// kwok, which plays the nodes and makes pods run, become ready, crash or complete.
@@ -61,6 +77,7 @@ pub const KWOK: Component = Component {
     binaries: &[("kwok", "sigs.k8s.io/kwok/cmd/kwok")],
     tags: "",
     ldflags: |_| String::new(),
+    cgo: Cgo::Off,
 };
 
 /// Helm, to lint and install the chart.
@@ -70,6 +87,7 @@ pub const HELM: Component = Component {
     binaries: &[("helm", "helm.sh/helm/v3/cmd/helm")],
     tags: "",
     ldflags: helm_ldflags,
+    cgo: Cgo::Off,
 };
 
 /// Prometheus, the metrics server of the analysis tests and benchmarks. Without service discovery
@@ -83,6 +101,7 @@ pub const PROMETHEUS: Component = Component {
     )],
     tags: "remove_all_sd",
     ldflags: |_| "-X github.com/prometheus/common/version.Version=3.16.0".to_string(),
+    cgo: Cgo::Off,
 };
 
 /// Argo Rollouts' controller, the peer of the benchmarks (built on first `cargo xtask bench`).
@@ -100,6 +119,7 @@ pub const ARGO_ROLLOUTS: Component = Component {
             v.trim_start_matches('v')
         )
     },
+    cgo: Cgo::Off,
 };
 
 /// Argo CD (v3.5; one binary that is the CLI, the server, the repo server or the application
@@ -111,6 +131,7 @@ pub const ARGOCD: Component = Component {
     binaries: &[("argocd", "github.com/argoproj/argo-cd/v3/cmd")],
     tags: "",
     ldflags: argocd_ldflags,
+    cgo: Cgo::Off,
 };
 
 /// Traefik, the real proxy the traffic tests send requests through (Gateway API, its own CRDs,
@@ -128,6 +149,24 @@ pub const TRAEFIK: Component = Component {
             v.trim_start_matches('v')
         )
     },
+    cgo: Cgo::Off,
+};
+
+/// InfluxDB 1.x's server, the influxdb provider's test server: Flux (`/api/v2/query`, annotated
+/// CSV) needs cgo and Flux's Rust library, built by influxdata's pkg-config wrapper (see
+/// [`Cgo::FluxPkgConfig`]; the first build takes a while, later ones reuse the caches).
+pub const INFLUXDB: Component = Component {
+    name: "influxdb",
+    version: "v1.13.2",
+    binaries: &[("influxd", "github.com/influxdata/influxdb/cmd/influxd")],
+    tags: "",
+    ldflags: |v| {
+        format!(
+            "-X main.version={} -X main.branch=v1.13 -X main.commit=none",
+            v.trim_start_matches('v')
+        )
+    },
+    cgo: Cgo::FluxPkgConfig("github.com/influxdata/pkg-config"),
 };
 
 /// Everything `cluster build` makes: the cluster, and the tools the tests run beside it.
@@ -208,6 +247,9 @@ impl Component {
         let mut input = sum;
         input.extend_from_slice(self.tags.as_bytes());
         input.extend_from_slice(self.ldflags().as_bytes());
+        if let Cgo::FluxPkgConfig(package) = self.cgo {
+            input.extend_from_slice(format!("cgo {package}").as_bytes());
+        }
         Ok(format!("{:016x}", fnv1a(&input)))
     }
 
@@ -226,6 +268,32 @@ impl Component {
         Ok(self.bin_dir()?.join(name))
     }
 
+    /// `go` in the wrapper module, with the shared module and build caches.
+    fn go(&self) -> Command {
+        let cache = paths::cache_root();
+        let mut cmd = Command::new("go");
+        cmd.current_dir(self.wrapper_dir())
+            .env("GOWORK", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-buildvcs=false -mod=readonly")
+            .env("GOMODCACHE", cache.join("go").join("mod"))
+            .env("GOCACHE", cache.join("go").join("build"));
+        cmd
+    }
+
+    /// Builds influxdata's pkg-config wrapper (pinned by the wrapper module) into `dir`.
+    fn build_pkg_config(&self, package: &str, dir: &std::path::Path) -> Result<PathBuf> {
+        let wrapper = dir.join("pkg-config");
+        run(self
+            .go()
+            .env("CGO_ENABLED", "0")
+            .args(["build", "-trimpath", "-o"])
+            .arg(&wrapper)
+            .arg(package))
+        .with_context(|| format!("building {package}"))?;
+        Ok(wrapper)
+    }
+
     /// Builds the binaries unless the cache already has them; returns their directory.
     pub fn ensure_built(&self) -> Result<PathBuf> {
         let dir = self.bin_dir()?;
@@ -237,6 +305,10 @@ impl Component {
         std::fs::create_dir_all(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
         let cache = paths::cache_root();
+        let pkg_config = match self.cgo {
+            Cgo::Off => None,
+            Cgo::FluxPkgConfig(package) => Some(self.build_pkg_config(package, &partial)?),
+        };
         for (bin, package) in self.binaries {
             let started = Instant::now();
             eprintln!(
@@ -244,15 +316,12 @@ impl Component {
                 self.version,
                 cache.display()
             );
-            let mut cmd = Command::new("go");
-            cmd.current_dir(self.wrapper_dir())
-                .env("CGO_ENABLED", "0")
-                .env("GOWORK", "off")
-                .env("GOTOOLCHAIN", "local")
-                .env("GOFLAGS", "-buildvcs=false -mod=readonly")
-                .env("GOMODCACHE", cache.join("go").join("mod"))
-                .env("GOCACHE", cache.join("go").join("build"))
-                .args(["build", "-trimpath"]);
+            let mut cmd = self.go();
+            match &pkg_config {
+                None => cmd.env("CGO_ENABLED", "0"),
+                Some(wrapper) => flux_cgo(&mut cmd, wrapper),
+            };
+            cmd.args(["build", "-trimpath"]);
             if !self.tags.is_empty() {
                 cmd.args(["-tags", self.tags]);
             }
@@ -270,6 +339,26 @@ impl Component {
             .with_context(|| format!("moving the build into {}", dir.display()))?;
         Ok(dir)
     }
+}
+
+/// cgo with Flux: cgo asks `wrapper` for `pkg-config flux`, and the wrapper runs `cargo build
+/// --release` in a copy of libflux in the Go build cache. libflux's `rust-toolchain.toml` names
+/// a Rust that cannot be downloaded here, so the toolchain running this command (or rustup's
+/// stable) builds it; cargo puts its output where the wrapper looks, not in a target directory
+/// this command was given.
+fn flux_cgo<'a>(cmd: &'a mut Command, wrapper: &std::path::Path) -> &'a mut Command {
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "stable".to_owned());
+    cmd.env("CGO_ENABLED", "1")
+        .env("PKG_CONFIG", wrapper)
+        .env("RUSTUP_TOOLCHAIN", toolchain)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
 }
 
 fn check_go() -> Result<()> {
@@ -306,7 +395,7 @@ pub fn run_quiet(cmd: &mut Command) -> Result<()> {
 }
 
 /// 64-bit FNV-1a: a stable, dependency-free fingerprint for cache keys (not for security).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })

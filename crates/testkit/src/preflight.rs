@@ -20,10 +20,17 @@ pub enum Tool {
     Git,
     /// redis-server, Argo CD's cache (Argo CD runs beside the cluster for the tests).
     Redis,
+    /// python3 with venv and pip, to install graphite-web (the graphite provider's tests).
+    Python,
+    /// Debian's chromium and chromium-driver, which the dashboard's browser test drives.
+    Chromium,
 }
 
 /// Everything the cluster and the demo need.
 pub const ALL: &[Tool] = &[Tool::Go, Tool::Openssl];
+
+/// What the test suite needs besides the cluster and Argo CD.
+pub const TESTS: &[Tool] = &[Tool::Python, Tool::Chromium];
 
 /// Everything Argo CD needs besides what the cluster needs (`argocd up`, the tests).
 pub const ARGOCD: &[Tool] = &[Tool::Git, Tool::Redis];
@@ -62,6 +69,25 @@ impl Tool {
             Tool::Redis => (!answers("redis-server", "--version")).then(|| {
                 "redis-server is not on PATH (Argo CD's cache, for the Argo CD tests): apt-get install -y redis-server".to_string()
             }),
+            Tool::Python => {
+                let ok = Command::new("python3")
+                    .args(["-c", "import venv, ensurepip"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                (!ok).then(|| {
+                    "python3 with venv and pip is not on PATH (graphite-web is installed from PyPI for the graphite tests): apt-get install -y python3 python3-venv".to_string()
+                })
+            }
+            Tool::Chromium => {
+                let path = |var: &str, default: &str| {
+                    std::env::var_os(var).map_or_else(|| default.into(), std::path::PathBuf::from)
+                };
+                let found = path("CHROMIUM", "/usr/bin/chromium").is_file()
+                    && path("CHROMEDRIVER", "/usr/bin/chromedriver").is_file();
+                (!found).then(|| {
+                    "chromium and chromedriver are not installed (the dashboard's browser test drives them): apt-get install -y --no-install-recommends chromium chromium-driver".to_string()
+                })
+            }
         }
     }
 }

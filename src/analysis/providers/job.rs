@@ -516,6 +516,7 @@ mod tests {
             name: "web-6d4f-2".into(),
             namespace: "shop".into(),
             uid: "0d6a2f5e-8c1b-4b9e-9d0a-1e2f3a4b5c6d".into(),
+            started_at: None,
         }
     }
 

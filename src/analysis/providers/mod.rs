@@ -9,9 +9,18 @@
 //! ([`body`]): its size, the time waited for it, where redirects lead, the hosts web metrics
 //! reach, and the size of what is stored in the run's status.
 
+pub mod aws;
 pub mod body;
+pub mod cloudwatch;
+pub mod datadog;
+pub mod graphite;
+pub mod influxdb;
 pub mod job;
+pub mod kayenta;
+pub mod newrelic;
 pub mod prometheus;
+pub mod skywalking;
+pub mod wavefront;
 pub mod web;
 
 use std::{
@@ -33,6 +42,88 @@ use sluice_api::{AnalysisPhase, Measurement, Metric, MetricProvider};
 
 use crate::analysis::evaluator::Evaluator;
 
+/// Where the providers that read their credentials from the controller's own namespace
+/// (datadog, newRelic, wavefront, influxdb, as Argo does) look when the process says nothing:
+/// `POD_NAMESPACE` (the chart sets it), else Argo's default namespace.
+pub fn default_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "argo-rollouts".to_owned())
+}
+
+/// What every provider is built from: the shared pieces of the registry.
+#[derive(Clone)]
+pub struct Context {
+    /// The Kubernetes client (Job metrics, provider Secrets); `None` in tests of HTTP providers.
+    pub client: Option<kube::Client>,
+    /// The bounds of every measurement (answer size, timeouts, allowed hosts).
+    pub limits: AnalysisLimits,
+    /// Evaluates a metric's conditions.
+    pub evaluator: Arc<Evaluator>,
+    /// The controller's namespace, where provider Secrets are read.
+    pub namespace: String,
+    /// The AWS settings (region, credentials, endpoints) cloudWatch and Prometheus' sigv4 use.
+    pub aws: aws::AwsEnv,
+}
+
+/// How long a provider waits for a Secret it reads before measuring.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The data of the Secret `name` in `namespace`, as text (keys whose value is not UTF-8 are
+/// left out), read within [`READ_TIMEOUT`]; a missing Secret or a failed read is the message
+/// of an Error measurement.
+pub async fn read_secret(
+    client: Option<&kube::Client>,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    use k8s_openapi::api::core::v1::Secret;
+    let client =
+        client.ok_or_else(|| format!("reading Secret {namespace}/{name}: no Kubernetes client"))?;
+    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+    let secret = tokio::time::timeout(READ_TIMEOUT, api.get_opt(name))
+        .await
+        .map_err(|_| {
+            format!(
+                "reading Secret {namespace}/{name}: no answer within {}",
+                body::show_duration(READ_TIMEOUT)
+            )
+        })?
+        .map_err(|e| format!("reading Secret {namespace}/{name}: {e}"))?
+        .ok_or_else(|| format!("Secret {namespace}/{name} not found"))?;
+    let mut data: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
+    for (key, value) in secret.data.unwrap_or_default() {
+        if let Ok(text) = String::from_utf8(value.0) {
+            data.insert(key, text);
+        }
+    }
+    Ok(data)
+}
+
+/// Sends `request` and reads the answer within `timeout` and `max_bytes`: its status and
+/// body, or why not (`no answer from <what> within 10s`, the transport error, an answer too
+/// large). The status is the caller's to judge.
+pub async fn exchange(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+    max_bytes: usize,
+    what: &str,
+) -> Result<(reqwest::StatusCode, Vec<u8>), String> {
+    let work = async move {
+        let response = request.send().await.map_err(|e| error_chain(&e))?;
+        let status = response.status();
+        let answer = body::read_bounded(response, max_bytes).await?;
+        Ok::<_, String>((status, answer))
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        format!(
+            "no answer from {what} within {}",
+            body::show_duration(timeout)
+        )
+    })?
+}
+
 /// The AnalysisRun a measurement belongs to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunRef {
@@ -42,6 +133,8 @@ pub struct RunRef {
     pub namespace: String,
     /// Its uid (Jobs are owned by it and named after it).
     pub uid: String,
+    /// When the run started (`status.startedAt`); `None` before its first pass is recorded.
+    pub started_at: Option<Timestamp>,
 }
 
 impl RunRef {
@@ -51,6 +144,11 @@ impl RunRef {
             name: run.metadata.name.clone().unwrap_or_default(),
             namespace: run.metadata.namespace.clone().unwrap_or_default(),
             uid: run.metadata.uid.clone().unwrap_or_default(),
+            started_at: run
+                .status
+                .as_ref()
+                .and_then(|s| s.started_at.as_ref())
+                .map(|t| t.0),
         }
     }
 }
@@ -175,6 +273,20 @@ pub async fn measured(
             ..error_measurement(e.to_string(), now)
         },
     }
+}
+
+/// The Error measurement of a query that failed (`message` says why), begun at `started`;
+/// logged at debug level, since the run's status shows the message.
+pub fn query_failed(
+    kind: &str,
+    metric: &Metric,
+    started: Timestamp,
+    message: String,
+) -> Measurement {
+    tracing::debug!(metric = %metric.name, provider = kind, error = %message, "query failed");
+    let mut m = error_measurement(message, Timestamp::now());
+    m.started_at = Some(Time(started));
+    m
 }
 
 /// A measurement whose `value` and `message` are cut to `max` bytes (at a char boundary, the
@@ -342,21 +454,51 @@ pub struct Providers {
     prometheus: prometheus::PrometheusProvider,
     web: web::WebProvider,
     job: Option<job::JobProvider>,
+    datadog: datadog::DatadogProvider,
+    new_relic: newrelic::NewRelicProvider,
+    wavefront: wavefront::WavefrontProvider,
+    kayenta: kayenta::KayentaProvider,
+    cloud_watch: cloudwatch::CloudWatchProvider,
+    graphite: graphite::GraphiteProvider,
+    influxdb: influxdb::InfluxdbProvider,
+    skywalking: skywalking::SkyWalkingProvider,
     max_value_bytes: usize,
 }
 
 impl Providers {
-    /// Builds every provider within `limits`; without a client, Job metrics measure as Errors.
+    /// Builds every provider within `limits`, reading provider Secrets in
+    /// [`default_namespace`]; without a client, Job metrics and providers that read Secrets
+    /// measure as Errors.
     pub fn new(
         client: Option<kube::Client>,
         limits: &AnalysisLimits,
         evaluator: Arc<Evaluator>,
     ) -> Result<Self, ProviderError> {
+        Self::with(Context {
+            client,
+            limits: limits.clone(),
+            evaluator,
+            namespace: default_namespace(),
+            aws: aws::AwsEnv::from_env(),
+        })
+    }
+
+    /// Builds every provider from `context`.
+    pub fn with(context: Context) -> Result<Self, ProviderError> {
         ensure_crypto_provider();
+        let limits = &context.limits;
         Ok(Self {
-            prometheus: prometheus::PrometheusProvider::new(limits, evaluator.clone())?,
-            web: web::WebProvider::new(limits, evaluator)?,
-            job: client.map(job::JobProvider::new),
+            prometheus: prometheus::PrometheusProvider::new(&context)?,
+            web: web::WebProvider::new(limits, context.evaluator.clone())?,
+            job: context.client.clone().map(job::JobProvider::new),
+            datadog: datadog::DatadogProvider::new(&context)?,
+            new_relic: newrelic::NewRelicProvider::new(&context)?,
+            wavefront: wavefront::WavefrontProvider::new(&context)?,
+            kayenta: kayenta::KayentaProvider::new(&context)?,
+            cloud_watch: cloudwatch::CloudWatchProvider::new(&context)?,
+            graphite: graphite::GraphiteProvider::new(&context)?,
+            influxdb: influxdb::InfluxdbProvider::new(&context)?,
+            skywalking: skywalking::SkyWalkingProvider::new(&context)?,
             max_value_bytes: limits.max_value_bytes,
         })
     }
@@ -367,6 +509,14 @@ impl Providers {
             MetricProvider::Prometheus(_) => &self.prometheus,
             MetricProvider::Web(_) => &self.web,
             MetricProvider::Job(_) => self.job.as_ref().ok_or(ProviderError::NoClient)?,
+            MetricProvider::Datadog(_) => &self.datadog,
+            MetricProvider::NewRelic(_) => &self.new_relic,
+            MetricProvider::Wavefront(_) => &self.wavefront,
+            MetricProvider::Kayenta(_) => &self.kayenta,
+            MetricProvider::CloudWatch(_) => &self.cloud_watch,
+            MetricProvider::Graphite(_) => &self.graphite,
+            MetricProvider::Influxdb(_) => &self.influxdb,
+            MetricProvider::SkyWalking(_) => &self.skywalking,
             other => return Err(ProviderError::Unsupported(other.key())),
         })
     }

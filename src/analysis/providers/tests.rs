@@ -23,21 +23,21 @@ fn the_registry_picks_by_provider_key() {
     let prom = metric(json!({"name": "p", "provider": {"prometheus": {"query": "up"}}}));
     let web = metric(json!({"name": "w", "provider": {"web": {"url": "http://x"}}}));
     let job = metric(json!({"name": "j", "provider": {"job": {"spec": {"template": {}}}}}));
-    let dd = metric(json!({"name": "d", "provider": {"datadog": {"query": "x"}}}));
+    let plugin = metric(json!({"name": "d", "provider": {"plugin": {"argoproj-labs/sample": {}}}}));
     assert_eq!(providers.for_metric(&prom).unwrap().kind(), "prometheus");
     assert_eq!(providers.for_metric(&web).unwrap().kind(), "web");
     assert!(matches!(
         providers.for_metric(&job),
         Err(ProviderError::NoClient)
     ));
-    let e = providers.for_metric(&dd).err().expect("unsupported");
+    let e = providers.for_metric(&plugin).err().expect("unsupported");
     assert!(
-        e.to_string().contains("datadog provider is not supported"),
+        e.to_string().contains("plugin provider is not supported"),
         "{e}"
     );
     assert_eq!(
-        sluice_analysis::rules::unsupported(&dd.provider),
-        Some("datadog")
+        sluice_analysis::rules::unsupported(&plugin.provider),
+        Some("plugin")
     );
     assert_eq!(sluice_analysis::rules::unsupported(&prom.provider), None);
     assert_eq!(
@@ -54,8 +54,8 @@ async fn an_unsupported_provider_measures_as_an_error() {
         Evaluator::new(Default::default()),
     )
     .expect("providers");
-    let dd = metric(json!({"name": "d", "provider": {"datadog": {"query": "x"}}}));
-    let m = providers.measure(&RunRef::default(), &dd, 1).await;
+    let plugin = metric(json!({"name": "d", "provider": {"plugin": {"argoproj-labs/sample": {}}}}));
+    let m = providers.measure(&RunRef::default(), &plugin, 1).await;
     assert_eq!(m.phase, AnalysisPhase::Error);
     assert!(m.finished_at.is_some());
 }

@@ -18,7 +18,6 @@ use std::{sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json_path::JsonPath;
 use sluice_analysis::{condition::MetricValue, limits::AnalysisLimits, plan::error_measurement};
 use sluice_api::{Measurement, Metric, MetricProvider, WebMethod, WebMetric};
@@ -27,7 +26,7 @@ use crate::analysis::evaluator::Evaluator;
 
 use super::{
     Provider, ProviderError, RunRef, TokenBounds, body, error_chain, measured, oauth2_token,
-    oauth2_token_url,
+    oauth2_token_url, query_failed,
 };
 
 /// Timeout when the metric gives none (Argo's default).
@@ -170,12 +169,7 @@ impl Provider for WebProvider {
             };
             match self.call(spec).await {
                 Ok((value, text)) => measured(&self.evaluator, metric, &value, text, started).await,
-                Err(message) => {
-                    tracing::debug!(metric = %metric.name, "web metric failed");
-                    let mut m = error_measurement(message, Timestamp::now());
-                    m.started_at = Some(Time(started));
-                    m
-                }
+                Err(message) => query_failed(self.kind(), metric, started, message),
             }
         })
     }

@@ -415,13 +415,72 @@ fn redaction_leaves_text_without_the_secret_alone() {
 }
 
 #[test]
-fn a_composed_template_is_refused_not_run_without_the_metrics_it_includes() {
-    let composed = template(json!({
-        "templates": [{"templateName": "base"}],
-        "metrics": [{"name": "a", "provider": {"web": {"url": "http://x"}}}],
-    }));
-    assert_eq!(
-        flatten_templates(&[&composed]).map(|_| ()),
-        Err(ArgsError::UnsupportedTemplateField("spec.templates"))
-    );
+fn composed_templates_bring_the_metrics_they_include_once_and_within_a_bound() {
+    let templates: BTreeMap<&str, AnalysisTemplateSpec> = BTreeMap::from([
+        (
+            "top",
+            template(json!({
+                "templates": [{"templateName": "errors"}, {"templateName": "latency", "clusterScope": true}],
+                "metrics": [{"name": "top", "provider": {"web": {"url": "http://x"}}}],
+            })),
+        ),
+        // Both include `base`: it is read once.
+        (
+            "errors",
+            template(json!({
+                "templates": [{"templateName": "base"}],
+                "metrics": [{"name": "errors", "provider": {"web": {"url": "http://x"}}}],
+            })),
+        ),
+        (
+            "latency",
+            template(json!({
+                "templates": [{"templateName": "base"}, {"templateName": "top"}],
+                "metrics": [{"name": "latency", "provider": {"web": {"url": "http://x"}}}],
+            })),
+        ),
+        (
+            "base",
+            template(json!({
+                "args": [{"name": "service"}],
+                "metrics": [{"name": "base", "provider": {"web": {"url": "http://x/{{args.service}}"}}}],
+            })),
+        ),
+    ]);
+    let refs: Vec<AnalysisTemplateRef> =
+        serde_json::from_value(json!([{"templateName": "top"}])).unwrap();
+    let found = lookup_templates(&refs, |r| templates.get(r.template_name.as_str())).unwrap();
+    let merged = flatten_templates(&found).unwrap();
+    let names: Vec<&str> = merged.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["top", "errors", "base", "latency"]);
+    assert_eq!(merged.args, [arg("service", None)]);
+
+    // An included template that does not exist is named.
+    let e = lookup_templates(&refs, |r| {
+        (r.template_name != "base")
+            .then(|| templates.get(r.template_name.as_str()))
+            .flatten()
+    })
+    .unwrap_err();
+    assert_eq!(e.to_string(), "AnalysisTemplate \"base\" not found");
+
+    // A chain longer than the bound is refused, not followed.
+    let chain: Vec<AnalysisTemplateSpec> = (0..=MAX_TEMPLATES)
+        .map(|i| {
+            template(json!({
+                "templates": [{"templateName": format!("t{}", i + 1)}],
+                "metrics": [{"name": format!("m{i}"), "provider": {"web": {"url": "http://x"}}}],
+            }))
+        })
+        .collect();
+    let start: Vec<AnalysisTemplateRef> =
+        serde_json::from_value(json!([{"templateName": "t0"}])).unwrap();
+    let e = lookup_templates(&start, |r| {
+        r.template_name[1..]
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| chain.get(i))
+    })
+    .unwrap_err();
+    assert_eq!(e, ArgsError::TooManyTemplates);
 }

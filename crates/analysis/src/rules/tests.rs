@@ -146,10 +146,10 @@ fn secrets_are_not_needed_to_validate() {
 #[test]
 fn unsupported_providers_are_named() {
     let e = error(json!({"metrics": [
-        {"name": "dd", "provider": {"datadog": {"query": "avg:x"}}},
+        {"name": "p", "provider": {"plugin": {"argoproj-labs/sample": {}}}},
     ]}));
-    assert!(e.contains("the datadog provider is not supported"), "{e}");
-    assert!(e.contains("prometheus, web, job"), "{e}");
+    assert!(e.contains("the plugin provider is not supported"), "{e}");
+    assert!(e.contains("prometheus, web, job, datadog"), "{e}");
 }
 
 #[test]
@@ -393,26 +393,21 @@ fn a_failure_limit_of_minus_one_is_disabled_as_argo_validates_it() {
 }
 
 #[test]
-fn fields_sluice_does_not_act_on_are_refused_by_name() {
-    let range = error(
+fn range_queries_and_composed_templates_are_accepted() {
+    // rangeQuery is acted on (the prometheus provider asks /api/v1/query_range).
+    let range = spec(
         json!({"metrics": [{"name": "m", "provider": {"prometheus": {
             "query": "up", "rangeQuery": {"start": "now() - duration(\"5m\")", "end": "now()", "step": "1m"},
         }}}]}),
     );
-    assert!(
-        range.contains(
-            "metrics[0] \"m\": provider.prometheus.rangeQuery is not supported by Sluice yet"
-        ),
-        "{range}"
-    );
-    let template: AnalysisTemplateSpec = serde_json::from_value(json!({
-        "templates": [{"templateName": "base"}],
-        "metrics": [web("m", json!({}))],
-    }))
-    .expect("a template");
-    let composed = validate_template(&template).expect_err("composition is refused");
-    assert_eq!(
-        composed.to_string(),
-        "spec.templates is not supported by Sluice yet"
-    );
+    assert!(RunRules::new(&range).is_ok(), "rangeQuery is supported");
+    // A template that includes others, with or without metrics of its own.
+    for metrics in [json!([web("m", json!({}))]), json!([])] {
+        let template: AnalysisTemplateSpec = serde_json::from_value(json!({
+            "templates": [{"templateName": "base"}],
+            "metrics": metrics,
+        }))
+        .expect("a template");
+        validate_template(&template).expect("composition is accepted");
+    }
 }

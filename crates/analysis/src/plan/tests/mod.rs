@@ -2,7 +2,6 @@
 //! over simulated runs.
 
 use serde_json::{Value, json};
-use sluice_api::AnalysisRunSpec;
 
 use super::*;
 
@@ -596,4 +595,52 @@ fn successes_in_a_row_end_a_metric_before_its_count_and_reset_on_anything_else()
     assert_eq!(result_of(&status, "m").consecutive_success, None);
     let (_, seen) = run_through(&rules, &[Successful, Failed, Successful, Successful]);
     assert_eq!(seen, [Running, Running, Running, Successful]);
+}
+
+/// `ttlStrategy`: the outcome's own TTL first, then `secondsAfterCompletion`; nothing before the
+/// run completes or for an outcome no TTL covers.
+#[test]
+fn a_completed_run_expires_by_its_outcome_s_ttl_then_by_the_completion_ttl() {
+    let spec = |ttl: Value| -> AnalysisRunSpec {
+        serde_json::from_value(json!({ "metrics": [web("m", json!({}))], "ttlStrategy": ttl }))
+            .expect("a run spec")
+    };
+    let ended = |phase: AnalysisPhase| AnalysisRunStatus {
+        phase,
+        completed_at: Some(Time(t(100))),
+        ..AnalysisRunStatus::default()
+    };
+    let all = spec(json!({
+        "secondsAfterCompletion": 60, "secondsAfterSuccess": 10, "secondsAfterFailure": 30
+    }));
+    assert_eq!(
+        expires_at(&all, &ended(AnalysisPhase::Successful)),
+        Some(t(110))
+    );
+    assert_eq!(
+        expires_at(&all, &ended(AnalysisPhase::Failed)),
+        Some(t(130))
+    );
+    assert_eq!(expires_at(&all, &ended(AnalysisPhase::Error)), Some(t(160)));
+    assert_eq!(
+        expires_at(&all, &ended(AnalysisPhase::Inconclusive)),
+        Some(t(160))
+    );
+    assert_eq!(expires_at(&all, &ended(AnalysisPhase::Running)), None);
+
+    let failures_only = spec(json!({ "secondsAfterFailure": 0 }));
+    assert_eq!(
+        expires_at(&failures_only, &ended(AnalysisPhase::Failed)),
+        Some(t(100))
+    );
+    assert_eq!(
+        expires_at(&failures_only, &ended(AnalysisPhase::Successful)),
+        None
+    );
+
+    let mut no_time = ended(AnalysisPhase::Successful);
+    no_time.completed_at = None;
+    assert_eq!(expires_at(&all, &no_time), None);
+    let none = spec(json!(null));
+    assert_eq!(expires_at(&none, &ended(AnalysisPhase::Successful)), None);
 }
