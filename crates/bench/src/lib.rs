@@ -8,6 +8,7 @@
 mod analysis;
 mod audit;
 mod contender;
+mod dashboard;
 mod picture;
 mod reaction;
 mod scenarios;
@@ -27,8 +28,8 @@ pub use self::contender::Contender;
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// The scenario: idle, cold-start, reaction, canary-steps, storm, analysis, soak, traffic,
-    /// several of them comma-separated, or `all`; `report` only redraws the pictures from the
-    /// figures there.
+    /// dashboard, several of them comma-separated, or `all`; `report` only redraws the pictures
+    /// from the figures there.
     pub scenario: String,
     /// Run the scenario at this Rollout count only.
     #[arg(long)]
@@ -174,7 +175,8 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let mut failed = Vec::new();
     for scenario in scenarios {
         let mut results: Vec<(Contender, Vec<Figure>)> = Vec::new();
-        for &contender in &args.contenders {
+        let contenders = scenarios::contenders(scenario, &args.contenders);
+        for &contender in &contenders {
             eprintln!("==> {scenario}: {contender}");
             contender.install_crds(&client).await?;
             let log_dir = paths::repo_root()
@@ -207,7 +209,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
                 }
             }
         }
-        if results.len() == args.contenders.len() {
+        if results.len() == contenders.len() {
             report(scenario, &results)?;
         }
     }

@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// The scenarios `cargo xtask bench` knows.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "idle",
     "cold-start",
     "reaction",
@@ -26,7 +26,26 @@ pub const NAMES: [&str; 8] = [
     "analysis",
     "soak",
     "traffic",
+    "dashboard",
 ];
+
+/// The contenders scenario `name` runs among those asked for: all of them, except that Argo
+/// Rollouts has no dashboard to measure here (see [`crate::dashboard`]).
+pub fn contenders(name: &str, asked: &[crate::Contender]) -> Vec<crate::Contender> {
+    asked
+        .iter()
+        .copied()
+        .filter(|c| {
+            let skip = name == "dashboard" && *c == crate::Contender::Argo;
+            if skip {
+                eprintln!(
+                    "==> dashboard: Argo Rollouts' page needs a Node build of its ui/; Sluice only"
+                );
+            }
+            !skip
+        })
+        .collect()
+}
 
 /// Runs scenario `name` for one contender.
 pub async fn run(name: &str, run: &Run<'_>) -> Result<Vec<Figure>> {
@@ -39,6 +58,7 @@ pub async fn run(name: &str, run: &Run<'_>) -> Result<Vec<Figure>> {
         "analysis" => super::analysis::run(run).await,
         "soak" => crate::soak::run(run).await,
         "traffic" => crate::traffic::run(run).await,
+        "dashboard" => crate::dashboard::run(run).await,
         other => bail!("unknown scenario {other}"),
     }
 }
