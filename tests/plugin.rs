@@ -7,11 +7,12 @@ mod harness;
 
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
     time::{Duration, Instant},
 };
 
-use harness::{Plugin, canary, image, kubectl_sluice, observed, output, paused_at, status};
+use harness::{
+    Plugin, Watching, canary, image, kubectl_sluice, observed, output, paused_at, status,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     ResourceExt,
@@ -19,10 +20,9 @@ use kube::{
 };
 use serde_json::{Value, json};
 use sluice_api::RolloutPhase;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 #[tokio::test]
-async fn promote_resumes_a_paused_canary_and_refuses_one_that_is_not_paused() {
+async fn promote_resumes_a_paused_canary_and_moves_one_that_is_not_paused_to_its_next_step() {
     let t = Plugin::new("plugin-promote").await;
     let first = t
         .deploy(canary(2, json!([{ "setWeight": 50 }, { "pause": {} }])))
@@ -44,19 +44,36 @@ async fn promote_resumes_a_paused_canary_and_refuses_one_that_is_not_paused() {
         .await;
     assert!(status(&done).pause_conditions.is_empty());
 
-    // Not paused: said so, non-zero, nothing written.
+    // Not paused and no step left: exit 0 as Argo's, said so, nothing written.
     let before = t.quiet_version().await;
-    let run = t.sluice(&["promote", "app"]).await;
-    assert_eq!(run.code, Some(1), "{run:?}");
-    assert!(
-        run.stderr.contains("rollout \"app\" is not paused"),
-        "{run:?}"
+    let out = t.ok(&["promote", "app"]).await;
+    assert_eq!(
+        out.trim(),
+        "rollout \"app\" is not paused and has no step left to move to; nothing to promote"
     );
     assert_eq!(
         t.get().await.resource_version().unwrap_or_default(),
         before,
         "nothing changed"
     );
+
+    // Not paused, mid-step (a version whose pods never become ready waits at setWeight): it
+    // moves on to the next step, the pause, which holds.
+    t.never_ready_version("example/app:3").await;
+    t.wait(30, "the new version waiting at step 0", |r| {
+        observed(r)
+            && status(r).phase == Some(RolloutPhase::Progressing)
+            && status(r).current_step_index == Some(0)
+            && status(r).current_pod_hash.as_deref() != Some(canary_hash.as_str())
+    })
+    .await;
+    let out = t.ok(&["promote", "app"]).await;
+    assert_eq!(
+        out.trim(),
+        "rollout \"app\" promoted: step 0 skipped, now at step 1/2"
+    );
+    t.wait(30, "paused at the pause step", |r| paused_at(r, 1))
+        .await;
 }
 
 #[tokio::test]
@@ -69,9 +86,13 @@ async fn promote_full_skips_the_remaining_steps() {
     .await;
     let paused = t.paused_at_first_pause().await;
     let canary_hash = status(&paused).current_pod_hash.expect("a canary hash");
+    // Paused by a person too: --full lifts that pause as well (Argo's fix #4265).
+    t.ok(&["pause", "app"]).await;
 
     let out = t.ok(&["promote", "app", "--full"]).await;
     assert!(out.starts_with("rollout \"app\" fully promoted"), "{out}");
+    assert!(out.trim().ends_with("; spec.paused lifted"), "{out}");
+    assert_eq!(t.get().await.spec.paused, Some(false));
     let done = t
         .wait(60, "fully promoted without the second pause", |r| {
             status(r).stable_rs.as_deref() == Some(canary_hash.as_str())
@@ -112,9 +133,9 @@ async fn abort_goes_back_to_stable_and_retry_starts_over() {
     )
     .await;
     assert_eq!(t.replicas_of(&stable).await, 2);
-    // `status` of a Degraded rollout exits 1, for scripts.
+    // `status` of an aborted rollout exits 5, for scripts.
     let run = t.sluice(&["status", "app"]).await;
-    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(run.code, Some(5), "{run:?}");
     assert!(
         run.stdout.starts_with("Degraded - RolloutAborted"),
         "{run:?}"
@@ -164,9 +185,9 @@ async fn pause_holds_the_rollout_until_promoted() {
     assert_eq!(status(&still).stable_rs, status(&held).stable_rs);
 
     let out = t.ok(&["promote", "app"]).await;
-    assert_eq!(
-        out.trim(),
-        "rollout \"app\" promoted (was paused by spec.paused)"
+    assert!(
+        out.starts_with("rollout \"app\" promoted (was paused by spec.paused)"),
+        "{out}"
     );
     assert_eq!(t.get().await.spec.paused, Some(false));
     let done = t.healthy().await;
@@ -343,17 +364,7 @@ async fn status_waits_through_a_pause_until_healthy_and_times_out_on_a_stuck_rol
     assert_eq!(lines.last(), Some(&"Healthy"), "{run:?}");
 
     // A version whose pods never become ready: Progressing until the timeout, exit 3.
-    t.rollouts
-        .patch(
-            "app",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({ "spec": { "template": {
-                "metadata": { "annotations": { "sluice.dev/pod-fate": "never-ready" } },
-                "spec": { "containers": [{ "name": "app", "image": "example/app:3" }] }
-            } } })),
-        )
-        .await
-        .expect("a broken version");
+    t.never_ready_version("example/app:3").await;
     t.wait(30, "the broken version progressing", |r| {
         observed(r) && status(r).phase == Some(RolloutPhase::Progressing)
     })
@@ -373,9 +384,28 @@ async fn status_waits_through_a_pause_until_healthy_and_times_out_on_a_stuck_rol
 #[tokio::test]
 async fn get_list_and_watch_show_the_rollout_as_it_changes() {
     let t = Plugin::new("plugin-get").await;
-    let first = t
-        .deploy(canary(2, json!([{ "setWeight": 50 }, { "pause": {} }])))
-        .await;
+    // Created from a file by `create -f -w`, which then watches it as `get rollout --watch`.
+    let manifest = harness::file(
+        &format!("{}.rollout.json", t.ns.name),
+        &canary(2, json!([{ "setWeight": 50 }, { "pause": {} }])).to_string(),
+    );
+    let manifest = manifest.to_string_lossy();
+    let mut created = Watching::start(t.command(&["create", "-f", &manifest, "-w", "--no-color"]));
+    created.until("rollout.argoproj.io/app created").await;
+    created.until("Status:         Healthy").await;
+    assert!(
+        !created.seen.contains('\x1b'),
+        "--no-color: {}",
+        created.seen
+    );
+    assert!(
+        created.interrupt().await.success(),
+        "Ctrl-C ends create -w cleanly"
+    );
+    let first = t.healthy().await;
+    // Created once: a second create is refused by the API server, said plainly.
+    let again = t.sluice(&["create", "-f", &manifest]).await;
+    assert_eq!(again.code, Some(1), "{again:?}");
     let stable = status(&first).stable_rs.expect("a stable hash");
 
     let tree = t.ok(&["get", "rollout", "app"]).await;
@@ -459,47 +489,70 @@ async fn get_list_and_watch_show_the_rollout_as_it_changes() {
         "{run:?}"
     );
 
-    // --watch draws the tree, redraws it when the rollout changes, and ends 0 on Ctrl-C.
-    let mut cmd = t.command(&["get", "rollout", "app", "--watch"]);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("starting get --watch");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut seen = String::new();
-    let mut read_until = async |needle: &str| {
-        sluice_testkit::wait(
-            async {
-                while !seen.contains(needle) {
-                    match lines.next_line().await {
-                        Ok(Some(line)) => {
-                            seen.push_str(&line);
-                            seen.push('\n');
-                        }
-                        other => return Err(format!("the output ended ({other:?}): {seen}")),
-                    }
-                }
-                Ok(())
-            },
-            60,
-            &format!("{needle:?} in the output of get --watch"),
-        )
-        .await;
-    };
-    read_until("revision:1").await;
+    let none = t.ok(&["list", "rollouts", "--name", "nope"]).await;
+    assert_eq!(
+        none.trim(),
+        format!("No rollouts found in namespace \"{}\".", t.ns.name)
+    );
+
+    // --watch draws the tree, redraws it when the rollout changes, and ends 0 on Ctrl-C;
+    // `list --watch` prints the table, then a line per change, each with its time.
+    let mut tree = Watching::start(t.command(&["get", "rollout", "app", "--watch"]));
+    let mut lines = Watching::start(t.command(&[
+        "list",
+        "rollouts",
+        "--name",
+        "app",
+        "--watch",
+        "--timestamps",
+    ]));
+    tree.until("revision:1").await;
+    lines.until("Healthy").await;
     t.ok(&["set", "image", "app", "app=example/app:2"]).await;
-    read_until("revision:2").await;
-    read_until("Paused").await;
-    // kubectl execs its plugin, so the process started is the plugin: Ctrl-C is SIGINT to it.
-    let pid = child.id().expect("a pid").to_string();
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("get --watch stopped on Ctrl-C")
-        .expect("its exit status");
+    tree.until("revision:2").await;
+    tree.until("Paused").await;
+    lines.until("Paused").await;
     assert!(
-        status.success(),
-        "Ctrl-C ends get --watch cleanly: {status:?}"
+        tree.interrupt().await.success(),
+        "Ctrl-C ends get --watch cleanly"
+    );
+    let seen = std::mem::take(&mut lines.seen);
+    assert!(
+        lines.interrupt().await.success(),
+        "Ctrl-C ends list --watch cleanly"
+    );
+    let mut printed = seen.lines();
+    assert!(
+        printed
+            .next()
+            .is_some_and(|h| h.split_whitespace().take(2).eq(["TIMESTAMP", "NAME"])),
+        "{seen}"
+    );
+    let rows: Vec<&str> = printed.collect();
+    assert!(
+        rows.len() >= 2,
+        "the first line and at least one change: {seen}"
+    );
+    for row in rows {
+        let at = row.split_whitespace().next().unwrap_or_default();
+        assert!(
+            at.parse::<jiff::Timestamp>().is_ok() && at.ends_with('Z'),
+            "{row:?} in {seen}"
+        );
+        assert!(row.contains(" app "), "{row:?}");
+    }
+
+    // --timeout-seconds ends the watch by itself, exit 0 as Argo's.
+    let started = Instant::now();
+    let run = t
+        .sluice(&["get", "rollout", "app", "-w", "--timeout-seconds", "1"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("revision:2"), "{run:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
     );
 }
 
@@ -589,6 +642,29 @@ async fn forbidden_names_the_verb_and_the_resource() {
             .contains("you may not list replicasets in namespace"),
         "{run:?}"
     );
+
+    // kubectl's flags over the admin's kubeconfig: --token authenticates as the account alone
+    // (the kubeconfig's credentials set aside), --as impersonates it; a refusal names it, and
+    // the token is never printed.
+    let viewer = format!("system:serviceaccount:{}:viewer", t.ns.name);
+    let run = t
+        .sluice(&["status", "app", "--watch=false", "--token", &token])
+        .await;
+    assert_eq!(run.code, Some(0), "reading is allowed: {run:?}");
+    for flags in [["--token", token.as_str()], ["--as", viewer.as_str()]] {
+        let mut args = vec!["abort", "app"];
+        args.extend(flags);
+        let run = t.sluice(&args).await;
+        assert_eq!(run.code, Some(1), "{}: {run:?}", flags[0]);
+        assert!(
+            run.stderr
+                .contains("you may not patch rollouts/status in namespace")
+                && run.stderr.contains(&format!("User \"{viewer}\"")),
+            "{}: {run:?}",
+            flags[0]
+        );
+        assert!(!run.stderr.contains(&token) && !run.stdout.contains(&token));
+    }
     assert_ne!(t.get().await.status.and_then(|s| s.abort), Some(true));
 }
 
@@ -687,6 +763,25 @@ async fn no_cluster_reachable_is_said_with_the_server() {
             .starts_with("error: no cluster reachable at https://127.0.0.1:9"),
         "{run:?}"
     );
+    // -s over a kubeconfig whose cluster answers: the flag's server is the one tried, and named.
+    let run = output(kubectl_sluice(&[
+        "get",
+        "rollout",
+        "app",
+        "-n",
+        "shop",
+        "-s",
+        "https://127.0.0.1:9",
+        "--request-timeout",
+        "5s",
+    ]))
+    .await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: no cluster reachable at https://127.0.0.1:9"),
+        "{run:?}"
+    );
 }
 
 #[tokio::test]
@@ -694,17 +789,7 @@ async fn watches_end_with_one_line_when_the_rollout_is_deleted_or_watching_is_fo
     let t = Plugin::new("plugin-watch-end").await;
     t.deploy(canary(1, json!([]))).await;
     // A version whose pods never become ready: Progressing for good, so `status --watch` waits.
-    t.rollouts
-        .patch(
-            "app",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({ "spec": { "template": {
-                "metadata": { "annotations": { "sluice.dev/pod-fate": "never-ready" } },
-                "spec": { "containers": [{ "name": "app", "image": "example/app:2" }] }
-            } } })),
-        )
-        .await
-        .expect("a broken version");
+    t.never_ready_version("example/app:2").await;
     t.wait(30, "the broken version progressing", |r| {
         observed(r) && status(r).phase == Some(RolloutPhase::Progressing)
     })
@@ -770,4 +855,83 @@ async fn watches_end_with_one_line_when_the_rollout_is_deleted_or_watching_is_fo
             "{which}: {run:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn terminate_ends_a_running_analysis_run_and_leaves_a_completed_one() {
+    let t = Plugin::new("plugin-terminate").await;
+    let runs = t.ns.api::<sluice_api::AnalysisRun>();
+    // A run that never ends by itself: its metric calls a port nobody listens on, tolerating
+    // many errors, measuring every second; made by `create analysisrun` from a template that
+    // `create -f` created, the port an argument.
+    let template = harness::file(
+        &format!("{}.template.yaml", t.ns.name),
+        "apiVersion: argoproj.io/v1alpha1\nkind: AnalysisTemplate\nmetadata: {name: checks}\n\
+         spec:\n  args: [{name: port}]\n  metrics:\n  - name: m\n    interval: 1s\n    \
+         consecutiveErrorLimit: 1000\n    provider: {web: {url: 'http://127.0.0.1:{{args.port}}/'}}\n",
+    );
+    let out = t.ok(&["create", "-f", &template.to_string_lossy()]).await;
+    assert_eq!(out, "analysistemplate.argoproj.io/checks created\n");
+    let missing = t
+        .sluice(&["create", "analysisrun", "--from", "checks"])
+        .await;
+    assert_eq!(missing.code, Some(1), "{missing:?}");
+    assert!(
+        missing.stderr.contains("args.port was not resolved"),
+        "{missing:?}"
+    );
+    let out = t
+        .ok(&[
+            "create",
+            "analysisrun",
+            "--from",
+            "checks",
+            "--name",
+            "checks",
+            "-a",
+            "port=9",
+        ])
+        .await;
+    assert_eq!(out, "analysisrun.argoproj.io/checks created\n");
+    let created = runs.get("checks").await.expect("the run");
+    assert_eq!(
+        serde_json::to_value(&created.spec.args).expect("JSON"),
+        json!([{ "name": "port", "value": "9" }])
+    );
+    let phase = |r: &sluice_api::AnalysisRun| r.status.as_ref().map(|s| s.phase);
+    t.ns.wait_for(
+        "checks",
+        30,
+        "the run measuring",
+        |r: Option<&sluice_api::AnalysisRun>| {
+            r.is_some_and(|r| phase(r) == Some(sluice_api::AnalysisPhase::Running))
+        },
+    )
+    .await;
+
+    let out = t.ok(&["terminate", "analysisrun", "checks"]).await;
+    assert_eq!(out.trim(), "analysisrun \"checks\" terminated");
+    let ended =
+        t.ns.wait_for(
+            "checks",
+            30,
+            "the run ended",
+            |r: Option<&sluice_api::AnalysisRun>| {
+                r.is_some_and(|r| phase(r).is_some_and(|p| p.is_completed()))
+            },
+        )
+        .await;
+    assert_eq!(ended.spec.terminate, Some(true));
+
+    // Completed: said so, nothing written.
+    let before = ended.resource_version();
+    let out = t.ok(&["terminate", "ar", "checks"]).await;
+    assert!(out.contains("already completed"), "{out}");
+    let after = runs.get("checks").await.expect("the run");
+    assert_eq!(after.resource_version(), before, "nothing changed");
+
+    // A run that does not exist: a clear error, non-zero.
+    let missing = t.sluice(&["terminate", "analysisrun", "nope"]).await;
+    assert_ne!(missing.code, Some(0), "{missing:?}");
+    assert!(missing.stderr.contains("nope"), "{missing:?}");
 }

@@ -143,6 +143,23 @@ impl Plugin {
             .await
     }
 
+    /// Updates the rollout to `image`, a version whose pods never become ready (the test kit's
+    /// pod-fate annotation): it stays at its first step, Progressing.
+    pub async fn never_ready_version(&self, image: &str) {
+        let patch = serde_json::json!({ "spec": { "template": {
+            "metadata": { "annotations": { "sluice.dev/pod-fate": "never-ready" } },
+            "spec": { "containers": [{ "name": "app", "image": image }] }
+        } } });
+        self.rollouts
+            .patch(
+                "app",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+            .expect("a version that never gets ready");
+    }
+
     /// The rollout's resourceVersion once it has not changed for a second (the controller has
     /// finished writing), so that a later equal version means nobody wrote.
     pub async fn quiet_version(&self) -> String {
@@ -225,4 +242,72 @@ impl Plugin {
             .map(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
             .sum()
     }
+}
+
+/// A long-running `kubectl sluice` (a watch), its output read line by line as it comes.
+pub struct Watching {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// Everything read so far.
+    pub seen: String,
+}
+
+impl Watching {
+    /// Starts `cmd` with its output piped.
+    pub fn start(mut cmd: tokio::process::Command) -> Self {
+        use tokio::io::AsyncBufReadExt as _;
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("starting a watch");
+        let stdout = child.stdout.take().expect("its stdout");
+        Self {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until `needle` has been printed (60 s at most).
+    pub async fn until(&mut self, needle: &str) {
+        let (lines, seen) = (&mut self.lines, &mut self.seen);
+        sluice_testkit::wait(
+            async {
+                while !seen.contains(needle) {
+                    match lines.next_line().await {
+                        Ok(Some(line)) => {
+                            seen.push_str(&line);
+                            seen.push('\n');
+                        }
+                        other => return Err(format!("the output ended ({other:?}): {seen}")),
+                    }
+                }
+                Ok(())
+            },
+            60,
+            &format!("{needle:?} in the output of the watch"),
+        )
+        .await;
+    }
+
+    /// Ctrl-C (kubectl execs its plugin, so the process started is the plugin), then its exit
+    /// status.
+    pub async fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("a pid").to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status();
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("the watch stopped on Ctrl-C")
+            .expect("its exit status")
+    }
+}
+
+/// Writes `text` to a file of the test's own under target/test-logs and returns its path.
+pub fn file(name: &str, text: &str) -> PathBuf {
+    let dir = sluice_testkit::repo_root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).expect("target/test-logs");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("writing a file");
+    path
 }

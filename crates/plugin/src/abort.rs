@@ -22,11 +22,15 @@ pub struct AbortArgs {
 
 /// Runs `abort`.
 pub async fn run(ctx: &Context, args: AbortArgs) -> Result<ExitCode, Error> {
-    ctx.patch_status(&args.name, json!({ "status": { "abort": true } }))
-        .await?;
-    print(&format!(
-        "rollout \"{}\" aborted: traffic and replicas go back to the stable version\n",
-        args.name
-    ));
+    print(&format!("{}\n", abort(ctx, &args.name).await?));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Aborts the rollout `name` and says so: the command and the dashboard share it.
+pub(crate) async fn abort(ctx: &Context, name: &str) -> Result<String, Error> {
+    ctx.patch_status(name, json!({ "status": { "abort": true } }))
+        .await?;
+    Ok(format!(
+        "rollout \"{name}\" aborted: traffic and replicas go back to the stable version"
+    ))
 }

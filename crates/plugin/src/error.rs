@@ -51,14 +51,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// `promote` of a rollout that waits for nobody.
-    #[error(
-        "rollout \"{name}\" is not paused: nothing to promote; nothing was changed (promote --full skips the remaining steps)"
-    )]
-    NotPaused {
-        /// The rollout's name.
-        name: String,
-    },
     /// The rollout a `--watch` followed was deleted: nothing more will happen to it.
     #[error("the rollout \"{name}\" was deleted")]
     Deleted {

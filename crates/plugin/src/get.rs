@@ -25,6 +25,7 @@ pub enum Get {
         visible_aliases = ["ro", "rollouts"],
         after_help = "Examples:\n  # Show a rollout\n  kubectl sluice get rollout shop\n\n  \
                       # Redraw it on every change until Ctrl-C\n  kubectl sluice get rollout shop --watch\n\n  \
+                      # Watch for at most a minute, without colours\n  kubectl sluice get rollout shop -w --timeout-seconds 60 --no-color\n\n  \
                       # The same information as data\n  kubectl sluice get rollout shop -o json"
     )]
     Rollout(GetRollout),
@@ -47,6 +48,13 @@ pub struct GetRollout {
     /// Print the information as data instead of a tree.
     #[arg(short, long, value_enum, conflicts_with = "watch")]
     pub output: Option<Output>,
+    /// Print the tree without colours or symbols (also when NO_COLOR is set, or piped).
+    #[arg(long)]
+    pub no_color: bool,
+    /// With --watch: stop watching after this many seconds (exit 0, as Argo's); 0 watches
+    /// until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub timeout_seconds: u64,
 }
 
 /// `get analysisrun`.
@@ -62,12 +70,24 @@ pub struct GetAnalysisRun {
 /// Runs `get`.
 pub async fn run(ctx: &Context, get: Get) -> Result<ExitCode, Error> {
     match get {
-        Get::Rollout(args) if args.watch => watch(ctx, &args.name).await,
         Get::Rollout(args) => {
+            let style = Style {
+                color: ctx.style.color && !args.no_color,
+                ..ctx.style
+            };
+            let ctx = &Context {
+                style,
+                ..ctx.clone()
+            };
+            if args.watch {
+                let timeout = (args.timeout_seconds > 0)
+                    .then(|| std::time::Duration::from_secs(args.timeout_seconds));
+                return watch(ctx, &args.name, timeout).await;
+            }
             let info = RolloutInfo::new(&super::fetch::objects(ctx, &args.name).await?);
             print(&match args.output {
                 Some(format) => encode(&info, format)?,
-                None => render_rollout(&info, &ctx.style, Timestamp::now()),
+                None => render_rollout(&info, &style, Timestamp::now()),
             });
             Ok(ExitCode::SUCCESS)
         }
@@ -89,14 +109,25 @@ pub async fn run(ctx: &Context, get: Get) -> Result<ExitCode, Error> {
     }
 }
 
-/// Redraws the tree on every change until Ctrl-C; the rollout's deletion, or a watch RBAC
-/// refuses, ends it with an error.
-async fn watch(ctx: &Context, name: &str) -> Result<ExitCode, Error> {
+/// Redraws the tree on every change until Ctrl-C or `timeout` (both exit 0); the rollout's
+/// deletion, or a watch RBAC refuses, ends it with an error. `create -w` watches with it too.
+pub(crate) async fn watch(
+    ctx: &Context,
+    name: &str,
+    timeout: Option<std::time::Duration>,
+) -> Result<ExitCode, Error> {
     let mut snapshots = std::pin::pin!(super::fetch::watch(ctx, name).await?);
+    let mut deadline = std::pin::pin!(async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    });
     let mut last = String::new();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            () = &mut deadline => return Ok(ExitCode::SUCCESS),
             next = snapshots.next() => match next.transpose()? {
                 Some(Some(objects)) => {
                     // The width is read again: the terminal may have been resized.

@@ -1,9 +1,14 @@
 //! The `kubectl sluice` plugin: one file per command, rendering as pure functions of objects.
 //!
 //! - reading: `get` (tree of a rollout, an AnalysisRun), `list`, `status`;
+//! - creating: `create -f` (Rollouts, analysis templates and runs from files), `create
+//!   analysisrun` (a run from a template);
 //! - writing, with the same patches as Argo CD's resource actions and the Argo Rollouts plugin:
 //!   `promote`, `abort`, `retry`, `pause`, `restart`, `set image`, `undo`, `skip-step`;
-//! - offline: `lint`, `version`, `completion`.
+//! - offline: `lint`, `version`, `completion`;
+//! - `notifications`: the notification templates and triggers, shown and tried;
+//! - `dashboard`: a web page on localhost showing the rollouts live, with the writing commands
+//!   as buttons.
 //!
 //! [`info`] turns the objects into the model every view prints; [`style`] and [`table`] make it
 //! fit the terminal; [`fetch`] reads and watches the cluster.
@@ -15,6 +20,8 @@
 
 mod abort;
 mod completion;
+mod create;
+pub mod dashboard;
 pub mod error;
 pub mod fetch;
 #[cfg(test)]
@@ -23,6 +30,7 @@ pub mod get;
 pub mod info;
 mod lint;
 pub mod list;
+mod notifications;
 pub mod owned;
 mod pause;
 mod promote;
@@ -33,6 +41,7 @@ mod skip_step;
 pub mod status;
 pub mod style;
 pub mod table;
+mod terminate;
 #[cfg(test)]
 mod tests;
 mod undo;
@@ -40,7 +49,7 @@ mod version;
 #[cfg(test)]
 mod write_tests;
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use k8s_openapi::NamespaceResourceScope;
@@ -109,6 +118,79 @@ pub struct Global {
         value_name = "PATH"
     )]
     pub kubeconfig: Option<String>,
+    /// Kubeconfig cluster to use instead of the context's.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Kubeconfig user to use instead of the context's.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The API server's address (URL, or host:port for https), instead of the cluster's.
+    #[arg(short = 's', long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token to authenticate with, instead of the user's credentials.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<sluice_kube::Token>,
+    /// User to impersonate (a user, or system:serviceaccount:NAMESPACE:NAME).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Group to impersonate; repeat the flag for several (needs --as).
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_groups: Vec<String>,
+    /// PEM file of the certificate authorities to trust.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub certificate_authority: Option<PathBuf>,
+    /// PEM file of the client certificate.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub client_certificate: Option<PathBuf>,
+    /// PEM file of the client certificate's key.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub client_key: Option<PathBuf>,
+    /// Do not check the server's certificate (insecure).
+    #[arg(
+        long,
+        global = true,
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub insecure_skip_tls_verify: bool,
+    /// Longest wait for one request to the server (30s, 1m, or seconds); 0: no limit.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<Duration>,
+}
+
+impl Global {
+    /// The connection flags as overrides of the kubeconfig.
+    fn overrides(&self) -> sluice_kube::Overrides {
+        sluice_kube::Overrides {
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+            server: self.server.clone(),
+            certificate_authority: self.certificate_authority.clone(),
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+            token: self.token.clone(),
+            client_certificate: self.client_certificate.clone(),
+            client_key: self.client_key.clone(),
+            impersonate: self.as_user.clone(),
+            impersonate_groups: self.as_groups.clone(),
+            request_timeout: self.request_timeout.filter(|t| !t.is_zero()),
+        }
+    }
+}
+
+/// kubectl's `--request-timeout`: a whole number of seconds, or a Go duration (`30s`, `1m`);
+/// `0` means no limit.
+pub fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    status::parse_duration(text).map_err(|e| {
+        format!("{e}: expected a whole number of seconds, or a number with a unit (1s, 2m, 3h)")
+    })
 }
 
 /// The plugin's commands.
@@ -155,10 +237,25 @@ pub enum Command {
     /// Check Rollout manifests offline, as the controller does.
     Lint(lint::LintArgs),
     /// Print the plugin's version.
-    #[command(after_help = "Example:\n  kubectl sluice version")]
-    Version,
+    Version(version::VersionArgs),
+    /// Create Rollouts, AnalysisTemplates and AnalysisRuns from files, or a run from a template.
+    Create(create::CreateArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
+    /// Serve a live web dashboard of the rollouts on localhost, with promote, abort and the rest.
+    Dashboard(dashboard::DashboardArgs),
+    /// End a running AnalysisRun (its measurements stop).
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kubectl sluice terminate analysisrun shop-6f9c7d-2-1"
+    )]
+    Terminate(terminate::Terminate),
+    /// Show and try the notification templates and triggers the controller sends with.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kubectl sluice notifications template get"
+    )]
+    Notifications(notifications::Notifications),
 }
 
 /// Data formats of `-o`.
@@ -176,9 +273,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     // Only the commands that talk to the cluster load the kubeconfig.
     let connect = || Context::connect(&cli.global, style);
     match cli.command {
-        Command::Version => Ok(version::run()),
+        Command::Version(args) => Ok(version::run(&args)),
         Command::Completion(args) => Ok(completion::run(&args)),
         Command::Lint(args) => lint::run(&args),
+        Command::Create(args) => create::run(&connect().await?, args).await,
         Command::Get(args) => get::run(&connect().await?, args).await,
         Command::List(args) => list::run(&connect().await?, args).await,
         Command::Status(args) => Ok(status::exit(
@@ -192,6 +290,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Set(args) => set::run(&connect().await?, args).await,
         Command::Undo(args) => undo::run(&connect().await?, args).await,
         Command::SkipStep(args) => skip_step::run(&connect().await?, args).await,
+        Command::Dashboard(args) => dashboard::run(&connect().await?, args).await,
+        Command::Terminate(args) => terminate::run(&connect().await?, args).await,
+        Command::Notifications(args) => notifications::run(&connect().await?, args).await,
     }
 }
 
@@ -211,9 +312,10 @@ pub struct Context {
 impl Context {
     /// Loads the kubeconfig(s) as kubectl does and connects.
     pub async fn connect(global: &Global, style: Style) -> Result<Self, Error> {
-        let mut config = sluice_kube::config(global.kubeconfig.as_deref(), global.context.clone())
-            .await
-            .map_err(Error::Config)?;
+        let mut config =
+            sluice_kube::config_with(global.kubeconfig.as_deref(), &global.overrides())
+                .await
+                .map_err(Error::Config)?;
         config.headers.push((
             http::header::USER_AGENT,
             http::HeaderValue::from_static(concat!("kubectl-sluice/", env!("CARGO_PKG_VERSION"))),
@@ -391,5 +493,78 @@ mod help_tests {
         assert_eq!(cli.global.namespace.as_deref(), Some("prod"));
         assert_eq!(cli.global.context.as_deref(), Some("staging"));
         assert_eq!(cli.global.kubeconfig.as_deref(), Some("/a:/b"));
+    }
+
+    #[test]
+    fn kubectl_s_connection_flags_are_taken_by_every_command() {
+        let cli = Cli::try_parse_from([
+            "kubectl-sluice",
+            "status",
+            "shop",
+            "--as",
+            "jane",
+            "--as-group",
+            "devs",
+            "--as-group",
+            "ops",
+            "--token",
+            "s3cret",
+            "-s",
+            "https://10.0.0.1:6443",
+            "--user",
+            "admin",
+            "--cluster",
+            "prod",
+            "--certificate-authority",
+            "/ca.pem",
+            "--client-certificate",
+            "/c.pem",
+            "--client-key",
+            "/k.pem",
+            "--insecure-skip-tls-verify=false",
+            "--request-timeout",
+            "1m",
+        ])
+        .expect("valid flags");
+        let o = cli.global.overrides();
+        assert_eq!(o.impersonate.as_deref(), Some("jane"));
+        assert_eq!(o.impersonate_groups, ["devs", "ops"]);
+        assert_eq!(o.server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(
+            (o.user.as_deref(), o.cluster.as_deref()),
+            (Some("admin"), Some("prod"))
+        );
+        assert_eq!(o.token, Some(sluice_kube::Token::new("s3cret")));
+        assert_eq!(o.request_timeout, Some(std::time::Duration::from_secs(60)));
+        assert!(!o.insecure_skip_tls_verify);
+        assert!(
+            !format!("{cli:?}").contains("s3cret"),
+            "the token is never printed"
+        );
+
+        let cli = Cli::try_parse_from([
+            "kubectl-sluice",
+            "list",
+            "rollouts",
+            "--insecure-skip-tls-verify",
+            "--request-timeout",
+            "0",
+        ])
+        .expect("valid flags");
+        assert!(cli.global.insecure_skip_tls_verify);
+        assert_eq!(cli.global.overrides().request_timeout, None, "0: no limit");
+    }
+
+    #[test]
+    fn request_timeouts_read_as_kubectl_reads_them() {
+        use std::time::Duration;
+
+        use super::parse_request_timeout as parse;
+        assert_eq!(parse("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+        let e = parse("soon").expect_err("not a duration");
+        assert!(e.contains("whole number of seconds"), "{e}");
     }
 }

@@ -18,12 +18,16 @@ use super::{Error, print};
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes:\n  0  every Rollout is valid\n  1  a problem was found (or the file could not be read)\n\n\
-                        Examples:\n  kubectl sluice lint rollout.yaml\n\n  \
+                        Examples:\n  kubectl sluice lint rollout.yaml\n  kubectl sluice lint -f rollout.yaml\n\n  \
                         # Check what Helm would install\n  helm template charts/shop | kubectl sluice lint -"
 )]
 pub struct LintArgs {
     /// The manifest file; `-` reads standard input.
-    pub file: String,
+    #[arg(required_unless_present = "filename", conflicts_with = "filename")]
+    pub file: Option<String>,
+    /// The manifest file, as Argo's `lint -f` takes it.
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub filename: Option<String>,
 }
 
 /// One problem found in a file.
@@ -127,14 +131,19 @@ fn lint_template(kind: &str, document: &str, value: Value) -> Option<Finding> {
 
 /// Runs `lint`.
 pub fn run(args: &LintArgs) -> Result<ExitCode, Error> {
+    let file = args
+        .file
+        .as_deref()
+        .or(args.filename.as_deref())
+        .unwrap_or("-");
     let read = |e| Error::Read {
-        path: args.file.clone(),
+        path: file.to_string(),
         source: e,
     };
-    let text = if args.file == "-" {
+    let text = if file == "-" {
         std::io::read_to_string(std::io::stdin()).map_err(read)?
     } else {
-        std::fs::read_to_string(&args.file).map_err(read)?
+        std::fs::read_to_string(file).map_err(read)?
     };
     let (findings, checked) = lint(&text);
     let mut out = String::new();
@@ -144,20 +153,16 @@ pub fn run(args: &LintArgs) -> Result<ExitCode, Error> {
         } else {
             format!("{}: ", f.field)
         };
-        out.push_str(&format!(
-            "{}: {}: {field}{}\n",
-            args.file, f.object, f.message
-        ));
+        out.push_str(&format!("{file}: {}: {field}{}\n", f.object, f.message));
     }
     let noun = if checked == 1 { "object" } else { "objects" };
     if findings.is_empty() {
-        out.push_str(&format!("{}: {checked} {noun}, no problems\n", args.file));
+        out.push_str(&format!("{file}: {checked} {noun}, no problems\n"));
         print(&out);
         Ok(ExitCode::SUCCESS)
     } else {
         out.push_str(&format!(
-            "{}: {} problem(s) in {checked} {noun}\n",
-            args.file,
+            "{file}: {} problem(s) in {checked} {noun}\n",
             findings.len()
         ));
         print(&out);

@@ -1,9 +1,17 @@
-//! `list rollouts [-A]`: one line per rollout with its strategy, status, step and weights.
+//! `list rollouts [-A] [--name NAME] [-w [--timestamps]]`: one line per rollout with its
+//! strategy, status, step and weights; with `--watch`, then one more line each time a rollout's
+//! line changes (until Ctrl-C), as Argo's plugin prints them.
 
-use std::process::ExitCode;
+use std::{collections::BTreeMap, pin::pin, process::ExitCode};
 
 use clap::{Args, Subcommand};
-use kube::{Api, api::ListParams};
+use futures::StreamExt as _;
+use jiff::Timestamp;
+use kube::{
+    Api,
+    api::ListParams,
+    runtime::{WatchStreamExt as _, watcher},
+};
 use serde::Serialize;
 use sluice_api::Rollout;
 
@@ -22,7 +30,9 @@ pub enum List {
     #[command(
         visible_aliases = ["rollout", "ro"],
         after_help = "Examples:\n  # Rollouts of the current namespace\n  kubectl sluice list rollouts\n\n  \
-                      # Of every namespace, as JSON\n  kubectl sluice list rollouts -A -o json"
+                      # Of every namespace, as JSON\n  kubectl sluice list rollouts -A -o json\n\n  \
+                      # One rollout, a line each time it changes, with the time\n  \
+                      kubectl sluice list rollouts --name shop --watch --timestamps"
     )]
     Rollouts(ListRollouts),
 }
@@ -34,8 +44,17 @@ pub struct ListRollouts {
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
     /// Print the list as data instead of a table.
-    #[arg(short, long, value_enum)]
+    #[arg(short, long, value_enum, conflicts_with = "watch")]
     pub output: Option<Output>,
+    /// Only the rollout of this name.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Then print a line each time a rollout's line changes (Ctrl-C ends).
+    #[arg(short, long)]
+    pub watch: bool,
+    /// Start each line with the time it was printed (UTC, RFC 3339).
+    #[arg(long)]
+    pub timestamps: bool,
 }
 
 /// One rollout of the list, as data.
@@ -88,31 +107,98 @@ pub async fn run(ctx: &Context, list: List) -> Result<ExitCode, Error> {
     } else {
         ctx.api()
     };
-    let mut rollouts = api.list(&ListParams::default()).await.map_err(|e| {
-        let mut request = ctx.request("list", "rollouts", "Rollout", None);
+    let describe = |verb| {
+        let mut request = ctx.request(verb, "rollouts", "Rollout", None);
         if args.all_namespaces {
             request.namespace = "";
         }
-        request.error(e)
-    })?;
+        request
+    };
+    let fields = args.name.as_ref().map(|n| format!("metadata.name={n}"));
+    let params = match &fields {
+        Some(f) => ListParams::default().fields(f),
+        None => ListParams::default(),
+    };
+    let mut rollouts = api
+        .list(&params)
+        .await
+        .map_err(|e| describe("list").error(e))?;
     rollouts.items.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
     let rows: Vec<Row> = rollouts.items.iter().map(Row::new).collect();
+    let stamp = || args.timestamps.then(|| timestamp(Timestamp::now()));
     match args.output {
         Some(format) => print(&encode(&rows, format)?),
-        None if rows.is_empty() && !args.all_namespaces => print(&format!(
+        // Watching: the header first, even with no rollout yet, as the lines follow.
+        None if rows.is_empty() && !args.watch && !args.all_namespaces => print(&format!(
             "No rollouts found in namespace \"{}\".\n",
             ctx.namespace
         )),
-        None if rows.is_empty() => print("No rollouts found.\n"),
-        None => print(&render_list(&rows, args.all_namespaces, &ctx.style)),
+        None if rows.is_empty() && !args.watch => print("No rollouts found.\n"),
+        None => print(&render_list_at(
+            &rows,
+            args.all_namespaces,
+            stamp().as_deref(),
+            &ctx.style,
+        )),
     }
-    Ok(ExitCode::SUCCESS)
+    if !args.watch {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut last: BTreeMap<(String, String), Row> = rows
+        .into_iter()
+        .map(|r| ((r.namespace.clone(), r.name.clone()), r))
+        .collect();
+    let mut config = watcher::Config::default();
+    if let Some(f) = &fields {
+        config = config.fields(f);
+    }
+    let mut changes = pin!(watcher(api, config).default_backoff().applied_objects());
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            next = changes.next() => match next {
+                Some(Ok(rollout)) => {
+                    let row = Row::new(&rollout);
+                    let key = (row.namespace.clone(), row.name.clone());
+                    if last.get(&key) != Some(&row) {
+                        let table =
+                            render_list_at(std::slice::from_ref(&row), args.all_namespaces, stamp().as_deref(), &ctx.style);
+                        // The header was printed once, above.
+                        print(&table.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>());
+                        last.insert(key, row);
+                    }
+                }
+                // RBAC refused the watch: retrying cannot help, and waiting would hang.
+                Some(Err(e)) => {
+                    if let Some(refused) = super::fetch::refused(ctx, "rollouts", "Rollout", &e) {
+                        return Err(refused);
+                    }
+                }
+                None => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    }
+}
+
+/// A time as `--timestamps` prints it: UTC, to the second, RFC 3339.
+pub fn timestamp(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// The table of `list rollouts`; with `namespaces`, a NAMESPACE column first.
 pub fn render_list(rows: &[Row], namespaces: bool, style: &Style) -> String {
+    render_list_at(rows, namespaces, None, style)
+}
+
+/// The table of `list rollouts`, each line starting with `timestamp` when there is one.
+pub fn render_list_at(
+    rows: &[Row],
+    namespaces: bool,
+    timestamp: Option<&str>,
+    style: &Style,
+) -> String {
     let mut headers = vec![
         ("NAME", Fit::Cut(8)),
         ("STRATEGY", Fit::Keep),
@@ -123,6 +209,9 @@ pub fn render_list(rows: &[Row], namespaces: bool, style: &Style) -> String {
     ];
     if namespaces {
         headers.insert(0, ("NAMESPACE", Fit::Cut(6)));
+    }
+    if timestamp.is_some() {
+        headers.insert(0, ("TIMESTAMP", Fit::Keep));
     }
     let mut table = Table::new(&headers);
     let or_dash = |v: Option<String>| Cell::plain(v.unwrap_or_else(|| "-".into()));
@@ -146,7 +235,59 @@ pub fn render_list(rows: &[Row], namespaces: bool, style: &Style) -> String {
         if namespaces {
             cells.insert(0, Cell::plain(&row.namespace));
         }
+        if let Some(at) = timestamp {
+            cells.insert(0, Cell::plain(at));
+        }
         table.row(cells);
     }
     table.render(style)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_lead_each_line_when_asked() {
+        let row = Row {
+            namespace: "shop".into(),
+            name: "app".into(),
+            strategy: "Canary".into(),
+            status: Health::Paused,
+            message: String::new(),
+            step: Some("1/2".into()),
+            set_weight: Some(50),
+            actual_weight: Some(50),
+        };
+        let at = timestamp("2026-12-03T10:04:05.789Z".parse().expect("a time"));
+        assert_eq!(at, "2026-12-03T10:04:05Z");
+        let table = render_list_at(&[row], false, Some(&at), &Style::plain());
+        let lines: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                vec![
+                    "TIMESTAMP",
+                    "NAME",
+                    "STRATEGY",
+                    "STATUS",
+                    "STEP",
+                    "SET-WEIGHT",
+                    "ACTUAL-WEIGHT"
+                ],
+                vec![
+                    "2026-12-03T10:04:05Z",
+                    "app",
+                    "Canary",
+                    "Paused",
+                    "1/2",
+                    "50",
+                    "50"
+                ],
+            ]
+        );
+    }
 }

@@ -42,15 +42,19 @@ pub fn restart_at(now: Timestamp, delay: Duration) -> Result<Timestamp, Error> {
 
 /// Runs `restart`.
 pub async fn run(ctx: &Context, args: RestartArgs) -> Result<ExitCode, Error> {
-    let at = restart_at(Timestamp::now(), args.in_.unwrap_or_default())?;
-    let at = at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    ctx.patch_spec(&args.name, json!({ "spec": { "restartAt": at } }))
-        .await?;
-    print(&format!(
-        "rollout \"{}\" restarts its pods at {at}\n",
-        args.name
-    ));
+    let message = restart(ctx, &args.name, args.in_.unwrap_or_default()).await?;
+    print(&format!("{message}\n"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Restarts the pods of the rollout `name` after `delay` and says when: the command and the
+/// dashboard share it.
+pub(crate) async fn restart(ctx: &Context, name: &str, delay: Duration) -> Result<String, Error> {
+    let at = restart_at(Timestamp::now(), delay)?;
+    let at = at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    ctx.patch_spec(name, json!({ "spec": { "restartAt": at } }))
+        .await?;
+    Ok(format!("rollout \"{name}\" restarts its pods at {at}"))
 }
 
 #[cfg(test)]

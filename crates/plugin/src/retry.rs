@@ -30,19 +30,22 @@ pub struct RetryRollout {
 /// Runs `retry rollout`.
 pub async fn run(ctx: &Context, retry: Retry) -> Result<ExitCode, Error> {
     let Retry::Rollout(args) = retry;
-    let rollout = ctx.rollout(&args.name).await?;
-    if rollout.status.and_then(|s| s.abort) != Some(true) {
-        print(&format!(
-            "rollout \"{}\" is not aborted; nothing to retry\n",
-            args.name
-        ));
-        return Ok(ExitCode::SUCCESS);
-    }
-    ctx.patch_status(&args.name, json!({ "status": { "abort": false } }))
-        .await?;
-    print(&format!(
-        "rollout \"{}\" retried: the update starts over\n",
-        args.name
-    ));
+    print(&format!("{}\n", retry_rollout(ctx, &args.name).await?));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Retries the rollout `name` if it is aborted, and says what was done: the command and the
+/// dashboard share it.
+pub(crate) async fn retry_rollout(ctx: &Context, name: &str) -> Result<String, Error> {
+    let rollout = ctx.rollout(name).await?;
+    if rollout.status.and_then(|s| s.abort) != Some(true) {
+        return Ok(format!(
+            "rollout \"{name}\" is not aborted; nothing to retry"
+        ));
+    }
+    ctx.patch_status(name, json!({ "status": { "abort": false } }))
+        .await?;
+    Ok(format!(
+        "rollout \"{name}\" retried: the update starts over"
+    ))
 }

@@ -19,18 +19,19 @@ use super::{
 const HELP: &str = "\
 Exit codes:
   0  Healthy: the update is done and every pod available
-  1  Degraded: aborted (by an analysis or a person), an invalid spec, or the progress
-     deadline exceeded
+  1  Degraded: an invalid spec, or the progress deadline exceeded
   2  wrong usage
   3  --timeout passed first (the last status is printed): still Progressing, or Paused
      (a pause step, a blue/green preview, an inconclusive analysis, spec.paused)
   4  the rollout could not be watched: not found, forbidden, no cluster reachable, or
      deleted while watched
+  5  aborted (Degraded): by a failed analysis or a person; traffic is back on stable
   130  interrupted (Ctrl-C)
-With --watch=false the status is printed once: 1 when Degraded, 0 otherwise.
+With --watch=false the status is printed once: 1 or 5 when Degraded, 0 otherwise.
 
 Examples:
-  # Wait until the rollout is Healthy (exit 0) or Degraded (exit 1), at most 10 minutes
+  # Wait until the rollout is Healthy (exit 0) or Degraded (exit 1, or 5 if aborted),
+  # at most 10 minutes
   kubectl sluice status shop --timeout 10m
 
   # Print the status once
@@ -40,6 +41,8 @@ Examples:
 pub const TIMED_OUT: u8 = 3;
 /// Exit code: the rollout could not be read or watched.
 pub const UNWATCHABLE: u8 = 4;
+/// Exit code: the update was aborted (Degraded, by a failed analysis or a person).
+pub const ABORTED: u8 = 5;
 
 /// `status`.
 #[derive(Debug, Args)]
@@ -99,8 +102,17 @@ pub fn status_line(rollout: &Rollout, style: &Style) -> String {
 pub fn end_state(rollout: &Rollout) -> Option<ExitCode> {
     match health(rollout).0 {
         Health::Healthy => Some(ExitCode::SUCCESS),
-        Health::Degraded => Some(ExitCode::FAILURE),
+        Health::Degraded => Some(degraded(rollout)),
         Health::Paused | Health::Progressing => None,
+    }
+}
+
+/// The exit code of a Degraded rollout: [`ABORTED`] when aborted, 1 otherwise.
+fn degraded(rollout: &Rollout) -> ExitCode {
+    if rollout.status.as_ref().and_then(|s| s.abort) == Some(true) {
+        ExitCode::from(ABORTED)
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -121,7 +133,7 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
     let (now, _) = health(&rollout);
     if !args.watch {
         return Ok(match now {
-            Health::Degraded => ExitCode::FAILURE,
+            Health::Degraded => degraded(&rollout),
             _ => ExitCode::SUCCESS,
         });
     }

@@ -190,7 +190,16 @@ fn a_watch_ends_on_healthy_or_degraded_and_waits_through_every_pause() {
     );
     assert_eq!(
         end_state(&canary_aborted().rollout),
-        Some(ExitCode::FAILURE)
+        Some(ExitCode::from(super::status::ABORTED))
+    );
+    let mut invalid = canary_aborted().rollout;
+    if let Some(s) = invalid.status.as_mut() {
+        s.abort = None;
+    }
+    assert_eq!(
+        end_state(&invalid),
+        Some(ExitCode::FAILURE),
+        "Degraded, not aborted"
     );
     assert_eq!(end_state(&canary_progressing().rollout), None);
     // A pause is on the way to Healthy, whoever ends it: a CI gate never goes green on it.

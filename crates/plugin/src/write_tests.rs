@@ -5,7 +5,6 @@ use serde_json::json;
 use sluice_api::{Rollout, model::pod_template_hash, vocab::POD_TEMPLATE_HASH_LABEL};
 
 use super::{
-    Error,
     fixtures::*,
     lint::lint,
     promote::{Promotion, promotion},
@@ -14,48 +13,132 @@ use super::{
     undo::{Undo, undo, without_defaults},
 };
 
+/// The patches and line of a promotion that writes.
+fn writes(promotion: Promotion) -> (Option<serde_json::Value>, Option<serde_json::Value>, String) {
+    match promotion {
+        Promotion::Write { status, spec, said } => (status, spec, said),
+        Promotion::Nothing(why) => panic!("expected a write, got nothing: {why}"),
+    }
+}
+
 #[test]
 fn promote_clears_the_controllers_pause_on_the_status() {
-    let rollout = canary_paused().rollout;
+    let (status, spec, said) = writes(promotion(&canary_paused().rollout, false));
     assert_eq!(
-        promotion(&rollout, false).expect("a promotion"),
-        Promotion::Resume {
-            status: Some(json!({ "status": { "pauseConditions": null } })),
-            spec: None,
-        }
+        status,
+        Some(json!({ "status": { "pauseConditions": null } }))
+    );
+    assert_eq!(spec, None);
+    assert_eq!(
+        said,
+        "rollout \"shop\" promoted (was paused by CanaryPauseStep)"
     );
 }
 
 #[test]
-fn promote_unpauses_a_rollout_paused_by_a_person() {
-    let mut rollout = canary_healthy().rollout;
+fn promote_unpauses_a_person_s_pause_and_moves_the_canary_on_as_argo_does() {
+    // Paused by spec.paused only, mid-step: Argo lifts spec.paused and moves to the next step.
+    let mut rollout = canary_progressing().rollout;
     rollout.spec.paused = Some(true);
+    let (status, spec, said) = writes(promotion(&rollout, false));
+    assert_eq!(spec, Some(json!({ "spec": { "paused": false } })));
     assert_eq!(
-        promotion(&rollout, false).expect("a promotion"),
-        Promotion::Resume {
-            status: None,
-            spec: Some(json!({ "spec": { "paused": false } })),
-        }
+        status,
+        Some(json!({ "status": { "pauseConditions": null, "currentStepIndex": 3 } }))
+    );
+    assert_eq!(
+        said,
+        "rollout \"shop\" promoted (was paused by spec.paused): now at step 3/4"
+    );
+    // All steps done: only the spec.
+    let mut done = canary_healthy().rollout;
+    done.spec.paused = Some(true);
+    let (status, spec, _) = writes(promotion(&done, false));
+    assert_eq!(
+        (status, spec),
+        (None, Some(json!({ "spec": { "paused": false } })))
     );
 }
 
 #[test]
-fn promote_of_a_rollout_that_is_not_paused_writes_nothing_and_says_so() {
-    let rollout = canary_progressing().rollout;
-    let error = promotion(&rollout, false).expect_err("not paused");
-    assert!(matches!(&error, Error::NotPaused { name } if name == "shop"));
-    assert!(error.to_string().contains("is not paused"), "{error}");
+fn promote_of_a_canary_that_is_not_paused_moves_it_to_the_next_step() {
+    let (status, spec, said) = writes(promotion(&canary_progressing().rollout, false));
+    assert_eq!(
+        status,
+        Some(json!({ "status": { "pauseConditions": null, "currentStepIndex": 3 } }))
+    );
+    assert_eq!(spec, None);
+    assert_eq!(
+        said,
+        "rollout \"shop\" promoted: step 2 skipped, now at step 3/4"
+    );
+    // A promote the controller has not read yet leaves its marker: it goes with the skip, or the
+    // next pause would read as promoted too.
+    let mut pending = canary_paused().rollout;
+    if let Some(s) = pending.status.as_mut() {
+        s.pause_conditions.clear();
+    }
+    let (status, _, _) = writes(promotion(&pending, false));
+    assert_eq!(
+        status,
+        Some(json!({ "status": {
+            "pauseConditions": null, "currentStepIndex": 2, "controllerPause": null
+        } }))
+    );
 }
 
 #[test]
-fn promote_full_sets_promote_full_unless_already_stable() {
+fn promote_with_nothing_to_move_writes_nothing_and_says_so() {
+    for rollout in [canary_healthy().rollout, blue_green_promoted().rollout] {
+        let Promotion::Nothing(why) = promotion(&rollout, false) else {
+            panic!("nothing to promote in {:?}", rollout.metadata.name);
+        };
+        assert!(
+            why.ends_with("is not paused and has no step left to move to; nothing to promote"),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn promote_of_an_inconclusive_step_analysis_passes_the_step_as_argo_does() {
+    let mut rollout = canary_paused().rollout;
+    let status = rollout.status.as_mut().expect("a status");
+    status.pause_conditions[0].reason = sluice_api::PauseReason::InconclusiveAnalysis;
+    status
+        .canary
+        .get_or_insert_default()
+        .current_step_analysis_run_status = Some(from(json!({
+        "name": "shop-7d9f8c6b5-2-1", "status": "Inconclusive"
+    })));
+    let (status, spec, said) = writes(promotion(&rollout, false));
     assert_eq!(
-        promotion(&canary_progressing().rollout, true).expect("a promotion"),
-        Promotion::Full(json!({ "status": { "promoteFull": true } }))
+        status,
+        Some(json!({ "status": {
+            "pauseConditions": null, "controllerPause": false, "currentStepIndex": 2
+        } }))
     );
+    assert_eq!(spec, None);
+    assert_eq!(
+        said,
+        "rollout \"shop\" promoted (was paused by InconclusiveAnalysis): the inconclusive analysis step passes, now at step 2/4"
+    );
+}
+
+#[test]
+fn promote_full_sets_promote_full_unless_already_stable_and_lifts_spec_paused() {
+    let (status, spec, _) = writes(promotion(&canary_progressing().rollout, true));
+    assert_eq!(status, Some(json!({ "status": { "promoteFull": true } })));
+    assert_eq!(spec, None);
+    let mut paused = canary_paused().rollout;
+    paused.spec.paused = Some(true);
+    let (status, spec, said) = writes(promotion(&paused, true));
+    assert_eq!(status, Some(json!({ "status": { "promoteFull": true } })));
+    assert_eq!(spec, Some(json!({ "spec": { "paused": false } })));
+    assert!(said.ends_with("; spec.paused lifted"), "{said}");
     assert!(matches!(
         promotion(&canary_healthy().rollout, true),
-        Ok(Promotion::Nothing(_))
+        Promotion::Nothing(_)
     ));
 }
 
@@ -95,6 +178,43 @@ fn set_image_tests_the_container_name_before_changing_its_image() {
     assert_eq!(
         error.to_string(),
         "the rollout has no container named \"web\" (its containers: shop)"
+    );
+}
+
+#[test]
+fn set_image_reaches_init_and_ephemeral_containers_and_star_sets_every_one() {
+    let mut rollout = canary_paused().rollout;
+    if let Some(spec) = rollout.spec.template.as_mut().and_then(|t| t.spec.as_mut()) {
+        spec.init_containers = Some(vec![from(json!({ "name": "migrate", "image": "m:1" }))]);
+        spec.ephemeral_containers = Some(vec![from(json!({ "name": "debug", "image": "d:1" }))]);
+    }
+    assert_eq!(
+        image_patch(&rollout, "debug", "d:2").expect("a patch"),
+        json!([
+            { "op": "test", "path": "/spec/template/spec/ephemeralContainers/0/name", "value": "debug" },
+            { "op": "add", "path": "/spec/template/spec/ephemeralContainers/0/image", "value": "d:2" }
+        ])
+    );
+    let every = image_patch(&rollout, "*", "x:9").expect("a patch");
+    let paths: Vec<&str> = every
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|op| op["op"] == "add")
+        .filter_map(|op| op["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/spec/template/spec/initContainers/0/image",
+            "/spec/template/spec/containers/0/image",
+            "/spec/template/spec/ephemeralContainers/0/image",
+        ]
+    );
+    let error = image_patch(&rollout, "web", "x:1").expect_err("no such container");
+    assert_eq!(
+        error.to_string(),
+        "the rollout has no container named \"web\" (its containers: migrate, shop, debug)"
     );
 }
 
