@@ -12,6 +12,10 @@
 //! | `analysis_run_info{namespace,name,phase}` = 1               | gauge     | yes |
 //! | `analysis_run_metric_phase{namespace,name,metric,type,phase}` = 0/1 | gauge | yes |
 //! | `analysis_run_reconcile_error{namespace,name,reason}`      | unknown   | yes (Sluice adds `reason`) |
+//! | `notification_send_success{namespace,name,type,reason}`    | unknown   | yes (a delivered notification; type and reason of the event) |
+//! | `notification_send_error{namespace,name,type,reason}`      | unknown   | yes (Sluice counts every failed attempt, retries included) |
+//! | `notification_send_bucket/_sum/_count{namespace,name,type,reason}` | histogram | yes (the time of one delivered request; Sluice adds type and reason) |
+//! | `sluice_notifications_dropped_total`                       | counter   | Sluice's own (events dropped because the queue was full) |
 //! | `sluice_kube_requests_total{verb,resource,status_code}`    | counter   | Sluice's own |
 //! | `sluice_reconcile_kube_requests_bucket/_sum/_count{controller}` | histogram | Sluice's own |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | as every Prometheus client |
@@ -84,6 +88,8 @@ pub struct Metrics {
     runs: Arc<RunSeries>,
     kube_requests: Family<KubeRequestLabels, Counter>,
     reconcile_requests: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+    notifications: Arc<NotificationSeries>,
+    notifications_dropped: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -125,6 +131,14 @@ impl Metrics {
             "Kubernetes API requests made by one reconcile, by controller (rollout or analysisrun).",
             reconcile_requests.clone(),
         );
+        let notifications = Arc::new(NotificationSeries::default());
+        registry.register_collector(Box::new(notifications.clone()));
+        let notifications_dropped = Counter::default();
+        registry.register(
+            "sluice_notifications_dropped",
+            "Events not notified because the notification queue was full.",
+            notifications_dropped.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
         Self {
             registry,
@@ -132,6 +146,8 @@ impl Metrics {
             runs,
             kube_requests,
             reconcile_requests,
+            notifications,
+            notifications_dropped,
         }
     }
 
@@ -204,6 +220,52 @@ impl Metrics {
         self.rollouts
             .lock()
             .remove(&(namespace.to_owned(), name.to_owned()));
+        self.notifications
+            .lock()
+            .retain(|key, _| key.0 != namespace || key.1 != name);
+    }
+
+    /// Counts a delivered notification of a rollout's event (`type_` Normal or Warning,
+    /// `reason` the event's) in `notification_send_success`, and the request's time in
+    /// `notification_send`.
+    pub fn notification_sent(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+        reason: &str,
+        seconds: f64,
+    ) {
+        let mut series = self.notifications.lock();
+        let entry = series
+            .entry((
+                namespace.to_owned(),
+                name.to_owned(),
+                type_.to_owned(),
+                reason.to_owned(),
+            ))
+            .or_default();
+        entry.success += 1;
+        entry.send.observe(seconds);
+    }
+
+    /// Counts one failed attempt to deliver a notification in `notification_send_error`.
+    pub fn notification_failed(&self, namespace: &str, name: &str, type_: &str, reason: &str) {
+        self.notifications
+            .lock()
+            .entry((
+                namespace.to_owned(),
+                name.to_owned(),
+                type_.to_owned(),
+                reason.to_owned(),
+            ))
+            .or_default()
+            .error += 1;
+    }
+
+    /// Counts an event dropped because the notification queue was full.
+    pub fn notification_dropped(&self) {
+        self.notifications_dropped.inc();
     }
 
     /// Records an AnalysisRun's phase and each metric's (`metrics` as name, provider type,
@@ -488,6 +550,91 @@ impl Collector for RunSeries {
     }
 }
 
+/// Notification counts, keyed by (namespace, rollout, event type, event reason).
+#[derive(Debug, Default)]
+struct NotificationSeries(Mutex<BTreeMap<(String, String, String, String), Notified>>);
+
+#[derive(Debug)]
+struct Notified {
+    success: u64,
+    error: u64,
+    /// Seconds per delivered request.
+    send: Histogram,
+}
+
+impl Default for Notified {
+    fn default() -> Self {
+        Self {
+            success: 0,
+            error: 0,
+            send: Histogram::new(NOTIFICATION_BUCKETS),
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the `notification_send` buckets, Argo's.
+const NOTIFICATION_BUCKETS: [f64; 5] = [0.01, 0.15, 0.25, 0.5, 1.0];
+
+impl NotificationSeries {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, String, String, String), Notified>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Collector for NotificationSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let series = self.lock();
+        for (family_name, help, pick) in [
+            (
+                "notification_send_success",
+                "Notification send success.",
+                (|n: &Notified| n.success) as fn(&Notified) -> u64,
+            ),
+            (
+                "notification_send_error",
+                "Error sending the notification (each failed attempt).",
+                |n: &Notified| n.error,
+            ),
+        ] {
+            // `unknown`, not `counter`: the sample keeps Argo's bare name (see the header).
+            let mut family =
+                encoder.encode_descriptor(family_name, help, None, MetricType::Unknown)?;
+            for ((ns, name, type_, reason), notified) in series.iter() {
+                let count = pick(notified);
+                if count == 0 {
+                    continue;
+                }
+                let labels = [
+                    ("namespace", ns.as_str()),
+                    ("name", name.as_str()),
+                    ("type", type_.as_str()),
+                    ("reason", reason.as_str()),
+                ];
+                family.encode_family(&labels)?.encode_gauge(&count)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "notification_send",
+            "Notification send performance.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for ((ns, name, type_, reason), notified) in series.iter() {
+            if notified.success == 0 {
+                continue;
+            }
+            let labels = [
+                ("namespace", ns.as_str()),
+                ("name", name.as_str()),
+                ("type", type_.as_str()),
+                ("reason", reason.as_str()),
+            ];
+            notified.send.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// The standard `process_*` metrics, read from `/proc/self` at scrape time (Linux only; elsewhere
 /// they are absent).
 #[derive(Debug)]
@@ -641,6 +788,32 @@ mod tests {
         }
         assert_eq!(lines_starting(&text, "rollout_phase{").len(), PHASES.len());
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn notifications_are_counted_under_argo_s_names_and_dropped_with_their_rollout() {
+        let metrics = Metrics::new();
+        metrics.notification_failed("shop", "web", "Normal", "RolloutCompleted");
+        metrics.notification_failed("shop", "web", "Normal", "RolloutCompleted");
+        metrics.notification_sent("shop", "web", "Normal", "RolloutCompleted", 0.02);
+        metrics.notification_dropped();
+        let text = metrics.encode();
+        let labels = r#"{namespace="shop",name="web",type="Normal",reason="RolloutCompleted"}"#;
+        assert!(
+            text.contains(&format!("notification_send_success{labels} 1")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("notification_send_error{labels} 2")),
+            "{text}"
+        );
+        assert!(text.contains("notification_send_count{"), "{text}");
+        assert!(
+            text.contains("sluice_notifications_dropped_total 1"),
+            "{text}"
+        );
+        metrics.forget_rollout("shop", "web");
+        assert!(!metrics.encode().contains("notification_send_success{"));
     }
 
     #[test]
