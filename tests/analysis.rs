@@ -1,21 +1,24 @@
 //! Analysis deciding rollouts on the local cluster, against a real Prometheus (Debian's) that
 //! scrapes an exporter the test sets: a canary step's run passes and the rollout completes, a
 //! failing background run aborts it, blue/green's pre-promotion run gates the switch and a
-//! failing post-promotion run switches the active Service back, a missing template is an Error
-//! run with the reason, and finished runs beyond the history limit are deleted.
+//! failing post-promotion run switches the active Service back, a missing template degrades the
+//! rollout at once and it goes on when the template appears, and finished runs beyond the
+//! history limit are deleted.
 #[allow(dead_code)] // the canary tests use the rest of it
 #[path = "canary/setup.rs"]
 mod setup;
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use kube::{
     ResourceExt,
-    api::{ListParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
 };
 use serde_json::{Value, json};
-use setup::{Setup, blue_green_rollout, create_service, rollout, status};
-use sluice_api::{AnalysisPhase, AnalysisRun, AnalysisTemplate, PauseReason, RolloutPhase};
+use setup::{Setup, blue_green_rollout, condition, create_service, rollout, status};
+use sluice_api::{
+    AnalysisPhase, AnalysisRun, AnalysisTemplate, PauseReason, RolloutConditionType, RolloutPhase,
+};
 use sluice_testkit::prometheus::Prometheus;
 
 /// A Prometheus serving a success rate of `ok`% of requests.
@@ -112,7 +115,20 @@ async fn a_passing_step_analysis_lets_the_canary_complete() {
     let prometheus = prometheus(99.0).await;
     let t = Setup::new("analysis-step").await;
     template(&t, &prometheus).await;
-    let steps = json!([{ "setWeight": 50 }, { "analysis": analysis("success-rate") }]);
+    // The step names a template that only includes `success-rate` (Argo's composition): the
+    // run measures the included metric.
+    let composed: AnalysisTemplate = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": { "name": "composed" },
+        "spec": { "templates": [{ "templateName": "success-rate" }], "metrics": [] }
+    }))
+    .expect("a template");
+    t.ns.api::<AnalysisTemplate>()
+        .create(&PostParams::default(), &composed)
+        .await
+        .expect("creating the composed template");
+    let steps = json!([{ "setWeight": 50 }, { "analysis": analysis("composed") }]);
     t.create(rollout(2, steps, json!({}))).await;
     let first = status(&t.healthy().await).stable_rs;
     t.set_image("example/app:2").await;
@@ -148,6 +164,12 @@ async fn a_passing_step_analysis_lets_the_canary_complete() {
         Some("1")
     );
     assert_eq!(run.owner_references()[0].kind, "Rollout");
+    let names: Vec<&str> = run.spec.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["success-rate"],
+        "the included template's metric ran"
+    );
     let result = &run.status.expect("a status").metric_results[0];
     assert_eq!(result.successful, Some(2), "{result:?}");
     assert!(
@@ -202,28 +224,140 @@ async fn a_failing_background_analysis_aborts_the_canary() {
 }
 
 #[tokio::test]
-async fn a_missing_template_is_an_error_run_that_aborts_with_the_reason() {
+async fn a_missing_template_degrades_at_once_and_the_rollout_goes_on_when_it_appears() {
+    let prometheus = prometheus(99.0).await;
     let t = Setup::new("analysis-missing").await;
-    let steps = json!([{ "setWeight": 50 }, { "analysis": analysis("nope") }]);
+    let steps = json!([{ "setWeight": 50 }, { "analysis": analysis("success-rate") }]);
     t.create(rollout(2, steps, json!({}))).await;
-    t.healthy().await;
-    t.set_image("example/app:2").await;
-    let aborted = t
-        .wait(60, "the rollout aborted", |r| {
+
+    // Degraded at once, the template and the field that names it in the message, an
+    // InvalidSpec condition, and nothing created.
+    let invalid = t
+        .wait(30, "Degraded for the missing template", |r| {
             status(r).phase == Some(RolloutPhase::Degraded)
         })
         .await;
-    let message = status(&aborted).message.unwrap_or_default();
+    let message = status(&invalid).message.unwrap_or_default();
     assert!(
-        message.contains("AnalysisTemplate \"nope\" not found"),
+        message.contains(
+            "spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate \"success-rate\" not found"
+        ),
         "{message}"
     );
+    assert!(
+        condition(&invalid, RolloutConditionType::InvalidSpec).is_some(),
+        "{:?}",
+        status(&invalid).conditions
+    );
+    assert!(t.replicas().await.is_empty(), "nothing is deployed");
+
+    // The template appears: the rollout deploys without anything else changing.
+    template(&t, &prometheus).await;
+    let healthy = t.healthy().await;
+    assert!(condition(&healthy, RolloutConditionType::InvalidSpec).is_none());
+    let stable = status(&healthy).stable_rs.expect("a stable set");
+
+    // The template is deleted, then the image updated: Degraded again, the stable set keeps
+    // both pods, no canary and no run.
+    t.ns.api::<AnalysisTemplate>()
+        .delete("success-rate", &DeleteParams::default())
+        .await
+        .expect("deleting the template");
+    t.set_image("example/app:2").await;
+    t.wait(30, "Degraded for the deleted template", |r| {
+        status(r).phase == Some(RolloutPhase::Degraded)
+            && status(r).message.unwrap_or_default().contains("not found")
+    })
+    .await;
+    assert_eq!(
+        t.replicas().await,
+        BTreeMap::from([(stable.clone(), 2)]),
+        "the stable set is untouched"
+    );
+    assert!(runs(&t).await.is_empty());
+
+    // Back again: the update goes on, through its analysis, to the new version.
+    template(&t, &prometheus).await;
+    t.wait(60, "the update completed after its analysis", |r| {
+        status(r).phase == Some(RolloutPhase::Healthy)
+            && status(r).stable_rs == status(r).current_pod_hash
+            && status(r).stable_rs.as_deref() != Some(stable.as_str())
+    })
+    .await;
     let runs = runs(&t).await;
     assert_eq!(runs.len(), 1);
     assert_eq!(
         runs[0].status.as_ref().map(|s| s.phase),
-        Some(AnalysisPhase::Error)
+        Some(AnalysisPhase::Successful)
     );
+}
+
+#[tokio::test]
+async fn a_template_that_cannot_run_degrades_the_rollout_before_any_pod_until_it_is_mended() {
+    let t = Setup::new("analysis-unrunnable").await;
+    let templates = t.ns.api::<AnalysisTemplate>();
+    let unsupported: AnalysisTemplate = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": { "name": "checks" },
+        "spec": {
+            "args": [{ "name": "service" }],
+            "metrics": [{ "name": "m", "provider": { "plugin": { "argoproj-labs/sample": {} } } }]
+        }
+    }))
+    .expect("a template");
+    templates
+        .create(&PostParams::default(), &unsupported)
+        .await
+        .expect("creating the template");
+    // The rollout gives no `service`: both problems are named, nothing is deployed.
+    let steps = json!([{ "setWeight": 50 }, { "analysis": {
+        "templates": [{ "templateName": "checks" }]
+    } }]);
+    t.create(rollout(2, steps, json!({}))).await;
+    let invalid = t
+        .wait(30, "Degraded for the template", |r| {
+            status(r).phase == Some(RolloutPhase::Degraded)
+        })
+        .await;
+    let message = status(&invalid).message.unwrap_or_default();
+    assert!(
+        message.contains(
+            "AnalysisTemplate \"checks\": metrics[0] \"m\": the plugin provider is not supported"
+        ) && message.contains("args.service was not resolved"),
+        "{message}"
+    );
+    assert!(t.replicas().await.is_empty(), "nothing is deployed");
+
+    // The template is mended (a web metric) and the rollout gives the argument: deployed.
+    let mut mended = templates.get("checks").await.expect("the template");
+    mended.spec.metrics = vec![
+        serde_json::from_value(json!({ "name": "m", "provider": { "web": {
+            "url": "http://127.0.0.1:9/{{args.service}}"
+        } } }))
+        .expect("a metric"),
+    ];
+    templates
+        .replace("checks", &PostParams::default(), &mended)
+        .await
+        .expect("mending the template");
+    let still = t
+        .wait(30, "the remaining problem alone", |r| {
+            let message = status(r).message.unwrap_or_default();
+            message.contains("args.service") && !message.contains("plugin")
+        })
+        .await;
+    assert_eq!(status(&still).phase, Some(RolloutPhase::Degraded));
+    t.patch_spec(json!({ "spec": { "strategy": { "canary": { "steps": [
+        { "setWeight": 50 },
+        { "analysis": {
+            "templates": [{ "templateName": "checks" }],
+            "args": [{ "name": "service", "value": "web" }]
+        } }
+    ] } } } }))
+    .await;
+    let healthy = t.healthy().await;
+    assert!(condition(&healthy, RolloutConditionType::InvalidSpec).is_none());
 }
 
 #[tokio::test]

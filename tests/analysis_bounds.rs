@@ -1,6 +1,7 @@
 //! AnalysisRuns that must not take the analysis controller down, on the local cluster: a run
 //! the controller's types cannot read neither blocks its start nor the other runs (it is
-//! reported Error with the reason), and a deleted run leaves no series on `/metrics`.
+//! reported Error with the reason), a deleted run leaves no series on `/metrics`, and a completed
+//! run is deleted when its `ttlStrategy` says so.
 
 use std::time::Duration;
 
@@ -193,4 +194,62 @@ async fn an_unreadable_run_of_a_rollout_does_not_block_the_rollout_controller() 
         .expect("the API server takes the run");
     // Waits for /readyz, which needs every cache filled.
     let _controller = Controller::start(&t.name).await;
+}
+
+/// `ttlStrategy`: a run is deleted once the TTL of its outcome has passed after completion; one
+/// whose TTL covers another outcome stays.
+#[tokio::test]
+async fn a_completed_run_is_deleted_when_its_ttl_has_passed() {
+    let t = TestNamespace::new("analysis-ttl").await;
+    install_crds(&t.client).await;
+    let url = answering_server().await;
+    let _controller = Controller::start(&t.name).await;
+    let with_ttl = |name: &str, ttl: serde_json::Value| {
+        let mut run = run(name, &url);
+        run.spec.ttl_strategy = Some(serde_json::from_value(ttl).expect("a ttlStrategy"));
+        run
+    };
+    let runs = t.api::<AnalysisRun>();
+    for run in [
+        with_ttl(
+            "short",
+            json!({ "secondsAfterSuccess": 2, "secondsAfterCompletion": 3600 }),
+        ),
+        with_ttl("kept", json!({ "secondsAfterFailure": 1 })),
+    ] {
+        runs.create(&PostParams::default(), &run)
+            .await
+            .expect("creating a run");
+    }
+    let short = successful(&t, "short").await;
+    successful(&t, "kept").await;
+    let completed = short
+        .status
+        .and_then(|s| s.completed_at)
+        .expect("a completion time")
+        .0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while runs
+        .get_opt("short")
+        .await
+        .expect("reading the run")
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run outlived its 2 s TTL by 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        jiff::Timestamp::now().duration_since(completed).as_secs() >= 2,
+        "deleted before its TTL"
+    );
+    assert!(
+        runs.get_opt("kept")
+            .await
+            .expect("reading the run")
+            .is_some(),
+        "a Successful run with only a failure TTL was deleted"
+    );
 }

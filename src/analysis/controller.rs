@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
     core::{DeserializeGuard, error_boundary::InvalidObject},
     runtime::{
         Controller, WatchStreamExt,
@@ -121,16 +121,7 @@ pub async fn run(
         .graceful_shutdown_on(shutdown.clone())
         .run(metered_reconcile, error_policy, context)
         .for_each(|_| future::ready(()));
-    // A stop that comes before the first list of runs is in would leave kube-runtime waiting
-    // for a cache nobody fills any more: in-flight passes get a grace period, then it is over.
-    let deadline = async {
-        shutdown.await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        () = controller => info!("analysis controller stopped"),
-        () = deadline => warn!("analysis controller stopped after {SHUTDOWN_GRACE:?} of grace"),
-    }
+    crate::runtime::drain_within("analysis controller", controller, shutdown, SHUTDOWN_GRACE).await;
     Ok(())
 }
 
@@ -186,8 +177,9 @@ async fn reconcile(run: &AnalysisRun, ctx: Arc<Context>) -> Result<Action, Error
         && sluice_analysis::plan::settled(&before)
         && run.metadata.deletion_timestamp.is_none()
     {
-        // Nothing in flight and nothing will be due: no work until the run changes.
-        return Ok(Action::await_change());
+        // Nothing in flight and nothing will be due: no work until the run changes, or until
+        // its ttlStrategy says it is to be deleted.
+        return expire(run, &ctx, &before).await;
     }
 
     // Secrets are read only for runs whose arguments name them, once per pass.
@@ -239,10 +231,58 @@ async fn reconcile(run: &AnalysisRun, ctx: Arc<Context>) -> Result<Action, Error
         };
         runtime::publish(&ctx.recorder, &run.object_ref(&()), note).await;
     }
+    if pass.status.phase.is_completed() && pass.requeue_at.is_none() {
+        return expire(run, &ctx, &pass.status).await;
+    }
     Ok(match pass.requeue_at {
         Some(at) => Action::requeue(requeue_after(at, Timestamp::now(), &ctx.limits)),
         None => Action::await_change(),
     })
+}
+
+/// A completed run's `ttlStrategy`: deleted once its TTL has passed, else looked at again then.
+/// A run a Rollout owns is left to the Rollout (its history limits delete it, and deleting one
+/// whose verdict the Rollout has not read yet would make it start the analysis again).
+async fn expire(
+    run: &AnalysisRun,
+    ctx: &Context,
+    status: &sluice_api::AnalysisRunStatus,
+) -> Result<Action, Error> {
+    let owned_by_rollout = run
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "Rollout" && o.api_version.starts_with("argoproj.io/"));
+    let Some(at) = sluice_analysis::plan::expires_at(&run.spec, status) else {
+        return Ok(Action::await_change());
+    };
+    if owned_by_rollout {
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+    if at > now {
+        return Ok(Action::requeue(requeue_after(at, now, &ctx.limits)));
+    }
+    let (namespace, name) = (run.namespace().unwrap_or_default(), run.name_any());
+    let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = DeleteParams {
+        // This run, not one created since under the same name.
+        preconditions: Some(Preconditions {
+            uid: run.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => {
+            info!(namespace, run = name, phase = ?status.phase, "deleted: its ttlStrategy has passed");
+            Ok(Action::await_change())
+        }
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(Action::await_change()),
+        Err(source) => Err(Error::Write {
+            action: format!("deleting AnalysisRun {name} after its ttlStrategy"),
+            source,
+        }),
+    }
 }
 
 /// The wait before looking at a run again that wants to be looked at `at`: exactly then, or,

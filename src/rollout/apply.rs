@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::{
-        apps::v1::ReplicaSet,
+        apps::v1::{Deployment, ReplicaSet},
         core::v1::{Pod, Service},
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -15,7 +15,9 @@ use kube::{
     api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-use sluice_analysis::args::{RolloutValues, flatten_templates, lookup_templates, run_spec};
+use sluice_analysis::args::{
+    MAX_TEMPLATES, RolloutValues, flatten_templates, lookup_templates, run_spec,
+};
 use sluice_api::{
     AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
     ClusterAnalysisTemplate, PodTemplateMetadata, Rollout, RolloutStatus,
@@ -27,7 +29,7 @@ use sluice_api::{
 };
 use sluice_plan::{
     Action, Plan,
-    analysis::{NewRun, RunKind},
+    analysis::{NewRun, RunKind, same_template},
     replicasets::collision,
 };
 
@@ -75,6 +77,20 @@ pub async fn apply_actions(client: &Client, rollout: &Rollout, plan: &Plan) -> R
                 let result = sets.patch(name, &patch_params, &Patch::Merge(&patch)).await;
                 result.map_err(|source| {
                     write_error(format!("scaling ReplicaSet {name} to {to}"), source)
+                })?;
+            }
+            Action::ScaleWorkload { name, to, .. } => {
+                // Only `spec.replicas`, the field the scaleDown policy is about.
+                let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+                let patch = json!({ "spec": { "replicas": to } });
+                let result = deployments
+                    .patch(name, &patch_params, &Patch::Merge(&patch))
+                    .await;
+                result.map_err(|source| {
+                    write_error(
+                        format!("scaling Deployment {name} to {to} (workloadRef)"),
+                        source,
+                    )
                 })?;
             }
             Action::DeleteReplicaSet { name } => {
@@ -187,8 +203,16 @@ async fn create_run(client: &Client, rollout: &Rollout, run: &NewRun) -> Result<
     let namespace = rollout.namespace().unwrap_or_default();
     let templates: Api<AnalysisTemplate> = Api::namespaced(client.clone(), &namespace);
     let cluster_templates: Api<ClusterAnalysisTemplate> = Api::all(client.clone());
+    // The templates named and those they include, each read once, within the bound of one
+    // run's templates (lookup_templates reports what is missing or past the bound).
     let mut found: Vec<(AnalysisTemplateRef, AnalysisTemplateSpec)> = Vec::new();
-    for template in &run.analysis.templates {
+    let mut tried: Vec<AnalysisTemplateRef> = Vec::new();
+    let mut pending: Vec<AnalysisTemplateRef> = run.analysis.templates.clone();
+    while let Some(template) = pending.pop() {
+        if tried.len() > MAX_TEMPLATES || tried.iter().any(|t| same_template(t, &template)) {
+            continue;
+        }
+        tried.push(template.clone());
         let name = &template.template_name;
         let spec = if template.cluster_scope == Some(true) {
             let got = cluster_templates.get_opt(name).await;
@@ -199,7 +223,8 @@ async fn create_run(client: &Client, rollout: &Rollout, run: &NewRun) -> Result<
         }
         .map_err(|source| write_error(format!("reading analysis template {name}"), source))?;
         if let Some(spec) = spec {
-            found.push((template.clone(), spec));
+            pending.extend(spec.templates.iter().cloned());
+            found.push((template, spec));
         }
     }
     let rollout_json = serde_json::to_value(rollout).unwrap_or_default();
@@ -209,7 +234,10 @@ async fn create_run(client: &Client, rollout: &Rollout, run: &NewRun) -> Result<
         latest_hash: Some(&run.hash),
     };
     let resolved = lookup_templates(&run.analysis.templates, |r| {
-        found.iter().find(|(f, _)| f == r).map(|(_, spec)| spec)
+        found
+            .iter()
+            .find(|(f, _)| same_template(f, r))
+            .map(|(_, spec)| spec)
     })
     .and_then(|templates| flatten_templates(&templates))
     .and_then(|template| run_spec(&template, &run.analysis, values));

@@ -11,16 +11,20 @@ pub mod routers;
 
 use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
-use futures::{StreamExt, TryStreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
-use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, ReplicaSet},
+    core::v1::Service,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    core::DeserializeGuard,
+    core::{DeserializeGuard, PartialObjectMeta},
     runtime::{
-        Controller, WatchStreamExt,
+        Controller, PredicateConfig, WatchStreamExt,
         controller::Action as Requeue,
         events::{EventType as KubeEventType, Recorder},
+        predicates,
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -29,7 +33,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use sluice_api::{
-    AnalysisRun, Rollout,
+    AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Rollout,
     vocab::{POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL, reason},
 };
 use sluice_plan::EventType;
@@ -38,6 +42,7 @@ use self::observe::{Caches, OwnWrites, observe, service_names};
 use crate::{
     error::Error,
     metrics::{self, Metrics},
+    notify::Notifier,
     runtime::{self, Key, Note, Retry, Scope, trim},
     server::Health,
 };
@@ -59,14 +64,18 @@ struct Context {
     retry: Arc<Retry>,
     /// The router objects Sluice put back after another writer changed them.
     drift: Arc<routers::Drift>,
+    /// Queues every recorded event for notifications.
+    notifier: Notifier,
 }
 
-/// Runs the Rollout controller until `shutdown` resolves; in-flight reconciles finish first.
+/// Runs the Rollout controller until `shutdown` resolves; in-flight reconciles then get
+/// [`SHUTDOWN_GRACE`] to finish.
 pub async fn run(
     client: Client,
     config: Config,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    notifier: Notifier,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let rollouts: Api<DeserializeGuard<Rollout>> = config.api(&client);
@@ -112,6 +121,47 @@ pub async fn run(
         .inspect_ok(filled.on_init_done(Filled::ANALYSIS_RUNS, "AnalysisRuns"))
         .touched_objects();
 
+    // The analysis templates rollouts name, so a rollout naming one that is missing, invalid or
+    // asking for arguments it does not give is invalid at once, and valid again as soon as the
+    // template is mended. Through a deserialisation guard: a template the types cannot read is
+    // that template's problem, not the watch's.
+    let (template_store, template_writer) =
+        reflector::store::<DeserializeGuard<AnalysisTemplate>>();
+    let template_events = watcher(
+        config.api::<DeserializeGuard<AnalysisTemplate>>(&client),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .inspect_err(|e| warn!(error = %e, "watching AnalysisTemplates failed; retrying"))
+    .modify(trim)
+    .reflect(template_writer)
+    .inspect_ok(filled.on_init_done(Filled::TEMPLATES, "AnalysisTemplates"))
+    .touched_objects();
+    let (cluster_template_store, cluster_template_writer) =
+        reflector::store::<DeserializeGuard<ClusterAnalysisTemplate>>();
+    let cluster_template_events = watcher(
+        Api::<DeserializeGuard<ClusterAnalysisTemplate>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .inspect_err(|e| warn!(error = %e, "watching ClusterAnalysisTemplates failed; retrying"))
+    .modify(trim)
+    .reflect(cluster_template_writer)
+    .inspect_ok(filled.on_init_done(Filled::CLUSTER_TEMPLATES, "ClusterAnalysisTemplates"))
+    .touched_objects();
+
+    // The Deployments a workloadRef names change their template without touching the Rollout:
+    // their metadata is watched (no cache; a reconcile reads the one it needs), and only a new
+    // generation (a spec change, not a status update) wakes the rollouts naming them.
+    let deployment_events = watcher(
+        config.api::<PartialObjectMeta<Deployment>>(&client),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .inspect_err(|e| warn!(error = %e, "watching Deployments failed; retrying"))
+    .touched_objects()
+    .predicate_filter(predicates::generation, PredicateConfig::default());
+
     // Rollouts through a reflector of our own, so a deletion (which never reaches `reconcile`)
     // drops the rollout's metric series.
     let (rollout_store, rollout_writer) = reflector::store::<DeserializeGuard<Rollout>>();
@@ -149,25 +199,51 @@ pub async fn run(
             replica_sets: set_store,
             services: service_store,
             analysis_runs: run_store,
+            templates: template_store,
+            cluster_templates: cluster_template_store,
         },
         metrics,
         own_writes,
         retry,
         drift,
+        notifier,
     });
-    controller
+    let shutdown = shutdown.shared();
+    let controller = controller
         .owns_stream(set_events)
         .owns_stream(run_events)
-        .watches_stream(service_events, move |service: Service| {
-            rollouts_naming(&rollout_store, &service)
+        .watches_stream(service_events, {
+            let store = rollout_store.clone();
+            move |service: Service| rollouts_naming(&store, &service)
         })
-        .graceful_shutdown_on(shutdown)
+        .watches_stream(template_events, {
+            let store = rollout_store.clone();
+            move |template: DeserializeGuard<AnalysisTemplate>| {
+                let namespace = template.namespace();
+                rollouts_using(&store, namespace.as_deref(), &template.name_any(), false)
+            }
+        })
+        .watches_stream(deployment_events, {
+            let store = rollout_store.clone();
+            move |deployment: PartialObjectMeta<Deployment>| rollouts_over(&store, &deployment)
+        })
+        .watches_stream(
+            cluster_template_events,
+            move |template: DeserializeGuard<ClusterAnalysisTemplate>| {
+                rollouts_using(&rollout_store, None, &template.name_any(), true)
+            },
+        )
+        .graceful_shutdown_on(shutdown.clone())
         .run(metered_reconcile, error_policy, context)
-        .for_each(|_| future::ready(()))
-        .await;
-    info!("rollout controller stopped");
+        .for_each(|_| future::ready(()));
+    runtime::drain_within("rollout controller", controller, shutdown, SHUTDOWN_GRACE).await;
     Ok(())
 }
+
+/// How long in-flight reconciles may take to finish once a stop is asked for: every request they
+/// make is bounded well below it, and together with the analysis controller's grace the process
+/// ends within a pod's default 30 s termination grace period.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Tracks which caches hold their first full list, and marks the controller ready when all do.
 #[derive(Clone)]
@@ -181,7 +257,14 @@ impl Filled {
     const REPLICA_SETS: u8 = 2;
     const SERVICES: u8 = 4;
     const ANALYSIS_RUNS: u8 = 8;
-    const ALL: u8 = Self::ROLLOUTS | Self::REPLICA_SETS | Self::SERVICES | Self::ANALYSIS_RUNS;
+    const TEMPLATES: u8 = 16;
+    const CLUSTER_TEMPLATES: u8 = 32;
+    const ALL: u8 = Self::ROLLOUTS
+        | Self::REPLICA_SETS
+        | Self::SERVICES
+        | Self::ANALYSIS_RUNS
+        | Self::TEMPLATES
+        | Self::CLUSTER_TEMPLATES;
 
     fn new(health: Arc<Health>) -> (Self, watch::Receiver<u8>) {
         let (bits, receiver) = watch::channel(0);
@@ -335,6 +418,48 @@ fn rollouts_naming(
         .collect()
 }
 
+/// The rollouts whose `workloadRef` names the Deployment.
+fn rollouts_over(
+    store: &reflector::Store<DeserializeGuard<Rollout>>,
+    deployment: &PartialObjectMeta<Deployment>,
+) -> Vec<ObjectRef<DeserializeGuard<Rollout>>> {
+    let (namespace, name) = (deployment.namespace(), deployment.name_any());
+    store
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|r| {
+            r.namespace() == namespace && r.spec.workload_deployment() == Some(name.as_str())
+        })
+        .map(|r| ObjectRef::new(&r.name_any()).within(namespace.as_deref().unwrap_or_default()))
+        .collect()
+}
+
+/// The rollouts whose strategy names the template `name` (a ClusterAnalysisTemplate when
+/// `cluster`, else an AnalysisTemplate in `namespace`).
+fn rollouts_using(
+    store: &reflector::Store<DeserializeGuard<Rollout>>,
+    namespace: Option<&str>,
+    name: &str,
+    cluster: bool,
+) -> Vec<ObjectRef<DeserializeGuard<Rollout>>> {
+    store
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|r| cluster || r.namespace().as_deref() == namespace)
+        .filter(|r| {
+            r.spec.analyses().iter().any(|(_, analysis)| {
+                analysis
+                    .templates
+                    .iter()
+                    .any(|t| t.template_name == name && t.cluster_scope.unwrap_or(false) == cluster)
+            })
+        })
+        .map(|r| ObjectRef::new(&r.name_any()).within(&r.namespace().unwrap_or_default()))
+        .collect()
+}
+
 /// [`reconcile`], with the API requests it made recorded in `sluice_reconcile_kube_requests`.
 async fn metered_reconcile(
     guard: Arc<DeserializeGuard<Rollout>>,
@@ -439,6 +564,12 @@ async fn reconcile(
     // The one clock read of a reconcile: `plan` takes the time as an argument.
     let now = Timestamp::now();
     let mut observed = observe(rollout, &ctx.caches);
+    observed.workload = observe::read_workload(&ctx.client, rollout)
+        .await
+        .map_err(|source| Error::Write {
+            action: format!("reading the Deployment Rollout {name}'s workloadRef names"),
+            source,
+        })?;
     if sluice_plan::restart::pending(rollout, now) {
         let pods = observe::list_pods(&ctx.client, rollout).await;
         observed.pods = Some(pods.map_err(|source| Error::Write {
@@ -484,6 +615,12 @@ async fn reconcile(
             return Err(error);
         }
     }
+    // The events describe the status just written: notifications render that one.
+    let written = (!plan.events.is_empty()).then(|| {
+        let mut written = rollout.clone();
+        written.status = Some(plan.status.clone());
+        written
+    });
     for event in &plan.events {
         info!(
             namespace,
@@ -492,7 +629,8 @@ async fn reconcile(
             message = event.message,
             "event"
         );
-        publish(&ctx, rollout, event.type_, event.reason, &event.message).await;
+        let about = written.as_ref().unwrap_or(rollout);
+        publish(&ctx, about, event.type_, event.reason, &event.message).await;
     }
     ctx.metrics.set_rollout(
         &namespace,
@@ -505,12 +643,14 @@ async fn reconcile(
         .map_or_else(Requeue::await_change, Requeue::requeue))
 }
 
-/// Records an event on the rollout.
+/// Records an event on the rollout, and queues it for notifications (Argo sends on the events
+/// it records; every caller records only after the writes that make the event true succeeded).
 async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, message: &str) {
-    let type_ = match type_ {
-        EventType::Normal => KubeEventType::Normal,
-        EventType::Warning => KubeEventType::Warning,
+    let (type_, type_name) = match type_ {
+        EventType::Normal => (KubeEventType::Normal, "Normal"),
+        EventType::Warning => (KubeEventType::Warning, "Warning"),
     };
+    ctx.notifier.notify(rollout, type_name, reason);
     let note = Note {
         type_,
         reason,

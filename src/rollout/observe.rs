@@ -8,7 +8,7 @@ use std::{
 };
 
 use k8s_openapi::api::{
-    apps::v1::ReplicaSet,
+    apps::v1::{Deployment, ReplicaSet},
     core::v1::{Pod, Service},
 };
 use kube::{
@@ -17,12 +17,19 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
+use sluice_analysis::args::MAX_TEMPLATES;
 use sluice_api::{
-    AnalysisRun, Rollout,
+    AnalysisRun, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
+    ClusterAnalysisTemplate, Rollout, SpecProblem,
     model::selector_string,
     vocab::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL},
 };
-use sluice_plan::{Observed, ServiceView, analysis::RunView, restart::PodView};
+use sluice_plan::{
+    Observed, ServiceView,
+    analysis::{self, Found, RunView, same_template},
+    restart::PodView,
+    workload::{Workload, WorkloadView},
+};
 
 /// The caches a reconcile reads.
 #[derive(Clone)]
@@ -34,6 +41,10 @@ pub struct Caches {
     /// AnalysisRuns carrying a `rollout-type` label (the ones rollouts start), trimmed to what
     /// the plan reads.
     pub analysis_runs: Store<DeserializeGuard<AnalysisRun>>,
+    /// AnalysisTemplates in the watched namespaces.
+    pub templates: Store<DeserializeGuard<AnalysisTemplate>>,
+    /// ClusterAnalysisTemplates.
+    pub cluster_templates: Store<DeserializeGuard<ClusterAnalysisTemplate>>,
 }
 
 /// The status writes the Rollout cache may not show yet. A write's new version comes back on the
@@ -177,7 +188,83 @@ pub fn observe(rollout: &Rollout, caches: &Caches) -> Observed {
         pods: None,
         analysis_runs,
         traffic: None,
+        template_problems: template_problems(rollout, &namespace, caches),
+        workload: None,
     }
+}
+
+/// The problems of the templates the rollout's strategy names, as the caches hold them.
+fn template_problems(rollout: &Rollout, namespace: &str, caches: &Caches) -> Vec<SpecProblem> {
+    // The caches hand out shared objects; the lookups below borrow from these: every template
+    // the strategy names, and those they include, within the bound of one run's templates.
+    let mut held: Vec<(AnalysisTemplateRef, Result<AnalysisTemplateSpec, String>)> = Vec::new();
+    let mut pending: Vec<AnalysisTemplateRef> = rollout
+        .spec
+        .analyses()
+        .into_iter()
+        .flat_map(|(_, analysis)| analysis.templates.iter().cloned())
+        .collect();
+    while let Some(template) = pending.pop() {
+        if held.len() >= 2 * MAX_TEMPLATES || held.iter().any(|(t, _)| same_template(t, &template))
+        {
+            continue;
+        }
+        let name = &template.template_name;
+        let got = if template.cluster_scope.unwrap_or(false) {
+            caches
+                .cluster_templates
+                .get(&ObjectRef::new(name))
+                .map(|guard| match &guard.0 {
+                    Ok(t) => Ok(t.spec.template.clone()),
+                    Err(e) => Err(e.error.clone()),
+                })
+        } else {
+            caches
+                .templates
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|guard| match &guard.0 {
+                    Ok(t) => Ok(t.spec.clone()),
+                    Err(e) => Err(e.error.clone()),
+                })
+        };
+        if let Some(got) = got {
+            if let Ok(spec) = &got {
+                pending.extend(spec.templates.iter().cloned());
+            }
+            held.push((template, got));
+        }
+    }
+    analysis::template_problems(&rollout.spec, |wanted| {
+        match held.iter().find(|(t, _)| same_template(t, wanted)) {
+            None => Found::Missing,
+            Some((_, Ok(spec))) => Found::Spec(spec),
+            Some((_, Err(reason))) => Found::Unreadable(reason),
+        }
+    })
+}
+
+/// The Deployment the rollout's `workloadRef` names, read from the API (one read per reconcile
+/// of such a rollout, instead of caching every Deployment of the cluster); `None` without one.
+pub async fn read_workload(
+    client: &kube::Client,
+    rollout: &Rollout,
+) -> Result<Option<Workload>, kube::Error> {
+    let Some(name) = rollout.spec.workload_deployment() else {
+        return Ok(None);
+    };
+    let namespace = rollout.namespace().unwrap_or_default();
+    let deployments: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), &namespace);
+    let Some(deployment) = deployments.get_opt(name).await? else {
+        return Ok(Some(Workload::Missing));
+    };
+    let spec = deployment.spec.unwrap_or_default();
+    Ok(Some(Workload::Found(Box::new(WorkloadView {
+        name: name.to_string(),
+        template: spec.template,
+        selector: Some(spec.selector),
+        replicas: spec.replicas.unwrap_or(1),
+        generation: deployment.metadata.generation,
+    }))))
 }
 
 /// The rollout's pods, listed from the API (they are not cached: only a pending restart reads

@@ -3,6 +3,7 @@
 //! fields, and a controller killed in the middle of a rollout.
 mod routed;
 mod setup;
+mod workload;
 
 use std::collections::BTreeMap;
 

@@ -65,13 +65,20 @@ The rules the controller needs, and no more: each line is something the code doe
 - apiGroups: [argoproj.io]
   resources: [analysisruns/status]
   verbs: [update, patch]
+# Templates: watched by metadata (a rollout naming a missing one is invalid), read whole when
+# a run is created.
 - apiGroups: [argoproj.io]
   resources: [analysistemplates]
-  verbs: [get]
+  verbs: [get, list, watch]
 # The versions of a rollout: created (read on a name collision), scaled and annotated, deleted.
 - apiGroups: [apps]
   resources: [replicasets]
   verbs: [get, list, watch, create, patch, delete]
+# Deployments a workloadRef names: watched by metadata (a new template wakes the rollout), read
+# for their template, scaled down by the scaleDown policy.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, patch]
 # Services: watched, selectors pointed at a version.
 - apiGroups: [""]
   resources: [services]

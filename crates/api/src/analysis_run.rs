@@ -51,12 +51,8 @@ pub struct AnalysisRunSpec {
     /// How many measurements to keep per metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurement_retention: Vec<MeasurementRetention>,
-    /// How long the run lives once it completes.
-    ///
-    /// Kept but not acted on: Sluice does not delete runs by age yet. Ignoring it is safe, as
-    /// it decides only when a finished run is deleted, never a verdict or a rollout's progress;
-    /// reporting it would have to fail the run, losing its result for a clean-up setting. The
-    /// runs of a Rollout are still pruned by its history limits.
+    /// How long the run lives once it completes: the analysis controller deletes it then. A
+    /// run a Rollout owns is left to the Rollout's history limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_strategy: Option<TtlStrategy>,
 }

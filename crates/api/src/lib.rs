@@ -46,20 +46,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube_core::CustomResourceExt;
 
 pub use self::{
-    analysis::*,
-    analysis_run::*,
-    bluegreen::*,
-    canary::*,
-    duration::*,
-    intstr::*,
-    providers::*,
-    rollout::*,
-    status::*,
-    steps::*,
-    traffic::*,
-    unsupported::{unsupported_metric_fields, unsupported_template_fields},
-    validate::*,
-    vendor_metrics::*,
+    analysis::*, analysis_run::*, bluegreen::*, canary::*, duration::*, intstr::*, providers::*,
+    rollout::*, status::*, steps::*, traffic::*, validate::*, vendor_metrics::*,
 };
 
 /// The CustomResourceDefinitions Sluice serves, in the order `cargo xtask crds` writes them.

@@ -11,7 +11,7 @@ use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{BlueGreenStrategy, CanaryStrategy, RolloutStatus};
+use super::{BlueGreenStrategy, CanaryStrategy, RolloutAnalysis, RolloutStatus};
 
 /// Replicas when `spec.replicas` is absent (as for a Deployment).
 pub const DEFAULT_REPLICAS: i32 = 1;
@@ -152,6 +152,16 @@ impl RolloutSpec {
         }
     }
 
+    /// The Deployment `workloadRef` names, when it names an `apps/v1` Deployment (the only kind
+    /// a Rollout can take its template from): what the controller reads and `set image` patches.
+    pub fn workload_deployment(&self) -> Option<&str> {
+        let reference = self.workload_ref.as_ref()?;
+        reference
+            .name
+            .as_deref()
+            .filter(|_| reference.is_deployment())
+    }
+
     /// The canary strategy, if one is written (even alongside blueGreen).
     pub fn canary(&self) -> Option<&CanaryStrategy> {
         self.strategy.as_ref()?.canary.as_ref()
@@ -160,6 +170,41 @@ impl RolloutSpec {
     /// The blue/green strategy, if one is written (even alongside canary).
     pub fn blue_green(&self) -> Option<&BlueGreenStrategy> {
         self.strategy.as_ref()?.blue_green.as_ref()
+    }
+
+    /// Every analysis the strategy names, with the field that names it
+    /// (`spec.strategy.canary.steps[2].analysis`): step, background and blue/green analyses,
+    /// the ones whose templates must exist for the rollout to be valid.
+    pub fn analyses(&self) -> Vec<(String, &RolloutAnalysis)> {
+        let mut found = Vec::new();
+        if let Some(canary) = self.canary() {
+            for (i, step) in canary.steps.every_action() {
+                if let crate::CanaryStep::Analysis(analysis) = step {
+                    found.push((
+                        format!("spec.strategy.canary.steps[{i}].analysis"),
+                        analysis,
+                    ));
+                }
+            }
+            if let Some(background) = canary.analysis.as_ref() {
+                found.push((
+                    "spec.strategy.canary.analysis".to_owned(),
+                    &background.analysis,
+                ));
+            }
+        }
+        if let Some(blue_green) = self.blue_green() {
+            let named = [
+                ("prePromotionAnalysis", &blue_green.pre_promotion_analysis),
+                ("postPromotionAnalysis", &blue_green.post_promotion_analysis),
+            ];
+            for (field, analysis) in named {
+                if let Some(analysis) = analysis {
+                    found.push((format!("spec.strategy.blueGreen.{field}"), analysis));
+                }
+            }
+        }
+        found
     }
 
     /// Desired replicas with the default applied.
@@ -201,6 +246,14 @@ pub struct ObjectRef {
     /// Whether and when to scale the referenced workload down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down: Option<ScaleDownPolicy>,
+}
+
+impl ObjectRef {
+    /// Whether it refers to an `apps/v1` Deployment (an absent apiVersion reads as `apps/v1`).
+    pub fn is_deployment(&self) -> bool {
+        self.kind.as_deref() == Some("Deployment")
+            && self.api_version.as_deref().is_none_or(|v| v == "apps/v1")
+    }
 }
 
 /// When a referenced Deployment is scaled down as the rollout takes over.

@@ -4,8 +4,7 @@
 //! **When a feature lands, delete its line here** (and the matching test case).
 
 use super::{
-    AnalysisTemplateSpec, CanarySteps, CanaryStrategy, Metric, MetricProvider, RolloutSpec,
-    StepKind, TrafficRouting, validate::step_field,
+    CanarySteps, CanaryStrategy, RolloutSpec, StepKind, TrafficRouting, validate::step_field,
 };
 
 /// Tells whether a spec uses a field.
@@ -14,7 +13,6 @@ type Uses = fn(&RolloutSpec) -> bool;
 /// Declared fields Sluice ignores today, with a test of whether a spec uses them.
 #[rustfmt::skip]
 const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
-    ("spec.workloadRef",                                   |s| s.workload_ref.is_some()),
     ("spec.strategy.canary.trafficRouting.appMesh",        |s| router(s, |t| t.app_mesh.is_some())),
     // Router plugins other than Gateway API's, which Sluice runs natively.
     ("spec.strategy.canary.trafficRouting.plugins",        |s| router(s, |t| t.plugins.keys().any(|k| k != super::GATEWAY_API_PLUGIN))),
@@ -48,32 +46,6 @@ pub(super) fn unsupported_fields(spec: &RolloutSpec) -> Vec<String> {
             .map(move |step| step_field(i, step.kind()))
     });
     fields.chain(step_fields).collect()
-}
-
-/// The fields of a metric (relative to the metric, e.g. `provider.prometheus.rangeQuery`) that
-/// Sluice declares but does not act on yet. A provider Sluice does not implement at all is
-/// reported by `sluice-analysis`, so its own fields (newRelic `timeout`, kayenta `lookback`) are
-/// not listed here.
-pub fn unsupported_metric_fields(metric: &Metric) -> Vec<&'static str> {
-    let mut fields = Vec::new();
-    // A range query answers with a matrix, not the vector an instant query answers with: the
-    // conditions would judge something else than the user wrote them for.
-    if let MetricProvider::Prometheus(p) = &metric.provider
-        && p.range_query.is_some()
-    {
-        fields.push("provider.prometheus.rangeQuery");
-    }
-    fields
-}
-
-/// The fields of an AnalysisTemplate spec that Sluice declares but does not act on yet.
-pub fn unsupported_template_fields(spec: &AnalysisTemplateSpec) -> Vec<&'static str> {
-    let mut fields = Vec::new();
-    // Composition: ignoring it would run the template without the metrics it includes.
-    if !spec.templates.is_empty() {
-        fields.push("spec.templates");
-    }
-    fields
 }
 
 /// Whether the canary strategy uses a router matching `test`.

@@ -39,7 +39,7 @@ pub enum ProblemKind {
 
 impl SpecProblem {
     /// A rule of the spec is broken.
-    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -53,7 +53,7 @@ impl SpecProblem {
     }
 
     /// Valid Argo Rollouts that Sluice cannot run yet, with the reason.
-    fn unsupported_because(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn unsupported_because(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),

@@ -107,14 +107,25 @@ pub mod reason {
     pub const ROLLOUT_RESTARTED: &str = "RolloutRestarted";
     /// A pod of the restart was deleted (event).
     pub const RESTARTING_PODS: &str = "RestartingPods";
-    /// The rollout started an AnalysisRun (event).
-    pub const ANALYSIS_RUN_STARTED: &str = "AnalysisRunStarted";
-    /// An AnalysisRun of the rollout failed (event).
+    /// An AnalysisRun of the rollout was seen running (event; Argo's reason, the
+    /// `on-analysis-run-running` notification).
+    pub const ANALYSIS_RUN_RUNNING: &str = "AnalysisRunRunning";
+    /// An AnalysisRun of the rollout passed (event).
+    pub const ANALYSIS_RUN_SUCCESSFUL: &str = "AnalysisRunSuccessful";
+    /// An AnalysisRun of the rollout failed (event; `on-analysis-run-failed`).
     pub const ANALYSIS_RUN_FAILED: &str = "AnalysisRunFailed";
+    /// An AnalysisRun of the rollout ended in error (event; `on-analysis-run-error`).
+    pub const ANALYSIS_RUN_ERROR: &str = "AnalysisRunError";
+    /// An AnalysisRun of the rollout was inconclusive (event).
+    pub const ANALYSIS_RUN_INCONCLUSIVE: &str = "AnalysisRunInconclusive";
+    /// The rollout moved to a new revision of its pod template (event; `on-rollout-updated`).
+    pub const ROLLOUT_UPDATED: &str = "RolloutUpdated";
     /// A ReplicaSet that another controller created for the same template was adopted (event).
     pub const REPLICA_SET_ADOPTED: &str = "ReplicaSetAdopted";
     /// A Service selector was pointed at another version (event).
     pub const SWITCH_SERVICE: &str = "SwitchService";
+    /// The Deployment a `workloadRef` names was scaled by its `scaleDown` policy (event).
+    pub const SCALING_DEPLOYMENT: &str = "ScalingDeployment";
     /// A ReplicaSet was scaled (event).
     pub const SCALING_REPLICA_SET: &str = "ScalingReplicaSet";
     /// An old ReplicaSet past the history limit was deleted (event).

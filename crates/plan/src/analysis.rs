@@ -7,8 +7,13 @@
 
 use jiff::Timestamp;
 use kube_core::ResourceExt;
+use sluice_analysis::{
+    args::{flatten_templates, lookup_templates},
+    rules::{SpecError, validate_template},
+};
 use sluice_api::{
-    AnalysisPhase, AnalysisRun, RolloutAnalysis, RolloutAnalysisRunStatus,
+    AnalysisPhase, AnalysisRun, AnalysisTemplateRef, AnalysisTemplateSpec, RolloutAnalysis,
+    RolloutAnalysisRunStatus, RolloutSpec, SpecProblem,
     vocab::{
         POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL, SPENT_LABEL, STEP_INDEX_LABEL,
         TERMINATED_BY_CONTROLLER, TERMINATED_LABEL, reason,
@@ -16,6 +21,124 @@ use sluice_api::{
 };
 
 use super::{Action, EventType, Planner, pause};
+
+/// What the cluster holds under a template reference.
+#[derive(Clone, Copy, Debug)]
+pub enum Found<'a> {
+    /// No such template.
+    Missing,
+    /// A template the types cannot read, with the reason.
+    Unreadable(&'a str),
+    /// The template's spec.
+    Spec(&'a AnalysisTemplateSpec),
+}
+
+/// The problems of the templates a rollout's strategy names, at the fields that name them: a
+/// template that does not exist or cannot be read, one a run could not be made from (its
+/// metrics, conditions or providers, as [`validate_template`] checks them, with the templates it
+/// includes), and an argument a template requires that neither the templates nor the rollout
+/// give. `find` looks a reference up in the cluster.
+pub fn template_problems<'a>(
+    spec: &RolloutSpec,
+    find: impl Fn(&AnalysisTemplateRef) -> Found<'a>,
+) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    for (field, analysis) in spec.analyses() {
+        let mut found = Vec::new();
+        for (i, template) in analysis.templates.iter().enumerate() {
+            let at = format!("{field}.templates[{i}]");
+            let kind = template_kind(template);
+            let name = &template.template_name;
+            match find(template) {
+                Found::Missing => problems.push(SpecProblem::invalid(
+                    at,
+                    format!("{kind} {name:?} not found"),
+                )),
+                Found::Unreadable(reason) => problems.push(SpecProblem::invalid(
+                    at,
+                    format!("{kind} {name:?} cannot be read: {reason}"),
+                )),
+                Found::Spec(_) => {
+                    // The template with those it includes (Argo's composition), each once.
+                    let included =
+                        lookup_templates(std::slice::from_ref(template), |r| match find(r) {
+                            Found::Spec(spec) => Some(spec),
+                            Found::Missing | Found::Unreadable(_) => None,
+                        });
+                    let all = match included {
+                        Ok(all) => all,
+                        Err(e) => {
+                            problems.push(SpecProblem::invalid(
+                                at,
+                                format!(
+                                    "{kind} {name:?} includes templates that cannot be used: {e}"
+                                ),
+                            ));
+                            continue;
+                        }
+                    };
+                    let checked =
+                        all.iter()
+                            .try_for_each(|t| validate_template(t))
+                            .and_then(|()| {
+                                flatten_templates(&all).map(|_| ()).map_err(SpecError::from)
+                            });
+                    if let Err(e) = checked {
+                        let message = format!("{kind} {name:?}: {e}");
+                        problems.push(if e.is_unsupported() {
+                            SpecProblem::unsupported_because(at, message)
+                        } else {
+                            SpecProblem::invalid(at, message)
+                        });
+                    }
+                    found.extend(all.into_iter().map(|t| (template, t)));
+                }
+            }
+        }
+        // An argument is given by the rollout, or by any of the templates merged into the run.
+        let given = |arg: &str| {
+            analysis.args.iter().any(|a| a.name == arg)
+                || found.iter().any(|(_, t)| {
+                    t.args
+                        .iter()
+                        .any(|a| a.name == arg && (a.value.is_some() || a.value_from.is_some()))
+                })
+        };
+        let mut reported: Vec<&str> = Vec::new();
+        for (template, template_spec) in &found {
+            for arg in &template_spec.args {
+                if !given(&arg.name) && !reported.contains(&arg.name.as_str()) {
+                    reported.push(&arg.name);
+                    problems.push(SpecProblem::invalid(
+                        format!("{field}.args"),
+                        format!(
+                            "args.{} was not resolved: {} {:?} requires it and no value was supplied",
+                            arg.name,
+                            template_kind(template),
+                            template.template_name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Whether two references name the same template (an absent `clusterScope` is `false`).
+pub fn same_template(a: &AnalysisTemplateRef, b: &AnalysisTemplateRef) -> bool {
+    a.template_name == b.template_name
+        && a.cluster_scope.unwrap_or(false) == b.cluster_scope.unwrap_or(false)
+}
+
+/// `ClusterAnalysisTemplate` or `AnalysisTemplate`, as a reference names it.
+fn template_kind(template: &AnalysisTemplateRef) -> &'static str {
+    if template.cluster_scope.unwrap_or(false) {
+        "ClusterAnalysisTemplate"
+    } else {
+        "AnalysisTemplate"
+    }
+}
 
 /// Completed runs of each outcome kept per rollout, when the spec is silent.
 pub const DEFAULT_HISTORY_LIMIT: i32 = 5;
@@ -203,13 +326,6 @@ pub fn require(
                     stable_hash,
                     analysis: analysis.clone(),
                 })));
-                if recorded.is_none_or(|r| r.name != name) {
-                    p.event(
-                        EventType::Normal,
-                        reason::ANALYSIS_RUN_STARTED,
-                        format!("Started {} AnalysisRun {name}", kind.label()),
-                    );
-                }
             }
             p.runs_needed.push(name.clone());
             return (
@@ -223,6 +339,10 @@ pub fn require(
         }
     };
     p.runs_needed.push(run.name.clone());
+    let before = recorded
+        .filter(|r| r.name == run.name)
+        .and_then(|r| r.status);
+    phase_changed(p, kind, &run, before);
     let entry = RolloutAnalysisRunStatus {
         name: run.name.clone(),
         status: Some(run.phase),
@@ -246,14 +366,50 @@ pub fn require(
     (verdict, entry)
 }
 
-/// Acts on a run's verdict: a failure aborts the rollout. Returns whether it passed.
+/// Says on the rollout that one of its runs reached a new phase, as Argo does
+/// (`AnalysisRun<Phase>`: the reasons its notification triggers listen to), once: the phase is
+/// recorded in the status written with the event, so the next reconcile sees it as known.
+fn phase_changed(p: &mut Planner<'_>, kind: RunKind, run: &RunView, before: Option<AnalysisPhase>) {
+    let reason = match run.phase {
+        _ if before == Some(run.phase) => return,
+        AnalysisPhase::Pending => return,
+        AnalysisPhase::Running => reason::ANALYSIS_RUN_RUNNING,
+        AnalysisPhase::Successful => reason::ANALYSIS_RUN_SUCCESSFUL,
+        AnalysisPhase::Failed => reason::ANALYSIS_RUN_FAILED,
+        AnalysisPhase::Error => reason::ANALYSIS_RUN_ERROR,
+        AnalysisPhase::Inconclusive => reason::ANALYSIS_RUN_INCONCLUSIVE,
+    };
+    let type_ = if matches!(run.phase, AnalysisPhase::Failed | AnalysisPhase::Error) {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    let was = before.map(|b| format!(" (was {b:?})")).unwrap_or_default();
+    let message = run
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    p.event(
+        type_,
+        reason,
+        format!(
+            "{} AnalysisRun {} {:?}{was}{message}",
+            kind.label(),
+            run.name,
+            run.phase
+        ),
+    );
+}
+
+/// Acts on a run's verdict: a failure aborts the rollout (the run's own phase event says why).
+/// Returns whether it passed.
 pub fn judge(p: &mut Planner<'_>, verdict: Verdict) -> bool {
     match verdict {
         Verdict::Passed => true,
-        Verdict::Failed(message) => {
+        Verdict::Failed(_) => {
             p.status.abort = Some(true);
             p.progressed();
-            p.event(EventType::Warning, reason::ANALYSIS_RUN_FAILED, message);
             false
         }
         Verdict::Waiting | Verdict::Held => false,

@@ -22,6 +22,7 @@ pub mod restart;
 pub mod rollback;
 pub mod status;
 pub mod traffic;
+pub mod workload;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -48,6 +49,12 @@ pub struct Observed {
     pub analysis_runs: Vec<analysis::RunView>,
     /// What a routed canary's router carries now (`None` without `trafficRouting`).
     pub traffic: Option<traffic::TrafficView>,
+    /// Why templates the strategy names cannot be used (missing, invalid, requiring arguments
+    /// the rollout does not give, or asking for what Sluice does not do), at the fields that
+    /// name them ([`analysis::template_problems`]): the spec is invalid until they are mended.
+    pub template_problems: Vec<SpecProblem>,
+    /// The Deployment `spec.workloadRef` names, as read (`None` without one).
+    pub workload: Option<workload::Workload>,
 }
 
 /// The part of a Service the plan reads.
@@ -64,6 +71,15 @@ pub struct ServiceView {
 pub enum Action {
     /// Create the ReplicaSet of a new version.
     CreateReplicaSet(Box<ReplicaSet>),
+    /// Set `spec.replicas` of the Deployment a `workloadRef` names (its `scaleDown` policy).
+    ScaleWorkload {
+        /// The Deployment.
+        name: String,
+        /// Its replicas now (for messages).
+        from: i32,
+        /// Its replicas after.
+        to: i32,
+    },
     /// Set a ReplicaSet's `spec.replicas`.
     ScaleReplicaSet {
         /// The ReplicaSet.
@@ -151,6 +167,9 @@ impl std::fmt::Display for Action {
                 write!(f, "scale ReplicaSet {name} from {from} to {to}")
             }
             Action::DeleteReplicaSet { name } => write!(f, "delete ReplicaSet {name}"),
+            Action::ScaleWorkload { name, from, to } => {
+                write!(f, "scale Deployment {name} from {from} to {to}")
+            }
             Action::EvictPod { name } => write!(f, "evict pod {name}"),
             Action::AnnotateReplicaSet { name, key, value } => {
                 write!(f, "annotate ReplicaSet {name} with {key}={value}")
@@ -215,12 +234,20 @@ pub struct Plan {
 }
 
 /// Decides what to do for `rollout` given what the cluster holds and the time.
-pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
+pub fn plan(original: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
+    // A workloadRef's Deployment lends the rollout its template; the plan reads the result.
+    let resolved = workload::resolve(original, observed);
+    let (rollout, unresolved) = match &resolved {
+        Ok(Some(resolved)) => (resolved, None),
+        Ok(None) => (original, None),
+        Err(problem) => (original, Some(problem.clone())),
+    };
     let mut p = Planner::new(rollout, observed, now);
     // A failure reported by an earlier reconcile is gone once this plan's writes succeed; the
     // controller reports it again if they fail ([`status::with_failure`]).
     conditions::clear_replica_failure(&mut p.status);
-    let problems = p.problems();
+    let mut problems = p.problems();
+    problems.extend(unresolved);
     if !problems.is_empty() {
         p.report_invalid(&problems);
         return p.finish(None);
@@ -233,6 +260,7 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
         return p.finish(None);
     };
     let hash = current_hash(&mut p, template);
+    updated(&mut p, &hash);
     let desired = rollout.spec.desired_replicas();
     let limits = match strategy {
         Strategy::Canary(canary) => {
@@ -252,7 +280,27 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
     };
     analysis::tidy(&mut p);
     restart::plan(&mut p, observed.pods.as_deref(), limits);
-    p.finish(Some(&hash))
+    let mut plan = p.finish(Some(&hash));
+    workload::scale_down(original, observed, &mut plan);
+    plan
+}
+
+/// Says the rollout moved to a new revision (Argo's `RolloutUpdated`, the `on-rollout-updated`
+/// notification) when its template's hash is not the one the status records: a first deploy, an
+/// update, a rollback. Once: the status written with the event records the new hash.
+fn updated(p: &mut Planner<'_>, hash: &str) {
+    if p.prev.current_pod_hash.as_deref() == Some(hash) {
+        return;
+    }
+    let revision = p.sets.iter().find(|s| s.hash == hash).map_or_else(
+        || p.sets.iter().map(|s| s.revision).max().unwrap_or(0) + 1,
+        |s| s.revision,
+    );
+    p.event(
+        EventType::Normal,
+        reason::ROLLOUT_UPDATED,
+        format!("Rollout updated to revision {revision}"),
+    );
 }
 
 /// The hash that names the current template's ReplicaSet: Sluice's own hash of the template,
@@ -277,12 +325,17 @@ fn current_hash(
     {
         return set.hash.clone();
     }
+    // An invalid spec's status records the generation without acting on it (its
+    // currentPodHash is the previous version's), so it says nothing about what runs it.
     let seen = p.prev.observed_generation.as_deref()
         == p.rollout
             .metadata
             .generation
             .map(|g| g.to_string())
-            .as_deref();
+            .as_deref()
+        && conditions::condition(&p.prev, sluice_api::RolloutConditionType::InvalidSpec).is_none()
+        // A workloadRef's template changes with the Deployment, not the rollout's generation.
+        && workload::seen(&p.prev, p.observed);
     let adoptable = p
         .prev
         .current_pod_hash
@@ -432,6 +485,7 @@ impl<'a> Planner<'a> {
                 kind: ProblemKind::Invalid,
             });
         }
+        problems.extend(self.observed.template_problems.iter().cloned());
         problems
     }
 

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use sluice_api::{
     RolloutPhase, RolloutStatus, Strategy,
     model::{MESSAGE_LIMIT, cut, selector_string},
-    vocab::reason,
+    vocab::{POD_TEMPLATE_HASH_LABEL, reason},
 };
 
 use super::{
@@ -124,6 +124,27 @@ fn record_counts(p: &mut Planner<'_>, counts: &Counts) -> bool {
         Some(counts.available),
     );
     st.hpa_replicas = Some(counts.pods);
+    // Blue/green as Argo counts it: the active version is what serves, so an HPA scales on it
+    // and the selector (`kubectl get --selector`, the scale subresource) picks its pods only.
+    let active = st
+        .blue_green
+        .as_ref()
+        .and_then(|b| b.active_selector.as_deref())
+        .filter(|_| p.rollout.spec.blue_green().is_some())
+        .and_then(|hash| p.sets.iter().find(|s| s.hash == hash));
+    if let Some(set) = active {
+        st.hpa_replicas = Some(set.pods);
+        st.ready_replicas = Some(set.ready);
+        st.available_replicas = Some(set.available);
+        st.selector = p.rollout.spec.selector.as_ref().map(|selector| {
+            let mut selector = selector.clone();
+            selector
+                .match_labels
+                .get_or_insert_with(Default::default)
+                .insert(POD_TEMPLATE_HASH_LABEL.to_string(), set.hash.clone());
+            selector_string(&selector)
+        });
+    }
     [
         st.replicas,
         st.updated_replicas,

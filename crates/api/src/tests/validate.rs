@@ -127,8 +127,6 @@ const CASES: &[Case] = &[
         "spec.template", Invalid, "must be empty when spec.workloadRef is set"),
     ("neither template nor workloadRef", canary, |r| r.spec.template = None,
         "spec.template", Invalid, "is required unless spec.workloadRef is set"),
-    ("workloadRef", canary, |r| { r.spec.template = None; r.spec.workload_ref = Some(Default::default()); },
-        "spec.workloadRef", Unsupported, "not supported"),
     ("appMesh", canary, |r| canary_mut(r).traffic_routing = parse(serde_json::json!({"appMesh": {"virtualService": {"name": "web"}}})),
         "spec.strategy.canary.trafficRouting.appMesh", Unsupported, "not supported"),
     ("router plugin", canary, |r| canary_mut(r).traffic_routing = parse(serde_json::json!({"plugins": {"x/y": {}}})),

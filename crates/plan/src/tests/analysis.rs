@@ -5,7 +5,7 @@ use sluice_api::{AnalysisPhase, RolloutAnalysis, RolloutAnalysisRunStatus};
 
 use super::*;
 use crate::{
-    Planner,
+    EventType, Planner,
     analysis::{NewRun, RunKind, RunView, Verdict, require, spend, tidy},
 };
 
@@ -436,4 +436,223 @@ fn a_progress_time_in_the_future_never_exceeds_the_deadline() {
     sim.advance(61);
     sim.run(10);
     assert_eq!(sim.status().abort, Some(true));
+}
+
+#[test]
+fn a_missing_template_is_an_invalid_spec_until_it_appears() {
+    let steps = serde_json::json!({
+        "maxSurge": 1, "maxUnavailable": 0,
+        "steps": [
+            { "setWeight": 25 },
+            { "analysis": { "templates": [
+                { "templateName": "success-rate" },
+                { "templateName": "latency", "clusterScope": true },
+            ] } },
+        ]
+    });
+    let key = |name: &str, cluster: bool| (name.to_owned(), cluster);
+
+    // First deploy with the ClusterAnalysisTemplate missing: nothing is created, Degraded at
+    // once, the field and the kind named.
+    let mut sim = Sim::new(rollout(4, steps.clone()));
+    sim.templates = BTreeMap::from([(key("latency", true), None)]);
+    let plan = sim.reconcile();
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    let (health, message) = argocd_health(&sim.rollout);
+    assert_eq!(health, "Degraded");
+    assert!(
+        message.contains(
+            "spec.strategy.canary.steps[1].analysis.templates[1]: ClusterAnalysisTemplate \"latency\" not found"
+        ),
+        "{message}"
+    );
+    // A namespaced template of the same name is another template.
+    sim.templates = BTreeMap::from([(key("latency", false), None)]);
+    sim.reconcile();
+    assert_ne!(argocd_health(&sim.rollout).0, "Degraded");
+
+    // It appears: the rollout deploys and is Healthy.
+    sim.templates.clear();
+    sim.run(10);
+    assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
+    assert_eq!(sim.pods(), [("web:1".to_string(), 4)]);
+
+    // An update whose template is deleted meanwhile: the stable set keeps every pod, nothing
+    // moves until the template is back, then the update goes on to its analysis step.
+    sim.set_image("web:2");
+    sim.templates = BTreeMap::from([(key("success-rate", false), None)]);
+    sim.run(10);
+    assert_eq!(sim.pods(), [("web:1".to_string(), 4)]);
+    assert_eq!(argocd_health(&sim.rollout).0, "Degraded");
+    sim.templates.clear();
+    sim.run(10);
+    assert!(
+        sim.runs.iter().any(|r| r.kind == Some(RunKind::Step(1))),
+        "the step's run starts once the template is back"
+    );
+    assert_ne!(argocd_health(&sim.rollout).0, "Degraded");
+}
+
+#[test]
+fn a_template_that_cannot_run_or_lacks_an_argument_is_reported_before_anything_is_scaled() {
+    let template = |spec: serde_json::Value| -> sluice_api::AnalysisTemplateSpec {
+        serde_json::from_value(spec).expect("a template spec")
+    };
+    let web = serde_json::json!({"web": {"url": "http://example/{{args.service}}"}});
+    let steps = |args: serde_json::Value| {
+        serde_json::json!({
+            "steps": [
+                { "setWeight": 25 },
+                { "analysis": { "templates": [{ "templateName": "t" }], "args": args } },
+            ]
+        })
+    };
+    let key = ("t".to_owned(), false);
+    let problems = |sim: &mut Sim| {
+        let plan = sim.reconcile();
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert_eq!(sim.pods(), Vec::<(String, i32)>::new());
+        argocd_health(&sim.rollout)
+    };
+
+    // A provider Sluice does not have: refused by name before the first pod.
+    let mut sim = Sim::new(rollout(2, steps(serde_json::json!([]))));
+    sim.templates.insert(
+        key.clone(),
+        Some(template(serde_json::json!({"metrics": [
+            {"name": "m", "provider": {"plugin": {"argoproj-labs/sample": {}}}}
+        ]}))),
+    );
+    let (health, message) = problems(&mut sim);
+    assert_eq!(health, "Degraded");
+    assert!(
+        message.contains("spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate \"t\": metrics[0] \"m\": the plugin provider is not supported"),
+        "{message}"
+    );
+
+    // A condition that does not parse.
+    sim.templates.insert(
+        key.clone(),
+        Some(template(serde_json::json!({"metrics": [
+            {"name": "m", "successCondition": "result >", "provider": web.clone()}
+        ], "args": [{"name": "service", "value": "x"}]}))),
+    );
+    let (health, message) = problems(&mut sim);
+    assert_eq!(health, "Degraded");
+    assert!(message.contains("AnalysisTemplate \"t\": "), "{message}");
+
+    // An argument the template requires and the rollout does not give (Argo's #1052).
+    sim.templates.insert(
+        key.clone(),
+        Some(template(serde_json::json!({
+            "metrics": [{"name": "m", "provider": web.clone()}],
+            "args": [{"name": "service"}],
+        }))),
+    );
+    let (health, message) = problems(&mut sim);
+    assert_eq!(health, "Degraded");
+    assert!(
+        message.contains("spec.strategy.canary.steps[1].analysis.args: args.service was not resolved: AnalysisTemplate \"t\" requires it"),
+        "{message}"
+    );
+
+    // A template that includes one that does not exist, then one requiring the argument.
+    sim.templates.insert(
+        key.clone(),
+        Some(template(serde_json::json!({
+            "templates": [{"templateName": "base"}],
+            "metrics": [],
+        }))),
+    );
+    sim.templates.insert(("base".to_owned(), false), None);
+    let (health, message) = problems(&mut sim);
+    assert_eq!(health, "Degraded");
+    assert!(
+        message.contains("AnalysisTemplate \"t\" includes templates that cannot be used: AnalysisTemplate \"base\" not found"),
+        "{message}"
+    );
+    sim.templates.insert(
+        ("base".to_owned(), false),
+        Some(template(serde_json::json!({
+            "metrics": [{"name": "m", "provider": web.clone()}],
+            "args": [{"name": "service"}],
+        }))),
+    );
+    let (_, message) = problems(&mut sim);
+    assert!(
+        message.contains("args.service was not resolved: AnalysisTemplate \"t\" requires it"),
+        "{message}"
+    );
+
+    // Given by the rollout: valid, deployed.
+    let mut sim = Sim::new(rollout(
+        2,
+        steps(serde_json::json!([{"name": "service", "value": "web"}])),
+    ));
+    sim.templates.insert(
+        key,
+        Some(template(serde_json::json!({
+            "metrics": [{"name": "m", "provider": web}],
+            "args": [{"name": "service"}],
+        }))),
+    );
+    sim.run(10);
+    assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
+}
+
+/// Each phase a run reaches is said once on the rollout, with Argo's reason (the one its
+/// `on-analysis-run-*` notifications listen to): not again while the status records it.
+#[test]
+fn a_run_s_new_phase_is_an_event_once_with_argo_s_reason() {
+    let r = rollout(2, standard_steps());
+    let entry = |phase: Option<AnalysisPhase>| RolloutAnalysisRunStatus {
+        name: "a".into(),
+        status: phase,
+        message: None,
+    };
+    let events = |phase: AnalysisPhase, before: Option<AnalysisPhase>| {
+        let seen = observed(vec![run("a", RunKind::Step(0), phase, 0)]);
+        let mut p = planner(&r, &seen);
+        let (_, recorded) = require(
+            &mut p,
+            RunKind::Step(0),
+            "h2",
+            &analysis(),
+            Some(&entry(before)),
+        );
+        assert_eq!(recorded.status, Some(phase), "the status records the phase");
+        p.plan
+            .events
+            .iter()
+            .map(|e| (e.type_, e.reason, e.message.clone()))
+            .collect::<Vec<_>>()
+    };
+    let running = events(AnalysisPhase::Running, None);
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(running[0].0, EventType::Normal);
+    assert_eq!(running[0].1, "AnalysisRunRunning");
+    assert!(events(AnalysisPhase::Running, Some(AnalysisPhase::Running)).is_empty());
+    assert!(events(AnalysisPhase::Pending, None).is_empty());
+
+    let failed = events(AnalysisPhase::Failed, Some(AnalysisPhase::Running));
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, EventType::Warning);
+    assert_eq!(failed[0].1, "AnalysisRunFailed");
+    assert!(
+        failed[0].2.contains("AnalysisRun a Failed (was Running)")
+            && failed[0].2.contains("assessed Failed"),
+        "{}",
+        failed[0].2
+    );
+    let error = events(AnalysisPhase::Error, Some(AnalysisPhase::Running));
+    assert_eq!(
+        (error[0].0, error[0].1),
+        (EventType::Warning, "AnalysisRunError")
+    );
+    let passed = events(AnalysisPhase::Successful, Some(AnalysisPhase::Running));
+    assert_eq!(
+        (passed[0].0, passed[0].1),
+        (EventType::Normal, "AnalysisRunSuccessful")
+    );
+    assert!(events(AnalysisPhase::Failed, Some(AnalysisPhase::Failed)).is_empty());
 }

@@ -87,6 +87,20 @@ fn a_manual_promotion_previews_the_new_set_then_switches_and_scales_the_old_one_
     assert_eq!(status.phase, Some(RolloutPhase::Paused));
     assert_eq!(argocd_health(&sim.rollout).0, "Suspended");
     assert_eq!(status.stable_rs.as_deref(), Some(old.as_str()));
+    // An HPA and the scale subresource see the active version, as Argo counts it: 3 pods, not 6.
+    assert_eq!(status.replicas, Some(6));
+    assert_eq!(
+        (
+            status.hpa_replicas,
+            status.available_replicas,
+            status.ready_replicas
+        ),
+        (Some(3), Some(3), Some(3))
+    );
+    assert_eq!(
+        status.selector,
+        Some(format!("app=web,{POD_TEMPLATE_HASH_LABEL}={old}"))
+    );
 
     // Waiting longer changes nothing.
     sim.advance(3600);

@@ -291,6 +291,28 @@ fn a_missing_service_is_an_error_condition_not_a_crash() {
 }
 
 #[test]
+fn an_update_held_by_a_missing_service_goes_on_once_the_service_is_back() {
+    let mut sim = deployed(standard_steps(), 3);
+    sim.set_image("web:2");
+    let canary = sim.services.insert("web-canary".into(), None).flatten();
+    sim.run(10);
+    assert_eq!(argocd_health(&sim.rollout).0, "Degraded");
+    assert_eq!(sim.pods(), [("web:1".to_string(), 3)]);
+    // The generation was recorded while nothing moved: the old set is not taken for the new
+    // version once the Service is back; the update starts.
+    sim.services.insert("web-canary".into(), canary);
+    sim.run(10);
+    assert!(
+        sim.pods()
+            .iter()
+            .any(|(image, n)| image == "web:2" && *n > 0),
+        "{:?}",
+        sim.pods()
+    );
+    assert_eq!(sim.status().current_step_index, Some(1));
+}
+
+#[test]
 fn no_progress_past_the_deadline_degrades_and_can_abort() {
     let mut canary = standard_steps();
     canary["maxUnavailable"] = 1.into();
@@ -508,4 +530,71 @@ fn a_rollout_that_argo_rollouts_managed_is_adopted_without_a_new_replica_set() {
     sim.run(10);
     assert_eq!(sim.status().current_step_index, Some(1));
     assert_ne!(sim.status().current_pod_hash, Some(argo));
+}
+
+/// The events notifications are sent on (Argo's `on-rollout-*` triggers) are published once each
+/// per update, in order, even when the controller dies between two writes of a reconcile: the
+/// one that died published nothing, and the next finds the work undone and says it then.
+#[test]
+fn an_update_publishes_each_notification_event_once_even_across_crashes() {
+    for crash in [None, Some(0), Some(1)] {
+        let mut sim = deployed(standard_steps(), 5);
+        assert_eq!(
+            sim.published
+                .iter()
+                .filter(|(r, _)| *r == "RolloutUpdated")
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>(),
+            ["Rollout updated to revision 1"],
+            "the first deploy is revision 1"
+        );
+        sim.published.clear();
+        sim.set_image("web:2");
+        sim.crash_after = crash;
+        sim.run(20);
+        sim.advance(10);
+        sim.run(20);
+        sim.patch_status(|s| s.pause_conditions.clear());
+        sim.run(30);
+        assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
+        let said: Vec<&str> = sim
+            .published
+            .iter()
+            .map(|(r, _)| *r)
+            .filter(|r| {
+                [
+                    "RolloutUpdated",
+                    "RolloutStepCompleted",
+                    "RolloutPaused",
+                    "RolloutCompleted",
+                ]
+                .contains(r)
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "RolloutUpdated",
+                "RolloutStepCompleted",
+                "RolloutPaused",
+                "RolloutStepCompleted",
+                "RolloutStepCompleted",
+                "RolloutPaused",
+                "RolloutStepCompleted",
+                "RolloutCompleted"
+            ],
+            "crash after {crash:?} writes: {:#?}",
+            sim.published
+        );
+        let mut messages: Vec<&(&str, String)> = sim.published.iter().collect();
+        let all = messages.len();
+        messages.sort();
+        messages.dedup();
+        assert_eq!(
+            messages.len(),
+            all,
+            "an event said twice: {:#?}",
+            sim.published
+        );
+    }
 }

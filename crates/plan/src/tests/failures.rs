@@ -150,6 +150,8 @@ impl Sim {
             pods: self.pods_listed.clone(),
             analysis_runs: self.runs.clone(),
             traffic: self.traffic(),
+            template_problems: self.template_problems(),
+            workload: self.workload.clone(),
         };
         plan(&self.rollout, &observed, self.now)
     }

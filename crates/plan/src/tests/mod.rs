@@ -13,6 +13,7 @@ mod restart;
 mod rollback;
 mod routed;
 mod several;
+mod workload;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -75,6 +76,14 @@ struct Sim {
     /// The next reconcile dies after this many of its writes (before the router's and the
     /// status's).
     crash_after: Option<usize>,
+    /// What the cluster holds of the templates the rollout names, by (name, cluster scope):
+    /// `None` for one that does not exist. A template not listed exists and is valid.
+    templates: BTreeMap<(String, bool), Option<sluice_api::AnalysisTemplateSpec>>,
+    /// The events published so far (reason, message): as the controller does, only those of
+    /// reconciles whose writes all landed.
+    published: Vec<(&'static str, String)>,
+    /// The Deployment a `workloadRef` names, as the cluster holds it.
+    workload: Option<crate::workload::Workload>,
 }
 
 impl Sim {
@@ -115,7 +124,31 @@ impl Sim {
             router: None,
             router_stuck: false,
             crash_after: None,
+            published: Vec::new(),
+            workload: None,
+            templates: BTreeMap::new(),
         }
+    }
+
+    /// The problems of the templates the rollout names, as the controller finds them.
+    fn template_problems(&self) -> Vec<sluice_api::SpecProblem> {
+        let valid = sluice_api::AnalysisTemplateSpec {
+            metrics: vec![
+                serde_json::from_value(serde_json::json!({
+                    "name": "m", "provider": {"web": {"url": "http://example"}}
+                }))
+                .expect("a metric"),
+            ],
+            ..Default::default()
+        };
+        crate::analysis::template_problems(&self.rollout.spec, |t| {
+            let key = (t.template_name.clone(), t.cluster_scope.unwrap_or(false));
+            match self.templates.get(&key) {
+                None => crate::analysis::Found::Spec(&valid),
+                Some(None) => crate::analysis::Found::Missing,
+                Some(Some(spec)) => crate::analysis::Found::Spec(spec),
+            }
+        })
     }
 
     /// What the plan reads of the router: the weight it carries (0 before any write).
@@ -138,6 +171,8 @@ impl Sim {
             pods: self.pods_listed.clone(),
             analysis_runs: self.runs.clone(),
             traffic: self.traffic(),
+            template_problems: self.template_problems(),
+            workload: self.workload.clone(),
         };
         let plan = plan(&self.rollout, &observed, self.now);
         self.check_switches(&plan);
@@ -156,6 +191,11 @@ impl Sim {
                     rs.spec.as_mut().expect("a spec").replicas = Some(*to);
                 }
                 Action::DeleteReplicaSet { name } => self.sets.retain(|s| s.name_any() != *name),
+                Action::ScaleWorkload { to, .. } => {
+                    if let Some(crate::workload::Workload::Found(view)) = self.workload.as_mut() {
+                        view.replicas = *to;
+                    }
+                }
                 Action::AnnotateReplicaSet { name, key, value } => {
                     let rs = self
                         .sets
@@ -258,6 +298,8 @@ impl Sim {
             self.writes += 1;
         }
         self.rollout.status = Some(plan.status.clone());
+        self.published
+            .extend(plan.events.iter().map(|e| (e.reason, e.message.clone())));
         plan
     }
 
