@@ -10,6 +10,7 @@ pub mod client;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod rollout;
 pub mod runtime;
 pub mod server;

@@ -1,10 +1,11 @@
 //! The runtime both controllers are built on, so that they are mirror images: which objects they
 //! handle ([`Scope`]), how a watched custom resource is read (through `DeserializeGuard`, trimmed
 //! of what no decision reads), how a failed reconcile is retried ([`Retry`]: the error's own
-//! delay, else a per-object backoff), and how events are recorded ([`publish`]) and an unreadable
-//! object reported ([`report_unreadable`]).
+//! delay, else a per-object backoff), how events are recorded ([`publish`]) and an unreadable
+//! object reported ([`report_unreadable`]), and how a stop drains the work in flight
+//! ([`drain_within`]).
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use k8s_openapi::{
     NamespaceResourceScope, api::core::v1::ObjectReference,
@@ -22,7 +23,7 @@ use sluice_api::{
     model::{NOTE_LIMIT, cut},
     vocab::{INSTANCE_ID_LABEL, LAST_APPLIED_ANNOTATION, reason},
 };
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::error::{Backoff, Error};
 
@@ -218,9 +219,57 @@ impl Retry {
     }
 }
 
+/// Runs a controller until it ends after `shutdown`, but waits at most `grace` once `shutdown`
+/// has come: kube-runtime holds its reconciles until the watched store's first list is in, so a
+/// stop that comes before that list would otherwise wait for a cache nobody fills any more, and
+/// a reconcile still waiting on a slow answer is cut rather than outliving the pod's termination
+/// grace period. A cut reconcile is a controller killed between two writes, which the plan
+/// resumes from what it reads.
+pub async fn drain_within(
+    name: &str,
+    controller: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let deadline = async {
+        shutdown.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = controller => info!("{name} stopped"),
+        () = deadline => warn!(grace = ?grace, "{name} stopped with work still in flight after its grace period"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A controller that never ends once stopped (its store never filled) still lets the process
+    /// stop: after the grace, not never.
+    #[tokio::test]
+    async fn a_stop_ends_a_controller_that_would_wait_forever() {
+        let stuck = std::future::pending::<()>();
+        let drained = drain_within("stuck", stuck, async {}, Duration::from_millis(20));
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .expect("the drain ends after its grace");
+    }
+
+    /// Work that finishes within the grace is waited for, not cut.
+    #[tokio::test]
+    async fn a_stop_waits_for_work_that_finishes_within_the_grace() {
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let work = {
+            let finished = finished.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                finished.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        };
+        drain_within("busy", work, async {}, Duration::from_secs(30)).await;
+        assert!(finished.load(std::sync::atomic::Ordering::SeqCst));
+    }
 
     fn forbidden() -> kube::Error {
         kube::Error::Api(Box::new(kube::core::Status {

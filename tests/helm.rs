@@ -208,6 +208,7 @@ const CONTROLLER_VERBS: &[(&str, &[&str])] = &[
     ("/pods/eviction", &["create"]),
     ("/secrets", &["get"]),
     ("/services", &["list", "patch", "watch"]),
+    ("apps/deployments", &["get", "list", "patch", "watch"]),
     (
         "apps/replicasets",
         &["create", "delete", "get", "list", "patch", "watch"],
@@ -218,7 +219,7 @@ const CONTROLLER_VERBS: &[(&str, &[&str])] = &[
     ),
     ("argoproj.io/analysisruns/finalizers", &["update"]),
     ("argoproj.io/analysisruns/status", &["patch", "update"]),
-    ("argoproj.io/analysistemplates", &["get"]),
+    ("argoproj.io/analysistemplates", &["get", "list", "watch"]),
     ("argoproj.io/rollouts", &["list", "watch"]),
     ("argoproj.io/rollouts/finalizers", &["update"]),
     ("argoproj.io/rollouts/status", &["update"]),
@@ -262,7 +263,10 @@ fn the_chart_grants_exactly_the_verbs_the_controller_uses() {
     let cluster = template("sluice", "sluice", &[]);
     assert_eq!(
         rules(&cluster, "ClusterRole", "sluice"),
-        expected(&[("argoproj.io/clusteranalysistemplates", &["get"])]),
+        expected(&[(
+            "argoproj.io/clusteranalysistemplates",
+            &["get", "list", "watch"]
+        )]),
     );
     assert_eq!(
         rules(&cluster, "Role", "sluice-leader-election"),
@@ -272,13 +276,21 @@ fn the_chart_grants_exactly_the_verbs_the_controller_uses() {
         )]),
         "kube-lease-manager creates the Lease, reads it, and patches it (apply and strategic)"
     );
+    assert_eq!(
+        rules(&cluster, "Role", "sluice-notifications"),
+        BTreeMap::from([
+            ("/configmaps".to_string(), vec!["get".to_string()]),
+            ("/secrets".to_string(), vec!["get".to_string()]),
+        ]),
+        "the notification ConfigMap and Secret are read with GET, by name"
+    );
     let namespaced = template("sluice", "sluice", &["controller.namespaced=true"]);
     assert_eq!(rules(&namespaced, "Role", "sluice"), expected(&[]));
     assert_eq!(
         rules(&namespaced, "ClusterRole", "sluice-cluster-templates"),
         BTreeMap::from([(
             "argoproj.io/clusteranalysistemplates".to_string(),
-            vec!["get".to_string()]
+            vec!["get".to_string(), "list".to_string(), "watch".to_string()]
         )]),
     );
 }

@@ -607,9 +607,24 @@ async fn an_analysis_run_name_taken_by_another_owner_is_not_taken_for_the_rollou
     sluice_testkit::install_crds(&ns.client).await;
     let _controller = Controller::start(&ns.name).await;
     let rollouts = ns.api::<Rollout>();
-    // The analysis names a template that does not exist: the rollout's own run says so, in
-    // phase Error, and the rollout aborts on it.
-    let steps = json!([{ "analysis": { "templates": [{ "templateName": "nope" }] } }]);
+    // The analysis's only metric calls a port nobody listens on and tolerates no error: the
+    // rollout's own run ends in phase Error, and the rollout aborts on it.
+    ns.api::<sluice_api::AnalysisTemplate>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "unreachable" },
+                "spec": {
+                    "metrics": [{ "name": "m", "consecutiveErrorLimit": 0, "provider": { "web": {
+                        "url": "http://127.0.0.1:9/"
+                    } } }]
+                }
+            }))
+            .expect("an AnalysisTemplate"),
+        )
+        .await
+        .expect("creating the AnalysisTemplate");
+    let steps = json!([{ "analysis": { "templates": [{ "templateName": "unreachable" }] } }]);
     let created = rollouts
         .create(&PostParams::default(), &rollout("app", json!({}), steps))
         .await
@@ -657,7 +672,7 @@ async fn an_analysis_run_name_taken_by_another_owner_is_not_taken_for_the_rollou
         .unwrap_or_default();
     assert_eq!(recorded, format!("{taken}.2"), "the next free name");
     let message = status(&aborted).message.unwrap_or_default();
-    assert!(message.contains("\"nope\" not found"), "{message}");
+    assert!(message.contains("consecutiveErrors"), "{message}");
     let ours = runs.get(&recorded).await.expect("the rollout's run");
     assert_eq!(
         ours.owner_references()[0].uid,

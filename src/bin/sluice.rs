@@ -1,5 +1,6 @@
 //! The Sluice controller process: reads its flags, sets up logging, connects to the cluster, and
-//! runs the Rollout controller and the metrics/health server until SIGTERM or SIGINT.
+//! runs the Rollout controller, the AnalysisRun controller, the notification worker (leader only)
+//! and the metrics/health server until SIGTERM or SIGINT.
 //!
 //! Shutdown: the first signal marks the process not ready and tells both tasks to stop; the
 //! controller finishes the reconciles in flight and the server the requests in flight, and the
@@ -15,6 +16,7 @@ use sluice::{
     client::{self, ClientOptions},
     leader::{LeaderElection, Leadership},
     metrics::Metrics,
+    notify::Notifier,
     rollout,
     runtime::Scope,
     server::{Health, Server},
@@ -270,6 +272,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             until_stopped(),
         )),
     ));
+    // Notifications: only the leader gets here, so only the leader sends. The worker delivers
+    // until the rollout controller (which holds the only Notifier) has stopped and its queue is
+    // empty, within its own grace.
+    let (notifier, worker) = Notifier::new(
+        client.clone(),
+        analysis::providers::default_namespace(),
+        metrics.clone(),
+    )?;
+    tasks.push(("notifications", tokio::spawn(worker.run(until_stopped()))));
     tasks.push((
         "rollout controller",
         tokio::spawn(rollout::run(
@@ -277,6 +288,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             config,
             metrics,
             health.clone(),
+            notifier,
             until_stopped(),
         )),
     ));

@@ -132,6 +132,7 @@ async fn main() -> Result<()> {
 }
 
 async fn test(args: &[String]) -> Result<()> {
+    preflight::check(preflight::TESTS)?;
     // The chart's tests run the real Helm (`cluster up` links it beside kubectl once built), the
     // analysis tests a real Prometheus, the Argo CD tests Argo CD, the traffic tests a real
     // Traefik: all built from their modules like the cluster, before any test waits on them.
@@ -140,6 +141,11 @@ async fn test(args: &[String]) -> Result<()> {
     let prometheus = gobuild::PROMETHEUS.binary("prometheus")?;
     gobuild::PROMETHEUS.ensure_built()?;
     gobuild::ARGOCD.ensure_built()?;
+    // The graphite and influxdb providers' tests run the real servers: graphite-web from PyPI
+    // in a cached virtual environment, influxd (with Flux) built from its module.
+    let graphite = sluice_testkit::graphite::ensure_installed()?;
+    let influxd = gobuild::INFLUXDB.binary("influxd")?;
+    gobuild::INFLUXDB.ensure_built()?;
     cluster::up(&cluster::UpOptions::default()).await?;
     argocd::up().await?;
     // Every test binary runs, and every failure is reported, not only the first binary's.
@@ -148,6 +154,14 @@ async fn test(args: &[String]) -> Result<()> {
             .current_dir(paths::repo_root())
             .env("KUBECONFIG", paths::kubeconfig())
             .env("SLUICE_TEST_PROMETHEUS", prometheus)
+            .env("SLUICE_TEST_GRAPHITE", graphite)
+            .env("SLUICE_TEST_INFLUXD", influxd)
+            // Four tests at once per binary, not one per core: the cluster tests spend most of
+            // their time waiting on controllers, so the suite takes a third less time on 2 cores.
+            .env(
+                "RUST_TEST_THREADS",
+                std::env::var("RUST_TEST_THREADS").unwrap_or_else(|_| "4".into()),
+            )
             .args(["test", "--workspace", "--no-fail-fast"])
             .args(args),
     )

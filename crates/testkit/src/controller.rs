@@ -33,6 +33,17 @@ impl Controller {
     /// Starts the controller for `namespace` with another kubeconfig (another identity) and
     /// extra flags, and waits until it reports ready.
     pub async fn start_with(namespace: &str, kubeconfig: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(namespace, kubeconfig, args, &[]).await
+    }
+
+    /// Starts the controller as [`Controller::start_with`] does, with environment variables
+    /// (`POD_NAMESPACE`: where it reads its notification configuration and provider Secrets).
+    pub async fn start_with_env(
+        namespace: &str,
+        kubeconfig: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = paths::repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).expect("creating target/test-logs");
         let log = dir.join(format!("{namespace}.log"));
@@ -44,7 +55,8 @@ impl Controller {
             .args(args)
             .args(["--namespace", namespace, "--log-format", "json"])
             .args(["--log-level", "info,sluice=debug"])
-            .args(["--metrics-addr", "127.0.0.1:0"]);
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .envs(env.iter().copied());
         // A restart appends to the same log: its own lines start at `start`.
         let (process, start) = Process::spawn(&mut cmd, &log, LogMode::Append)
             .unwrap_or_else(|e| panic!("starting sluice: {e:#}"));

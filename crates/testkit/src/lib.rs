@@ -1,6 +1,6 @@
 //! What Sluice's integration tests, its benchmark harness and its developer commands share, so
 //! that each is written once: reaching the local cluster (and building and starting it), test
-//! namespaces, the controller and Prometheus launchers, Argo CD beside the cluster, the workspace's binaries, Rollout
+//! namespaces, the controller and Prometheus launchers, a headless Chromium and the dashboard, Argo CD beside the cluster, the workspace's binaries, Rollout
 //! manifests, and waiting on observable state with a deadline; for the traffic routers, their
 //! CRDs on the cluster, pods that answer real requests, and a real Traefik in front of them.
 //!
@@ -10,10 +10,13 @@
 mod access;
 pub mod argocd;
 pub mod binaries;
+pub mod browser;
 pub mod cluster;
 pub mod controller;
 pub mod crds;
 pub mod gobuild;
+pub mod graphite;
+pub mod influxdb;
 pub mod load;
 pub mod manifests;
 pub mod namespace;
