@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
     Api,
     api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams},
@@ -394,6 +394,50 @@ impl App {
             "jsonPointers": ["/spec/selector/rollouts-pod-template-hash"]
         }] } }))
         .await;
+    }
+
+    /// Waits until no sync is queued or running and both Services carry Sluice's key again, for
+    /// three polls in a row: a self-heal sync Argo CD started before the ignore rule took effect
+    /// puts Git's selectors back, and Sluice then restores its key; only after that has settled
+    /// does what a test watches say anything about syncs that respect the rule.
+    pub async fn settled_with_the_key(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut in_a_row = 0;
+        while in_a_row < 3 {
+            let application = applications(&self.ns)
+                .get(&self.name)
+                .await
+                .expect("reading the Application");
+            let application = serde_json::to_value(&application).expect("an Application as JSON");
+            let syncing = application.get("operation").is_some_and(|o| !o.is_null())
+                || application["status"]["operationState"]["phase"] == "Running";
+            let mut keyed = true;
+            for name in ["guestbook-canary", "guestbook-stable"] {
+                let service = self
+                    .ns
+                    .api::<Service>()
+                    .get(name)
+                    .await
+                    .expect("reading a Service");
+                keyed &= service
+                    .spec
+                    .and_then(|s| s.selector)
+                    .is_some_and(|s| s.contains_key("rollouts-pod-template-hash"));
+            }
+            let view = self.get(false).await;
+            in_a_row = if !syncing && keyed && view.is("Synced", "Healthy") {
+                in_a_row + 1
+            } else {
+                0
+            };
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: syncs still running or a selector without the key after 120 s (syncing {syncing}, keyed {keyed}); seen:\n{:#?}",
+                self.name,
+                self.seen
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// `argocd app sync` by hand, then 10 s in which every view passes `each`.

@@ -358,6 +358,7 @@ async fn server_side_apply_keeps_the_selector_key_when_it_is_ignored_and_respect
     let mut app = App::new("argocd-ssa", &canary("1.0"), "guestbook", policy).await;
     app.ignore_the_selector_key_once_seen().await;
     app.healthy(120).await;
+    app.settled_with_the_key().await;
     let selectors = Selectors::watch(&app);
 
     app.commit(&canary("1.1"), "guestbook 1.1").await;
