@@ -25,6 +25,7 @@ mod analysis_run;
 mod bluegreen;
 mod canary;
 mod duration;
+mod experiment;
 mod intstr;
 mod keyed;
 pub mod model;
@@ -46,8 +47,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube_core::CustomResourceExt;
 
 pub use self::{
-    analysis::*, analysis_run::*, bluegreen::*, canary::*, duration::*, intstr::*, providers::*,
-    rollout::*, status::*, steps::*, traffic::*, validate::*, vendor_metrics::*,
+    analysis::*, analysis_run::*, bluegreen::*, canary::*, duration::*, experiment::*, intstr::*,
+    providers::*, rollout::*, status::*, steps::*, traffic::*, validate::*, vendor_metrics::*,
 };
 
 /// The CustomResourceDefinitions Sluice serves, in the order `cargo xtask crds` writes them.
@@ -62,6 +63,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         AnalysisTemplate::crd(),
         ClusterAnalysisTemplate::crd(),
         AnalysisRun::crd(),
+        Experiment::crd(),
     ]
     .into_iter()
     .map(schema::without_embedded_descriptions)

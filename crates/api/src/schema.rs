@@ -10,7 +10,11 @@ use schemars::{Schema, SchemaGenerator, json_schema};
 use serde_json::Value;
 
 /// Properties whose schema comes from k8s-openapi: `(parent property, property)`.
-const EMBEDDED: [(&str, &str); 2] = [("spec", "template"), ("job", "spec")];
+const EMBEDDED: [(&str, &str); 3] = [
+    ("spec", "template"),
+    ("templates", "template"),
+    ("job", "spec"),
+];
 
 /// Drops the descriptions inside embedded Kubernetes types of a generated CRD (see [`super::crds`]).
 pub(crate) fn without_embedded_descriptions(
