@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     authentication::v1::TokenRequest,
-    core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+    core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount},
 };
 use kube::{
     Api,
@@ -207,7 +207,10 @@ const CONTROLLER_VERBS: &[(&str, &[&str])] = &[
     ("/pods", &["list", "patch"]),
     ("/pods/eviction", &["create"]),
     ("/secrets", &["get"]),
-    ("/services", &["list", "patch", "watch"]),
+    (
+        "/services",
+        &["create", "delete", "get", "list", "patch", "watch"],
+    ),
     ("apps/deployments", &["get", "list", "patch", "watch"]),
     (
         "apps/replicasets",
@@ -220,6 +223,12 @@ const CONTROLLER_VERBS: &[(&str, &[&str])] = &[
     ("argoproj.io/analysisruns/finalizers", &["update"]),
     ("argoproj.io/analysisruns/status", &["patch", "update"]),
     ("argoproj.io/analysistemplates", &["get", "list", "watch"]),
+    (
+        "argoproj.io/experiments",
+        &["create", "get", "list", "patch", "watch"],
+    ),
+    ("argoproj.io/experiments/finalizers", &["update"]),
+    ("argoproj.io/experiments/status", &["patch", "update"]),
     ("argoproj.io/rollouts", &["list", "watch"]),
     ("argoproj.io/rollouts/finalizers", &["update"]),
     ("argoproj.io/rollouts/status", &["update"]),
@@ -487,12 +496,13 @@ async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
             .map(drop),
         "deleting a Deployment",
     );
+    // Pods are evicted (which honours PodDisruptionBudgets), never deleted.
     forbidden(
-        Api::<Service>::namespaced(as_controller, &apps.name)
-            .delete("app-stable", &Default::default())
+        Api::<Pod>::namespaced(as_controller, &apps.name)
+            .delete("any", &Default::default())
             .await
             .map(drop),
-        "deleting a Service",
+        "deleting a Pod",
     );
 }
 

@@ -17,3 +17,4 @@ pub mod controller;
 pub mod evaluator;
 pub mod pass;
 pub mod providers;
+pub mod templates;

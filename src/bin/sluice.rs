@@ -14,6 +14,7 @@ use clap::Parser;
 use sluice::{
     analysis,
     client::{self, ClientOptions},
+    experiment,
     leader::{LeaderElection, Leadership},
     metrics::Metrics,
     notify::Notifier,
@@ -255,6 +256,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    tasks.push((
+        "experiment controller",
+        tokio::spawn(experiment::run(
+            client.clone(),
+            scope.clone(),
+            metrics.clone(),
+            until_stopped(),
+        )),
+    ));
     let analysis_config = analysis::controller::Config {
         scope,
         limits: AnalysisLimits {

@@ -54,8 +54,16 @@ The rules the controller needs, and no more: each line is something the code doe
   verbs: [update]
 # Owner references with blockOwnerDeletion need update on the owner's finalizers.
 - apiGroups: [argoproj.io]
-  resources: [rollouts/finalizers, analysisruns/finalizers]
+  resources: [rollouts/finalizers, analysisruns/finalizers, experiments/finalizers]
   verbs: [update]
+# Experiments: watched, created by a canary's experiment step and terminated (patch), read on a
+# name collision; their status written (update; patch when one cannot be read).
+- apiGroups: [argoproj.io]
+  resources: [experiments]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [argoproj.io]
+  resources: [experiments/status]
+  verbs: [update, patch]
 # Analysis: runs created from templates (read on a name collision), terminated and marked spent
 # (patch), their status written (update by the AnalysisRun controller, patch when a run cannot
 # start), old ones deleted.
@@ -79,10 +87,11 @@ The rules the controller needs, and no more: each line is something the code doe
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, patch]
-# Services: watched, selectors pointed at a version.
+# Services: watched, selectors pointed at a version; an experiment's template Services read,
+# created and deleted with it.
 - apiGroups: [""]
   resources: [services]
-  verbs: [list, watch, patch]
+  verbs: [get, list, watch, create, patch, delete]
 # Pods: listed while spec.restartAt is pending and evicted (which honours PodDisruptionBudgets);
 # listed and patched to move the ephemeral metadata of their role (active/preview, stable/canary).
 - apiGroups: [""]

@@ -54,6 +54,12 @@ pub const EPHEMERAL_ANNOTATION: &str = "sluice.dev/ephemeral-metadata";
 pub const RUN_NAME_ANNOTATION: &str = "analysisrun.argoproj.io/name";
 /// Annotation on a metric's Jobs holding the metric's name (Argo's key).
 pub const METRIC_NAME_ANNOTATION: &str = "analysisrun.argoproj.io/metric-name";
+/// The Experiment a ReplicaSet, Service or AnalysisRun belongs to (annotation, Argo's key).
+pub const EXPERIMENT_NAME_ANNOTATION: &str = "experiment.argoproj.io/name";
+/// The experiment template a ReplicaSet or Service was made from (annotation, Argo's key).
+pub const EXPERIMENT_TEMPLATE_ANNOTATION: &str = "experiment.argoproj.io/template-name";
+/// The experiment analysis an AnalysisRun was made for (label).
+pub const EXPERIMENT_ANALYSIS_LABEL: &str = "experiment.argoproj.io/analysis-name";
 
 /// kubectl's copy of the last applied object; never read, so dropped from cached objects.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -145,4 +151,9 @@ pub mod reason {
     pub const TRAFFIC_ROUTING_ERROR: &str = "TrafficRoutingError";
     /// A router object another writer changed was put back (event).
     pub const TRAFFIC_ROUTING_PUT_BACK: &str = "TrafficRoutingPutBack";
+    /// A canary's experiment step created its Experiment (event).
+    pub const EXPERIMENT_CREATED: &str = "ExperimentCreated";
+    /// A canary's Experiment failed, ended in error, or could not be made: the rollout aborts
+    /// (event).
+    pub const EXPERIMENT_FAILED: &str = "ExperimentFailed";
 }

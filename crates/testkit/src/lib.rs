@@ -27,6 +27,7 @@ pub mod process;
 pub mod prometheus;
 pub mod routers;
 pub mod traefik;
+pub mod verdicts;
 pub mod wait;
 
 pub use access::{
