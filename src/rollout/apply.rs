@@ -15,12 +15,9 @@ use kube::{
     api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-use sluice_analysis::args::{
-    MAX_TEMPLATES, RolloutValues, flatten_templates, lookup_templates, run_spec,
-};
+use sluice_analysis::args::{RolloutValues, run_spec};
 use sluice_api::{
-    AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
-    ClusterAnalysisTemplate, PodTemplateMetadata, Rollout, RolloutStatus,
+    AnalysisRun, AnalysisRunSpec, Experiment, PodTemplateMetadata, Rollout, RolloutStatus,
     vocab::{
         EPHEMERAL_ANNOTATION, INSTANCE_ID_LABEL, MANAGED_BY_ROLLOUTS_ANNOTATION,
         POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL, SPENT_LABEL, STEP_INDEX_LABEL,
@@ -29,7 +26,7 @@ use sluice_api::{
 };
 use sluice_plan::{
     Action, Plan,
-    analysis::{NewRun, RunKind, same_template},
+    analysis::{NewRun, RunKind},
     replicasets::collision,
 };
 
@@ -168,6 +165,21 @@ pub async fn apply_actions(client: &Client, rollout: &Rollout, plan: &Plan) -> R
                     })?,
                 }
             }
+            Action::CreateExperiment(experiment) => {
+                create_experiment(client, rollout, experiment).await?;
+            }
+            Action::TerminateExperiment { name } => {
+                // Marked as the controller's doing: such an experiment is never a pass.
+                let patch = json!({
+                    "metadata": { "labels": { TERMINATED_LABEL: TERMINATED_BY_CONTROLLER } },
+                    "spec": { "terminate": true },
+                });
+                patch_experiment(client, &namespace, name, &patch, "terminating").await?;
+            }
+            Action::SpendExperiment { name } => {
+                let patch = json!({ "metadata": { "labels": { SPENT_LABEL: "true" } } });
+                patch_experiment(client, &namespace, name, &patch, "marking spent").await?;
+            }
             Action::SetPodMetadata {
                 name,
                 hash,
@@ -195,52 +207,87 @@ pub async fn apply_actions(client: &Client, rollout: &Rollout, plan: &Plan) -> R
     Ok(())
 }
 
+/// Creates the Experiment of an experiment step. One of that name this rollout controls is this
+/// one, created by an earlier attempt whose status write did not land; one it does not control
+/// is a collision the user must clear.
+async fn create_experiment(
+    client: &Client,
+    rollout: &Rollout,
+    experiment: &Experiment,
+) -> Result<(), Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let experiments: Api<Experiment> = Api::namespaced(client.clone(), &namespace);
+    let name = experiment.name_any();
+    let mut experiment = experiment.clone();
+    // The rollout's controller instance runs its experiments.
+    if let Some(id) = rollout.labels().get(INSTANCE_ID_LABEL) {
+        experiment
+            .labels_mut()
+            .insert(INSTANCE_ID_LABEL.to_string(), id.clone());
+    }
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    match experiments.create(&params, &experiment).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_already_exists(&e) => {
+            let existing = experiments
+                .get(&name)
+                .await
+                .map_err(|source| write_error(format!("reading Experiment {name}"), source))?;
+            if controlled_by(
+                existing.owner_references(),
+                &rollout.uid().unwrap_or_default(),
+            ) {
+                Ok(())
+            } else {
+                Err(Error::Collision(format!(
+                    "the Experiment name {name} is taken by one Rollout {} does not own",
+                    rollout.name_any()
+                )))
+            }
+        }
+        Err(source) => Err(write_error(format!("creating Experiment {name}"), source)),
+    }
+}
+
+/// A merge patch of one of the rollout's Experiments; one already gone needs nothing.
+async fn patch_experiment(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    patch: &serde_json::Value,
+    doing: &str,
+) -> Result<(), Error> {
+    let experiments: Api<Experiment> = Api::namespaced(client.clone(), namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    match experiments.patch(name, &params, &Patch::Merge(patch)).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(source) => Err(write_error(format!("{doing} Experiment {name}"), source)),
+    }
+}
+
 /// Creates an AnalysisRun: its templates are read now (a run keeps the metrics it started
 /// with), merged, and given the rollout's arguments. A template or argument that cannot be
 /// resolved still creates the run, in phase Error with the reason, so the rollout reports it
 /// as any failed analysis, and a person sees why on the run.
 async fn create_run(client: &Client, rollout: &Rollout, run: &NewRun) -> Result<(), Error> {
     let namespace = rollout.namespace().unwrap_or_default();
-    let templates: Api<AnalysisTemplate> = Api::namespaced(client.clone(), &namespace);
-    let cluster_templates: Api<ClusterAnalysisTemplate> = Api::all(client.clone());
-    // The templates named and those they include, each read once, within the bound of one
-    // run's templates (lookup_templates reports what is missing or past the bound).
-    let mut found: Vec<(AnalysisTemplateRef, AnalysisTemplateSpec)> = Vec::new();
-    let mut tried: Vec<AnalysisTemplateRef> = Vec::new();
-    let mut pending: Vec<AnalysisTemplateRef> = run.analysis.templates.clone();
-    while let Some(template) = pending.pop() {
-        if tried.len() > MAX_TEMPLATES || tried.iter().any(|t| same_template(t, &template)) {
-            continue;
-        }
-        tried.push(template.clone());
-        let name = &template.template_name;
-        let spec = if template.cluster_scope == Some(true) {
-            let got = cluster_templates.get_opt(name).await;
-            got.map(|t| t.map(|t| t.spec.template))
-        } else {
-            let got = templates.get_opt(name).await;
-            got.map(|t| t.map(|t| t.spec))
-        }
-        .map_err(|source| write_error(format!("reading analysis template {name}"), source))?;
-        if let Some(spec) = spec {
-            pending.extend(spec.templates.iter().cloned());
-            found.push((template, spec));
-        }
-    }
+    let merged =
+        crate::analysis::templates::read_merged(client, &namespace, &run.analysis.templates)
+            .await?;
     let rollout_json = serde_json::to_value(rollout).unwrap_or_default();
     let values = RolloutValues {
         rollout: &rollout_json,
         stable_hash: run.stable_hash.as_deref(),
         latest_hash: Some(&run.hash),
     };
-    let resolved = lookup_templates(&run.analysis.templates, |r| {
-        found
-            .iter()
-            .find(|(f, _)| same_template(f, r))
-            .map(|(_, spec)| spec)
-    })
-    .and_then(|templates| flatten_templates(&templates))
-    .and_then(|template| run_spec(&template, &run.analysis, values));
+    let resolved = merged.and_then(|template| run_spec(&template, &run.analysis, values));
     let (spec, error) = match resolved {
         Ok(spec) => (spec, None),
         Err(e) => (AnalysisRunSpec::default(), Some(e.to_string())),

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use sluice_api::{
-    AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Rollout,
+    AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Experiment, Rollout,
     vocab::{POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL, reason},
 };
 use sluice_plan::EventType;
@@ -150,6 +150,16 @@ pub async fn run(
     .inspect_ok(filled.on_init_done(Filled::CLUSTER_TEMPLATES, "ClusterAnalysisTemplates"))
     .touched_objects();
 
+    // The Experiments of experiment steps: their metadata wakes the rollout that owns them (a
+    // status change moves the resourceVersion); a reconcile lists the ones it needs.
+    let experiment_events = watcher(
+        config.api::<PartialObjectMeta<Experiment>>(&client),
+        watcher::Config::default().labels(ROLLOUT_TYPE_LABEL),
+    )
+    .default_backoff()
+    .inspect_err(|e| warn!(error = %e, "watching Experiments failed; retrying"))
+    .touched_objects();
+
     // The Deployments a workloadRef names change their template without touching the Rollout:
     // their metadata is watched (no cache; a reconcile reads the one it needs), and only a new
     // generation (a spec change, not a status update) wakes the rollouts naming them.
@@ -212,6 +222,7 @@ pub async fn run(
     let controller = controller
         .owns_stream(set_events)
         .owns_stream(run_events)
+        .owns_stream(experiment_events)
         .watches_stream(service_events, {
             let store = rollout_store.clone();
             move |service: Service| rollouts_naming(&store, &service)
@@ -568,6 +579,18 @@ async fn reconcile(
         .await
         .map_err(|source| Error::Write {
             action: format!("reading the Deployment Rollout {name}'s workloadRef names"),
+            source,
+        })?;
+    observed.experiments = observe::read_experiments(&ctx.client, rollout)
+        .await
+        .map_err(|source| Error::Write {
+            action: format!("listing the Experiments of Rollout {name}"),
+            source,
+        })?;
+    observe::fill_stable_template(&ctx.client, rollout, &mut observed)
+        .await
+        .map_err(|source| Error::Write {
+            action: format!("reading the stable ReplicaSet of Rollout {name} for its experiment"),
             source,
         })?;
     if sluice_plan::restart::pending(rollout, now) {

@@ -20,13 +20,14 @@ use kube::{
 use sluice_analysis::args::MAX_TEMPLATES;
 use sluice_api::{
     AnalysisRun, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
-    ClusterAnalysisTemplate, Rollout, SpecProblem,
+    ClusterAnalysisTemplate, Experiment, Rollout, SpecProblem,
     model::selector_string,
-    vocab::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL},
+    vocab::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL},
 };
 use sluice_plan::{
     Observed, ServiceView,
     analysis::{self, Found, RunView, same_template},
+    canary::experiment::ExperimentView,
     restart::PodView,
     workload::{Workload, WorkloadView},
 };
@@ -190,6 +191,7 @@ pub fn observe(rollout: &Rollout, caches: &Caches) -> Observed {
         traffic: None,
         template_problems: template_problems(rollout, &namespace, caches),
         workload: None,
+        experiments: Vec::new(),
     }
 }
 
@@ -241,6 +243,94 @@ fn template_problems(rollout: &Rollout, namespace: &str, caches: &Caches) -> Vec
             Some((_, Err(reason))) => Found::Unreadable(reason),
         }
     })
+}
+
+/// The Experiments the rollout's experiment steps created, read from the API (one list per
+/// reconcile, and only for a rollout with an experiment step or one still recorded in its
+/// status; every other rollout reads nothing).
+pub async fn read_experiments(
+    client: &kube::Client,
+    rollout: &Rollout,
+) -> Result<Vec<ExperimentView>, kube::Error> {
+    let has_step = rollout.spec.canary().is_some_and(|c| {
+        (0..c.steps.len()).any(|i| {
+            c.steps
+                .actions(i)
+                .iter()
+                .any(|a| a.kind() == sluice_api::StepKind::Experiment)
+        })
+    });
+    let recorded = rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.canary.as_ref())
+        .is_some_and(|c| c.current_experiment.is_some());
+    if !has_step && !recorded {
+        return Ok(Vec::new());
+    }
+    let namespace = rollout.namespace().unwrap_or_default();
+    let uid = rollout.uid().unwrap_or_default();
+    let experiments: kube::Api<Experiment> = kube::Api::namespaced(client.clone(), &namespace);
+    let listed = experiments
+        .list(&kube::api::ListParams::default().labels(ROLLOUT_TYPE_LABEL))
+        .await?;
+    Ok(listed
+        .items
+        .iter()
+        .filter(|e| {
+            e.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == uid)
+        })
+        .map(ExperimentView::of)
+        .collect())
+}
+
+/// The cache keeps ReplicaSets without their pod template (most of their size, and the plan
+/// needs none); an experiment step copying the stable version needs that one's. For a rollout
+/// with such a step, the stable ReplicaSet is read whole and its template put back into
+/// `observed` (one GET per reconcile of those rollouts only: the step may be reached within
+/// this very plan).
+pub async fn fill_stable_template(
+    client: &kube::Client,
+    rollout: &Rollout,
+    observed: &mut Observed,
+) -> Result<(), kube::Error> {
+    let stable = rollout.status.as_ref().and_then(|s| s.stable_rs.as_deref());
+    let (Some(canary), Some(stable)) = (rollout.spec.canary(), stable) else {
+        return Ok(());
+    };
+    let copies_stable = (0..canary.steps.len()).any(|i| {
+        canary.steps.actions(i).iter().any(|a| match a {
+            sluice_api::CanaryStep::Experiment(e) => e
+                .templates
+                .iter()
+                .any(|t| t.spec_ref == sluice_api::SpecRef::Stable),
+            _ => false,
+        })
+    });
+    if !copies_stable {
+        return Ok(());
+    }
+    let Some(held) = observed
+        .replica_sets
+        .iter_mut()
+        .find(|rs| rs.labels().get(POD_TEMPLATE_HASH_LABEL).map(String::as_str) == Some(stable))
+    else {
+        return Ok(());
+    };
+    if held.spec.as_ref().is_some_and(|s| s.template.is_some()) {
+        return Ok(());
+    }
+    let namespace = rollout.namespace().unwrap_or_default();
+    let sets: kube::Api<ReplicaSet> = kube::Api::namespaced(client.clone(), &namespace);
+    if let Some(whole) = sets.get_opt(&held.name_any()).await? {
+        let template = whole.spec.and_then(|s| s.template);
+        if let Some(spec) = held.spec.as_mut() {
+            spec.template = template;
+        }
+    }
+    Ok(())
 }
 
 /// The Deployment the rollout's `workloadRef` names, read from the API (one read per reconcile

@@ -1,6 +1,7 @@
 //! Canary rollouts end to end on the local cluster, with the `sluice` binary watching each test's
 //! namespace: ReplicaSets, steps, Services, the controls users and Argo CD write, Argo CD's health
 //! fields, and a controller killed in the middle of a rollout.
+mod experiment;
 mod routed;
 mod setup;
 mod workload;

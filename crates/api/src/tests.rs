@@ -385,7 +385,8 @@ fn constants_match_the_derived_resources() {
             "rollouts.argoproj.io",
             "analysistemplates.argoproj.io",
             "clusteranalysistemplates.argoproj.io",
-            "analysisruns.argoproj.io"
+            "analysisruns.argoproj.io",
+            "experiments.argoproj.io"
         ]
     );
 }

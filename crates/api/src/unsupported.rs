@@ -19,16 +19,17 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     // Argo moves on once this share of a step's pods is available; Sluice waits for all of
     // them, so ignoring it would make a rollout slower than the user asked, not equivalent.
     ("spec.strategy.canary.replicaProgressThreshold",      |s| canary(s, |c| c.replica_progress_threshold.is_some())),
+    // An Experiment has no field to carry its runs' labels and annotations to them.
 ];
 // Not listed, as ignoring them is safe and Argo-equivalent:
 // - fields inside a router or a step kind that is itself listed (nginx `canaryIngressAnnotations`,
-//   istio `destinationRule.additionalSubsetNames`, experiment `scaleDownDelaySeconds`): the
-//   router or step is reported, so the field is never silently ignored;
+//   istio `destinationRule.additionalSubsetNames`): the router is reported, so the field is
+//   never silently ignored;
 // - status fields Argo's controller writes for features Sluice does not run
 //   (`status.alb`, `status.albs`, `stepPluginStatuses[].disabled`): kept as written.
 
 /// Canary step kinds Sluice does not execute yet.
-const UNSUPPORTED_STEPS: &[StepKind] = &[StepKind::Experiment, StepKind::Plugin];
+const UNSUPPORTED_STEPS: &[StepKind] = &[StepKind::Plugin];
 
 /// The paths of every unsupported field and step the spec uses, in table order.
 pub(super) fn unsupported_fields(spec: &RolloutSpec) -> Vec<String> {

@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, fmt};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+mod experiment;
 mod routing;
 
 use super::{
@@ -77,6 +78,12 @@ pub fn validate(rollout: &Rollout) -> Vec<SpecProblem> {
     check_strategy(spec, &mut problems);
     if let Some(c) = spec.canary() {
         check_canary(c, &mut problems);
+        let name = rollout.metadata.name.as_deref().unwrap_or_default();
+        for (i, step) in c.steps.every_action() {
+            if let CanaryStep::Experiment(e) = step {
+                experiment::check(name, i, e, c.traffic_routing.is_some(), &mut problems);
+            }
+        }
     }
     if let Some(b) = spec.blue_green() {
         check_blue_green(b, &mut problems);

@@ -13,6 +13,7 @@ use super::{
     replicasets::{SetView, add_anti_affinity},
 };
 
+pub mod experiment;
 pub mod flat;
 pub mod routed;
 pub mod steps;
@@ -130,6 +131,7 @@ fn begin_attempt(p: &mut Planner<'_>, steps: &[CanaryStep], hash: &str) {
         p.status.current_step_index = Some(0);
         // Runs of an earlier attempt at this template are no evidence for this one.
         analysis::spend(p, hash);
+        experiment::spend(p, hash);
         if new_revision {
             crate::rollback::fast_track(p, hash);
         }
@@ -149,6 +151,7 @@ fn retry_after_abort(p: &mut Planner<'_>, c: &Canary<'_>) {
         status.current_background_analysis_run_status = None;
     }
     analysis::spend(p, c.hash);
+    experiment::spend(p, c.hash);
 }
 
 /// The action the rollout stands at from the status: past the last one when there are no steps

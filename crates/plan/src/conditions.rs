@@ -181,10 +181,21 @@ pub fn completed(status: &mut RolloutStatus, healthy: bool, now: Timestamp) {
 
 /// `Progressing` False for an aborted update to `hash`, naming the failed analysis behind it;
 /// returns the message.
-pub fn aborted(status: &mut RolloutStatus, hash: &str, now: Timestamp) -> String {
-    let mut message = format!("Rollout aborted update to {hash}");
-    if let Some(why) = failed_analysis(status) {
+pub fn aborted(
+    status: &mut RolloutStatus,
+    hash: &str,
+    cause: Option<&str>,
+    now: Timestamp,
+) -> String {
+    let base = format!("Rollout aborted update to {hash}");
+    let mut message = base.clone();
+    if let Some(why) = failed_analysis(status).or_else(|| cause.map(str::to_string)) {
         message = format!("{message}: {why}");
+    } else if let Some(kept) = condition(status, RolloutConditionType::Progressing)
+        .filter(|c| c.reason == reason::ROLLOUT_ABORTED && c.message.starts_with(&base))
+    {
+        // The cause (a failed experiment) was said when the abort happened; it stays said.
+        message = kept.message.clone();
     }
     set(
         status,

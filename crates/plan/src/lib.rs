@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod bluegreen;
 pub mod canary;
 pub mod conditions;
+pub mod experiment;
 pub mod metadata;
 pub mod pause;
 pub mod replicas;
@@ -55,6 +56,8 @@ pub struct Observed {
     pub template_problems: Vec<SpecProblem>,
     /// The Deployment `spec.workloadRef` names, as read (`None` without one).
     pub workload: Option<workload::Workload>,
+    /// The Experiments the rollout owns.
+    pub experiments: Vec<canary::experiment::ExperimentView>,
 }
 
 /// The part of a Service the plan reads.
@@ -151,6 +154,21 @@ pub enum Action {
         /// The pod template hash its selector gets.
         hash: String,
     },
+    /// Create the Experiment of an experiment step (complete object, owned by the Rollout).
+    CreateExperiment(Box<sluice_api::Experiment>),
+    /// Stop an experiment nothing waits on any more (`spec.terminate: true`, and
+    /// [`TERMINATED_LABEL`](sluice_api::vocab::TERMINATED_LABEL) set to
+    /// [`TERMINATED_BY_CONTROLLER`](sluice_api::vocab::TERMINATED_BY_CONTROLLER), as for a run).
+    TerminateExperiment {
+        /// The Experiment.
+        name: String,
+    },
+    /// Mark an Experiment a new attempt left behind
+    /// ([`SPENT_LABEL`](sluice_api::vocab::SPENT_LABEL)): it no longer speaks for its version.
+    SpendExperiment {
+        /// The Experiment.
+        name: String,
+    },
 }
 
 impl std::fmt::Display for Action {
@@ -187,6 +205,13 @@ impl std::fmt::Display for Action {
             Action::DeleteAnalysisRun { name } => write!(f, "delete AnalysisRun {name}"),
             Action::SpendAnalysisRun { name } => {
                 write!(f, "mark AnalysisRun {name} spent by a retry")
+            }
+            Action::CreateExperiment(experiment) => {
+                write!(f, "create Experiment {}", experiment.name_any())
+            }
+            Action::TerminateExperiment { name } => write!(f, "terminate Experiment {name}"),
+            Action::SpendExperiment { name } => {
+                write!(f, "mark Experiment {name} spent by a new attempt")
             }
             Action::SetPodMetadata { name, wanted, .. } => write!(
                 f,
@@ -279,6 +304,7 @@ pub fn plan(original: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
         }
     };
     analysis::tidy(&mut p);
+    canary::experiment::tidy(&mut p);
     restart::plan(&mut p, observed.pods.as_deref(), limits);
     let mut plan = p.finish(Some(&hash));
     workload::scale_down(original, observed, &mut plan);
@@ -409,6 +435,13 @@ pub struct Planner<'a> {
     pub runs: Vec<analysis::RunView>,
     /// The runs something waits on in this plan; the others are stopped.
     pub runs_needed: Vec<String>,
+    /// The Experiments something waits on in this plan; the others are stopped.
+    pub experiments_needed: Vec<String>,
+    /// The Experiments marked spent in this plan (the cache still shows them unmarked).
+    pub experiments_spent: Vec<String>,
+    /// Why this plan aborted the rollout, when the status cannot say it (a failed experiment):
+    /// the `Progressing` condition's message.
+    pub abort_cause: Option<String>,
     plan: Plan,
     /// Whether something moved (a write, a step): feeds the progress deadline.
     progressed: bool,
@@ -434,6 +467,9 @@ impl<'a> Planner<'a> {
             sets,
             runs: observed.analysis_runs.clone(),
             runs_needed: Vec::new(),
+            experiments_needed: Vec::new(),
+            experiments_spent: Vec::new(),
+            abort_cause: None,
             plan: Plan::default(),
             progressed: false,
             invalid: None,
@@ -486,6 +522,7 @@ impl<'a> Planner<'a> {
             });
         }
         problems.extend(self.observed.template_problems.iter().cloned());
+        problems.extend(canary::experiment::argument_problems(self.rollout));
         problems
     }
 

@@ -141,17 +141,36 @@ pub fn forget(status: &mut RolloutStatus) {
 /// An Inconclusive AnalysisRun `name` pauses the rollout until a person promotes or aborts;
 /// returns whether a person promoted (go on).
 pub fn inconclusive(p: &mut Planner<'_>, name: &str) -> bool {
-    match stand(p, PauseReason::InconclusiveAnalysis, None) {
+    inconclusive_for(
+        p,
+        PauseReason::InconclusiveAnalysis,
+        &format!("AnalysisRun {name}"),
+    )
+}
+
+/// An Inconclusive Experiment `name` pauses the rollout until a person promotes or aborts;
+/// returns whether a person promoted (go on).
+pub fn inconclusive_experiment(p: &mut Planner<'_>, name: &str) -> bool {
+    inconclusive_for(
+        p,
+        PauseReason::InconclusiveExperiment,
+        &format!("Experiment {name}"),
+    )
+}
+
+/// Pauses for an inconclusive verdict of `what` (`why`); returns whether a person promoted.
+fn inconclusive_for(p: &mut Planner<'_>, why: PauseReason, what: &str) -> bool {
+    match stand(p, why, None) {
         Stand::Promoted => {
             resume(p, "Rollout resumed");
             true
         }
         Stand::NotStarted => {
-            begin(p, PauseReason::InconclusiveAnalysis);
+            begin(p, why);
             p.event(
                 EventType::Warning,
                 reason::ROLLOUT_PAUSED,
-                format!("AnalysisRun {name} is inconclusive; paused until promoted or aborted"),
+                format!("{what} is inconclusive; paused until promoted or aborted"),
             );
             false
         }

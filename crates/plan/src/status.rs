@@ -207,7 +207,8 @@ impl Standing {
 
 /// An aborted update: Degraded, naming the analysis that failed it.
 fn report_aborted(p: &mut Planner<'_>, standing: &Standing) {
-    let message = conditions::aborted(&mut p.status, &standing.hash, p.now);
+    let cause = p.abort_cause.clone();
+    let message = conditions::aborted(&mut p.status, &standing.hash, cause.as_deref(), p.now);
     set_phase(
         &mut p.status,
         RolloutPhase::Degraded,

@@ -131,8 +131,24 @@ const CASES: &[Case] = &[
         "spec.strategy.canary.trafficRouting.appMesh", Unsupported, "not supported"),
     ("router plugin", canary, |r| canary_mut(r).traffic_routing = parse(serde_json::json!({"plugins": {"x/y": {}}})),
         "spec.strategy.canary.trafficRouting.plugins", Unsupported, "not supported"),
-    ("experiment step", canary, |r| canary_mut(r).steps[1] = CanaryStep::Experiment(Default::default()),
-        "spec.strategy.canary.steps[1].experiment", Unsupported, "not supported"),
+    ("experiment step without templates", canary, |r| canary_mut(r).steps[1] = CanaryStep::Experiment(Default::default()),
+        "spec.strategy.canary.steps[1].experiment.templates", Invalid, "at least one template"),
+    ("experiment templates sharing a name", canary, |r| canary_mut(r).steps[1] = parse(serde_json::json!(
+        {"experiment": {"templates": [{"name": "a", "specRef": "stable"}, {"name": "a", "specRef": "canary"}]}})),
+        "spec.strategy.canary.steps[1].experiment.templates[1].name", Invalid, "used twice"),
+    ("experiment analyses sharing a name", canary, |r| canary_mut(r).steps[1] = parse(serde_json::json!(
+        {"experiment": {"templates": [{"name": "a", "specRef": "stable"}],
+                        "analyses": [{"name": "x", "templateName": "t"}, {"name": "x", "templateName": "u"}]}})),
+        "spec.strategy.canary.steps[1].experiment.analyses[1].name", Invalid, "used twice"),
+    ("experiment template name no ReplicaSet can carry", canary, |r| canary_mut(r).steps[1] = parse(serde_json::json!(
+        {"experiment": {"templates": [{"name": "Base_Line", "specRef": "stable"}]}})),
+        "spec.strategy.canary.steps[1].experiment.templates[0].name", Invalid, "invalid ReplicaSet name"),
+    ("experiment template name too long", canary, |r| canary_mut(r).steps[1] = parse(serde_json::json!(
+        {"experiment": {"templates": [{"name": "a".repeat(64), "specRef": "stable"}]}})),
+        "spec.strategy.canary.steps[1].experiment.templates[0].name", Invalid, "longer than 63"),
+    ("experiment template weight with a router", canary, |r| { canary_mut(r).traffic_routing = gateway(); canary_mut(r).steps[1] = parse(serde_json::json!(
+        {"experiment": {"templates": [{"name": "a", "specRef": "canary", "weight": 5}]}})); },
+        "spec.strategy.canary.steps[1].experiment.templates[0].weight", Unsupported, "traffic to an experiment"),
     ("analysis step", canary, |r| canary_mut(r).steps[3] = CanaryStep::Analysis(Default::default()),
         "spec.strategy.canary.steps[3].analysis.templates", Invalid, "at least one"),
     ("header route step without a router", canary, |r| canary_mut(r).steps[1] = CanaryStep::SetHeaderRoute(Default::default()),
@@ -165,8 +181,8 @@ const CASES: &[Case] = &[
         [{"pause": {}, "setWeight": 120}])),
         "spec.strategy.canary.steps[0].setWeight", Invalid, "between 0 and 100"),
     ("an unsupported second action", canary, |r| canary_mut(r).steps = parse(serde_json::json!(
-        [{"setCanaryScale": {"weight": 20}, "experiment": {"templates": []}}])),
-        "spec.strategy.canary.steps[0].experiment", Unsupported, "not supported"),
+        [{"setCanaryScale": {"weight": 20}, "plugin": {"name": "x/y"}}])),
+        "spec.strategy.canary.steps[0].plugin", Unsupported, "not supported"),
 ];
 
 #[test]
@@ -252,11 +268,8 @@ fn the_argo_1_9_fixture_reports_what_sluice_does_not_run() {
     let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(
         fields,
-        [
-            "spec.strategy.canary.replicaProgressThreshold",
-            "spec.strategy.canary.steps[2].experiment",
-        ],
-        "the steps of several actions run; {problems:#?}"
+        ["spec.strategy.canary.replicaProgressThreshold",],
+        "the steps of several actions and the experiment run; {problems:#?}"
     );
     assert!(problems.iter().all(|p| p.kind == Unsupported));
 }
@@ -265,5 +278,17 @@ fn the_argo_1_9_fixture_reports_what_sluice_does_not_run() {
 fn the_nginx_fixture_runs_as_written() {
     let rollout: Rollout =
         serde_norway::from_str(&super::fixture("canary-nginx.yaml")).expect("parses");
+    assert_eq!(validate(&rollout), []);
+}
+
+#[test]
+fn an_experiment_step_runs_and_its_weight_is_ignored_without_a_router() {
+    let mut rollout = canary();
+    canary_mut(&mut rollout).steps[1] = parse(serde_json::json!({"experiment": {
+        "duration": "5m",
+        "templates": [{"name": "baseline", "specRef": "stable"},
+                      {"name": "canary", "specRef": "canary", "weight": 5}],
+        "analyses": [{"name": "compare", "templateName": "compare", "requiredForCompletion": true}]
+    }}));
     assert_eq!(validate(&rollout), []);
 }

@@ -44,6 +44,9 @@ pub(super) fn advance(p: &mut Planner<'_>, c: &Canary<'_>, mut index: i32) -> i3
             }
             CanaryStep::Pause(pause) => pause_done(p, pause.duration.as_ref().map(|d| d.as_std())),
             CanaryStep::Analysis(analysis) => step_analysis_done(p, analysis, written, hash),
+            CanaryStep::Experiment(experiment) => {
+                super::experiment::step_done(p, c, experiment, written)
+            }
             // Other kinds are refused by validate() until they are built.
             _ => false,
         };
@@ -80,6 +83,7 @@ pub(super) fn wait_begun(p: &Planner<'_>, c: &Canary<'_>, step: i32) -> bool {
                 pause::started(&p.status, PauseReason::CanaryPauseStep).is_some()
             }
             Some(CanaryStep::Analysis(_)) => analysis::started(p, RunKind::Step(step), c.hash),
+            Some(CanaryStep::Experiment(_)) => super::experiment::started(p, c.hash, step),
             _ => false,
         }
     })
@@ -110,13 +114,18 @@ fn step_analysis_done(
 /// Keeps the run of the `analysis` action at `index` going while the rollout is paused; a run
 /// it already has is judged (a failure aborts), none is started.
 pub(super) fn hold_step_analysis(p: &mut Planner<'_>, c: &Canary<'_>, index: i32) {
-    let Some(CanaryStep::Analysis(analysis)) = usize::try_from(index)
+    let written = c.steps.step_of(index);
+    let analysis = match usize::try_from(index)
         .ok()
         .and_then(|i| c.steps.actions.get(i))
-    else {
-        return;
+    {
+        Some(CanaryStep::Analysis(analysis)) => analysis,
+        // An experiment step's Experiment goes on too, and is judged.
+        Some(CanaryStep::Experiment(experiment)) => {
+            return super::experiment::hold(p, c, experiment, written);
+        }
+        _ => return,
     };
-    let written = c.steps.step_of(index);
     if analysis::started(p, RunKind::Step(written), c.hash) {
         step_analysis_done(p, analysis, written, c.hash);
     }

@@ -152,6 +152,7 @@ impl Sim {
             traffic: self.traffic(),
             template_problems: self.template_problems(),
             workload: self.workload.clone(),
+            experiments: self.experiments.clone(),
         };
         plan(&self.rollout, &observed, self.now)
     }

@@ -7,6 +7,8 @@
 mod analysis;
 mod bluegreen;
 mod canary;
+mod experiment;
+mod experiment_step;
 mod failures;
 mod properties;
 mod restart;
@@ -84,6 +86,17 @@ struct Sim {
     published: Vec<(&'static str, String)>,
     /// The Deployment a `workloadRef` names, as the cluster holds it.
     workload: Option<crate::workload::Workload>,
+    /// The Experiments, as the Experiment controller would leave them.
+    experiments: Vec<crate::canary::experiment::ExperimentView>,
+    /// The Experiments created, as the plan made them.
+    experiment_objects: Vec<sluice_api::Experiment>,
+    /// How an Experiment ends once it has run [`Sim::experiment_rounds`] rounds; `None`: it
+    /// runs until a test sets its phase.
+    experiment_outcome: Option<sluice_api::AnalysisPhase>,
+    /// Rounds an Experiment runs before it ends.
+    experiment_rounds: u32,
+    /// Rounds each Experiment has run.
+    experiment_ages: BTreeMap<String, u32>,
 }
 
 impl Sim {
@@ -127,6 +140,11 @@ impl Sim {
             published: Vec::new(),
             workload: None,
             templates: BTreeMap::new(),
+            experiments: Vec::new(),
+            experiment_objects: Vec::new(),
+            experiment_outcome: Some(sluice_api::AnalysisPhase::Successful),
+            experiment_rounds: 3,
+            experiment_ages: BTreeMap::new(),
         }
     }
 
@@ -173,6 +191,7 @@ impl Sim {
             traffic: self.traffic(),
             template_problems: self.template_problems(),
             workload: self.workload.clone(),
+            experiments: self.experiments.clone(),
         };
         let plan = plan(&self.rollout, &observed, self.now);
         self.check_switches(&plan);
@@ -264,6 +283,48 @@ impl Sim {
                         EPHEMERAL_ANNOTATION.into(),
                         serde_json::to_string(wanted).expect("json"),
                     );
+                }
+                Action::CreateExperiment(experiment) => {
+                    let name = experiment.name_any();
+                    assert!(
+                        !self.experiments.iter().any(|e| e.name == name),
+                        "Experiment {name} created twice"
+                    );
+                    let mut view = crate::canary::experiment::ExperimentView::of(experiment);
+                    view.phase = Some(sluice_api::AnalysisPhase::Pending);
+                    self.experiments.push(view);
+                    self.experiment_objects.push((**experiment).clone());
+                }
+                Action::TerminateExperiment { name } => {
+                    let object = self
+                        .experiment_objects
+                        .iter()
+                        .find(|e| e.name_any() == *name)
+                        .expect("terminating an Experiment that exists");
+                    // Sluice's rule: stopped before anything was judged is Inconclusive, unless
+                    // there was nothing to judge.
+                    let judged = object.spec.duration.is_some()
+                        || object.spec.analyses.iter().any(|a| a.required());
+                    let view = self
+                        .experiments
+                        .iter_mut()
+                        .find(|e| e.name == *name)
+                        .expect("terminating an Experiment that exists");
+                    assert!(!view.terminated, "Experiment {name} terminated twice");
+                    view.terminated = true;
+                    view.cut_by_controller = true;
+                    if !view.is_completed() {
+                        view.phase = Some(if judged {
+                            sluice_api::AnalysisPhase::Inconclusive
+                        } else {
+                            sluice_api::AnalysisPhase::Successful
+                        });
+                    }
+                }
+                Action::SpendExperiment { name } => {
+                    for view in self.experiments.iter_mut().filter(|e| e.name == *name) {
+                        view.spent = true;
+                    }
                 }
                 Action::PointService { service, hash } => {
                     let view = self
@@ -437,8 +498,20 @@ impl Sim {
         }
     }
 
-    /// The ReplicaSet controller and kubelet: pods match spec.replicas, available unless broken.
+    /// The ReplicaSet controller and kubelet: pods match spec.replicas, available unless broken;
+    /// the Experiment controller: an Experiment runs, then ends as [`Sim::experiment_outcome`].
     fn settle(&mut self) {
+        for view in self.experiments.iter_mut().filter(|e| !e.is_completed()) {
+            let age = self.experiment_ages.entry(view.name.clone()).or_default();
+            *age += 1;
+            view.phase = Some(sluice_api::AnalysisPhase::Running);
+            if *age > self.experiment_rounds
+                && let Some(outcome) = self.experiment_outcome
+            {
+                view.phase = Some(outcome);
+                view.message = Some(format!("the simulated experiment ended {outcome:?}"));
+            }
+        }
         for rs in &mut self.sets {
             let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
             let image = rs

@@ -40,4 +40,51 @@ proptest! {
         prop_assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
         prop_assert_eq!(sim.pods(), vec![("web:2".to_string(), replicas)]);
     }
+
+    /// With an experiment step among random steps: the same pod limits hold while the
+    /// Experiment runs, it is created once (the simulator refuses a second), and the rollout ends
+    /// Healthy on the new version when it succeeds, or back on the stable one, aborted and
+    /// with no Experiment left running, when it fails.
+    #[test]
+    fn invariants_hold_along_a_canary_with_an_experiment(
+        replicas in 1i32..8,
+        surge in 0i32..3,
+        unavailable in 0i32..3,
+        weights in proptest::collection::vec(0i32..=100, 1..4),
+        at in 0usize..4,
+        rounds in 0u32..6,
+        fails in any::<bool>(),
+    ) {
+        prop_assume!(surge + unavailable > 0);
+        let mut steps: Vec<serde_json::Value> = weights.iter().flat_map(|w| [serde_json::json!({ "setWeight": w }), serde_json::json!({ "pause": { "duration": 5 } })]).collect();
+        let experiment = serde_json::json!({ "experiment": { "duration": "1m", "templates": [
+            { "name": "baseline", "specRef": "stable" }, { "name": "canary", "specRef": "canary" } ] } });
+        steps.insert(at.min(steps.len()), experiment);
+        let mut sim = deployed(serde_json::json!({ "maxSurge": surge, "maxUnavailable": unavailable, "steps": steps }), replicas);
+        sim.surge_limit = Some(replicas + surge);
+        sim.experiment_rounds = rounds;
+        sim.experiment_outcome = Some(if fails { sluice_api::AnalysisPhase::Failed } else { sluice_api::AnalysisPhase::Successful });
+        sim.set_image("web:2");
+        let mut last_index = 0;
+        for _ in 0..200 {
+            let plan = sim.reconcile();
+            let total: i32 = sim.pods().iter().map(|(_, n)| n).sum();
+            prop_assert!(total <= replicas + surge, "{total} pods > {replicas} + {surge}");
+            let available: i32 = sim.sets.iter().filter_map(|s| s.status.as_ref()?.available_replicas).sum();
+            prop_assert!(available >= replicas - unavailable, "{available} available < {replicas} - {unavailable}");
+            let index = plan.status.current_step_index.unwrap_or(0);
+            prop_assert!(fails || index >= last_index, "the step index went back from {last_index} to {index}");
+            last_index = index;
+            sim.advance(1);
+        }
+        prop_assert_eq!(sim.experiments.len(), 1);
+        prop_assert!(sim.experiments.iter().all(|e| e.is_completed()));
+        if fails {
+            prop_assert_eq!(argocd_health(&sim.rollout).0, "Degraded");
+            prop_assert_eq!(sim.pods(), vec![("web:1".to_string(), replicas)]);
+        } else {
+            prop_assert_eq!(argocd_health(&sim.rollout).0, "Healthy");
+            prop_assert_eq!(sim.pods(), vec![("web:2".to_string(), replicas)]);
+        }
+    }
 }
