@@ -1,5 +1,6 @@
 //! Reads a rollout and what it owns, once or as a stream of snapshots driven by watches (one
-//! watch per kind, cached in reflector stores), for `get rollout --watch`.
+//! watch per kind, cached in reflector stores), for `get rollout --watch`; and an experiment
+//! with what may be its own, for `get experiment [--watch]`.
 
 use std::pin::Pin;
 
@@ -11,9 +12,9 @@ use kube::{
     runtime::{WatchStreamExt as _, reflector, watcher},
 };
 use serde::de::DeserializeOwned;
-use sluice_api::{AnalysisRun, Rollout};
+use sluice_api::{AnalysisRun, Experiment, Rollout};
 
-use super::{Context, Error, info::Objects};
+use super::{Context, Error, experiment::ExperimentObjects, info::Objects};
 
 /// The label selector of the rollout's pods (and so of its ReplicaSets), as a string.
 fn selector(rollout: &Rollout) -> Option<String> {
@@ -188,6 +189,178 @@ pub async fn watch(
             .unwrap_or_default(),
     };
     let found = |o: &Objects| o.rollout.metadata.name.is_some();
+    Ok(stream::select_all(streams)
+        .ready_chunks(1024)
+        .filter_map(move |chunk| {
+            ready(match chunk.into_iter().find_map(Result::err) {
+                Some(refused) => Some(Err(refused)),
+                None => ready_all().then(&snapshot).map(Ok),
+            })
+        })
+        .map(move |o| o.map(|o| found(&o).then_some(o))))
+}
+
+/// Label selectors that together cover an experiment's ReplicaSets and pods: one per template
+/// (its selector, else its pod labels), each once; `None` (the whole namespace) when a template
+/// has neither.
+pub fn experiment_selectors(experiment: &Experiment) -> Vec<Option<String>> {
+    let mut selectors: Vec<Option<String>> = Vec::new();
+    for template in &experiment.spec.templates {
+        let selector = match &template.selector {
+            Some(s) => sluice_api::model::selector_string(s),
+            None => template
+                .template
+                .metadata
+                .iter()
+                .flat_map(|m| m.labels.iter().flatten())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        if selector.is_empty() {
+            return vec![None];
+        }
+        if !selectors.contains(&Some(selector.clone())) {
+            selectors.push(Some(selector));
+        }
+    }
+    selectors
+}
+
+/// Objects of several lists, each once (by uid; objects without one are all kept).
+fn distinct<K: Resource>(objects: impl IntoIterator<Item = K>) -> Vec<K> {
+    let mut seen = std::collections::BTreeSet::new();
+    objects
+        .into_iter()
+        .filter(|o| match o.meta().uid.clone() {
+            Some(uid) => seen.insert(uid),
+            None => true,
+        })
+        .collect()
+}
+
+/// The experiment and the ReplicaSets, pods and AnalysisRuns that may be its own, read once.
+pub async fn experiment_objects(ctx: &Context, name: &str) -> Result<ExperimentObjects, Error> {
+    let experiment = ctx.api::<Experiment>().get(name).await.map_err(|e| {
+        ctx.request("get", "experiments", "Experiment", Some(name))
+            .error(e)
+    })?;
+    let mut replica_sets = Vec::new();
+    let mut pods = Vec::new();
+    for selector in experiment_selectors(&experiment) {
+        let params = match &selector {
+            Some(s) => ListParams::default().labels(s),
+            None => ListParams::default(),
+        };
+        replica_sets.extend(
+            ctx.api::<ReplicaSet>()
+                .list(&params)
+                .await
+                .map_err(|e| {
+                    ctx.request("list", "replicasets", "ReplicaSet", None)
+                        .error(e)
+                })?
+                .items,
+        );
+        pods.extend(
+            ctx.api::<Pod>()
+                .list(&params)
+                .await
+                .map_err(|e| ctx.request("list", "pods", "Pod", None).error(e))?
+                .items,
+        );
+    }
+    let analysis_runs = analysis_runs(ctx).await?.unwrap_or_default();
+    Ok(ExperimentObjects {
+        experiment,
+        replica_sets: distinct(replica_sets),
+        pods: distinct(pods),
+        analysis_runs,
+    })
+}
+
+/// Snapshots of the experiment and what may be its own, as [`watch`] gives them of a rollout:
+/// one when every watch has listed, then one after each burst of changes; `None` once the
+/// experiment is gone, an error when a watch is refused.
+pub async fn watch_experiment(
+    ctx: &Context,
+    name: &str,
+) -> Result<impl Stream<Item = Result<Option<ExperimentObjects>, Error>> + use<>, Error> {
+    let first = experiment_objects(ctx, name).await?;
+    let with_runs = analysis_runs(ctx).await?.is_some();
+    let (experiments, a) = reflect::<Experiment>(
+        ctx,
+        "experiments",
+        "Experiment",
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    );
+    let mut streams = vec![a];
+    let mut set_stores = Vec::new();
+    let mut pod_stores = Vec::new();
+    for selector in experiment_selectors(&first.experiment) {
+        let config = || match &selector {
+            Some(s) => watcher::Config::default().labels(s),
+            None => watcher::Config::default(),
+        };
+        let (sets, b) = reflect::<ReplicaSet>(ctx, "replicasets", "ReplicaSet", config());
+        let (pods, c) = reflect::<Pod>(ctx, "pods", "Pod", config());
+        streams.extend([b, c]);
+        set_stores.push(sets);
+        pod_stores.push(pods);
+    }
+    let runs = if with_runs {
+        let (runs, d) = reflect::<AnalysisRun>(
+            ctx,
+            "analysisruns",
+            "AnalysisRun",
+            watcher::Config::default(),
+        );
+        streams.push(d);
+        Some(runs)
+    } else {
+        None
+    };
+    let ready_all = {
+        let (experiments, sets, pods, runs) = (
+            experiments.clone(),
+            set_stores.clone(),
+            pod_stores.clone(),
+            runs.clone(),
+        );
+        move || {
+            let ok = |r: Option<Result<(), _>>| matches!(r, Some(Ok(())));
+            ok(experiments.wait_until_ready().now_or_never())
+                && sets.iter().all(|s| ok(s.wait_until_ready().now_or_never()))
+                && pods.iter().all(|p| ok(p.wait_until_ready().now_or_never()))
+                && runs
+                    .as_ref()
+                    .is_none_or(|r| ok(r.wait_until_ready().now_or_never()))
+        }
+    };
+    let snapshot = move || ExperimentObjects {
+        experiment: experiments
+            .state()
+            .first()
+            .map(|e| (**e).clone())
+            .unwrap_or_default(),
+        replica_sets: distinct(
+            set_stores
+                .iter()
+                .flat_map(|s| s.state())
+                .map(|s| (*s).clone()),
+        ),
+        pods: distinct(
+            pod_stores
+                .iter()
+                .flat_map(|p| p.state())
+                .map(|p| (*p).clone()),
+        ),
+        analysis_runs: runs
+            .as_ref()
+            .map(|r| r.state().iter().map(|a| (**a).clone()).collect())
+            .unwrap_or_default(),
+    };
+    let found = |o: &ExperimentObjects| o.experiment.metadata.name.is_some();
     Ok(stream::select_all(streams)
         .ready_chunks(1024)
         .filter_map(move |chunk| {

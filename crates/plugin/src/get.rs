@@ -1,6 +1,6 @@
 //! `get rollout NAME [--watch]`: the rollout's summary and its tree of revisions, ReplicaSets,
 //! pods and AnalysisRuns, redrawn on every change while watching; `get analysisrun NAME`: a run's
-//! metrics and measurements.
+//! metrics and measurements; `get experiment NAME` (in `experiment.rs`): an experiment's tree.
 
 use std::process::ExitCode;
 
@@ -11,7 +11,7 @@ use sluice_api::{AnalysisPhase, AnalysisRun};
 
 use super::{
     Context, Error, Output, encode,
-    info::{AnalysisRunInfo, RolloutInfo, run_info},
+    info::{AnalysisRunInfo, ReplicaSetInfo, RolloutInfo, run_info},
     print,
     style::{Paint, Style, age, icons, look, truncate},
     table::{Cell, Fit, Table},
@@ -35,6 +35,13 @@ pub enum Get {
         after_help = "Example:\n  kubectl sluice get analysisrun shop-6f9c7d-2"
     )]
     Analysisrun(GetAnalysisRun),
+    /// An Experiment: its status, and the tree of its ReplicaSets, pods and AnalysisRuns.
+    #[command(
+        visible_aliases = ["exp", "experiments"],
+        after_help = "Examples:\n  # Show an experiment\n  kubectl sluice get experiment shop-6f9c7d-2-0\n\n  \
+                      # Redraw it on every change for at most ten minutes\n  kubectl sluice get experiment shop-6f9c7d-2-0 -w --timeout-seconds 600"
+    )]
+    Experiment(super::experiment::GetExperiment),
 }
 
 /// `get rollout`.
@@ -106,6 +113,7 @@ pub async fn run(ctx: &Context, get: Get) -> Result<ExitCode, Error> {
             });
             Ok(ExitCode::SUCCESS)
         }
+        Get::Experiment(args) => super::experiment::get(ctx, args).await,
     }
 }
 
@@ -147,17 +155,17 @@ pub(crate) async fn watch(
 }
 
 /// Width of the labels of the summary (`  ActualWeight:` and a space).
-const LABEL: usize = 16;
+pub(crate) const LABEL: usize = 16;
 
 /// One `Label:  value` line of the summary, the value cut to the width.
-fn field(out: &mut String, label: &str, value: &str, style: &Style) {
+pub(crate) fn field(out: &mut String, label: &str, value: &str, style: &Style) {
     let room = style.width.saturating_sub(LABEL).max(12);
     out.push_str(format!("{label:<LABEL$}{}", truncate(value, room)).trim_end());
     out.push('\n');
 }
 
 /// The status word, with its symbol and colour on a terminal.
-fn status_text(status: &str, style: &Style) -> String {
+pub(crate) fn status_text(status: &str, style: &Style) -> String {
     let (icon, paint) = look(status);
     style.paint(paint, &format!("{}{status}", style.icon(icon)))
 }
@@ -244,34 +252,18 @@ pub fn render_rollout(info: &RolloutInfo, style: &Style, now: Timestamp) -> Stri
 
 /// The tree of the rollout as a table: NAME (with the tree drawn in it), KIND, STATUS, AGE, INFO.
 fn tree(info: &RolloutInfo, style: &Style, now: Timestamp) -> Table {
-    let mut table = Table::new(&[
-        ("NAME", Fit::Cut(16)),
-        ("KIND", Fit::Drop),
-        ("STATUS", Fit::Keep),
-        ("AGE", Fit::Keep),
-        ("INFO", Fit::Cut(8)),
-    ]);
-    let status = |s: &str| {
-        let (icon, paint) = look(s);
-        Cell::painted(format!("{}{s}", style.icon(icon)), paint)
-    };
-    let name = |prefix: &str, icon: &str, name: &str, paint: Paint| {
-        let mut icon = style.icon(icon);
-        if icon.is_empty() && !prefix.is_empty() {
-            icon.push(' ');
-        }
-        Cell::plain(format!("{prefix}{icon}")).push(name, paint)
-    };
+    let mut table = tree_table();
     table.row(vec![
-        name("", icons::ROLLOUT, &info.name, Paint::None),
+        name_cell(style, "", icons::ROLLOUT, &info.name, Paint::None),
         Cell::plain("Rollout"),
-        status(info.status.as_str()),
+        status_cell(style, info.status.as_str()),
         Cell::plain(age(info.created, now)),
     ]);
     let count = info.revisions.len();
     for (i, revision) in info.revisions.iter().enumerate() {
         let (branch, stem) = branches(i + 1 == count);
-        table.row(vec![name(
+        table.row(vec![name_cell(
+            style,
             branch,
             icons::REVISION,
             &format!("revision:{}", revision.revision),
@@ -281,66 +273,120 @@ fn tree(info: &RolloutInfo, style: &Style, now: Timestamp) -> Table {
         let mut child = 0;
         for rs in &revision.replica_sets {
             child += 1;
-            let (twig, leaf_stem) = branches(child == children);
-            let roles: Vec<&str> = rs.roles.iter().map(|r| r.as_str()).collect();
-            let paint = roles.first().map_or(Paint::None, |r| role_paint(r));
-            let mut info_cell = Cell::default();
-            for (k, role) in roles.iter().enumerate() {
-                let sep = if k == 0 { "" } else { "," };
-                info_cell = info_cell.push(format!("{sep}{role}"), role_paint(role));
-            }
-            table.row(vec![
-                name(
-                    &format!("{stem}{twig}"),
-                    icons::REPLICA_SET,
-                    &rs.name,
-                    paint,
-                ),
-                Cell::plain("ReplicaSet"),
-                status(&format!("{:?}", rs.status)),
-                Cell::plain(age(rs.created, now)),
-                info_cell,
-            ]);
-            let pods = rs.pods.len();
-            for (k, pod) in rs.pods.iter().enumerate() {
-                let (leaf, _) = branches(k + 1 == pods);
-                let mut detail = format!("ready:{}", pod.ready);
-                if pod.restarts > 0 {
-                    detail.push_str(&format!(",restarts:{}", pod.restarts));
-                }
-                table.row(vec![
-                    name(
-                        &format!("{stem}{leaf_stem}{leaf}"),
-                        icons::POD,
-                        &pod.name,
-                        Paint::None,
-                    ),
-                    Cell::plain("Pod"),
-                    status(&pod.status),
-                    Cell::plain(age(pod.created, now)),
-                    Cell::plain(detail),
-                ]);
-            }
+            replica_set_rows(&mut table, rs, stem, child == children, style, now);
         }
         for run in &revision.analysis_runs {
             child += 1;
-            let (twig, _) = branches(child == children);
-            let (word, icon, paint) = run_look(run.phase);
-            table.row(vec![
-                name(
-                    &format!("{stem}{twig}"),
-                    icons::ANALYSIS_RUN,
-                    &run.name,
-                    paint,
-                ),
-                Cell::plain("AnalysisRun"),
-                Cell::painted(format!("{}{word}", style.icon(icon)), paint),
-                Cell::plain(age(run.created, now)),
-                run_counts(run, style),
-            ]);
+            analysis_run_row(&mut table, run, stem, child == children, style, now);
         }
     }
     table
+}
+
+/// The columns of a tree (`get rollout`, `get experiment`): NAME with the tree drawn in it,
+/// KIND, STATUS, AGE, INFO.
+pub(crate) fn tree_table() -> Table {
+    Table::new(&[
+        ("NAME", Fit::Cut(16)),
+        ("KIND", Fit::Drop),
+        ("STATUS", Fit::Keep),
+        ("AGE", Fit::Keep),
+        ("INFO", Fit::Cut(8)),
+    ])
+}
+
+/// A STATUS cell: the word with its symbol and colour on a terminal.
+pub(crate) fn status_cell(style: &Style, status: &str) -> Cell {
+    let (icon, paint) = look(status);
+    Cell::painted(format!("{}{status}", style.icon(icon)), paint)
+}
+
+/// A NAME cell of a tree: the branches above it, the kind's symbol, the name.
+pub(crate) fn name_cell(style: &Style, prefix: &str, icon: &str, name: &str, paint: Paint) -> Cell {
+    let mut icon = style.icon(icon);
+    if icon.is_empty() && !prefix.is_empty() {
+        icon.push(' ');
+    }
+    Cell::plain(format!("{prefix}{icon}")).push(name, paint)
+}
+
+/// The row of a ReplicaSet hanging from `stem` (the last child when `last`), then its pods.
+pub(crate) fn replica_set_rows(
+    table: &mut Table,
+    rs: &ReplicaSetInfo,
+    stem: &str,
+    last: bool,
+    style: &Style,
+    now: Timestamp,
+) {
+    let (twig, leaf_stem) = branches(last);
+    let roles: Vec<&str> = rs.roles.iter().map(|r| r.as_str()).collect();
+    let paint = roles.first().map_or(Paint::None, |r| role_paint(r));
+    let mut info_cell = Cell::default();
+    for (k, role) in roles.iter().enumerate() {
+        let sep = if k == 0 { "" } else { "," };
+        info_cell = info_cell.push(format!("{sep}{role}"), role_paint(role));
+    }
+    table.row(vec![
+        name_cell(
+            style,
+            &format!("{stem}{twig}"),
+            icons::REPLICA_SET,
+            &rs.name,
+            paint,
+        ),
+        Cell::plain("ReplicaSet"),
+        status_cell(style, &format!("{:?}", rs.status)),
+        Cell::plain(age(rs.created, now)),
+        info_cell,
+    ]);
+    let pods = rs.pods.len();
+    for (k, pod) in rs.pods.iter().enumerate() {
+        let (leaf, _) = branches(k + 1 == pods);
+        let mut detail = format!("ready:{}", pod.ready);
+        if pod.restarts > 0 {
+            detail.push_str(&format!(",restarts:{}", pod.restarts));
+        }
+        table.row(vec![
+            name_cell(
+                style,
+                &format!("{stem}{leaf_stem}{leaf}"),
+                icons::POD,
+                &pod.name,
+                Paint::None,
+            ),
+            Cell::plain("Pod"),
+            status_cell(style, &pod.status),
+            Cell::plain(age(pod.created, now)),
+            Cell::plain(detail),
+        ]);
+    }
+}
+
+/// The row of an AnalysisRun hanging from `stem` (the last child when `last`).
+pub(crate) fn analysis_run_row(
+    table: &mut Table,
+    run: &AnalysisRunInfo,
+    stem: &str,
+    last: bool,
+    style: &Style,
+    now: Timestamp,
+) {
+    let (twig, _) = branches(last);
+    let (word, icon, paint) = run_look(run.phase);
+    table.row(vec![
+        name_cell(
+            style,
+            &format!("{stem}{twig}"),
+            icons::ANALYSIS_RUN,
+            &run.name,
+            paint,
+        ),
+        Cell::plain("AnalysisRun"),
+        Cell::painted(format!("{}{word}", style.icon(icon)), paint),
+        Cell::plain(age(run.created, now)),
+        run_counts(run, style),
+    ]);
 }
 
 /// The connector of a child and the stem its own children hang from.
@@ -353,7 +399,7 @@ fn branches(last: bool) -> (&'static str, &'static str) {
 }
 
 /// An AnalysisRun's phase as a word, symbol and colour.
-fn run_look(phase: AnalysisPhase) -> (&'static str, &'static str, Paint) {
+pub(crate) fn run_look(phase: AnalysisPhase) -> (&'static str, &'static str, Paint) {
     let word = match phase {
         AnalysisPhase::Pending => "Pending",
         AnalysisPhase::Running => "Running",

@@ -1,10 +1,12 @@
 //! The `kubectl sluice` plugin: one file per command, rendering as pure functions of objects.
 //!
-//! - reading: `get` (tree of a rollout, an AnalysisRun), `list`, `status`;
+//! - reading: `get` (tree of a rollout, an AnalysisRun, an Experiment), `list` (rollouts,
+//!   experiments), `status`;
 //! - creating: `create -f` (Rollouts, analysis templates and runs from files), `create
 //!   analysisrun` (a run from a template);
 //! - writing, with the same patches as Argo CD's resource actions and the Argo Rollouts plugin:
-//!   `promote`, `abort`, `retry`, `pause`, `restart`, `set image`, `undo`, `skip-step`;
+//!   `promote`, `abort`, `retry`, `pause`, `restart`, `set image`, `undo`, `skip-step`,
+//!   `terminate` (an AnalysisRun, an Experiment);
 //! - offline: `lint`, `version`, `completion`;
 //! - `notifications`: the notification templates and triggers, shown and tried;
 //! - `dashboard`: a web page on localhost showing the rollouts live, with the writing commands
@@ -23,6 +25,7 @@ mod completion;
 mod create;
 pub mod dashboard;
 pub mod error;
+pub mod experiment;
 pub mod fetch;
 #[cfg(test)]
 mod fixtures;

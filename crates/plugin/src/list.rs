@@ -35,6 +35,13 @@ pub enum List {
                       kubectl sluice list rollouts --name shop --watch --timestamps"
     )]
     Rollouts(ListRollouts),
+    /// Experiments of the namespace (or of all namespaces).
+    #[command(
+        visible_aliases = ["experiment", "exp"],
+        after_help = "Examples:\n  # Experiments of the current namespace\n  kubectl sluice list experiments\n\n  \
+                      # Of every namespace, a line each time one changes\n  kubectl sluice list experiments -A --watch"
+    )]
+    Experiments(super::experiment::ListExperiments),
 }
 
 /// `list rollouts`.
@@ -99,9 +106,12 @@ impl Row {
     }
 }
 
-/// Runs `list rollouts`.
+/// Runs `list rollouts` (and `list experiments`, in `experiment.rs`).
 pub async fn run(ctx: &Context, list: List) -> Result<ExitCode, Error> {
-    let List::Rollouts(args) = list;
+    let args = match list {
+        List::Rollouts(args) => args,
+        List::Experiments(args) => return super::experiment::list(ctx, args).await,
+    };
     let api: Api<Rollout> = if args.all_namespaces {
         Api::all(ctx.client.clone())
     } else {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::{
-    api::core::v1::Pod,
+    api::{apps::v1::ReplicaSet, core::v1::Pod},
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use serde::Serialize;
@@ -112,7 +112,7 @@ pub(super) fn created(meta: &ObjectMeta) -> Option<Timestamp> {
     meta.creation_timestamp.as_ref().map(|t| t.0)
 }
 
-fn owned_by(owners: &Option<Vec<OwnerReference>>, uid: &str) -> bool {
+pub(crate) fn owned_by(owners: &Option<Vec<OwnerReference>>, uid: &str) -> bool {
     owners.iter().flatten().any(|o| o.uid == uid)
 }
 
@@ -158,42 +158,7 @@ pub(super) fn revisions(objects: &Objects, status: &RolloutStatus) -> Vec<Revisi
                 roles.push(Role::Preview);
             }
         }
-        let spec = rs.spec.clone().unwrap_or_default();
-        let replicas = spec.replicas.unwrap_or(1);
-        let available = rs
-            .status
-            .as_ref()
-            .and_then(|s| s.available_replicas)
-            .unwrap_or(0);
-        let rs_uid = rs.metadata.uid.clone().unwrap_or_default();
-        let mut pods: Vec<&Pod> = objects
-            .pods
-            .iter()
-            .filter(|p| owned_by(&p.metadata.owner_references, &rs_uid))
-            .collect();
-        pods.sort_by(|a, b| {
-            (created(&a.metadata), &a.metadata.name).cmp(&(created(&b.metadata), &b.metadata.name))
-        });
-        let images = spec
-            .template
-            .and_then(|t| t.spec)
-            .map(|s| s.containers.into_iter().filter_map(|c| c.image).collect())
-            .unwrap_or_default();
-        let set = ReplicaSetInfo {
-            name: rs.metadata.name.clone().unwrap_or_default(),
-            hash,
-            created: created(&rs.metadata),
-            roles,
-            status: match replicas {
-                0 => SetStatus::ScaledDown,
-                n if available >= n => SetStatus::Healthy,
-                _ => SetStatus::Progressing,
-            },
-            replicas,
-            available,
-            images,
-            pods: pods.into_iter().map(pod_info).collect(),
-        };
+        let set = replica_set_info(rs, &objects.pods, roles);
         by_revision
             .entry(revision)
             .or_insert_with(|| empty_revision(revision))
@@ -223,6 +188,46 @@ pub(super) fn revisions(objects: &Objects, status: &RolloutStatus) -> Vec<Revisi
         r.replica_sets.sort_by(|a, b| a.name.cmp(&b.name));
     }
     revisions
+}
+
+/// The summary of a ReplicaSet with its roles and the pods (among `pods`) it owns, oldest
+/// first: a rollout's and an experiment's trees show their sets alike.
+pub(crate) fn replica_set_info(rs: &ReplicaSet, pods: &[Pod], roles: Vec<Role>) -> ReplicaSetInfo {
+    let spec = rs.spec.clone().unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(1);
+    let available = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    let rs_uid = rs.metadata.uid.clone().unwrap_or_default();
+    let mut pods: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| owned_by(&p.metadata.owner_references, &rs_uid))
+        .collect();
+    pods.sort_by(|a, b| {
+        (created(&a.metadata), &a.metadata.name).cmp(&(created(&b.metadata), &b.metadata.name))
+    });
+    let images = spec
+        .template
+        .and_then(|t| t.spec)
+        .map(|s| s.containers.into_iter().filter_map(|c| c.image).collect())
+        .unwrap_or_default();
+    ReplicaSetInfo {
+        name: rs.metadata.name.clone().unwrap_or_default(),
+        hash: hash_of(&rs.metadata).cloned().unwrap_or_default(),
+        created: created(&rs.metadata),
+        roles,
+        status: match replicas {
+            0 => SetStatus::ScaledDown,
+            n if available >= n => SetStatus::Healthy,
+            _ => SetStatus::Progressing,
+        },
+        replicas,
+        available,
+        images,
+        pods: pods.into_iter().map(pod_info).collect(),
+    }
 }
 
 fn empty_revision(revision: i64) -> RevisionInfo {

@@ -18,6 +18,12 @@ pub enum Retry {
         after_help = "Example:\n  kubectl sluice retry rollout shop"
     )]
     Rollout(RetryRollout),
+    /// An Experiment: its status is cleared and the controller starts it over.
+    #[command(
+        visible_aliases = ["exp", "experiments"],
+        after_help = "Example:\n  kubectl sluice retry experiment shop-6f9c7d-2-0"
+    )]
+    Experiment(super::experiment::ExperimentName),
 }
 
 /// `retry rollout`.
@@ -27,9 +33,12 @@ pub struct RetryRollout {
     pub name: String,
 }
 
-/// Runs `retry rollout`.
+/// Runs `retry rollout` (and `retry experiment`, in `experiment.rs`).
 pub async fn run(ctx: &Context, retry: Retry) -> Result<ExitCode, Error> {
-    let Retry::Rollout(args) = retry;
+    let args = match retry {
+        Retry::Rollout(args) => args,
+        Retry::Experiment(args) => return super::experiment::retry(ctx, args).await,
+    };
     print(&format!("{}\n", retry_rollout(ctx, &args.name).await?));
     Ok(ExitCode::SUCCESS)
 }

@@ -125,6 +125,8 @@ pub mod icons {
     pub const POD: &str = "□";
     /// An AnalysisRun.
     pub const ANALYSIS_RUN: &str = "α";
+    /// An Experiment (Argo's symbol).
+    pub const EXPERIMENT: &str = "Σ";
 }
 
 /// The number of terminal columns `text` takes (one per character; the symbols used here are

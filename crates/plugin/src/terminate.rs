@@ -20,6 +20,12 @@ pub enum Terminate {
         after_help = "Example:\n  kubectl sluice terminate analysisrun shop-6f9c7d-2-1"
     )]
     AnalysisRun(TerminateAnalysisRun),
+    /// A running Experiment: `spec.terminate`; it ends, judged by what its analyses said so far.
+    #[command(
+        visible_aliases = ["exp", "experiments"],
+        after_help = "Example:\n  kubectl sluice terminate experiment shop-6f9c7d-2-0"
+    )]
+    Experiment(super::experiment::ExperimentName),
 }
 
 /// `terminate analysisrun`.
@@ -31,7 +37,10 @@ pub struct TerminateAnalysisRun {
 
 /// Runs `terminate`.
 pub async fn run(ctx: &Context, terminate: Terminate) -> Result<ExitCode, Error> {
-    let Terminate::AnalysisRun(args) = terminate;
+    let args = match terminate {
+        Terminate::AnalysisRun(args) => args,
+        Terminate::Experiment(args) => return super::experiment::terminate(ctx, args).await,
+    };
     print(&format!("{}\n", terminate_run(ctx, &args.name).await?));
     Ok(ExitCode::SUCCESS)
 }
