@@ -935,3 +935,96 @@ async fn terminate_ends_a_running_analysis_run_and_leaves_a_completed_one() {
     assert_ne!(missing.code, Some(0), "{missing:?}");
     assert!(missing.stderr.contains("nope"), "{missing:?}");
 }
+
+/// `get experiment`, `list experiments` and `terminate experiment` on an experiment the
+/// controller runs: the tree shows each template's ReplicaSet and pods, the list its status, and
+/// terminate ends it (with nothing to judge, Successful) and scales its pods away.
+#[tokio::test]
+async fn experiments_are_shown_listed_and_terminated() {
+    let t = Plugin::new("plugin-experiment").await;
+    let pods = |color: &str| {
+        json!({
+            "metadata": { "labels": { "app": "exp", "color": color } },
+            "spec": { "containers": [{ "name": "app", "image": format!("example/app:{color}") }] },
+        })
+    };
+    let experiment: sluice_api::Experiment = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Experiment",
+        "metadata": { "name": "exp" },
+        "spec": {
+            "scaleDownDelaySeconds": 0,
+            "templates": [
+                { "name": "blue", "replicas": 2,
+                  "selector": { "matchLabels": { "app": "exp", "color": "blue" } },
+                  "template": pods("blue") },
+                { "name": "green",
+                  "selector": { "matchLabels": { "app": "exp", "color": "green" } },
+                  "template": pods("green") },
+            ],
+        },
+    }))
+    .expect("an Experiment");
+    let experiments = t.ns.api::<sluice_api::Experiment>();
+    experiments
+        .create(&PostParams::default(), &experiment)
+        .await
+        .expect("creating the experiment");
+    let phase = |want: sluice_api::AnalysisPhase| {
+        move |e: Option<&sluice_api::Experiment>| {
+            e.and_then(|e| e.status.as_ref())
+                .is_some_and(|s| s.phase == Some(want))
+        }
+    };
+    t.ns.wait_for(
+        "exp",
+        90,
+        "the experiment Running",
+        phase(sluice_api::AnalysisPhase::Running),
+    )
+    .await;
+
+    let tree = t.ok(&["get", "experiment", "exp", "--no-color"]).await;
+    for shown in [
+        "exp",
+        "Running",
+        "exp-blue",
+        "exp-green",
+        "example/app:blue",
+    ] {
+        assert!(tree.contains(shown), "{shown} not in:\n{tree}");
+    }
+    let list = t.ok(&["list", "experiments"]).await;
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("exp "))
+        .unwrap_or_else(|| panic!("no row for exp in:\n{list}"));
+    assert!(row.contains("Running"), "{list}");
+
+    let out = t.ok(&["terminate", "experiment", "exp"]).await;
+    assert_eq!(out.trim(), "experiment 'exp' terminated");
+    t.ns.wait_for(
+        "exp",
+        60,
+        "the experiment Successful",
+        phase(sluice_api::AnalysisPhase::Successful),
+    )
+    .await;
+    let sets = t.ns.api::<k8s_openapi::api::apps::v1::ReplicaSet>();
+    sluice_testkit::wait(
+        async {
+            loop {
+                let blue = sets.get("exp-blue").await?;
+                if blue.spec.and_then(|s| s.replicas) == Some(0) {
+                    return Ok::<_, kube::Error>(());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        },
+        30,
+        "the experiment's pods scaled away",
+    )
+    .await;
+    let tree = t.ok(&["get", "experiment", "exp", "--no-color"]).await;
+    assert!(tree.contains("Successful"), "{tree}");
+}
