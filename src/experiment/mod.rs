@@ -467,15 +467,7 @@ async fn create_run(
         Err(source) => return Err(write_error(format!("creating AnalysisRun {name}"), source)),
     }
     if let Some(message) = error {
-        let patch = json!({ "status": { "phase": "Error", "message": message } });
-        runs.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| {
-                write_error(
-                    format!("reporting why AnalysisRun {name} cannot run"),
-                    source,
-                )
-            })?;
+        crate::rollout::apply::report_unrunnable(&runs, name, &message).await?;
     }
     Ok(())
 }

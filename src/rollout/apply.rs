@@ -383,7 +383,7 @@ fn controlled_by(
 }
 
 /// Puts a run whose templates or arguments cannot be resolved in phase Error, with the reason.
-async fn report_unrunnable(
+pub(crate) async fn report_unrunnable(
     runs: &Api<AnalysisRun>,
     name: &str,
     message: &str,
