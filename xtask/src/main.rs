@@ -5,6 +5,7 @@
 mod crds;
 mod demo;
 mod demo_traffic;
+mod test;
 
 use std::process::Command;
 
@@ -49,7 +50,8 @@ enum Cmd {
     },
     /// Benchmarks Sluice against Argo Rollouts v1.9.1 on the local cluster.
     Bench(sluice_bench::BenchArgs),
-    /// Runs the whole test suite: starts the local cluster and Argo CD, then `cargo test --workspace`.
+    /// Runs the whole test suite: starts the local cluster and Argo CD, then every test binary of
+    /// the workspace, a few at once (with arguments: `cargo test --workspace ARGS`).
     Test {
         /// Extra arguments for `cargo test` (for example a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -148,20 +150,31 @@ async fn test(args: &[String]) -> Result<()> {
     gobuild::INFLUXDB.ensure_built()?;
     cluster::up(&cluster::UpOptions::default()).await?;
     argocd::up().await?;
-    // Every test binary runs, and every failure is reported, not only the first binary's.
+    let env = [
+        ("KUBECONFIG", paths::kubeconfig().display().to_string()),
+        ("SLUICE_TEST_PROMETHEUS", prometheus.display().to_string()),
+        ("SLUICE_TEST_GRAPHITE", graphite.display().to_string()),
+        ("SLUICE_TEST_INFLUXD", influxd.display().to_string()),
+        // Four tests at once per binary, not one per core: the cluster tests spend most of
+        // their time waiting on controllers.
+        (
+            "RUST_TEST_THREADS",
+            std::env::var("RUST_TEST_THREADS").unwrap_or_else(|_| "4".into()),
+        ),
+    ];
+    if args.is_empty() {
+        // The whole suite: its binaries side by side (see test.rs), SLUICE_TEST_LANES at once.
+        let lanes = std::env::var("SLUICE_TEST_LANES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        return test::run_all(&env, lanes);
+    }
+    // A chosen part (a filter, one --test): cargo's own runner, every failure reported.
     gobuild::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(paths::repo_root())
-            .env("KUBECONFIG", paths::kubeconfig())
-            .env("SLUICE_TEST_PROMETHEUS", prometheus)
-            .env("SLUICE_TEST_GRAPHITE", graphite)
-            .env("SLUICE_TEST_INFLUXD", influxd)
-            // Four tests at once per binary, not one per core: the cluster tests spend most of
-            // their time waiting on controllers, so the suite takes a third less time on 2 cores.
-            .env(
-                "RUST_TEST_THREADS",
-                std::env::var("RUST_TEST_THREADS").unwrap_or_else(|_| "4".into()),
-            )
+            .envs(env)
             .args(["test", "--workspace", "--no-fail-fast"])
             .args(args),
     )

@@ -11,6 +11,17 @@ use serde_json::Value;
 use super::*;
 use crate::vocab::{GROUP, VERSION};
 
+/// The generated CRDs, derived once for all the tests of this crate (a derivation takes seconds
+/// in a debug build).
+pub(super) fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    static CRDS: std::sync::OnceLock<
+        Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+    > = std::sync::OnceLock::new();
+    CRDS.get_or_init(super::crds).clone()
+}
+
 /// Reads a fixture as text.
 pub(super) fn fixture(name: &str) -> String {
     let path = format!(

@@ -4,7 +4,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
 
-use super::super::crds;
+use super::crds;
 
 /// Keywords a structural schema cannot use anywhere.
 const FORBIDDEN: &[&str] = &[
