@@ -95,7 +95,12 @@ async fn a_huge_range_from_the_result_ends_on_the_memory_budget() {
 
 #[tokio::test]
 async fn memory_that_grows_step_by_step_is_stopped_at_the_budget() {
-    let evaluator = evaluator(ConditionBudget::default());
+    // The memory budget is what must stop it: the time budget is made long enough that a loaded
+    // machine cannot reach it first (the default's 500 ms is a few times what the growth takes).
+    let evaluator = evaluator(ConditionBudget {
+        max_time: std::time::Duration::from_secs(10),
+        ..ConditionBudget::default()
+    });
     let before = rss_bytes();
     // 100,000 strings of 8 KiB: 800 MB, one small allocation at a time.
     let growing = metric(

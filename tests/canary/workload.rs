@@ -96,11 +96,15 @@ async fn a_rollout_over_a_deployment_takes_its_pods_over_and_canaries_its_change
         "the Deployment scaled to 0",
     )
     .await;
-    let rollout = t.healthy().await;
-    assert_eq!(
-        status(&rollout).workload_observed_generation,
-        handed_over.metadata.generation.map(|g| g.to_string())
-    );
+    // The status records the generation of the Deployment it scaled down (the reconcile after
+    // that scale-down writes it).
+    let handed_over_generation = handed_over.metadata.generation.map(|g| g.to_string());
+    t.wait(30, "the handed-over Deployment's generation observed", |r| {
+        let s = status(r);
+        s.phase == Some(RolloutPhase::Healthy)
+            && s.workload_observed_generation == handed_over_generation
+    })
+    .await;
 
     // A change to the Deployment's template is a new revision, canaried by the steps.
     set_deployment_image(&t, "example/app:2").await;
