@@ -169,8 +169,7 @@ fn binary_of(message: &serde_json::Value) -> Option<Binary> {
     let label = if target["kind"][0] == "test" {
         relative.to_string()
     } else {
-        let package = package_dir.file_name()?.to_string_lossy();
-        format!("unittests {relative} ({package})")
+        format!("unittests {relative} ({})", package_of(message)?)
     };
     Some(Binary {
         name,
@@ -178,6 +177,16 @@ fn binary_of(message: &serde_json::Value) -> Option<Binary> {
         executable,
         package_dir,
     })
+}
+
+/// The package's name in a cargo message: its `package_id` is `path+file:///…#name@version`
+/// (cargo 1.77 and newer) or `name version (source)`.
+fn package_of(message: &serde_json::Value) -> Option<&str> {
+    let id = message["package_id"].as_str()?;
+    match id.split_once('#') {
+        Some((_, rest)) => rest.split('@').next(),
+        None => id.split(' ').next(),
+    }
 }
 
 /// The binaries in [`LONGEST_FIRST`]'s order, then the rest as cargo built them.
@@ -266,12 +275,13 @@ mod tests {
         let message = serde_json::json!({
             "reason": "compiler-artifact",
             "manifest_path": "/w/crates/plan/Cargo.toml",
+            "package_id": "path+file:///w/crates/plan#sluice-plan@0.1.0",
             "target": {"name": "sluice_plan", "kind": ["lib"], "src_path": "/w/crates/plan/src/lib.rs"},
             "profile": {"test": true},
             "executable": "/w/target/debug/deps/sluice_plan-1"
         });
         let binary = binary_of(&message).expect("a test binary");
-        assert_eq!(binary.label, "unittests src/lib.rs (plan)");
+        assert_eq!(binary.label, "unittests src/lib.rs (sluice-plan)");
         assert_eq!(binary.package_dir, Path::new("/w/crates/plan"));
         let integration = serde_json::json!({
             "reason": "compiler-artifact",
