@@ -27,6 +27,7 @@ pub mod dashboard;
 pub mod error;
 pub mod experiment;
 pub mod fetch;
+mod fields;
 #[cfg(test)]
 mod fixtures;
 pub mod get;

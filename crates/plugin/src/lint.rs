@@ -1,8 +1,9 @@
 //! `lint FILE`: checks Rollout manifests offline with the same `validate` the controller runs,
 //! and AnalysisTemplates and ClusterAnalysisTemplates with the checks a run made from them gets
 //! (their conditions within the controller's caps included), printing each problem with its
-//! field path. Every YAML (or JSON) document of the file is read; documents of other kinds are
-//! skipped.
+//! field path. Every document of Sluice's kinds (AnalysisRuns and Experiments too) is also checked
+//! for fields its CRD does not declare. Every YAML (or JSON) document of the file is read;
+//! documents of other kinds are skipped.
 
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use serde_json::Value;
 use sluice_analysis::rules::validate_template;
 use sluice_api::{AnalysisTemplateSpec, ProblemKind, Rollout, validate, vocab::GROUP};
 
-use super::{Error, print};
+use super::{Error, fields, print};
 
 /// `lint`.
 #[derive(Debug, Args)]
@@ -70,25 +71,33 @@ pub fn lint(text: &str) -> (Vec<Finding>, usize) {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        if !ours {
+        if !ours || !fields::is_known_kind(&kind) {
             continue;
         }
+        checked += 1;
+        let object = match value.pointer("/metadata/name").and_then(Value::as_str) {
+            Some(name) => format!("{kind}/{name}"),
+            None => format!("{kind} in {object}"),
+        };
+        findings.extend(fields::unknown_fields(&kind, &value).into_iter().map(|f| {
+            Finding {
+                object: object.clone(),
+                field: f.path,
+                message: "unknown field: the API server drops it (and `kubectl apply \
+                              --validate=strict` refuses it), so it does nothing"
+                    .into(),
+            }
+        }));
         if matches!(
             kind.as_str(),
             "AnalysisTemplate" | "ClusterAnalysisTemplate"
         ) {
-            checked += 1;
             findings.extend(lint_template(&kind, &object, value));
             continue;
         }
         if kind != "Rollout" {
             continue;
         }
-        checked += 1;
-        let object = match value.pointer("/metadata/name").and_then(Value::as_str) {
-            Some(name) => format!("Rollout/{name}"),
-            None => format!("Rollout in {object}"),
-        };
         match serde_json::from_value::<Rollout>(value) {
             Ok(rollout) => findings.extend(validate(&rollout).into_iter().map(|p| Finding {
                 object: object.clone(),
@@ -112,11 +121,8 @@ pub fn lint(text: &str) -> (Vec<Finding>, usize) {
 
 /// The problem of an AnalysisTemplate or ClusterAnalysisTemplate (both have the same spec), if
 /// any: the first thing a run made from it would refuse.
-fn lint_template(kind: &str, document: &str, value: Value) -> Option<Finding> {
-    let object = match value.pointer("/metadata/name").and_then(Value::as_str) {
-        Some(name) => format!("{kind}/{name}"),
-        None => format!("{kind} in {document}"),
-    };
+fn lint_template(kind: &str, object: &str, value: Value) -> Option<Finding> {
+    let object = object.to_string();
     let spec = value.get("spec").cloned().unwrap_or(Value::Null);
     let problem = match serde_json::from_value::<AnalysisTemplateSpec>(spec) {
         Ok(spec) => validate_template(&spec).err()?.to_string(),
