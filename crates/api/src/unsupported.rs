@@ -3,9 +3,7 @@
 //!
 //! **When a feature lands, delete its line here** (and the matching test case).
 
-use super::{
-    CanarySteps, CanaryStrategy, RolloutSpec, StepKind, TrafficRouting, validate::step_field,
-};
+use super::{CanarySteps, RolloutSpec, StepKind, TrafficRouting, validate::step_field};
 
 /// Tells whether a spec uses a field.
 type Uses = fn(&RolloutSpec) -> bool;
@@ -16,9 +14,6 @@ const UNSUPPORTED_FIELDS: &[(&str, Uses)] = &[
     ("spec.strategy.canary.trafficRouting.appMesh",        |s| router(s, |t| t.app_mesh.is_some())),
     // Router plugins other than Gateway API's, which Sluice runs natively.
     ("spec.strategy.canary.trafficRouting.plugins",        |s| router(s, |t| t.plugins.keys().any(|k| k != super::GATEWAY_API_PLUGIN))),
-    // Argo moves on once this share of a step's pods is available; Sluice waits for all of
-    // them, so ignoring it would make a rollout slower than the user asked, not equivalent.
-    ("spec.strategy.canary.replicaProgressThreshold",      |s| canary(s, |c| c.replica_progress_threshold.is_some())),
     // An Experiment has no field to carry its runs' labels and annotations to them.
 ];
 // Not listed, as ignoring them is safe and Argo-equivalent:
@@ -54,9 +49,4 @@ fn router(spec: &RolloutSpec, test: fn(&TrafficRouting) -> bool) -> bool {
     spec.canary()
         .and_then(|c| c.traffic_routing.as_ref())
         .is_some_and(test)
-}
-
-/// Whether the canary strategy matches `test`.
-fn canary(spec: &RolloutSpec, test: fn(&CanaryStrategy) -> bool) -> bool {
-    spec.canary().is_some_and(test)
 }

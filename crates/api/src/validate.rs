@@ -14,8 +14,8 @@ mod experiment;
 mod routing;
 
 use super::{
-    BlueGreenStrategy, CanaryStep, CanaryStrategy, IntOrPercent, Rollout, RolloutSpec, StepKind,
-    unsupported::unsupported_fields,
+    BlueGreenStrategy, CanaryStep, CanaryStrategy, IntOrPercent, ReplicaProgressThreshold, Rollout,
+    RolloutSpec, StepKind, unsupported::unsupported_fields,
 };
 
 /// One thing wrong with a spec, and where.
@@ -276,6 +276,29 @@ fn check_strategy(spec: &RolloutSpec, problems: &mut Vec<SpecProblem>) {
 }
 
 /// Steps, surge limits and Services of a canary.
+/// `replicaProgressThreshold`: a type Sluice knows and a value that can be met.
+fn check_progress_threshold(threshold: &ReplicaProgressThreshold, problems: &mut Vec<SpecProblem>) {
+    let field = "spec.strategy.canary.replicaProgressThreshold";
+    match threshold.type_.as_str() {
+        "Percent" | "Pods" => {}
+        other => problems.push(SpecProblem::invalid(
+            format!("{field}.type"),
+            format!("must be Percent or Pods (got {other:?})"),
+        )),
+    }
+    if threshold.value <= 0 || (threshold.type_ == "Percent" && threshold.value > 100) {
+        let range = if threshold.type_ == "Percent" {
+            "between 1 and 100"
+        } else {
+            "greater than 0"
+        };
+        problems.push(SpecProblem::invalid(
+            format!("{field}.value"),
+            format!("must be {range} (got {})", threshold.value),
+        ));
+    }
+}
+
 fn check_canary(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
     for (i, step) in canary.steps.every_action() {
         match step {
@@ -302,6 +325,9 @@ fn check_canary(canary: &CanaryStrategy, problems: &mut Vec<SpecProblem>) {
         }
     }
     routing::check(canary, problems);
+    if let Some(threshold) = canary.replica_progress_threshold.as_ref() {
+        check_progress_threshold(threshold, problems);
+    }
     if let Some(background) = canary.analysis.as_ref() {
         check_analysis(
             "spec.strategy.canary.analysis",

@@ -9,7 +9,7 @@ use sluice_api::{CanaryStep, CanaryStrategy, PauseReason, model::steps_hash, voc
 
 use super::{
     EventType, Planner, analysis, metadata, pause,
-    replicas::{Limits, ScaleInput, SetCounts, next_scale},
+    replicas::{Limits, Progress, ScaleInput, SetCounts, next_scale},
     replicasets::{SetView, add_anti_affinity},
 };
 
@@ -64,6 +64,8 @@ struct Canary<'a> {
     hash: &'a str,
     desired: i32,
     limits: Limits,
+    /// How many of the canary's pods must be available for a step to be done.
+    progress: Progress,
     /// The steps as walked: one action each ([`FlatSteps`]). Indexes in the plan count these;
     /// the status counts the steps as written.
     steps: FlatSteps,
@@ -101,6 +103,7 @@ impl<'a> Canary<'a> {
                 &strategy.max_surge_or_default(),
                 &strategy.max_unavailable_or_default(),
             ),
+            progress: Progress::of(strategy.replica_progress_threshold.as_ref()),
             step_count: steps.len(),
             steps,
             set: p.set(hash),
@@ -249,7 +252,7 @@ fn complete_if_done(p: &mut Planner<'_>, c: &Canary<'_>, index: i32, aborted: bo
         && index >= c.step_count
         && c.set
             .as_ref()
-            .is_some_and(|s| s.replicas >= desired && s.available >= desired);
+            .is_some_and(|s| s.replicas >= desired && c.progress.met(s.available, desired));
     let first_complete = c.stable.is_none()
         && c.set
             .as_ref()

@@ -164,11 +164,58 @@ pub fn next_scale(input: &ScaleInput) -> ScaleOutput {
 ///
 /// This is when a step's scaling is done and the rollout may go on (pause, analysis, next step).
 pub fn reached(input: &ScaleInput) -> bool {
+    reached_with(input, Progress::All)
+}
+
+/// [`reached`], with the canary's pods counted as `progress` says (`replicaProgressThreshold`):
+/// the canary must still hold all its target's replicas, but only that share of them must be
+/// available. The stable set and the old sets are held to [`reached`]'s rule.
+pub fn reached_with(input: &ScaleInput, progress: Progress) -> bool {
     let (target_canary, target_stable) = targets(input);
     let at = |set: SetCounts, target: i32| set.replicas == target && set.available >= target;
-    at(input.canary, target_canary)
+    let canary = input.canary;
+    canary.replicas == target_canary
+        && progress.met(canary.available, target_canary)
         && input.stable.is_none_or(|set| at(set, target_stable))
         && input.others.iter().all(|set| set.replicas == 0)
+}
+
+/// How many of a canary's pods must be available for a step (or the promotion) to be done:
+/// `canary.replicaProgressThreshold`, all of them when unset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Progress {
+    /// Every pod of the target (no threshold).
+    #[default]
+    All,
+    /// This percentage of the target, rounded up.
+    Percent(i32),
+    /// This many pods (or the whole target when it is smaller).
+    Pods(i32),
+}
+
+impl Progress {
+    /// The threshold a spec sets; `validate` refuses the ones this reads as [`Progress::All`].
+    pub fn of(threshold: Option<&sluice_api::ReplicaProgressThreshold>) -> Self {
+        match threshold {
+            Some(t) if t.value > 0 && t.type_ == "Percent" => Self::Percent(t.value.min(100)),
+            Some(t) if t.value > 0 && t.type_ == "Pods" => Self::Pods(t.value),
+            _ => Self::All,
+        }
+    }
+
+    /// Whether `available` pods are enough of `target`: always when they are all of it.
+    pub fn met(self, available: i32, target: i32) -> bool {
+        if available >= target {
+            return true;
+        }
+        match self {
+            Self::All => false,
+            Self::Percent(share) => {
+                i64::from(available.max(0)) * 100 >= i64::from(share) * i64::from(target)
+            }
+            Self::Pods(pods) => available >= pods,
+        }
+    }
 }
 
 /// The targets clamped to `0..=desired`, the same for [`next_scale`] and [`reached`].
@@ -453,6 +500,30 @@ mod tests {
         let lowered = input(5, l, set(1, 1), Some(set(8, 8)), (2, 3));
         // The canary waits for the stable to shrink below desired + surge.
         assert_eq!(walk(&lowered), [(1, Some(3)), (2, Some(3))]);
+    }
+
+    #[test]
+    fn a_progress_threshold_lets_the_canary_go_on_with_a_share_of_its_pods_available() {
+        let l = limits(10, Percent(25), Percent(25));
+        let at = |canary, progress| {
+            reached_with(&input(10, l, canary, Some(set(3, 3)), (7, 3)), progress)
+        };
+        assert!(!at(set(7, 4), Progress::All));
+        assert!(at(set(7, 7), Progress::All));
+        // 70 % of 7 pods is 4.9: five must be available.
+        assert!(!at(set(7, 4), Progress::Percent(70)));
+        assert!(at(set(7, 5), Progress::Percent(70)));
+        assert!(at(set(7, 3), Progress::Pods(3)));
+        assert!(!at(set(7, 2), Progress::Pods(3)));
+        // The canary still has to hold all its replicas, and the stable set all its pods.
+        assert!(!at(set(6, 6), Progress::Pods(1)));
+        assert!(!reached_with(
+            &input(10, l, set(7, 7), Some(set(3, 2)), (7, 3)),
+            Progress::Pods(1)
+        ));
+        // A threshold above a small target asks for the target, no more.
+        assert!(Progress::Pods(5).met(2, 2));
+        assert!(Progress::Percent(50).met(0, 0));
     }
 
     #[test]

@@ -224,7 +224,7 @@ pub(super) fn step_done(c: &Canary<'_>, r: &Routing, index: i32) -> bool {
     let at_target = c
         .set
         .as_ref()
-        .is_some_and(|s| s.replicas == target && s.available >= target);
+        .is_some_and(|s| s.replicas == target && c.progress.met(s.available, target));
     at_target && r.observed == Some(weight_now(c, r, index, true))
 }
 

@@ -16,7 +16,7 @@ use super::{
         EventType, Planner,
         analysis::{self, RunKind, judge},
         pause::{self, Stand},
-        replicas::{Limits, canary_for_weight, reached},
+        replicas::{Limits, canary_for_weight, reached_with},
         replicasets::SetView,
         traffic,
     },
@@ -40,7 +40,8 @@ pub(super) fn advance(p: &mut Planner<'_>, c: &Canary<'_>, mut index: i32) -> i3
             CanaryStep::SetHeaderRoute(_) | CanaryStep::SetMirrorRoute(_) => c.routing.is_some(),
             CanaryStep::SetWeight(_) | CanaryStep::SetCanaryScale(_) => {
                 let targets = targets_at(steps, index, desired, limits);
-                reached(&c.counts.toward(desired, limits, targets)) && settled(&p.sets)
+                reached_with(&c.counts.toward(desired, limits, targets), c.progress)
+                    && settled(&p.sets)
             }
             CanaryStep::Pause(pause) => pause_done(p, pause.duration.as_ref().map(|d| d.as_std())),
             CanaryStep::Analysis(analysis) => step_analysis_done(p, analysis, written, hash),

@@ -598,3 +598,50 @@ fn an_update_publishes_each_notification_event_once_even_across_crashes() {
         );
     }
 }
+
+#[test]
+fn a_replica_progress_threshold_goes_on_with_a_share_of_the_canary_available() {
+    let steps = |threshold: Option<serde_json::Value>| {
+        let mut canary = serde_json::json!({
+            "maxSurge": "25%", "maxUnavailable": 1,
+            "steps": [ { "setWeight": 50 }, { "pause": { "duration": "10s" } } ]
+        });
+        if let Some(t) = threshold {
+            canary["replicaProgressThreshold"] = t;
+        }
+        canary
+    };
+    // One pod of the new version never becomes available.
+    let walk = |threshold| {
+        let mut sim = deployed(steps(threshold), 10);
+        sim.lame_pods = Some(("web:2".into(), 1));
+        sim.set_image("web:2");
+        sim.run(30);
+        sim
+    };
+
+    // Without a threshold the first step waits for all five canary pods, forever.
+    let waiting = walk(None);
+    assert_eq!(waiting.status().current_step_index, Some(0));
+
+    // 80 % of five pods is four: the step is done, the pause runs, and the canary completes
+    // with 9 of its 10 pods available (80 % of 10 is 8).
+    let mut sim = walk(Some(serde_json::json!({ "type": "Percent", "value": 80 })));
+    assert_eq!(sim.status().current_step_index, Some(1));
+    sim.advance(11);
+    sim.run(30);
+    let status = sim.status();
+    assert_eq!(
+        status.stable_rs,
+        status.current_pod_hash,
+        "{:?}",
+        sim.pods()
+    );
+    // 9 available pods are all maxUnavailable (1) allows: the old version is gone.
+    assert_eq!(sim.pods(), [("web:2".to_string(), 10)]);
+
+    // In pods: four of the first step's five are enough, but not five.
+    let pods = |value: i32| walk(Some(serde_json::json!({ "type": "Pods", "value": value })));
+    assert_eq!(pods(4).status().current_step_index, Some(1));
+    assert_eq!(pods(5).status().current_step_index, Some(0));
+}

@@ -58,6 +58,9 @@ struct Sim {
     now: Timestamp,
     /// Pods of templates with this image never become available.
     broken_image: Option<String>,
+    /// Pods of this image that never become available, in each of its sets (a bad node, a
+    /// slow volume): the rest of the set's pods are.
+    lame_pods: Option<(String, i32)>,
     writes: usize,
     /// When set, checked after every single write: the pods the ReplicaSets ask for never
     /// exceed it (writes land one at a time, so every order of them must be safe).
@@ -128,6 +131,7 @@ impl Sim {
             services,
             now: Timestamp::from_second(1_800_000_000).expect("a time"),
             broken_image: None,
+            lame_pods: None,
             writes: 0,
             surge_limit: None,
             slow_scale_down: false,
@@ -523,7 +527,12 @@ impl Sim {
             let up = if image == self.broken_image {
                 0
             } else {
-                replicas
+                match &self.lame_pods {
+                    Some((lame, count)) if image.as_ref() == Some(lame) => {
+                        (replicas - count).max(0)
+                    }
+                    _ => replicas,
+                }
             };
             let before = rs.status.as_ref().map_or(0, |s| s.replicas);
             if self.slow_scale_down
