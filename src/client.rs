@@ -18,7 +18,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kube::{Client, client::ClientBuilder};
 use tower::{Layer, Service};
 
-use crate::metrics::Metrics;
+use crate::metrics::{ApiRequest, Metrics};
 
 /// Where the configuration comes from and how fast the client may go.
 #[derive(Clone, Debug, Default)]
@@ -31,7 +31,8 @@ pub struct ClientOptions {
     pub qps: f64,
     /// Requests allowed at once above the sustained rate.
     pub burst: u32,
-    /// Where every request is counted (`sluice_kube_requests_total`); `None`: not counted.
+    /// Where every request is counted (`sluice_kube_requests_total`,
+    /// `controller_clientset_k8s_request_total`); `None`: not counted.
     pub metrics: Option<Arc<Metrics>>,
 }
 
@@ -71,7 +72,8 @@ pub async fn counting_requests<F: Future>(work: F) -> (F::Output, u32) {
 }
 
 /// Counts each request once its response (or error) comes back: in `sluice_kube_requests_total`
-/// by verb, resource and status, and in the tally of the [`counting_requests`] it belongs to.
+/// by verb, resource and status and in `controller_clientset_k8s_request_total` as Argo labels
+/// it (see [`Metrics::api_request`]), and in the tally of the [`counting_requests`] it belongs to.
 #[derive(Clone)]
 struct MeterLayer(Option<Arc<Metrics>>);
 
@@ -106,7 +108,7 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let (verb, resource) = classify(request.method(), request.uri());
+        let classified = classify(request.method(), request.uri());
         let response = self.inner.call(request);
         let metrics = self.metrics.clone();
         // kube's client hands `call` to a buffer task but polls the returned future in the
@@ -115,7 +117,7 @@ where
             let result = response.await;
             let status = result.as_ref().map_or(0, |r| r.status().as_u16());
             if let Some(metrics) = metrics {
-                metrics.api_request(verb, &resource, status);
+                metrics.api_request(&classified, status);
             }
             let _ = TALLY.try_with(|tally| tally.set(tally.get().saturating_add(1)));
             result
@@ -123,9 +125,10 @@ where
     }
 }
 
-/// The verb (as in RBAC and the audit log) and the resource (`replicasets`, `rollouts/status`,
-/// `pods/eviction`) of a request to the Kubernetes API, read off its method and path.
-fn classify(method: &axum::http::Method, uri: &axum::http::Uri) -> (&'static str, String) {
+/// A request to the Kubernetes API as the metrics label it, read off its method and path: the
+/// verb as RBAC and the audit log name it, the resource and subresource (`rollouts` and
+/// `status`), the namespace and the object's name when the path has them.
+fn classify(method: &axum::http::Method, uri: &axum::http::Uri) -> ApiRequest {
     use axum::http::Method;
     let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     // `/api/v1/…` or `/apis/<group>/<version>/…`; anything else (`/version`) is its own resource.
@@ -136,20 +139,25 @@ fn classify(method: &axum::http::Method, uri: &axum::http::Uri) -> (&'static str
     }
     .unwrap_or_default();
     // `namespaces/<ns>/<resource>…`, but `namespaces/<name>` is the namespace itself.
-    let rest = match rest {
-        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
-        _ => rest,
+    let (namespace, rest) = match rest {
+        ["namespaces", namespace, tail @ ..] if !tail.is_empty() => ((*namespace).to_owned(), tail),
+        _ => (String::new(), rest),
     };
-    let (resource, named) = match rest {
-        [] => (uri.path().to_owned(), false),
-        [resource] => ((*resource).to_owned(), false),
-        [resource, _] => ((*resource).to_owned(), true),
-        [resource, _, sub, ..] => (format!("{resource}/{sub}"), true),
+    let (resource, name, subresource) = match rest {
+        [] => (uri.path().to_owned(), None, None),
+        [resource] => ((*resource).to_owned(), None, None),
+        [resource, name] => ((*resource).to_owned(), Some((*name).to_owned()), None),
+        [resource, name, sub, ..] => (
+            (*resource).to_owned(),
+            Some((*name).to_owned()),
+            Some((*sub).to_owned()),
+        ),
     };
     let watch = uri.query().is_some_and(|q| {
         q.split('&')
             .any(|pair| pair == "watch=true" || pair == "watch=1")
     });
+    let named = name.is_some();
     let verb = match *method {
         Method::GET if watch => "watch",
         Method::GET if named => "get",
@@ -161,7 +169,13 @@ fn classify(method: &axum::http::Method, uri: &axum::http::Uri) -> (&'static str
         Method::DELETE => "deletecollection",
         _ => "other",
     };
-    (verb, resource)
+    ApiRequest {
+        verb,
+        resource,
+        subresource,
+        namespace,
+        name,
+    }
 }
 
 /// A token bucket as client-go's: `burst` requests may go at once, and a token comes back every
@@ -244,69 +258,137 @@ mod tests {
     #[test]
     fn requests_are_named_by_the_verb_and_resource_rbac_would_name() {
         use axum::http::{Method, Uri};
+        // (method, path, verb, resource label, namespace, name)
         let cases = [
             (
                 Method::GET,
                 "/apis/argoproj.io/v1alpha1/rollouts?watch=true&resourceVersion=1",
                 "watch",
                 "rollouts",
+                "",
+                None,
             ),
             (
                 Method::GET,
                 "/apis/apps/v1/namespaces/shop/replicasets?labelSelector=a",
                 "list",
                 "replicasets",
+                "shop",
+                None,
             ),
             (
                 Method::PUT,
                 "/apis/argoproj.io/v1alpha1/namespaces/shop/rollouts/web/status",
                 "update",
                 "rollouts/status",
+                "shop",
+                Some("web"),
             ),
             (
                 Method::PATCH,
                 "/apis/apps/v1/namespaces/shop/replicasets/web-6d4f",
                 "patch",
                 "replicasets",
+                "shop",
+                Some("web-6d4f"),
             ),
             (
                 Method::POST,
                 "/api/v1/namespaces/shop/pods/web-1/eviction",
                 "create",
                 "pods/eviction",
+                "shop",
+                Some("web-1"),
             ),
             (
                 Method::POST,
                 "/apis/events.k8s.io/v1/namespaces/shop/events",
                 "create",
                 "events",
+                "shop",
+                None,
             ),
-            (Method::GET, "/api/v1/namespaces/shop", "get", "namespaces"),
+            (
+                Method::GET,
+                "/api/v1/namespaces/shop",
+                "get",
+                "namespaces",
+                "",
+                Some("shop"),
+            ),
             (
                 Method::GET,
                 "/api/v1/namespaces/shop/secrets/token",
                 "get",
                 "secrets",
+                "shop",
+                Some("token"),
             ),
             (
                 Method::DELETE,
                 "/apis/batch/v1/namespaces/shop/jobs/run-1",
                 "delete",
                 "jobs",
+                "shop",
+                Some("run-1"),
             ),
             (
                 Method::GET,
                 "/apis/coordination.k8s.io/v1/namespaces/ops/leases/sluice",
                 "get",
                 "leases",
+                "ops",
+                Some("sluice"),
+            ),
+            (
+                Method::GET,
+                "/apis/argoproj.io/v1alpha1/clusteranalysistemplates/shared",
+                "get",
+                "clusteranalysistemplates",
+                "",
+                Some("shared"),
             ),
         ];
-        for (method, uri, verb, resource) in cases {
+        for (method, uri, verb, resource, namespace, name) in cases {
             let uri: Uri = uri.parse().expect("a valid URI");
+            let request = classify(&method, &uri);
             assert_eq!(
-                classify(&method, &uri),
-                (verb, resource.to_owned()),
+                (
+                    request.verb,
+                    request.resource_label(),
+                    request.namespace.as_str(),
+                    request.name.as_deref()
+                ),
+                (verb, resource.to_owned(), namespace, name),
                 "{method} {uri}"
+            );
+        }
+    }
+
+    /// A request through a client's meter shows in both request series, Argo's labelled as Argo
+    /// labels it.
+    #[tokio::test]
+    async fn a_metered_request_is_counted_in_sluice_s_series_and_argo_s() {
+        use axum::http::{Request, Response, StatusCode};
+        let metrics = Arc::new(Metrics::new());
+        let mut meter =
+            MeterLayer(Some(metrics.clone())).layer(tower::service_fn(|_: Request<()>| async {
+                let mut response = Response::new(());
+                *response.status_mut() = StatusCode::NOT_FOUND;
+                Ok::<_, std::convert::Infallible>(response)
+            }));
+        let request = Request::get("/api/v1/namespaces/shop/services/web")
+            .body(())
+            .expect("a request");
+        meter.call(request).await.expect("a response");
+        let text = metrics.encode();
+        for line in [
+            r#"sluice_kube_requests_total{verb="get",resource="services",status_code="404"} 1"#,
+            r#"controller_clientset_k8s_request_total{kind="services",namespace="shop",name="N/A",verb="Get",status_code="404"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
             );
         }
     }

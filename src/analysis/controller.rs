@@ -32,7 +32,7 @@ use tracing::{info, warn};
 use super::{evaluator::Evaluator, pass::run_pass_within, providers::Providers};
 use crate::{
     error::{Error, is_conflict, is_not_found},
-    metrics::Metrics,
+    metrics::{Metrics, RunMetric},
     runtime::{self, Key, Note, Retry, Scope, key_of, meta_of},
 };
 
@@ -130,10 +130,12 @@ pub async fn run(
 /// pod's termination grace period.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// [`reconcile`], with the API requests it made recorded in `sluice_reconcile_kube_requests`.
+/// [`reconcile`], timed in `analysis_run_reconcile` and with the API requests it made recorded
+/// in `sluice_reconcile_kube_requests`.
 async fn metered_reconcile(run: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let shared = ctx.clone();
     let key = key_of(meta_of(&run));
+    let _timer = ctx.metrics.analysis_run_reconcile_timer(&key.0, &key.1);
     let (result, requests) = crate::client::counting_requests(async move {
         match &run.0 {
             Ok(readable) => reconcile(readable, ctx).await,
@@ -298,7 +300,7 @@ fn requeue_after(at: Timestamp, now: Timestamp, limits: &AnalysisLimits) -> Dura
     }
 }
 
-/// `analysis_run_info` and `analysis_run_metric_phase` for a run.
+/// `analysis_run_info`, `analysis_run_metric_type` and `analysis_run_metric_phase` for a run.
 fn record_metrics(metrics: &Metrics, run: &AnalysisRun, status: &AnalysisRunStatus) {
     let phase_of = |metric: &str| {
         status
@@ -307,16 +309,16 @@ fn record_metrics(metrics: &Metrics, run: &AnalysisRun, status: &AnalysisRunStat
             .find(|r| r.name == metric)
             .map_or(AnalysisPhase::Pending, |r| r.phase)
     };
+    let dry_run = crate::metrics::dry_run_metrics(&run.spec);
     let series = run
         .spec
         .metrics
         .iter()
-        .map(|m| {
-            (
-                m.name.clone(),
-                m.provider.key().to_string(),
-                format!("{:?}", phase_of(&m.name)),
-            )
+        .map(|m| RunMetric {
+            name: m.name.clone(),
+            type_: crate::metrics::provider_type(&m.provider),
+            dry_run: dry_run.contains(m.name.as_str()),
+            phase: format!("{:?}", phase_of(&m.name)),
         })
         .collect();
     metrics.set_analysis_run(

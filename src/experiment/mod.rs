@@ -5,9 +5,14 @@
 //! themselves: what each one owns is read by name on each reconcile (a GET per template and per
 //! analysis), and the ReplicaSets and runs wake it through metadata-only watches.
 
-use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
-use futures::{FutureExt, StreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Service};
 use kube::{
@@ -20,7 +25,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         events::{EventType, Recorder},
-        watcher,
+        reflector, watcher,
     },
 };
 use serde_json::json;
@@ -80,6 +85,21 @@ pub async fn run(
     });
     let selector = scope.instance_selector();
     let shutdown = shutdown.shared();
+    // Experiments through a reflector of our own, so a deletion drops the experiment's metric
+    // series, and a new full list (after the watch was interrupted) drops those of experiments
+    // deleted meanwhile.
+    let (store, writer) = reflector::store::<Guarded>();
+    let listed = store.clone();
+    let forget = context.clone();
+    let experiment_events = watcher(
+        experiments,
+        watcher::Config::default().any_semantic().labels(&selector),
+    )
+    .default_backoff()
+    .inspect_err(|e| warn!(error = %e, "watching Experiments failed; retrying"))
+    .reflect(writer)
+    .inspect_ok(move |event| forget_gone(&forget.metrics, &forget.retry, &listed, event))
+    .applied_objects();
     // Owned objects through their metadata only: a change to one wakes its experiment, which
     // then reads what it needs by name.
     let owned_sets = watcher(
@@ -98,16 +118,13 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
-    let controller = Controller::new(
-        experiments,
-        watcher::Config::default().any_semantic().labels(&selector),
-    )
-    .owns_stream(owned_sets)
-    .owns_stream(owned_runs)
-    .with_config(scope.controller_config())
-    .graceful_shutdown_on(shutdown.clone())
-    .run(metered_reconcile, error_policy, context)
-    .for_each(|_| future::ready(()));
+    let controller = Controller::for_stream(experiment_events, store)
+        .owns_stream(owned_sets)
+        .owns_stream(owned_runs)
+        .with_config(scope.controller_config())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(metered_reconcile, error_policy, context)
+        .for_each(|_| future::ready(()));
     runtime::drain_within(
         "experiment controller",
         controller,
@@ -118,10 +135,41 @@ pub async fn run(
     Ok(())
 }
 
-/// [`reconcile`], with the API requests it made recorded in `sluice_reconcile_kube_requests`.
+/// Drops what the controller keeps of the experiments `event` shows gone: deleted, or missing
+/// from a new full list (deleted while the watch was interrupted); `listed` is the reflector's
+/// store, which holds the new list by the time its `InitDone` comes.
+fn forget_gone(
+    metrics: &Metrics,
+    retry: &Retry,
+    listed: &reflector::Store<Guarded>,
+    event: &watcher::Event<Guarded>,
+) {
+    match event {
+        watcher::Event::Delete(experiment) => {
+            let (namespace, name) = key_of(meta_of(experiment));
+            metrics.forget_experiment(&namespace, &name);
+            retry.succeeded(&(namespace, name));
+        }
+        watcher::Event::InitDone => {
+            let present: BTreeSet<Key> = listed
+                .state()
+                .iter()
+                .map(|experiment| key_of(meta_of(experiment)))
+                .collect();
+            metrics.retain_experiments(|namespace, name| {
+                present.contains(&(namespace.to_owned(), name.to_owned()))
+            });
+        }
+        _ => {}
+    }
+}
+
+/// [`reconcile`], timed in `experiment_reconcile` and with the API requests it made recorded in
+/// `sluice_reconcile_kube_requests`.
 async fn metered_reconcile(experiment: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let shared = ctx.clone();
     let key = key_of(meta_of(&experiment));
+    let _timer = ctx.metrics.experiment_reconcile_timer(&key.0, &key.1);
     let (result, requests) = crate::client::counting_requests(async move {
         match &experiment.0 {
             Ok(readable) => reconcile(readable, &ctx).await,
@@ -150,6 +198,7 @@ async fn unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
         Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
         Err(source) => return Err(status_write(&name, source)),
     }
+    ctx.metrics.set_experiment(&namespace, &name, "Error");
     runtime::report_unreadable::<Experiment>(&ctx.recorder, invalid, ACTION).await;
     Ok(Action::await_change())
 }
@@ -165,6 +214,15 @@ async fn reconcile(experiment: &Experiment, ctx: &Context) -> Result<Action, Err
     if decided.status != before {
         write_status(experiment, &decided.status, &ctx.client).await?;
     }
+    let phase = decided
+        .status
+        .phase
+        .map_or_else(String::new, |p| format!("{p:?}"));
+    ctx.metrics.set_experiment(
+        &experiment.namespace().unwrap_or_default(),
+        &experiment.name_any(),
+        &phase,
+    );
     for event in &decided.events {
         let type_ = match event.type_ {
             sluice_plan::EventType::Normal => EventType::Normal,
@@ -540,6 +598,8 @@ fn status_write(experiment: &str, source: kube::Error) -> Error {
 
 fn error_policy(experiment: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     let (namespace, name): Key = key_of(meta_of(&experiment));
+    ctx.metrics
+        .experiment_reconcile_error(&namespace, &name, error.reason());
     let delay = ctx.retry.after((namespace.clone(), name.clone()), error);
     warn!(namespace, experiment = name, reason = error.reason(), retry_in = ?delay, error = %error, "experiment reconcile failed");
     Action::requeue(delay)
@@ -548,6 +608,49 @@ fn error_policy(experiment: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn experiment(name: &str) -> Guarded {
+        serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Experiment",
+            "metadata": { "name": name, "namespace": "shop" },
+            "spec": { "templates": [] },
+        }))
+        .expect("a guard reads any object")
+    }
+
+    #[test]
+    fn a_deleted_experiment_and_one_missing_from_a_relist_lose_their_metric_series() {
+        let metrics = Metrics::new();
+        let retry = Retry::default();
+        let (store, mut writer) = reflector::store::<Guarded>();
+        let mut see = |event: watcher::Event<Guarded>| {
+            writer.apply_watcher_event(&event);
+            forget_gone(&metrics, &retry, &store, &event);
+        };
+        for name in ["kept", "deleted", "gone"] {
+            metrics.set_experiment("shop", name, "Running");
+        }
+        see(watcher::Event::Init);
+        for name in ["kept", "deleted", "gone"] {
+            see(watcher::Event::InitApply(experiment(name)));
+        }
+        see(watcher::Event::InitDone);
+        see(watcher::Event::Delete(experiment("deleted")));
+        let text = metrics.encode();
+        assert!(!text.contains(r#"name="deleted""#), "{text}");
+        assert!(text.contains(r#"name="gone""#), "{text}");
+        // The watch restarts; "gone" was deleted meanwhile, so no delete event ever comes.
+        see(watcher::Event::Init);
+        see(watcher::Event::InitApply(experiment("kept")));
+        see(watcher::Event::InitDone);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"experiment_info{namespace="shop",name="kept",phase="Running"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"name="gone""#), "{text}");
+    }
 
     #[test]
     fn template_hash_placeholders_become_the_hashes_of_those_templates() {

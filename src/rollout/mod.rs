@@ -547,6 +547,9 @@ async fn reconcile(
     let rollout = match &guard.0 {
         Ok(rollout) => rollout,
         Err(invalid) => {
+            let (namespace, name) = runtime::key_of(&invalid.metadata);
+            ctx.metrics
+                .rollout_event(&namespace, &name, "Warning", reason::INVALID_SPEC);
             runtime::report_unreadable::<Rollout>(&ctx.recorder, invalid, ACTION).await;
             report_unreadable(&ctx.client, invalid).await;
             return Ok(Requeue::await_change());
@@ -661,18 +664,30 @@ async fn reconcile(
         metrics::strategy_label(&rollout.spec),
         metrics::phase_label(&plan.status),
     );
+    ctx.metrics.set_rollout_replicas(
+        &namespace,
+        &name,
+        metrics::replicas_of(&rollout.spec, &plan.status),
+    );
     Ok(plan
         .requeue_after
         .map_or_else(Requeue::await_change, Requeue::requeue))
 }
 
-/// Records an event on the rollout, and queues it for notifications (Argo sends on the events
-/// it records; every caller records only after the writes that make the event true succeeded).
+/// Records an event on the rollout, counts it in `rollout_events_total`, and queues it for
+/// notifications (Argo sends on the events it records; every caller records only after the
+/// writes that make the event true succeeded).
 async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, message: &str) {
     let (type_, type_name) = match type_ {
         EventType::Normal => (KubeEventType::Normal, "Normal"),
         EventType::Warning => (KubeEventType::Warning, "Warning"),
     };
+    ctx.metrics.rollout_event(
+        &rollout.namespace().unwrap_or_default(),
+        &rollout.name_any(),
+        type_name,
+        reason,
+    );
     ctx.notifier.notify(rollout, type_name, reason);
     let note = Note {
         type_,
