@@ -136,7 +136,8 @@ pub struct ExperimentInfo {
     pub message: String,
     /// `spec.duration` as written.
     pub duration: Option<String>,
-    /// What is left of the duration, as of the time the model was made.
+    /// What is left of the duration, as of the time the model was made; `None` also in a
+    /// rollout's model, which is made without a clock.
     pub remaining: Option<String>,
     /// Whether `spec.terminate` is set.
     pub terminated: bool,
@@ -146,6 +147,9 @@ pub struct ExperimentInfo {
     pub replica_sets: Vec<ReplicaSetInfo>,
     /// Its AnalysisRuns: those of `status.analysisRuns` first, then any other it owns.
     pub analysis_runs: Vec<AnalysisRunInfo>,
+    /// In a rollout's model, the revision it hangs under (the one it was made for); `None` in
+    /// an experiment's own.
+    pub revision: Option<i64>,
 }
 
 /// An image a template runs.
@@ -160,7 +164,26 @@ pub struct TemplateImage {
 impl ExperimentInfo {
     /// The model of `objects` at `now` (the time only sets `remaining`).
     pub fn new(objects: &ExperimentObjects, now: Timestamp) -> Self {
-        let exp = &objects.experiment;
+        Self::of(
+            &objects.experiment,
+            &objects.replica_sets,
+            &objects.pods,
+            &objects.analysis_runs,
+            Some(now),
+        )
+    }
+
+    /// The model of `experiment` among objects read with it (its own are picked out: owned by
+    /// it, and for a ReplicaSet made from one of its templates), so `get rollout` models each of
+    /// a rollout's experiments from the lists it read once. Without `now`, `remaining` is `None`.
+    pub fn of(
+        experiment: &Experiment,
+        replica_sets: &[ReplicaSet],
+        pods: &[Pod],
+        analysis_runs: &[AnalysisRun],
+        now: Option<Timestamp>,
+    ) -> Self {
+        let exp = experiment;
         let name = exp.metadata.name.clone().unwrap_or_default();
         let uid = exp.metadata.uid.clone().unwrap_or_default();
         let images = exp
@@ -182,13 +205,12 @@ impl ExperimentInfo {
             .templates
             .iter()
             .filter_map(|t| {
-                objects
-                    .replica_sets
+                replica_sets
                     .iter()
                     .filter(|rs| !uid.is_empty() && owned_by(&rs.metadata.owner_references, &uid))
                     .find(|rs| made_from(rs, &name, &t.name))
             })
-            .map(|rs| replica_set_info(rs, &objects.pods, Vec::new()))
+            .map(|rs| replica_set_info(rs, pods, Vec::new()))
             .collect();
         Self {
             namespace: exp.metadata.namespace.clone().unwrap_or_default(),
@@ -196,11 +218,12 @@ impl ExperimentInfo {
             status: phase_word(exp).to_string(),
             message: message(exp),
             duration: exp.spec.duration.as_ref().map(ToString::to_string),
-            remaining: remaining(exp, now).map(span),
+            remaining: now.and_then(|now| remaining(exp, now)).map(span),
             terminated: exp.spec.is_terminated(),
             images,
             replica_sets,
-            analysis_runs: runs(objects, &uid),
+            analysis_runs: runs(exp, analysis_runs, &uid),
+            revision: None,
             name,
         }
     }
@@ -222,17 +245,12 @@ fn made_from(rs: &ReplicaSet, experiment: &str, template: &str) -> bool {
 
 /// The experiment's runs: those its status lists, in its order (the run's own phase when the
 /// run was read, else the status's), then the runs it owns that the status does not list yet.
-fn runs(objects: &ExperimentObjects, uid: &str) -> Vec<AnalysisRunInfo> {
-    let by_name: BTreeMap<&str, &AnalysisRun> = objects
-        .analysis_runs
+fn runs(experiment: &Experiment, analysis_runs: &[AnalysisRun], uid: &str) -> Vec<AnalysisRunInfo> {
+    let by_name: BTreeMap<&str, &AnalysisRun> = analysis_runs
         .iter()
         .filter_map(|r| r.metadata.name.as_deref().map(|n| (n, r)))
         .collect();
-    let listed = objects
-        .experiment
-        .status
-        .iter()
-        .flat_map(|s| &s.analysis_runs);
+    let listed = experiment.status.iter().flat_map(|s| &s.analysis_runs);
     let mut out: Vec<AnalysisRunInfo> = listed
         .clone()
         .map(|entry| match by_name.get(entry.analysis_run.as_str()) {
@@ -245,8 +263,7 @@ fn runs(objects: &ExperimentObjects, uid: &str) -> Vec<AnalysisRunInfo> {
             },
         })
         .collect();
-    let mut unlisted: Vec<&AnalysisRun> = objects
-        .analysis_runs
+    let mut unlisted: Vec<&AnalysisRun> = analysis_runs
         .iter()
         .filter(|r| !uid.is_empty() && owned_by(&r.metadata.owner_references, uid))
         .filter(|r| {
@@ -321,7 +338,7 @@ fn phase_look(word: &str) -> (&'static str, Paint) {
 
 /// The rows of an experiment in a tree: its own row with `branch` drawn before it, then its
 /// ReplicaSets (with their pods) and its AnalysisRuns hanging from `stem`; a tree of its own
-/// has both empty, a rollout's tree would hang it under a revision.
+/// has both empty, a rollout's tree hangs it under the revision it was made for.
 pub(crate) fn experiment_rows(
     table: &mut Table,
     info: &ExperimentInfo,
@@ -689,112 +706,12 @@ mod tests {
     use super::*;
     use crate::{
         Cli, Command,
-        fixtures::{PodState, ago, from, now, plain, pod, run},
+        fixtures::{
+            EXP, ago, experiment, experiment_run, experiment_running, experiment_set,
+            experiment_status, from, now, plain, run,
+        },
         style::columns,
     };
-
-    const EXP_UID: &str = "9a1e-experiment";
-    const EXP: &str = "shop-7d9f8c6b5-2-0";
-
-    /// The experiment of a canary's `experiment` step: a baseline and a canary template, ten
-    /// minutes, one required analysis; `status` as the controller wrote it.
-    fn experiment(status: Value) -> Experiment {
-        let template = |image: &str, role: &str| {
-            json!({
-                "metadata": { "labels": { "app": "shop", "role": role } },
-                "spec": { "containers": [{ "name": "shop", "image": image }] }
-            })
-        };
-        from(json!({
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Experiment",
-            "metadata": {
-                "name": EXP, "namespace": "prod", "uid": EXP_UID,
-                "creationTimestamp": ago(300)
-            },
-            "spec": {
-                "duration": "10m",
-                "templates": [
-                    { "name": "baseline", "template": template("registry.example/shop:2.0", "baseline") },
-                    { "name": "canary", "replicas": 2,
-                      "template": template("registry.example/shop:2.1", "canary") }
-                ],
-                "analyses": [{ "name": "success-rate", "templateName": "success-rate",
-                               "requiredForCompletion": true }]
-            },
-            "status": status
-        }))
-    }
-
-    /// The ReplicaSet of a template, owned by the experiment, annotated as Argo annotates it.
-    fn set(template: &str, replicas: i32, available: i32) -> ReplicaSet {
-        from(json!({
-            "metadata": {
-                "name": format!("{EXP}-{template}"), "namespace": "prod",
-                "uid": format!("rs-{template}"), "creationTimestamp": ago(295),
-                "labels": { "app": "shop", "role": template },
-                "annotations": {
-                    EXPERIMENT_NAME_ANNOTATION: EXP,
-                    EXPERIMENT_TEMPLATE_ANNOTATION: template
-                },
-                "ownerReferences": [{
-                    "apiVersion": "argoproj.io/v1alpha1", "kind": "Experiment", "name": EXP,
-                    "uid": EXP_UID, "controller": true
-                }]
-            },
-            "spec": {
-                "replicas": replicas,
-                "selector": { "matchLabels": { "app": "shop", "role": template } }
-            },
-            "status": { "replicas": replicas, "availableReplicas": available }
-        }))
-    }
-
-    /// A pod of a template's ReplicaSet.
-    fn set_pod(template: &str, suffix: &str, state: PodState) -> Pod {
-        let mut p = pod(template, suffix, state, 290);
-        p.metadata.name = Some(format!("{EXP}-{template}-{suffix}"));
-        p
-    }
-
-    /// The experiment's AnalysisRun, owned by it.
-    fn experiment_run(phase: &str, counts: [i32; 4]) -> AnalysisRun {
-        let mut r = run(&format!("{EXP}-success-rate"), 2, phase, counts, 230);
-        for owner in r.metadata.owner_references.iter_mut().flatten() {
-            owner.kind = "Experiment".into();
-            owner.name = EXP.into();
-            owner.uid = EXP_UID.into();
-        }
-        r
-    }
-
-    fn status(phase: &str, run_phase: &str) -> Value {
-        json!({
-            "phase": phase, "availableAt": ago(240),
-            "templateStatuses": [
-                { "name": "baseline", "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
-                  "availableReplicas": 1, "status": "Running" },
-                { "name": "canary", "replicas": 2, "updatedReplicas": 2, "readyReplicas": 1,
-                  "availableReplicas": 1, "status": "Running" }
-            ],
-            "analysisRuns": [{ "name": "success-rate", "analysisRun": format!("{EXP}-success-rate"),
-                               "phase": run_phase }]
-        })
-    }
-
-    /// An experiment four minutes into its ten: one canary pod still crash-looping.
-    fn running() -> ExperimentObjects {
-        ExperimentObjects {
-            experiment: experiment(status("Running", "Running")),
-            replica_sets: vec![set("canary", 2, 1), set("baseline", 1, 1)],
-            pods: vec![
-                set_pod("baseline", "k2x9p", PodState::Running),
-                set_pod("canary", "m4q7z", PodState::Running),
-                set_pod("canary", "w8c3n", PodState::CrashLooping),
-            ],
-            analysis_runs: vec![experiment_run("Running", [8, 0, 0, 0])],
-        }
-    }
 
     fn tree(objects: &ExperimentObjects, style: Style) -> String {
         let out = render_experiment(&ExperimentInfo::new(objects, now()), &style, now());
@@ -812,7 +729,7 @@ mod tests {
 
     #[test]
     fn a_running_experiment_shows_its_templates_pods_and_runs_as_a_tree() {
-        let objects = running();
+        let objects = experiment_running();
         assert_snapshot!("experiment_running_wide", tree(&objects, plain(120)));
         assert_snapshot!("experiment_running_narrow", tree(&objects, plain(60)));
         let coloured = tree(
@@ -827,8 +744,8 @@ mod tests {
 
     #[test]
     fn a_failed_analysis_shows_the_failed_run_and_the_experiment_failed() {
-        let mut objects = running();
-        let mut failed = status("Failed", "Failed");
+        let mut objects = experiment_running();
+        let mut failed = experiment_status("Failed", "Failed");
         failed["message"] = json!("analysis success-rate Failed");
         objects.experiment = experiment(failed);
         objects.analysis_runs = vec![experiment_run("Failed", [3, 2, 0, 0])];
@@ -882,17 +799,17 @@ mod tests {
 
     #[test]
     fn only_the_experiment_s_own_replica_sets_and_runs_are_shown() {
-        let mut objects = running();
+        let mut objects = experiment_running();
         // Another experiment's set with the same labels, and one of this experiment's sets
         // written without Argo's annotations (found by its name).
-        let mut other = set("baseline", 1, 1);
+        let mut other = experiment_set("baseline", 1, 1);
         other.metadata.name = Some("other-baseline".into());
         other.metadata.uid = Some("rs-other".into());
         for owner in other.metadata.owner_references.iter_mut().flatten() {
             owner.uid = "other-experiment".into();
         }
         objects.replica_sets.push(other);
-        let mut unannotated = set("canary", 2, 1);
+        let mut unannotated = experiment_set("canary", 2, 1);
         unannotated.metadata.annotations = None;
         objects.replica_sets[0] = unannotated;
         let mut stray = run("shop-7d9f8c6b5-2", 2, "Running", [1, 0, 0, 0], 100);
@@ -907,7 +824,7 @@ mod tests {
 
     #[test]
     fn a_run_the_status_lists_but_not_yet_read_shows_the_status_s_phase() {
-        let mut objects = running();
+        let mut objects = experiment_running();
         objects.analysis_runs.clear();
         let info = ExperimentInfo::new(&objects, now());
         assert_eq!(info.analysis_runs.len(), 1);
@@ -918,7 +835,7 @@ mod tests {
     #[test]
     fn remaining_counts_down_from_available_at_and_stops_at_the_verdict() {
         let minutes = |m: i64| Some(SignedDuration::from_mins(m));
-        let running = experiment(status("Running", "Running"));
+        let running = experiment(experiment_status("Running", "Running"));
         assert_eq!(remaining(&running, now()), minutes(6));
         let late = now() + SignedDuration::from_mins(20);
         assert_eq!(
@@ -926,7 +843,7 @@ mod tests {
             Some(SignedDuration::ZERO),
             "past its duration (a required analysis still running): nothing left, not negative"
         );
-        let done = experiment(status("Successful", "Successful"));
+        let done = experiment(experiment_status("Successful", "Successful"));
         assert_eq!(remaining(&done, now()), None);
         let mut no_duration = running.clone();
         no_duration.spec.duration = None;
@@ -940,8 +857,8 @@ mod tests {
 
     #[test]
     fn list_shows_status_duration_remaining_and_age() {
-        let running = experiment(status("Running", "Running"));
-        let mut inconclusive = experiment(status("Inconclusive", "Running"));
+        let running = experiment(experiment_status("Running", "Running"));
+        let mut inconclusive = experiment(experiment_status("Inconclusive", "Running"));
         inconclusive.metadata.name = Some("checkout-exp".into());
         let mut open_ended = experiment(Value::Null);
         open_ended.metadata.name = Some("until-terminated".into());
@@ -969,8 +886,8 @@ mod tests {
 
     #[test]
     fn a_list_line_changes_only_when_what_it_shows_changes() {
-        let before = ExperimentRow::new(&experiment(status("Running", "Running")));
-        let mut counts = experiment(status("Running", "Successful"));
+        let before = ExperimentRow::new(&experiment(experiment_status("Running", "Running")));
+        let mut counts = experiment(experiment_status("Running", "Successful"));
         if let Some(s) = counts.status.as_mut() {
             s.template_statuses[1].ready_replicas = 2;
         }
@@ -979,16 +896,16 @@ mod tests {
             before,
             "no new line in --watch"
         );
-        let after = ExperimentRow::new(&experiment(status("Successful", "Successful")));
+        let after = ExperimentRow::new(&experiment(experiment_status("Successful", "Successful")));
         assert_ne!(after, before);
     }
 
     #[test]
     fn terminate_sets_spec_terminate_unless_the_experiment_has_ended() {
-        let (patch, said) = termination(&experiment(status("Running", "Running")));
+        let (patch, said) = termination(&experiment(experiment_status("Running", "Running")));
         assert_eq!(patch, Some(json!({ "spec": { "terminate": true } })));
         assert_eq!(said, format!("experiment '{EXP}' terminated"));
-        let (patch, said) = termination(&experiment(status("Failed", "Failed")));
+        let (patch, said) = termination(&experiment(experiment_status("Failed", "Failed")));
         assert_eq!(patch, None);
         assert_eq!(
             said,

@@ -1,6 +1,6 @@
-//! Reads a rollout and what it owns, once or as a stream of snapshots driven by watches (one
-//! watch per kind, cached in reflector stores), for `get rollout --watch`; and an experiment
-//! with what may be its own, for `get experiment [--watch]`.
+//! Reads a rollout and what it owns (its Experiments and theirs included), once or as a stream
+//! of snapshots driven by watches (one watch per kind, cached in reflector stores), for `get
+//! rollout --watch`; and an experiment with what may be its own, for `get experiment [--watch]`.
 
 use std::pin::Pin;
 
@@ -12,9 +12,9 @@ use kube::{
     runtime::{WatchStreamExt as _, reflector, watcher},
 };
 use serde::de::DeserializeOwned;
-use sluice_api::{AnalysisRun, Experiment, Rollout};
+use sluice_api::{AnalysisRun, CanaryStep, Experiment, Rollout};
 
-use super::{Context, Error, experiment::ExperimentObjects, info::Objects};
+use super::{Context, Error, experiment::ExperimentObjects, info::Objects, owned::owned_by};
 
 /// The label selector of the rollout's pods (and so of its ReplicaSets), as a string.
 fn selector(rollout: &Rollout) -> Option<String> {
@@ -25,8 +25,25 @@ fn selector(rollout: &Rollout) -> Option<String> {
 
 /// The rollout and everything it owns, read once.
 pub async fn objects(ctx: &Context, name: &str) -> Result<Objects, Error> {
+    Ok(read(ctx, name).await?.0)
+}
+
+/// Which kinds of the tree that a cluster may lack could be listed, so a watch watches them.
+#[derive(Clone, Copy, Debug)]
+struct Served {
+    /// AnalysisRuns.
+    runs: bool,
+    /// Experiments.
+    experiments: bool,
+}
+
+/// The rollout and everything it owns, read once, and which optional kinds could be listed.
+/// One list per kind: the Experiments first, so that the ReplicaSets' and pods' selector
+/// ([`covering_selector`]) also takes in the experiments' own.
+async fn read(ctx: &Context, name: &str) -> Result<(Objects, Served), Error> {
     let rollout = ctx.rollout(name).await?;
-    let params = match selector(&rollout) {
+    let experiments = experiments(ctx).await?;
+    let params = match covering_selector(&rollout, experiments.as_deref().unwrap_or_default()) {
         Some(s) => ListParams::default().labels(&s),
         None => ListParams::default(),
     };
@@ -45,24 +62,121 @@ pub async fn objects(ctx: &Context, name: &str) -> Result<Objects, Error> {
         .await
         .map_err(|e| ctx.request("list", "pods", "Pod", None).error(e))?
         .items;
-    let analysis_runs = analysis_runs(ctx).await?.unwrap_or_default();
-    Ok(Objects {
+    let analysis_runs = analysis_runs(ctx).await?;
+    let served = Served {
+        runs: analysis_runs.is_some(),
+        experiments: experiments.is_some(),
+    };
+    let objects = Objects {
         rollout,
         replica_sets,
         pods,
-        analysis_runs,
-    })
+        analysis_runs: analysis_runs.unwrap_or_default(),
+        experiments: experiments.unwrap_or_default(),
+    };
+    Ok((objects, served))
+}
+
+/// The namespace's objects of a kind a cluster may not serve: `None` when it does not (404), and
+/// with `unless_forbidden`, also when RBAC refuses the list (403).
+async fn optional_list<K>(
+    ctx: &Context,
+    resource: &'static str,
+    kind: &'static str,
+    unless_forbidden: bool,
+) -> Result<Option<Vec<K>>, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match ctx.api::<K>().list(&ListParams::default()).await {
+        Ok(list) => Ok(Some(list.items)),
+        Err(kube::Error::Api(s)) if s.code == 404 || (unless_forbidden && s.code == 403) => {
+            Ok(None)
+        }
+        Err(e) => Err(ctx.request("list", resource, kind, None).error(e)),
+    }
 }
 
 /// The namespace's AnalysisRuns; `None` when the cluster does not serve them.
 async fn analysis_runs(ctx: &Context) -> Result<Option<Vec<AnalysisRun>>, Error> {
-    match ctx.api::<AnalysisRun>().list(&ListParams::default()).await {
-        Ok(list) => Ok(Some(list.items)),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-        Err(e) => Err(ctx
-            .request("list", "analysisruns", "AnalysisRun", None)
-            .error(e)),
+    optional_list(ctx, "analysisruns", "AnalysisRun", false).await
+}
+
+/// The namespace's Experiments; `None` when the cluster does not serve them or the user may not
+/// list them: the rest of the rollout's tree is still worth showing, and a role written before
+/// `get rollout` read Experiments keeps working.
+async fn experiments(ctx: &Context) -> Result<Option<Vec<Experiment>>, Error> {
+    optional_list(ctx, "experiments", "Experiment", true).await
+}
+
+/// One label selector whose list holds the rollout's ReplicaSets and pods and those of its
+/// Experiments, present (owned by it) and to come (its canary's `experiment` steps): the terms
+/// all their selectors share, in the rollout's order; `None` (the whole namespace) when they
+/// share none. An experiment step's templates copy the rollout's pod template, so this is the
+/// rollout's own selector unless a template says otherwise.
+pub fn covering_selector(rollout: &Rollout, experiments: &[Experiment]) -> Option<String> {
+    let uid = rollout.metadata.uid.as_deref().unwrap_or_default();
+    let mut selectors = vec![selector(rollout)];
+    selectors.extend(
+        experiments
+            .iter()
+            .filter(|e| !uid.is_empty() && owned_by(&e.metadata.owner_references, uid))
+            .flat_map(experiment_selectors),
+    );
+    let steps = rollout
+        .spec
+        .canary()
+        .into_iter()
+        .flat_map(|c| c.steps.iter());
+    selectors.extend(
+        steps
+            .filter_map(|step| match step {
+                CanaryStep::Experiment(e) => Some(e),
+                _ => None,
+            })
+            .flat_map(|e| &e.templates)
+            .filter_map(|t| t.selector.as_ref())
+            .map(|s| Some(sluice_api::model::selector_string(s)).filter(|s| !s.is_empty())),
+    );
+    shared_terms(&selectors)
+}
+
+/// The terms every selector has (`None` among them selects everything, so nothing is shared).
+fn shared_terms(selectors: &[Option<String>]) -> Option<String> {
+    let split: Vec<Vec<String>> = selectors
+        .iter()
+        .map(|s| s.as_deref().map(terms))
+        .collect::<Option<_>>()?;
+    let (first, rest) = split.split_first()?;
+    let shared: Vec<&str> = first
+        .iter()
+        .filter(|t| rest.iter().all(|r| r.contains(t)))
+        .map(String::as_str)
+        .collect();
+    (!shared.is_empty()).then(|| shared.join(","))
+}
+
+/// The terms of a selector string (`a=b`, `c in (d,e)`, `!f`), split at the commas between them.
+fn terms(selector: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut term = String::new();
+    let mut depth = 0_usize;
+    for c in selector.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut term).trim().to_string());
+                continue;
+            }
+            _ => {}
+        }
+        term.push(c);
     }
+    out.push(term.trim().to_string());
+    out.retain(|t| !t.is_empty());
+    out
 }
 
 /// A boxed stream of "something changed" signals, or of the error that ends the watch.
@@ -130,10 +244,11 @@ pub async fn watch(
     name: &str,
 ) -> Result<impl Stream<Item = Result<Option<Objects>, Error>> + use<>, Error> {
     // Read once first: a missing rollout or a forbidden list is reported, not retried forever.
-    let first = objects(ctx, name).await?;
-    let with_runs = analysis_runs(ctx).await?.is_some();
-    let labels = |c: watcher::Config| match selector(&first.rollout) {
-        Some(s) => c.labels(&s),
+    let (first, served) = read(ctx, name).await?;
+    // The experiments to come are the rollout's steps', which the selector takes in already.
+    let selector = covering_selector(&first.rollout, &first.experiments);
+    let labels = |c: watcher::Config| match &selector {
+        Some(s) => c.labels(s),
         None => c,
     };
     let (rollouts, a) = reflect::<Rollout>(
@@ -150,7 +265,7 @@ pub async fn watch(
     );
     let (pods, c) = reflect::<Pod>(ctx, "pods", "Pod", labels(watcher::Config::default()));
     let mut streams = vec![a, b, c];
-    let runs = if with_runs {
+    let runs = if served.runs {
         let (runs, d) = reflect::<AnalysisRun>(
             ctx,
             "analysisruns",
@@ -162,9 +277,22 @@ pub async fn watch(
     } else {
         None
     };
+    let experiments = if served.experiments {
+        let (experiments, e) =
+            reflect::<Experiment>(ctx, "experiments", "Experiment", watcher::Config::default());
+        streams.push(e);
+        Some(experiments)
+    } else {
+        None
+    };
     let ready_all = {
-        let (rollouts, sets, pods, runs) =
-            (rollouts.clone(), sets.clone(), pods.clone(), runs.clone());
+        let (rollouts, sets, pods, runs, experiments) = (
+            rollouts.clone(),
+            sets.clone(),
+            pods.clone(),
+            runs.clone(),
+            experiments.clone(),
+        );
         move || {
             let ok = |r: Option<Result<(), _>>| matches!(r, Some(Ok(())));
             ok(rollouts.wait_until_ready().now_or_never())
@@ -173,6 +301,9 @@ pub async fn watch(
                 && runs
                     .as_ref()
                     .is_none_or(|r| ok(r.wait_until_ready().now_or_never()))
+                && experiments
+                    .as_ref()
+                    .is_none_or(|e| ok(e.wait_until_ready().now_or_never()))
         }
     };
     let snapshot = move || Objects {
@@ -186,6 +317,10 @@ pub async fn watch(
         analysis_runs: runs
             .as_ref()
             .map(|r| r.state().iter().map(|a| (**a).clone()).collect())
+            .unwrap_or_default(),
+        experiments: experiments
+            .as_ref()
+            .map(|e| e.state().iter().map(|x| (**x).clone()).collect())
             .unwrap_or_default(),
     };
     let found = |o: &Objects| o.rollout.metadata.name.is_some();

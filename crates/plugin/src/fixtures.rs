@@ -1,13 +1,17 @@
 //! Objects for the plugin's unit tests, built as the controller and the API server would write
 //! them: a canary and a blue/green rollout at several stages, with their ReplicaSets, pods and
-//! AnalysisRuns. The time is fixed at [`now`].
+//! AnalysisRuns, and the Experiment of the canary's `experiment` step with its own. The time is
+//! fixed at [`now`].
 
 use jiff::Timestamp;
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
 use serde_json::{Value, json};
-use sluice_api::{AnalysisRun, Rollout};
+use sluice_api::{
+    AnalysisRun, Experiment, Rollout,
+    vocab::{EXPERIMENT_NAME_ANNOTATION, EXPERIMENT_TEMPLATE_ANNOTATION},
+};
 
-use super::{info::Objects, style::Style};
+use super::{experiment::ExperimentObjects, info::Objects, style::Style};
 
 pub(super) const UID: &str = "5f0c2a8e-rollout";
 
@@ -40,6 +44,18 @@ pub(super) fn template(image: &str) -> Value {
 
 /// A canary rollout `shop` of 5 replicas with four steps and the given status.
 pub(super) fn canary(image: &str, status: Value) -> Rollout {
+    canary_with(
+        image,
+        json!([
+            { "setWeight": 20 }, { "pause": {} },
+            { "setWeight": 60 }, { "pause": { "duration": "30s" } }
+        ]),
+        status,
+    )
+}
+
+/// A canary rollout `shop` of 5 replicas with these steps and the given status.
+pub(super) fn canary_with(image: &str, steps: Value, status: Value) -> Rollout {
     from(json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
@@ -53,10 +69,7 @@ pub(super) fn canary(image: &str, status: Value) -> Rollout {
             "template": template(image),
             "strategy": { "canary": {
                 "canaryService": "shop-canary", "stableService": "shop-stable",
-                "steps": [
-                    { "setWeight": 20 }, { "pause": {} },
-                    { "setWeight": 60 }, { "pause": { "duration": "30s" } }
-                ]
+                "steps": steps
             } }
         },
         "status": status
@@ -249,6 +262,7 @@ pub(super) fn canary_paused() -> Objects {
         ],
         pods,
         analysis_runs: vec![run("shop-7d9f8c6b5-2", 2, "Running", [2, 0, 0, 0], 95)],
+        experiments: vec![],
     }
 }
 
@@ -277,6 +291,7 @@ pub(super) fn canary_progressing() -> Objects {
         ],
         pods,
         analysis_runs: vec![run("shop-7d9f8c6b5-2", 2, "Successful", [4, 0, 0, 0], 290)],
+        experiments: vec![],
     }
 }
 
@@ -301,6 +316,7 @@ pub(super) fn canary_aborted() -> Objects {
         ],
         pods: stable_pods("5c4b7f9d8", 5, 3 * 86400),
         analysis_runs: vec![run("shop-7d9f8c6b5-2", 2, "Failed", [3, 2, 1, 1], 590)],
+        experiments: vec![],
     }
 }
 
@@ -323,6 +339,50 @@ pub(super) fn canary_healthy() -> Objects {
         ],
         pods: stable_pods("7d9f8c6b5", 5, 800),
         analysis_runs: vec![run("shop-7d9f8c6b5-2", 2, "Successful", [6, 0, 0, 0], 890)],
+        experiments: vec![],
+    }
+}
+
+/// A canary at its first step, an `experiment`: the step's Experiment (revision 2's) runs the
+/// stable and the canary version side by side with one analysis, the canary's own ReplicaSet
+/// still at zero.
+pub(super) fn canary_experimenting() -> Objects {
+    let rollout = canary_with(
+        "registry.example/shop:2.1",
+        json!([
+            { "experiment": {
+                "duration": "10m",
+                "templates": [
+                    { "name": "baseline", "specRef": "stable" },
+                    { "name": "canary", "specRef": "canary", "replicas": 2 }
+                ],
+                "analyses": [{ "name": "success-rate", "templateName": "success-rate",
+                               "requiredForCompletion": true }]
+            } },
+            { "setWeight": 20 }, { "pause": {} }
+        ]),
+        json!({
+            "observedGeneration": "2", "phase": "Progressing",
+            "message": "more replicas need to be updated",
+            "currentPodHash": "7d9f8c6b5", "stableRS": "5c4b7f9d8", "currentStepIndex": 0,
+            "replicas": 5, "updatedReplicas": 0, "readyReplicas": 5, "availableReplicas": 5,
+            "canary": { "currentExperiment": EXP }
+        }),
+    );
+    let experiment = experiment_running();
+    let mut pods = stable_pods("5c4b7f9d8", 5, 3 * 86400);
+    pods.extend(experiment.pods);
+    let mut replica_sets = vec![
+        rs("5c4b7f9d8", 1, 5, 5, "registry.example/shop:2.0", 3 * 86400),
+        rs("7d9f8c6b5", 2, 0, 0, "registry.example/shop:2.1", 300),
+    ];
+    replica_sets.extend(experiment.replica_sets);
+    Objects {
+        rollout,
+        replica_sets,
+        pods,
+        analysis_runs: experiment.analysis_runs,
+        experiments: vec![experiment.experiment],
     }
 }
 
@@ -364,6 +424,7 @@ pub(super) fn blue_green_preview() -> Objects {
         ],
         pods,
         analysis_runs: vec![],
+        experiments: vec![],
     }
 }
 
@@ -395,5 +456,127 @@ pub(super) fn blue_green_promoted() -> Objects {
         ],
         pods,
         analysis_runs: vec![],
+        experiments: vec![],
+    }
+}
+
+/// The uid of the experiment of [`experiment`].
+pub(super) const EXP_UID: &str = "9a1e-experiment";
+/// The name the controller gives the Experiment of the canary's first step (step 0) at
+/// revision 2: `<rollout>-<hash>-<revision>-<step>`.
+pub(super) const EXP: &str = "shop-7d9f8c6b5-2-0";
+
+/// The experiment of a canary's `experiment` step: a baseline and a canary template, ten
+/// minutes, one required analysis; owned by the rollout `shop` and marked with the revision and
+/// pod-template-hash it was made for, as the controller writes it; `status` as the Experiment
+/// controller wrote it.
+pub(super) fn experiment(status: Value) -> Experiment {
+    let template = |image: &str, role: &str| {
+        json!({
+            "metadata": { "labels": { "app": "shop", "role": role } },
+            "spec": { "containers": [{ "name": "shop", "image": image }] }
+        })
+    };
+    from(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Experiment",
+        "metadata": {
+            "name": EXP, "namespace": "prod", "uid": EXP_UID,
+            "creationTimestamp": ago(300),
+            "labels": {
+                "rollouts-pod-template-hash": "7d9f8c6b5", "rollout-type": "Step",
+                "step-index": "0"
+            },
+            "annotations": { "rollout.argoproj.io/revision": "2" },
+            "ownerReferences": [{
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "shop",
+                "uid": UID, "controller": true, "blockOwnerDeletion": true
+            }]
+        },
+        "spec": {
+            "duration": "10m",
+            "templates": [
+                { "name": "baseline", "template": template("registry.example/shop:2.0", "baseline") },
+                { "name": "canary", "replicas": 2,
+                  "template": template("registry.example/shop:2.1", "canary") }
+            ],
+            "analyses": [{ "name": "success-rate", "templateName": "success-rate",
+                           "requiredForCompletion": true }]
+        },
+        "status": status
+    }))
+}
+
+/// The ReplicaSet of a template, owned by the experiment, annotated as Argo annotates it.
+pub(super) fn experiment_set(template: &str, replicas: i32, available: i32) -> ReplicaSet {
+    from(json!({
+        "metadata": {
+            "name": format!("{EXP}-{template}"), "namespace": "prod",
+            "uid": format!("rs-{template}"), "creationTimestamp": ago(295),
+            "labels": { "app": "shop", "role": template },
+            "annotations": {
+                EXPERIMENT_NAME_ANNOTATION: EXP,
+                EXPERIMENT_TEMPLATE_ANNOTATION: template
+            },
+            "ownerReferences": [{
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Experiment", "name": EXP,
+                "uid": EXP_UID, "controller": true
+            }]
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": "shop", "role": template } }
+        },
+        "status": { "replicas": replicas, "availableReplicas": available }
+    }))
+}
+
+/// A pod of a template's ReplicaSet.
+pub(super) fn experiment_pod(template: &str, suffix: &str, state: PodState) -> Pod {
+    let mut p = pod(template, suffix, state, 290);
+    p.metadata.name = Some(format!("{EXP}-{template}-{suffix}"));
+    p
+}
+
+/// The experiment's AnalysisRun, owned by it.
+pub(super) fn experiment_run(phase: &str, counts: [i32; 4]) -> AnalysisRun {
+    let mut r = run(&format!("{EXP}-success-rate"), 2, phase, counts, 230);
+    for owner in r.metadata.owner_references.iter_mut().flatten() {
+        owner.kind = "Experiment".into();
+        owner.name = EXP.into();
+        owner.uid = EXP_UID.into();
+    }
+    r
+}
+
+/// The experiment's status, its run's phase as given.
+pub(super) fn experiment_status(phase: &str, run_phase: &str) -> Value {
+    json!({
+        "phase": phase, "availableAt": ago(240),
+        "templateStatuses": [
+            { "name": "baseline", "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+              "availableReplicas": 1, "status": "Running" },
+            { "name": "canary", "replicas": 2, "updatedReplicas": 2, "readyReplicas": 1,
+              "availableReplicas": 1, "status": "Running" }
+        ],
+        "analysisRuns": [{ "name": "success-rate", "analysisRun": format!("{EXP}-success-rate"),
+                           "phase": run_phase }]
+    })
+}
+
+/// An experiment four minutes into its ten: one canary pod still crash-looping.
+pub(super) fn experiment_running() -> ExperimentObjects {
+    ExperimentObjects {
+        experiment: experiment(experiment_status("Running", "Running")),
+        replica_sets: vec![
+            experiment_set("canary", 2, 1),
+            experiment_set("baseline", 1, 1),
+        ],
+        pods: vec![
+            experiment_pod("baseline", "k2x9p", PodState::Running),
+            experiment_pod("canary", "m4q7z", PodState::Running),
+            experiment_pod("canary", "w8c3n", PodState::CrashLooping),
+        ],
+        analysis_runs: vec![experiment_run("Running", [8, 0, 0, 0])],
     }
 }

@@ -1,6 +1,7 @@
 //! `get rollout NAME [--watch]`: the rollout's summary and its tree of revisions, ReplicaSets,
-//! pods and AnalysisRuns, redrawn on every change while watching; `get analysisrun NAME`: a run's
-//! metrics and measurements; `get experiment NAME` (in `experiment.rs`): an experiment's tree.
+//! pods, Experiments and AnalysisRuns, redrawn on every change while watching; `get analysisrun
+//! NAME`: a run's metrics and measurements; `get experiment NAME` (in `experiment.rs`): an
+//! experiment's tree.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use sluice_api::{AnalysisPhase, AnalysisRun};
 
 use super::{
     Context, Error, Output, encode,
+    experiment::experiment_rows,
     info::{AnalysisRunInfo, ReplicaSetInfo, RolloutInfo, run_info},
     print,
     style::{Paint, Style, age, icons, look, truncate},
@@ -49,7 +51,8 @@ pub enum Get {
 pub struct GetRollout {
     /// The rollout's name.
     pub name: String,
-    /// Redraw on every change of the rollout, its ReplicaSets, pods or AnalysisRuns (Ctrl-C ends).
+    /// Redraw on every change of the rollout, its ReplicaSets, pods, AnalysisRuns or Experiments
+    /// (Ctrl-C ends).
     #[arg(short, long)]
     pub watch: bool,
     /// Print the information as data instead of a tree.
@@ -251,6 +254,8 @@ pub fn render_rollout(info: &RolloutInfo, style: &Style, now: Timestamp) -> Stri
 }
 
 /// The tree of the rollout as a table: NAME (with the tree drawn in it), KIND, STATUS, AGE, INFO.
+/// Under each revision: its ReplicaSets with their pods, its Experiments with theirs (as `get
+/// experiment` draws them), its AnalysisRuns.
 fn tree(info: &RolloutInfo, style: &Style, now: Timestamp) -> Table {
     let mut table = tree_table();
     table.row(vec![
@@ -269,11 +274,30 @@ fn tree(info: &RolloutInfo, style: &Style, now: Timestamp) -> Table {
             &format!("revision:{}", revision.revision),
             Paint::None,
         )]);
-        let children = revision.replica_sets.len() + revision.analysis_runs.len();
+        let experiments: Vec<_> = info
+            .experiments
+            .iter()
+            .filter(|e| e.revision == Some(revision.revision))
+            .collect();
+        let children =
+            revision.replica_sets.len() + experiments.len() + revision.analysis_runs.len();
         let mut child = 0;
         for rs in &revision.replica_sets {
             child += 1;
             replica_set_rows(&mut table, rs, stem, child == children, style, now);
+        }
+        // As Argo draws them: between the revision's ReplicaSets and its runs.
+        for experiment in experiments {
+            child += 1;
+            let (twig, leaf_stem) = branches(child == children);
+            experiment_rows(
+                &mut table,
+                experiment,
+                &format!("{stem}{twig}"),
+                &format!("{stem}{leaf_stem}"),
+                style,
+                now,
+            );
         }
         for run in &revision.analysis_runs {
             child += 1;

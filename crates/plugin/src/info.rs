@@ -1,6 +1,8 @@
 //! What the plugin shows about a rollout, computed purely from the objects read from the cluster:
 //! its health, step, weights, images, and (from `owned.rs`) the tree of revisions, ReplicaSets,
-//! pods and AnalysisRuns. The tree, the table and `-o json|yaml` all print this one model.
+//! pods and AnalysisRuns, with its Experiments (modelled as `experiment.rs` models them) under
+//! the revisions they were made for. The tree, the table and `-o json|yaml` all print this one
+//! model.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,27 +10,35 @@ use jiff::Timestamp;
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
 use serde::Serialize;
 use sluice_api::{
-    AnalysisRun, ConditionStatus, Rollout, RolloutConditionType, RolloutPhase, RolloutStatus,
-    vocab::reason,
+    AnalysisRun, ConditionStatus, Experiment, Rollout, RolloutConditionType, RolloutPhase,
+    RolloutStatus,
+    vocab::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, reason},
 };
 
 pub use super::owned::{
     AnalysisRunInfo, PodInfo, ReplicaSetInfo, RevisionInfo, RunCounts, SetStatus, pod_info,
     run_info,
 };
-use super::owned::{created, revisions};
+use super::{
+    experiment::ExperimentInfo,
+    owned::{created, owned_by, revisions},
+};
 
 /// A rollout and the objects it owns, as read from the cluster.
 #[derive(Clone, Debug, Default)]
 pub struct Objects {
     /// The Rollout.
     pub rollout: Rollout,
-    /// ReplicaSets (those not owned by the rollout are ignored).
+    /// ReplicaSets (those owned neither by the rollout nor by one of its Experiments are
+    /// ignored).
     pub replica_sets: Vec<ReplicaSet>,
-    /// Pods (those not owned by one of the rollout's ReplicaSets are ignored).
+    /// Pods (those not owned by one of those ReplicaSets are ignored).
     pub pods: Vec<Pod>,
-    /// AnalysisRuns (those not owned by the rollout are ignored).
+    /// AnalysisRuns (those owned neither by the rollout nor by one of its Experiments are
+    /// ignored).
     pub analysis_runs: Vec<AnalysisRun>,
+    /// Experiments (those not owned by the rollout are ignored).
+    pub experiments: Vec<Experiment>,
 }
 
 /// The health of a rollout, as `status` and the STATUS column report it.
@@ -84,6 +94,9 @@ pub struct RolloutInfo {
     pub replicas: Replicas,
     /// Newest revision first.
     pub revisions: Vec<RevisionInfo>,
+    /// The rollout's Experiments, newest revision first, oldest first within one; each drawn
+    /// under its revision (`revision` is always set).
+    pub experiments: Vec<ExperimentInfo>,
 }
 
 /// Pod counts of a rollout.
@@ -149,7 +162,8 @@ impl RolloutInfo {
         } else {
             ""
         };
-        let revisions = revisions(objects, &status);
+        let mut revisions = revisions(objects, &status);
+        let experiments = experiments(objects, &mut revisions);
         let mut images: BTreeMap<String, BTreeSet<Role>> = BTreeMap::new();
         for rs in revisions.iter().flat_map(|r| &r.replica_sets) {
             if rs.replicas > 0 {
@@ -186,8 +200,68 @@ impl RolloutInfo {
                 available: status.available_replicas.unwrap_or(0),
             },
             revisions,
+            experiments,
         }
     }
+}
+
+/// The rollout's Experiments, each with the revision it hangs under: the one its
+/// `rollout.argoproj.io/revision` annotation names (the controller writes it, as Argo's does),
+/// else the revision of the rollout's ReplicaSet with its pod-template-hash label, else 0 (as
+/// a run without either). A revision with an experiment but no ReplicaSet or run left is added
+/// to `revisions`, which stay newest first.
+fn experiments(objects: &Objects, revisions: &mut Vec<RevisionInfo>) -> Vec<ExperimentInfo> {
+    let uid = objects.rollout.metadata.uid.clone().unwrap_or_default();
+    let mut owned: Vec<&Experiment> = objects
+        .experiments
+        .iter()
+        .filter(|e| !uid.is_empty() && owned_by(&e.metadata.owner_references, &uid))
+        .collect();
+    owned.sort_by(|a, b| {
+        (created(&a.metadata), &a.metadata.name).cmp(&(created(&b.metadata), &b.metadata.name))
+    });
+    let mut out: Vec<ExperimentInfo> = owned
+        .into_iter()
+        .map(|e| {
+            let meta = &e.metadata;
+            let annotated = meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REVISION_ANNOTATION))
+                .and_then(|r| r.parse().ok());
+            let by_hash = || {
+                let hash = meta.labels.as_ref()?.get(POD_TEMPLATE_HASH_LABEL)?;
+                revisions
+                    .iter()
+                    .find(|r| r.replica_sets.iter().any(|rs| &rs.hash == hash))
+                    .map(|r| r.revision)
+            };
+            let mut info = ExperimentInfo::of(
+                e,
+                &objects.replica_sets,
+                &objects.pods,
+                &objects.analysis_runs,
+                None,
+            );
+            info.revision = Some(annotated.or_else(by_hash).unwrap_or(0));
+            info
+        })
+        .collect();
+    // Stable: oldest first within a revision.
+    out.sort_by_key(|e| std::cmp::Reverse(e.revision));
+    for revision in out.iter().filter_map(|e| e.revision) {
+        if let Err(at) = revisions.binary_search_by(|r| revision.cmp(&r.revision)) {
+            revisions.insert(
+                at,
+                RevisionInfo {
+                    revision,
+                    replica_sets: Vec::new(),
+                    analysis_runs: Vec::new(),
+                },
+            );
+        }
+    }
+    out
 }
 
 /// The rollout's health and why. The controller's `status.phase` counts only once it has seen

@@ -90,6 +90,131 @@ fn a_user_paused_rollout_not_yet_observed_is_progressing() {
     );
 }
 
+#[test]
+fn an_experiment_step_hangs_its_experiment_under_its_revision() {
+    let objects = canary_experimenting();
+    let wide = tree(&objects, plain(120));
+    assert_snapshot!("canary_experimenting_wide", wide);
+    assert_snapshot!("canary_experimenting_narrow", tree(&objects, plain(60)));
+    let coloured = tree(
+        &objects,
+        Style {
+            width: 120,
+            color: true,
+        },
+    );
+    assert_snapshot!(
+        "canary_experimenting_colour",
+        coloured.replace('\x1b', "\\e")
+    );
+    // Revision 2 (the canary's) holds its ReplicaSet, then the experiment with its own sets,
+    // pods and run; revision 1 holds the stable set only.
+    let names: Vec<&str> = wide
+        .lines()
+        .skip_while(|l| !l.starts_with("NAME"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("shop") || w.starts_with("revision"))
+        })
+        .collect();
+    let at = |name: &str| names.iter().position(|n| *n == name);
+    assert!(at("revision:2") < at("shop-7d9f8c6b5") && at("shop-7d9f8c6b5") < at(EXP));
+    assert!(at(EXP) < at("shop-7d9f8c6b5-2-0-success-rate"));
+    assert!(at("shop-7d9f8c6b5-2-0-success-rate") < at("revision:1"));
+}
+
+#[test]
+fn an_experiment_is_matched_to_its_revision_by_annotation_then_by_hash() {
+    let revision_of = |objects: &Objects| {
+        let info = RolloutInfo::new(objects);
+        let revisions: Vec<i64> = info.revisions.iter().map(|r| r.revision).collect();
+        (
+            info.experiments
+                .iter()
+                .map(|e| e.revision)
+                .collect::<Vec<_>>(),
+            revisions,
+        )
+    };
+    let objects = canary_experimenting();
+    assert_eq!(revision_of(&objects), (vec![Some(2)], vec![2, 1]));
+
+    // Written without the annotation (by another controller): its pod-template-hash label
+    // names the rollout's ReplicaSet, whose revision it takes.
+    let mut unannotated = canary_experimenting();
+    unannotated.experiments[0].metadata.annotations = None;
+    assert_eq!(revision_of(&unannotated), (vec![Some(2)], vec![2, 1]));
+
+    // Made for a revision whose ReplicaSet does not exist (yet, or any more): the revision is
+    // drawn for it all the same.
+    let mut newer = canary_experimenting();
+    let mut next = newer.experiments[0].clone();
+    next.metadata.name = Some("shop-3e8a1f2c4-3-0".into());
+    next.metadata.uid = Some("next-experiment".into());
+    if let Some(a) = next.metadata.annotations.as_mut() {
+        a.insert("rollout.argoproj.io/revision".into(), "3".into());
+    }
+    newer.experiments.push(next);
+    assert_eq!(revision_of(&newer), (vec![Some(3), Some(2)], vec![3, 2, 1]));
+    assert!(
+        tree(&newer, plain(120)).contains("├── revision:3\n│  └── shop-3e8a1f2c4-3-0 "),
+        "{}",
+        tree(&newer, plain(120))
+    );
+
+    // Not the rollout's: not shown.
+    let mut foreign = canary_experimenting();
+    foreign.experiments[0].metadata.owner_references = None;
+    assert_eq!(revision_of(&foreign), (vec![], vec![2, 1]));
+    assert!(!tree(&foreign, plain(120)).contains("Experiment"));
+}
+
+#[test]
+fn one_list_per_kind_holds_the_rollout_s_objects_and_its_experiments() {
+    use super::fetch::covering_selector;
+    let objects = canary_experimenting();
+    // The templates copy the rollout's pod template: its selector covers them.
+    assert_eq!(
+        covering_selector(&objects.rollout, &objects.experiments).as_deref(),
+        Some("app=shop")
+    );
+    // Terms with commas of their own are kept whole; only the shared ones are kept.
+    let mut rollout = objects.rollout.clone();
+    rollout.spec.selector = Some(from(json!({
+        "matchLabels": { "app": "shop" },
+        "matchExpressions": [{ "key": "tier", "operator": "In", "values": ["web", "api"] }]
+    })));
+    let mut experiment = objects.experiments[0].clone();
+    experiment.spec.templates[1].selector = Some(from(json!({
+        "matchLabels": { "app": "shop", "role": "canary" },
+        "matchExpressions": [{ "key": "tier", "operator": "In", "values": ["web", "api"] }]
+    })));
+    experiment.spec.templates[0].selector = experiment.spec.templates[1].selector.clone();
+    assert_eq!(
+        covering_selector(&rollout, &[experiment.clone()]).as_deref(),
+        Some("app=shop,tier in (web,api)")
+    );
+    // An experiment step whose template selects on other labels: nothing is shared, so the
+    // lists take the whole namespace (and still one each), also before that experiment exists.
+    let mut steps = objects.rollout.clone();
+    let step = json!({ "experiment": { "templates": [{
+        "name": "canary", "specRef": "canary",
+        "selector": { "matchLabels": { "track": "experiment" } }
+    }] } });
+    if let Some(c) = steps.spec.strategy.as_mut().and_then(|s| s.canary.as_mut()) {
+        c.steps[0] = from(step);
+    }
+    assert_eq!(covering_selector(&steps, &[]), None);
+    // Another rollout's experiment does not widen the lists.
+    let mut foreign = experiment;
+    foreign.metadata.owner_references = None;
+    foreign.spec.templates[0].selector = Some(from(json!({ "matchLabels": { "track": "x" } })));
+    assert_eq!(
+        covering_selector(&objects.rollout, &[foreign]).as_deref(),
+        Some("app=shop")
+    );
+}
+
 fn rows() -> Vec<Row> {
     let mut rows: Vec<Row> = [
         canary_paused(),
@@ -176,6 +301,17 @@ fn the_json_output_is_the_same_model() {
     assert_eq!(
         value["revisions"][1]["replicaSets"][0]["roles"],
         json!(["stable"])
+    );
+    assert_eq!(value["experiments"], json!([]));
+    let info = RolloutInfo::new(&canary_experimenting());
+    let json = super::encode(&info, super::Output::Json).expect("JSON");
+    let value: Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(value["experiments"][0]["name"], EXP);
+    assert_eq!(value["experiments"][0]["revision"], 2);
+    assert_eq!(value["experiments"][0]["status"], "Running");
+    assert_eq!(
+        value["experiments"][0]["replicaSets"][1]["name"],
+        format!("{EXP}-canary")
     );
 }
 
