@@ -99,11 +99,15 @@ async fn a_rollout_over_a_deployment_takes_its_pods_over_and_canaries_its_change
     // The status records the generation of the Deployment it scaled down (the reconcile after
     // that scale-down writes it).
     let handed_over_generation = handed_over.metadata.generation.map(|g| g.to_string());
-    t.wait(30, "the handed-over Deployment's generation observed", |r| {
-        let s = status(r);
-        s.phase == Some(RolloutPhase::Healthy)
-            && s.workload_observed_generation == handed_over_generation
-    })
+    t.wait(
+        30,
+        "the handed-over Deployment's generation observed",
+        |r| {
+            let s = status(r);
+            s.phase == Some(RolloutPhase::Healthy)
+                && s.workload_observed_generation == handed_over_generation
+        },
+    )
     .await;
 
     // A change to the Deployment's template is a new revision, canaried by the steps.
