@@ -229,27 +229,38 @@ async fn create_experiment(
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    match experiments.create(&params, &experiment).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_already_exists(&e) => {
-            let existing = experiments
-                .get(&name)
-                .await
-                .map_err(|source| write_error(format!("reading Experiment {name}"), source))?;
-            if controlled_by(
-                existing.owner_references(),
-                &rollout.uid().unwrap_or_default(),
-            ) {
-                Ok(())
-            } else {
-                Err(Error::Collision(format!(
-                    "the Experiment name {name} is taken by one Rollout {} does not own",
-                    rollout.name_any()
-                )))
+    // As for runs: a name held by an Experiment this rollout does not own (a leftover of a
+    // rollout of the same name, deleted and created again) is a collision, and the next free
+    // `.N` name is tried; the plan finds its experiment by owner, version and step. One this
+    // rollout owns under the name is this experiment, created by an earlier attempt.
+    let uid = rollout.uid().unwrap_or_default();
+    let mut taken = Vec::new();
+    for candidate in collision_names(&name).take(RUN_NAME_ATTEMPTS) {
+        experiment.metadata.name = Some(candidate.clone());
+        match experiments.create(&params, &experiment).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_already_exists(&e) => {
+                let existing = experiments.get(&candidate).await.map_err(|source| {
+                    write_error(format!("reading Experiment {candidate}"), source)
+                })?;
+                if controlled_by(existing.owner_references(), &uid) {
+                    return Ok(());
+                }
+                taken.push(candidate);
+            }
+            Err(source) => {
+                return Err(write_error(
+                    format!("creating Experiment {candidate}"),
+                    source,
+                ));
             }
         }
-        Err(source) => Err(write_error(format!("creating Experiment {name}"), source)),
     }
+    Err(Error::Collision(format!(
+        "the Experiment names {} are taken by Experiments Rollout {} does not own",
+        taken.join(", "),
+        rollout.name_any()
+    )))
 }
 
 /// A merge patch of one of the rollout's Experiments; one already gone needs nothing.
@@ -332,7 +343,7 @@ async fn create_run(client: &Client, rollout: &Rollout, run: &NewRun) -> Result<
     // does; the plan finds the run by its labels. A run this rollout owns under the name is this
     // run, created by an earlier attempt whose status write did not land.
     let mut taken = Vec::new();
-    for name in run_names(&run.name).take(RUN_NAME_ATTEMPTS) {
+    for name in collision_names(&run.name).take(RUN_NAME_ATTEMPTS) {
         object.metadata.name = Some(name.clone());
         let result = runs.create(&params, &object).await;
         match result {
@@ -364,11 +375,12 @@ async fn create_run(client: &Client, rollout: &Rollout, run: &NewRun) -> Result<
     )))
 }
 
-/// How many names a new AnalysisRun tries before its creation fails as a collision.
+/// How many names a new AnalysisRun (or Experiment) tries before its creation fails as a
+/// collision.
 const RUN_NAME_ATTEMPTS: usize = 10;
 
-/// `name`, then `name.2`, `name.3`, …: the names a new AnalysisRun tries in turn.
-fn run_names(name: &str) -> impl Iterator<Item = String> + '_ {
+/// `name`, then `name.2`, `name.3`, …: the names a new AnalysisRun or Experiment tries in turn.
+fn collision_names(name: &str) -> impl Iterator<Item = String> + '_ {
     std::iter::once(name.to_string()).chain((2..).map(move |n| format!("{name}.{n}")))
 }
 

@@ -8,7 +8,7 @@ use serde_json::json;
 use sluice_api::{AnalysisPhase, AnalysisTemplate, Experiment, RolloutPhase};
 use sluice_testkit::verdicts::Verdicts;
 
-use super::setup::{Setup, rollout, status};
+use super::setup::{Setup, paused_by_step, rollout, status};
 
 /// A 4-pod canary whose second step is an experiment of a `baseline` (stable) and a `canary`
 /// template, judged by a web metric on `path` with the baseline's hash.
@@ -205,4 +205,85 @@ async fn a_failed_experiment_aborts_the_rollout_back_to_stable() {
         "stable back to 4 pods, everything else at 0",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_experiment_name_held_by_another_owner_is_left_alone_and_the_next_name_is_used() {
+    let t = Setup::new("canary-experiment-collision").await;
+    t.create(rollout(
+        2,
+        json!([
+            { "setWeight": 50 },
+            { "pause": {} },
+            { "experiment": {
+                "duration": "2s",
+                "templates": [{ "name": "canary", "specRef": "canary" }]
+            } }
+        ]),
+        json!({}),
+    ))
+    .await;
+    t.healthy().await;
+    t.set_image("example/app:2").await;
+    let paused = t
+        .wait(60, "paused before the experiment step", paused_by_step)
+        .await;
+    let hash = status(&paused).current_pod_hash.expect("the canary's hash");
+    let revision = t
+        .sets()
+        .await
+        .into_iter()
+        .find(|s| s.labels().get("rollouts-pod-template-hash") == Some(&hash))
+        .and_then(|s| s.annotations().get("rollout.argoproj.io/revision").cloned())
+        .expect("the canary's revision");
+    // The name the step's Experiment would take, held by an Experiment of someone else (another
+    // controller instance's, so this one leaves it alone).
+    let base = format!("app-{hash}-{revision}-2");
+    let foreign: Experiment = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Experiment",
+        "metadata": {
+            "name": base,
+            "labels": { "argo-rollouts.argoproj.io/controller-instance-id": "someone-else" }
+        },
+        "spec": { "templates": [] }
+    }))
+    .expect("an Experiment");
+    t.ns.api::<Experiment>()
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("creating the foreign Experiment");
+    t.patch_status(json!({ "pauseConditions": null })).await;
+
+    let done = t
+        .wait(120, "Healthy on the new version", |r| {
+            let s = status(r);
+            s.phase == Some(RolloutPhase::Healthy) && s.stable_rs == s.current_pod_hash
+        })
+        .await;
+    assert_eq!(status(&done).current_pod_hash, Some(hash));
+    let names: Vec<String> = experiments(&t).await.iter().map(|e| e.name_any()).collect();
+    assert_eq!(names, [base.clone(), format!("{base}.2")]);
+    let left =
+        t.ns.api::<Experiment>()
+            .get(&base)
+            .await
+            .expect("the foreign one");
+    assert!(
+        left.owner_references().is_empty(),
+        "not taken over: {left:?}"
+    );
+    assert!(
+        left.status.is_none(),
+        "not run by this controller: {left:?}"
+    );
+    let ours =
+        t.ns.api::<Experiment>()
+            .get(&format!("{base}.2"))
+            .await
+            .expect("the rollout's experiment");
+    assert_eq!(
+        ours.status.and_then(|s| s.phase),
+        Some(AnalysisPhase::Successful)
+    );
 }

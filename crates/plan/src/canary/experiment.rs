@@ -197,19 +197,10 @@ fn suffix(name: &str) -> u32 {
         .unwrap_or(1)
 }
 
-/// Creates the step's Experiment, unless the status records one created a moment ago.
+/// Creates the step's Experiment. The rollout's Experiments are listed afresh on each reconcile
+/// (never from a cache that may lag a creation), so one the status records but the list lacks
+/// was deleted: as in Argo Rollouts, the step makes a new one (a new judgment, never a pass).
 fn start(p: &mut Planner<'_>, c: &Canary<'_>, experiment: &ExperimentStep, step: i32) {
-    let recorded = p
-        .status
-        .canary
-        .as_ref()
-        .and_then(|s| s.current_experiment.clone());
-    let known = |n: &str| p.observed.experiments.iter().any(|e| e.name == n);
-    if let Some(name) = recorded.filter(|n| !known(n)) {
-        // Created by an earlier reconcile whose watch has not brought it yet.
-        p.experiments_needed.push(name);
-        return;
-    }
     let name = fresh_name(p, c.hash, step);
     let revision = revision(p, c.hash);
     match build(p, c, experiment, step, &name, revision) {

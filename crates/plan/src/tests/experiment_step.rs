@@ -393,3 +393,30 @@ fn the_view_reads_labels_phase_and_who_stopped_it() {
     assert!(view.terminated && view.cut_by_controller && !view.spent);
     assert!(!view.is_evidence(), "stopped by Sluice: no verdict");
 }
+
+#[test]
+fn an_experiment_deleted_while_the_step_waits_is_made_again_and_judged_anew() {
+    let mut sim = at_experiment(None);
+    let first = current_experiment(&sim).expect("the step's experiment");
+    rounds(&mut sim, 2);
+    // Someone deletes it: the next reconcile lists the rollout's experiments without it.
+    sim.experiments.clear();
+    rounds(&mut sim, 2);
+    assert_eq!(sim.experiments.len(), 1, "one new experiment");
+    let second = &sim.experiments[0];
+    assert_eq!(second.name, first, "the freed name is taken again");
+    assert_eq!(current_experiment(&sim).as_deref(), Some(first.as_str()));
+    assert_eq!(
+        sim.status().current_step_index,
+        Some(1),
+        "still at the step"
+    );
+    // It is judged as any: a success lets the rollout go on.
+    sim.experiments[0].phase = Some(AnalysisPhase::Successful);
+    sim.run(30);
+    assert_eq!(
+        sim.status().current_step_index,
+        Some(3),
+        "at the last pause"
+    );
+}
