@@ -11,4 +11,5 @@
 mod analysis;
 mod app;
 mod canary;
+mod experiment;
 mod routed;
