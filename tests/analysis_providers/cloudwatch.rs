@@ -46,6 +46,13 @@ pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/sluice-analysis";
 /// The projected service account token STS accepts.
 pub const WEB_IDENTITY_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.sluice-test-token.sig";
 
+/// The token EKS Pod Identity's fake agent accepts.
+pub const POD_IDENTITY_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.pod-identity.sig";
+/// The session token the fake instance metadata service hands out.
+const IMDS_SESSION: &str = "AQAEAImdsSessionToken==";
+/// The role of the fake instance.
+const INSTANCE_ROLE: &str = "sluice-node-role";
+
 /// One set of keys the fake AWS accepts.
 #[derive(Clone)]
 struct Key {
@@ -334,6 +341,10 @@ async fn handle(state: Arc<State>, request: Request) -> Response {
     state.requests.lock().unwrap().push(recorded.clone());
     if recorded.path_and_query.starts_with("/sts") {
         sts(&state, &recorded)
+    } else if recorded.path_and_query.starts_with("/pod-identity") {
+        pod_identity(&state, &recorded)
+    } else if recorded.path_and_query.starts_with("/latest/") {
+        instance_metadata(&state, &recorded)
     } else if recorded.headers.contains_key("x-amz-target") {
         get_metric_data(&state, &recorded).await
     } else {
@@ -409,6 +420,83 @@ fn sts(state: &State, recorded: &Recorded) -> Response {
         expiration = expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
     );
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+/// Temporary keys the fake AWS now accepts, as the JSON both metadata services answer them in.
+fn issue_credentials(state: &State) -> Value {
+    let n = state.issued.fetch_add(1, Ordering::SeqCst);
+    let (key, secret, token) = (
+        format!("ASIATEMP{n}"),
+        format!("temp/secret+{n}"),
+        format!("temp-token-{n}"),
+    );
+    state.keys.lock().unwrap().insert(
+        key.clone(),
+        Key {
+            secret: secret.clone(),
+            token: Some(token.clone()),
+        },
+    );
+    let expiration = Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    json!({
+        "AccessKeyId": key,
+        "SecretAccessKey": secret,
+        "Token": token,
+        "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    })
+}
+
+/// A JSON answer.
+fn json_answer(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// EKS Pod Identity's agent: `GET /pod-identity` with the projected token as `Authorization`.
+fn pod_identity(state: &State, recorded: &Recorded) -> Response {
+    let authorization = recorded
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if recorded.method != "GET" || authorization != Some(POD_IDENTITY_TOKEN) {
+        return json_answer(
+            StatusCode::UNAUTHORIZED,
+            &json!({ "message": "Authorization token is invalid" }),
+        );
+    }
+    json_answer(StatusCode::OK, &issue_credentials(state))
+}
+
+/// The instance metadata service, IMDSv2: a session token by PUT, then the role and its
+/// credentials for requests carrying it.
+fn instance_metadata(state: &State, recorded: &Recorded) -> Response {
+    let header = |n: &str| recorded.headers.get(n).and_then(|v| v.to_str().ok());
+    match (recorded.method.as_str(), recorded.path_and_query.as_str()) {
+        ("PUT", "/latest/api/token")
+            if header("x-aws-ec2-metadata-token-ttl-seconds").is_some() =>
+        {
+            IMDS_SESSION.into_response()
+        }
+        ("GET", path) if header("x-aws-ec2-metadata-token") != Some(IMDS_SESSION) => (
+            StatusCode::UNAUTHORIZED,
+            format!("no session token for {path}"),
+        )
+            .into_response(),
+        ("GET", "/latest/meta-data/iam/security-credentials/") => INSTANCE_ROLE.into_response(),
+        ("GET", path)
+            if path == format!("/latest/meta-data/iam/security-credentials/{INSTANCE_ROLE}") =>
+        {
+            let mut answer = issue_credentials(state);
+            answer["Code"] = "Success".into();
+            answer["Type"] = "AWS-HMAC".into();
+            json_answer(StatusCode::OK, &answer)
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// CloudWatch `GetMetricData` in AWS JSON 1.0.
@@ -808,6 +896,106 @@ async fn cloudwatch_with_irsa_uses_the_web_identity_role() {
     let m = measure_with(irsa, &ok).await;
     assert!(message(&m).contains("does not exist"), "{m:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn cloudwatch_with_pod_identity_or_an_instance_role_uses_their_credentials() {
+    let aws = FakeAws::start(Answer::Pages(vec![rate_page(json!([0.005]))]));
+    let ok = cloudwatch_metric(
+        None,
+        json!({"successCondition": "result[0].Values[0] < 0.01"}),
+    );
+    let signed_with = |key: &str| {
+        aws.requests("/")
+            .iter()
+            .filter(|r| r.path_and_query == "/")
+            .any(|r| {
+                r.headers["authorization"]
+                    .to_str()
+                    .unwrap()
+                    .contains(&format!("Credential={key}/"))
+            })
+    };
+
+    // EKS Pod Identity: the agent's URL and the projected token's file, as EKS sets them.
+    let dir = std::env::temp_dir().join(format!("sluice-pod-identity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("eks-pod-identity-token");
+    std::fs::write(&token_file, POD_IDENTITY_TOKEN).unwrap();
+    let pod_identity = AwsEnv {
+        region: Some("us-east-1".into()),
+        container_credentials_uri: Some(aws.url("/pod-identity")),
+        container_authorization_token_file: Some(token_file.clone()),
+        ..aws.endpoints()
+    };
+    let providers = providers_with(pod_identity.clone(), &AnalysisLimits::default());
+    for _ in 0..2 {
+        let m = providers.measure(&RunRef::default(), &ok, 1).await;
+        assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    }
+    assert_eq!(aws.requests("/pod-identity").len(), 1, "cached while fresh");
+    assert!(signed_with("ASIATEMP0"));
+    // A token the agent refuses: an Error with its reason, never the token.
+    std::fs::write(&token_file, "stale").unwrap();
+    let m = measure_with(pod_identity.clone(), &ok).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(
+        message(&m).contains("401 Unauthorized: Authorization token is invalid"),
+        "{m:?}"
+    );
+    assert!(!message(&m).contains("stale"));
+    // An endpoint the token must not travel to in the clear.
+    let elsewhere = AwsEnv {
+        container_credentials_uri: Some("http://metadata.example.com/creds".into()),
+        ..pod_identity
+    };
+    let m = measure_with(elsewhere, &ok).await;
+    assert!(message(&m).contains("must be https"), "{m:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // An instance role through IMDSv2 (no other credentials in the chain).
+    let instance = AwsEnv {
+        region: Some("us-east-1".into()),
+        ec2_metadata_endpoint: Some(aws.url("/")),
+        ..aws.endpoints()
+    };
+    let m = measure_with(instance, &ok).await;
+    assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+    assert!(signed_with("ASIATEMP1"));
+    let metadata: Vec<String> = aws
+        .requests("/latest/")
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path_and_query))
+        .collect();
+    assert_eq!(
+        metadata,
+        [
+            "PUT /latest/api/token",
+            "GET /latest/meta-data/iam/security-credentials/",
+            "GET /latest/meta-data/iam/security-credentials/sluice-node-role",
+        ]
+    );
+    // No instance metadata service where it is looked for: an Error saying so, fast.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = AwsEnv {
+        region: Some("us-east-1".into()),
+        ec2_metadata_endpoint: Some(format!("http://{}/", silent.local_addr().unwrap())),
+        ..aws.endpoints()
+    };
+    let started = Instant::now();
+    let m = measure_with(nowhere, &ok).await;
+    assert_eq!(m.phase, AnalysisPhase::Error, "{m:?}");
+    assert!(
+        message(&m).contains("no AWS credentials found")
+            && message(&m).contains("the instance metadata service"),
+        "{m:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
 }
 
 /// Drives a run through [`run_pass`] with `providers` until it completes.

@@ -9,13 +9,18 @@
 //! - IRSA: `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`, exchanged with STS
 //!   `AssumeRoleWithWebIdentity` (the token file is read again at each exchange, as Kubernetes
 //!   rotates it);
-//! - the static keys of `AWS_PROFILE` (or `default`) in the shared files.
+//! - the static keys of `AWS_PROFILE` (or `default`) in the shared files;
+//! - container credentials: EKS Pod Identity or an ECS task role
+//!   (`AWS_CONTAINER_CREDENTIALS_FULL_URI` or `_RELATIVE_URI`, with the token of
+//!   `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or `AWS_CONTAINER_AUTHORIZATION_TOKEN`);
+//! - an EC2 instance role through the instance metadata service (IMDSv2,
+//!   `AWS_EC2_METADATA_SERVICE_ENDPOINT`, off with `AWS_EC2_METADATA_DISABLED=true`), each request
+//!   within [`METADATA_TIMEOUT`].
 //!
 //! A role to assume on top (`sigv4.roleArn`) is STS `AssumeRole`, signed with those credentials.
 //! Temporary credentials are cached until [`EXPIRY_MARGIN`] before they expire. Not supported:
-//! instance metadata (IMDS), EKS Pod Identity / ECS container credentials, SSO and
-//! `credential_process` profiles, role chains written in profiles; each is an Error measurement
-//! saying no credentials were found.
+//! SSO and `credential_process` profiles, role chains written in profiles; each is an Error
+//! measurement saying no credentials were found.
 //!
 //! Endpoints follow the SDKs' override variables, so tests point them at local servers:
 //! `AWS_ENDPOINT_URL_<SERVICE>` (`CLOUDWATCH`, `STS`), then `AWS_ENDPOINT_URL`, else the
@@ -45,6 +50,23 @@ const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 /// The STS API version every SDK sends.
 const STS_VERSION: &str = "2011-06-15";
+
+/// The host of ECS's credentials endpoint, for `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`.
+const ECS_CREDENTIALS_HOST: &str = "169.254.170.2";
+
+/// The link-local hosts a container credentials endpoint may use over plain HTTP, besides
+/// loopback: ECS's and EKS Pod Identity's (IPv4 and IPv6). Anywhere else the authorization
+/// token would travel unencrypted to a host of the user's choosing, so the SDKs refuse it.
+const CONTAINER_CREDENTIALS_HOSTS: [&str; 3] =
+    ["169.254.170.2", "169.254.170.23", "[fd00:ec2::23]"];
+
+/// The instance metadata service's address.
+const IMDS_ENDPOINT: &str = "http://169.254.169.254";
+
+/// How long one request to the instance metadata service or a container credentials endpoint
+/// may take: both answer at once on a machine that has them, and where none exists (a laptop, a
+/// cluster outside AWS) a lookup must fail fast rather than hold a measurement.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What SigV4 leaves unencoded in a query string: RFC 3986's unreserved characters.
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
@@ -83,6 +105,18 @@ pub struct AwsEnv {
     pub cloudwatch_endpoint_url: Option<String>,
     /// `AWS_ENDPOINT_URL_STS`.
     pub sts_endpoint_url: Option<String>,
+    /// Container credentials (EKS Pod Identity, ECS task roles): the endpoint's URL,
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI`, else `http://169.254.170.2` followed by
+    /// `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`.
+    pub container_credentials_uri: Option<String>,
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (EKS Pod Identity's projected token).
+    pub container_authorization_token_file: Option<PathBuf>,
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
+    pub container_authorization_token: Option<String>,
+    /// The EC2 instance metadata service (IMDSv2): `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else
+    /// `http://169.254.169.254`; `None` when `AWS_EC2_METADATA_DISABLED` is `true` (and in
+    /// settings a test writes, unless it sets one).
+    pub ec2_metadata_endpoint: Option<String>,
 }
 
 impl AwsEnv {
@@ -118,6 +152,23 @@ impl AwsEnv {
             endpoint_url: get("AWS_ENDPOINT_URL"),
             cloudwatch_endpoint_url: get("AWS_ENDPOINT_URL_CLOUDWATCH"),
             sts_endpoint_url: get("AWS_ENDPOINT_URL_STS"),
+            container_credentials_uri: get("AWS_CONTAINER_CREDENTIALS_FULL_URI").or_else(|| {
+                get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+                    .map(|path| format!("http://{ECS_CREDENTIALS_HOST}{path}"))
+            }),
+            container_authorization_token_file: get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+                .map(PathBuf::from),
+            container_authorization_token: get("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+            ec2_metadata_endpoint: if get("AWS_EC2_METADATA_DISABLED")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            {
+                None
+            } else {
+                Some(
+                    get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                        .unwrap_or_else(|| IMDS_ENDPOINT.to_owned()),
+                )
+            },
         }
     }
 }
@@ -400,11 +451,148 @@ impl Aws {
             _ => {}
         }
         let profile = env.profile.as_deref().unwrap_or("default");
-        self.profile_credentials(profile).await?.ok_or_else(|| {
+        if let Some(found) = self.profile_credentials(profile).await? {
+            return Ok(found);
+        }
+        if let Some(uri) = &env.container_credentials_uri {
+            return self.container_credentials(uri).await;
+        }
+        let mut tried = String::new();
+        if let Some(endpoint) = &env.ec2_metadata_endpoint {
+            match self.instance_credentials(endpoint).await {
+                Ok(found) => return Ok(found),
+                Err(why) => tried = format!("; the instance metadata service: {why}"),
+            }
+        }
+        Err(format!(
             "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-             AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE (IAM roles for service accounts)"
-                .to_owned()
-        })
+             AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE (IAM roles for service accounts), or \
+             use EKS Pod Identity or an instance role{tried}"
+        ))
+    }
+
+    /// EKS Pod Identity and ECS task roles: the credentials the endpoint `uri` answers, sent the
+    /// authorization token when there is one; from the cache while fresh.
+    async fn container_credentials(&self, uri: &str) -> Result<AwsCredentials, String> {
+        let url = container_credentials_url(uri)?;
+        let key = format!("container|{url}");
+        let mut cache = self.cache.lock().await;
+        if let Some(cached) = cache.get(&key).filter(|c| c.fresh(Timestamp::now())) {
+            return Ok(cached.clone());
+        }
+        let token = match &self.env.container_authorization_token_file {
+            Some(file) => Some(read_optional(file).await?.ok_or_else(|| {
+                format!(
+                    "the container authorization token file {} does not exist",
+                    file.display()
+                )
+            })?),
+            None => self.env.container_authorization_token.clone(),
+        };
+        let mut request = self.http.get(url.clone()).timeout(METADATA_TIMEOUT);
+        if let Some(token) = token.as_deref().map(str::trim) {
+            if token.contains(['\r', '\n']) {
+                return Err("the container authorization token holds a line break".to_owned());
+            }
+            request = request.header(reqwest::header::AUTHORIZATION, token);
+        }
+        let what = format!("the container credentials endpoint {url}");
+        let fetched = self.metadata_json(request, &what).await?;
+        tracing::debug!(expires_at = ?fetched.expires_at, "read container credentials");
+        cache.insert(key, fetched.clone());
+        Ok(fetched)
+    }
+
+    /// An EC2 instance role, through IMDSv2 at `endpoint`: a session token, the role's name,
+    /// then its credentials; from the cache while fresh.
+    async fn instance_credentials(&self, endpoint: &str) -> Result<AwsCredentials, String> {
+        let base = reqwest::Url::parse(endpoint)
+            .map_err(|e| format!("the endpoint {endpoint:?} is not a URL: {e}"))?;
+        let key = format!("imds|{base}");
+        let mut cache = self.cache.lock().await;
+        if let Some(cached) = cache.get(&key).filter(|c| c.fresh(Timestamp::now())) {
+            return Ok(cached.clone());
+        }
+        let join = |path: &str| {
+            base.join(path)
+                .map_err(|e| format!("the endpoint {endpoint:?} cannot take {path}: {e}"))
+        };
+        let answer = |response: Result<reqwest::Response, reqwest::Error>, what: &str| {
+            let what = what.to_owned();
+            async move {
+                let response = response.map_err(|e| format!("{what}: {}", error_chain(&e)))?;
+                let status = response.status();
+                let body = body::read_bounded(response, self.max_bytes)
+                    .await
+                    .map_err(|e| format!("{what}: {e}"))?;
+                if !status.is_success() {
+                    return Err(format!("{what} answered {status}"));
+                }
+                Ok(String::from_utf8_lossy(&body).trim().to_owned())
+            }
+        };
+        let token_url = join("latest/api/token")?;
+        let token = answer(
+            self.http
+                .put(token_url)
+                .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+                .timeout(METADATA_TIMEOUT)
+                .send()
+                .await,
+            "a session token",
+        )
+        .await?;
+        let roles_url = join("latest/meta-data/iam/security-credentials/")?;
+        let roles = answer(
+            self.http
+                .get(roles_url)
+                .header("x-aws-ec2-metadata-token", &token)
+                .timeout(METADATA_TIMEOUT)
+                .send()
+                .await,
+            "the instance's role",
+        )
+        .await?;
+        let role = roles
+            .lines()
+            .map(str::trim)
+            .find(|r| !r.is_empty())
+            .ok_or_else(|| "the instance has no role".to_owned())?;
+        if role.contains(['/', '?', '#']) {
+            return Err(format!("the instance's role {role:?} is not a role name"));
+        }
+        let role_url = join(&format!("latest/meta-data/iam/security-credentials/{role}"))?;
+        let request = self
+            .http
+            .get(role_url)
+            .header("x-aws-ec2-metadata-token", &token)
+            .timeout(METADATA_TIMEOUT);
+        let fetched = self
+            .metadata_json(
+                request,
+                &format!("the credentials of the instance role {role}"),
+            )
+            .await?;
+        tracing::debug!(role, expires_at = ?fetched.expires_at, "read instance role credentials");
+        cache.insert(key, fetched.clone());
+        Ok(fetched)
+    }
+
+    /// Sends `request` and reads the credentials JSON both metadata services answer.
+    async fn metadata_json(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<AwsCredentials, String> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("{what}: {}", error_chain(&e)))?;
+        let status = response.status();
+        let answer = body::read_bounded(response, self.max_bytes)
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        parse_metadata_credentials(what, status, &answer)
     }
 
     /// The static keys of `profile` in the shared credentials file, else the config file.
@@ -626,6 +814,75 @@ fn child_text<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<&'a str> 
 }
 
 /// The credentials in an STS answer to `action` (`<Credentials>` with `AccessKeyId`,
+/// The container credentials endpoint `uri`, refused unless the token can only reach the
+/// container's own agent: https, a loopback host, or ECS's and EKS's link-local addresses.
+fn container_credentials_url(uri: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(uri)
+        .map_err(|e| format!("the container credentials URI {uri:?} is not a URL: {e}"))?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let allowed = url.scheme() == "https"
+        || (url.scheme() == "http" && (loopback || CONTAINER_CREDENTIALS_HOSTS.contains(&host)));
+    if allowed && !host.is_empty() {
+        Ok(url)
+    } else {
+        Err(format!(
+            "the container credentials URI {uri:?} must be https, or http to a loopback address \
+             or to ECS's or EKS Pod Identity's agent"
+        ))
+    }
+}
+
+/// The credentials a container credentials endpoint or the instance metadata service answers:
+/// JSON with `AccessKeyId`, `SecretAccessKey`, `Token` and `Expiration` (and, from IMDS,
+/// `Code: Success`).
+fn parse_metadata_credentials(
+    what: &str,
+    status: reqwest::StatusCode,
+    answer: &[u8],
+) -> Result<AwsCredentials, String> {
+    let value: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
+    let text = |name: &str| {
+        value
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    if !status.is_success() {
+        let reason = text("message")
+            .or_else(|| text("Message"))
+            .unwrap_or("no reason given");
+        return Err(format!("{what} answered {status}: {reason}"));
+    }
+    if !value.is_object() {
+        return Err(format!("{what} answered something that is not JSON"));
+    }
+    if let Some(code) = text("Code").filter(|c| *c != "Success") {
+        return Err(format!(
+            "{what} answered {code}: {}",
+            text("Message").unwrap_or("no reason given")
+        ));
+    }
+    let field = |name: &str| text(name).ok_or_else(|| format!("{what} answered no {name}"));
+    let expires_at = match text("Expiration") {
+        Some(expiration) => Some(expiration.parse::<Timestamp>().map_err(|e| {
+            format!("{what} answered an expiration that is not a time ({expiration:?}): {e}")
+        })?),
+        None => None,
+    };
+    Ok(AwsCredentials {
+        access_key_id: field("AccessKeyId")?.to_owned(),
+        secret_access_key: field("SecretAccessKey")?.to_owned(),
+        session_token: text("Token").map(str::to_owned),
+        expires_at,
+    })
+}
+
 /// `SecretAccessKey`, `SessionToken`, `Expiration`), or STS' error (`Code: Message`).
 fn parse_sts_answer(
     action: &str,
@@ -803,6 +1060,103 @@ mod tests {
         assert_eq!(aws.region(None), Ok("eu-west-1".to_owned()));
         let none = Aws::new(AwsEnv::default(), reqwest::Client::new(), 1024);
         assert!(none.region(None).unwrap_err().contains("AWS_REGION"));
+    }
+
+    #[test]
+    fn container_and_instance_settings_are_read_as_the_sdks_read_them() {
+        let env = |vars: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            AwsEnv::from_lookup(|name| vars.get(name).cloned())
+        };
+        let eks = env(&[
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://169.254.170.23/v1/credentials",
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token",
+            ),
+        ]);
+        assert_eq!(
+            eks.container_credentials_uri.as_deref(),
+            Some("http://169.254.170.23/v1/credentials")
+        );
+        assert!(eks.container_authorization_token_file.is_some());
+        assert_eq!(
+            eks.ec2_metadata_endpoint.as_deref(),
+            Some("http://169.254.169.254")
+        );
+        let ecs = env(&[(
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "/v2/credentials/abc",
+        )]);
+        assert_eq!(
+            ecs.container_credentials_uri.as_deref(),
+            Some("http://169.254.170.2/v2/credentials/abc")
+        );
+        let off = env(&[("AWS_EC2_METADATA_DISABLED", "TRUE")]);
+        assert_eq!(off.ec2_metadata_endpoint, None);
+        let moved = env(&[(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            "http://[fd00:ec2::254]",
+        )]);
+        assert_eq!(
+            moved.ec2_metadata_endpoint.as_deref(),
+            Some("http://[fd00:ec2::254]")
+        );
+        // Written by a test: no instance metadata unless it says where.
+        assert_eq!(AwsEnv::default().ec2_metadata_endpoint, None);
+    }
+
+    #[test]
+    fn the_container_credentials_token_only_travels_to_the_containers_agent() {
+        for allowed in [
+            "http://169.254.170.2/v2/credentials/x",
+            "http://169.254.170.23/v1/credentials",
+            "http://[fd00:ec2::23]/v1/credentials",
+            "http://127.0.0.1:8080/creds",
+            "http://[::1]/creds",
+            "http://localhost/creds",
+            "https://creds.example.com/",
+        ] {
+            assert!(container_credentials_url(allowed).is_ok(), "{allowed}");
+        }
+        for refused in [
+            "http://creds.example.com/",
+            "http://10.0.0.1/",
+            "file:///etc/passwd",
+            "no url",
+        ] {
+            assert!(container_credentials_url(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn metadata_answers_and_errors() {
+        let ok = br#"{"Code":"Success","AccessKeyId":"ASIA1","SecretAccessKey":"s","Token":"t","Expiration":"2030-01-01T00:00:00Z"}"#;
+        let found = parse_metadata_credentials("imds", reqwest::StatusCode::OK, ok).unwrap();
+        assert_eq!(found.access_key_id, "ASIA1");
+        assert_eq!(found.session_token.as_deref(), Some("t"));
+        assert!(found.expires_at.is_some());
+        let failed = br#"{"Code":"AssumeRoleUnauthorizedAccess","Message":"denied"}"#;
+        assert_eq!(
+            parse_metadata_credentials("imds", reqwest::StatusCode::OK, failed).unwrap_err(),
+            "imds answered AssumeRoleUnauthorizedAccess: denied"
+        );
+        assert!(
+            parse_metadata_credentials("x", reqwest::StatusCode::OK, b"<html>")
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        assert!(
+            parse_metadata_credentials("x", reqwest::StatusCode::OK, br#"{"AccessKeyId":"a"}"#)
+                .unwrap_err()
+                .contains("no SecretAccessKey")
+        );
     }
 
     #[test]
