@@ -131,10 +131,9 @@ const APDEX_QUERY: &str = r#"query queryData($duration: Duration!) {
     }
 }"#;
 
-/// The documentation's condition: every apdex value at least 9900. (The documentation writes
-/// the closure's member as `.value`, which Sluice's condition language does not read yet;
-/// `#.value` is the same in expr.)
-const ALL_ABOVE: &str = "all(result.service_apdex.values.values, {asFloat(#.value) >= 9900})";
+/// The documentation's condition, as written there (expr's `.value` shorthand for `#.value`):
+/// every apdex value at least 9900.
+const ALL_ABOVE: &str = "all(result.service_apdex.values.values, {asFloat(.value) >= 9900})";
 
 /// A skywalking metric as Argo's documentation writes one, its arguments substituted.
 fn skywalking_metric(address: &str, change: impl FnOnce(&mut Value)) -> Metric {

@@ -30,6 +30,7 @@ use crate::limits::ConditionBudget;
 mod caps;
 #[cfg(test)]
 mod fuzz;
+mod shorthand;
 
 /// The value a condition sees as `result`.
 ///
@@ -426,7 +427,8 @@ pub fn compile_within(source: &str, budget: &ConditionBudget) -> Result<Conditio
         message,
     };
     // expr-lang's parser must not panic; should it, the condition is refused, not the process.
-    let program = catch_unwind(|| expr::compile(source))
+    let expanded = shorthand::expand(source);
+    let program = catch_unwind(|| expr::compile(&expanded))
         .map_err(|panic| {
             parse_error(format!(
                 "the parser failed (a defect of expr-lang, which cannot build this expression): {}",

@@ -26,6 +26,20 @@ fn web(value: serde_json::Value) -> MetricValue {
 }
 
 #[test]
+fn the_member_shorthand_reads_the_predicates_element() {
+    let values = web(json!([{ "value": "9950" }, { "value": "9990" }]));
+    assert!(eval(
+        "all(result, {asFloat(.value) >= 9900})",
+        values.clone()
+    ));
+    assert!(!eval(
+        "all(result, {asFloat(.value) >= 9960})",
+        values.clone()
+    ));
+    assert!(eval("any(result, {.value == \"9990\"})", values));
+}
+
+#[test]
 fn indexes_a_vector() {
     assert!(eval("result[0] >= 0.95", vec![0.97]));
     assert!(!eval("result[0] >= 0.95", vec![0.5]));
