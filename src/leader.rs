@@ -95,6 +95,9 @@ impl LeaderElection {
             None => {
                 drop(held);
                 let _ = task.await;
+                // The Lease may have been won in the moment the signal came (the write landed,
+                // its answer not yet read): handed over now, not left to expire.
+                release_if_held(&client, &self.namespace, &self.lease, &self.identity).await;
                 return Ok(None);
             }
         }
@@ -148,6 +151,44 @@ enum Seen {
     Held(SystemTime),
     /// Another process holds it, or nobody does.
     NotHeld,
+}
+
+/// Clears the Lease's holder if it is `identity`, on condition nothing changed since it was read
+/// (the patch carries the resourceVersion read, so it fails once another process took the Lease);
+/// a failure is logged: the Lease then expires.
+async fn release_if_held(client: &Client, namespace: &str, lease: &str, identity: &str) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let version = match leases.get_opt(lease).await {
+        Ok(Some(found))
+            if found
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                == Some(identity) =>
+        {
+            found.metadata.resource_version
+        }
+        Ok(_) => return,
+        Err(e) => {
+            warn!(lease, error = %e, "could not read the Lease to release it");
+            return;
+        }
+    };
+    let patch = serde_json::json!({
+        "metadata": { "resourceVersion": version },
+        "spec": { "holderIdentity": null },
+    });
+    let params = kube::api::PatchParams::default();
+    match leases
+        .patch(lease, &params, &kube::api::Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => info!(
+            lease,
+            identity, "released the Lease won as the process stopped"
+        ),
+        Err(e) => warn!(lease, error = %e, "could not release the Lease; it expires instead"),
+    }
 }
 
 /// Reads the Lease: who holds it and when it was renewed.
