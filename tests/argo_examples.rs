@@ -24,35 +24,19 @@ fn examples() -> (BTreeMap<String, Rollout>, Vec<(String, serde_json::Value)>) {
         .join("examples");
     let mut found = BTreeMap::new();
     let mut others = Vec::new();
-    collect(&root, &root, &mut found, &mut others);
+    collect(&root, &mut found, &mut others);
     (found, others)
 }
 
 fn collect(
     root: &Path,
-    dir: &Path,
     found: &mut BTreeMap<String, Rollout>,
     others: &mut Vec<(String, serde_json::Value)>,
 ) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("reading the examples")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            collect(root, &path, found, others);
-            continue;
-        }
-        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-            continue;
-        }
+    let mut files = Vec::new();
+    yaml_files(root, &mut files);
+    for path in files {
         let text = std::fs::read_to_string(&path).expect("an example");
-        // Helm templates are not manifests until rendered.
-        if text.contains("{{") {
-            continue;
-        }
         let name = path
             .strip_prefix(root)
             .unwrap_or(&path)

@@ -396,28 +396,21 @@ fn sts(state: &State, recorded: &Recorded) -> Response {
     if get("RoleArn") != ROLE_ARN {
         return sts_error(StatusCode::FORBIDDEN, "AccessDenied", "not authorized");
     }
-    let n = state.issued.fetch_add(1, Ordering::SeqCst);
-    let (key, secret, token) = (
-        format!("ASIATEMP{n}"),
-        format!("temp/secret+{n}"),
-        format!("temp-token-{n}"),
-    );
-    state.keys.lock().unwrap().insert(
-        key.clone(),
-        Key {
-            secret: secret.clone(),
-            token: Some(token.clone()),
-        },
+    let issued = issue_credentials(state);
+    let field = |name: &str| issued[name].as_str().unwrap_or_default().to_owned();
+    let (key, secret, token, expiration) = (
+        field("AccessKeyId"),
+        field("SecretAccessKey"),
+        field("Token"),
+        field("Expiration"),
     );
     state.sts_calls.fetch_add(1, Ordering::SeqCst);
     let action = get("Action");
-    let expiration = Timestamp::now() + jiff::SignedDuration::from_hours(1);
     let body = format!(
         "<{action}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><{action}Result>\
          <Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>\
          <SessionToken>{token}</SessionToken><Expiration>{expiration}</Expiration></Credentials>\
          </{action}Result><ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></{action}Response>",
-        expiration = expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
     );
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
 }
