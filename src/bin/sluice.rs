@@ -252,6 +252,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 for (which, task) in tasks {
                     report(which, task.await, "failed while stopping");
                 }
+                // The same last line as a leader's stop: scripts and tests wait for it.
+                info!("stopped");
                 return Ok(());
             }
         }
