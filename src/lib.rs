@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod experiment;
 pub mod leader;
 pub mod metrics;

@@ -32,8 +32,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::events::Recorder;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{Api, Client, Resource, runtime::events::Recorder};
+use kube::{Api, Client, Resource};
 use tokio::{
     sync::{Semaphore, mpsc},
     task::JoinSet,

@@ -14,10 +14,7 @@ use k8s_openapi::{
 use kube::{
     Api, Client, Resource,
     core::{DeserializeGuard, error_boundary::InvalidObject},
-    runtime::{
-        controller,
-        events::{Event, EventType, Recorder, Reporter},
-    },
+    runtime::{controller, events::EventType},
 };
 use sluice_api::{
     model::{NOTE_LIMIT, cut},
@@ -25,7 +22,10 @@ use sluice_api::{
 };
 use tracing::{info, warn};
 
-use crate::error::{Backoff, Error};
+use crate::{
+    error::{Backoff, Error},
+    events::Recorder,
+};
 
 /// Which objects a controller handles and how many at once; both controllers take the same
 /// command-line settings.
@@ -100,11 +100,7 @@ pub fn trim<K: Resource>(object: &mut K) {
 
 /// The event recorder of a controller: events name Sluice (and the pod, when it runs in one).
 pub fn recorder(client: Client) -> Recorder {
-    let reporter = Reporter {
-        controller: "sluice".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    Recorder::new(client, reporter)
+    Recorder::new(client)
 }
 
 /// One event to record on an object.
@@ -120,25 +116,10 @@ pub struct Note<'a> {
     pub action: &'a str,
 }
 
-/// Records an event, its note cut by bytes to what the API accepts; a failure to record is
-/// logged, never a failed reconcile.
+/// Records an event at once, its note cut by bytes to what the API accepts; a failure to record
+/// is logged, never a failed reconcile.
 pub async fn publish(recorder: &Recorder, reference: &ObjectReference, note: Note<'_>) {
-    let event = Event {
-        type_: note.type_,
-        reason: note.reason.into(),
-        note: Some(cut(note.message, NOTE_LIMIT)),
-        action: note.action.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, reference).await {
-        warn!(
-            namespace = reference.namespace.as_deref(),
-            name = reference.name.as_deref(),
-            reason = note.reason,
-            error = %e,
-            "could not record an event"
-        );
-    }
+    recorder.publish(reference, note).await;
 }
 
 /// The message for an object the types cannot read, cut to what a condition or event accepts.

@@ -19,10 +19,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
     core::{DeserializeGuard, error_boundary::InvalidObject},
     runtime::{
-        Controller, WatchStreamExt,
-        controller::Action,
-        events::{EventType, Recorder},
-        reflector, watcher,
+        Controller, WatchStreamExt, controller::Action, events::EventType, reflector, watcher,
     },
 };
 use sluice_analysis::{args::secret_names, limits::AnalysisLimits};
@@ -32,6 +29,7 @@ use tracing::{info, warn};
 use super::{evaluator::Evaluator, pass::run_pass_within, providers::Providers};
 use crate::{
     error::{Error, is_conflict, is_not_found},
+    events::Recorder,
     metrics::{Metrics, RunMetric},
     runtime::{self, Key, Note, Retry, Scope, key_of, meta_of},
 };

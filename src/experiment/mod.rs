@@ -22,10 +22,7 @@ use kube::{
     },
     core::{DeserializeGuard, error_boundary::InvalidObject},
     runtime::{
-        Controller, WatchStreamExt,
-        controller::Action,
-        events::{EventType, Recorder},
-        reflector, watcher,
+        Controller, WatchStreamExt, controller::Action, events::EventType, reflector, watcher,
     },
 };
 use serde_json::json;
@@ -44,6 +41,7 @@ use tracing::{debug, warn};
 
 use crate::{
     error::{Error, is_already_exists, is_conflict, is_not_found},
+    events::Recorder,
     metrics::Metrics,
     rollout::apply::FIELD_MANAGER,
     runtime::{self, Key, Note, Retry, Scope, key_of, meta_of},

@@ -1,7 +1,11 @@
 //! Carries out a [`Plan`]: thin and idempotent. The client counts every request in the metrics,
 //! so the cost of each step can be read off `/metrics`.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use k8s_openapi::{
     api::{
@@ -31,6 +35,54 @@ use sluice_plan::{
 };
 
 use crate::error::{Error, is_already_exists, is_conflict, is_not_found};
+
+/// How long a status change that only moves the pod counts may wait to be written: the counts
+/// change as each pod is created, becomes ready, then available, and each was a status write of
+/// its own; now they go out with the next change that matters (a step, a phase, a condition), or
+/// after this at the latest.
+pub const COUNTS_AT_MOST: Duration = Duration::from_secs(5);
+
+/// The rollouts whose count-only status change waits, and since when.
+#[derive(Debug, Default)]
+pub struct LaggingCounts(Mutex<HashMap<(String, String), Instant>>);
+
+impl LaggingCounts {
+    /// How long the write of `new` over `old` may still wait: `Some` only when the two differ in
+    /// nothing but the pod counts and the first wait for this rollout began less than
+    /// [`COUNTS_AT_MOST`] ago. `None` means write now.
+    pub fn wait(&self, rollout: &Rollout, new: &RolloutStatus, now: Instant) -> Option<Duration> {
+        let old = rollout.status.as_ref()?;
+        if old == new || !only_counts_differ(old, new) {
+            return None;
+        }
+        let key = (rollout.namespace().unwrap_or_default(), rollout.name_any());
+        let mut waiting = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = *waiting.entry(key).or_insert(now);
+        COUNTS_AT_MOST
+            .checked_sub(now.duration_since(since))
+            .filter(|left| !left.is_zero())
+    }
+
+    /// The rollout's status was written (or had nothing to write): nothing waits any more.
+    pub fn written(&self, namespace: &str, name: &str) {
+        let mut waiting = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        waiting.remove(&(namespace.to_owned(), name.to_owned()));
+    }
+}
+
+/// Whether two statuses differ only in their pod counts (`replicas`, `updatedReplicas`,
+/// `readyReplicas`, `availableReplicas`, `HPAReplicas`).
+pub fn only_counts_differ(old: &RolloutStatus, new: &RolloutStatus) -> bool {
+    let counts_of_old = RolloutStatus {
+        replicas: old.replicas,
+        updated_replicas: old.updated_replicas,
+        ready_replicas: old.ready_replicas,
+        available_replicas: old.available_replicas,
+        hpa_replicas: old.hpa_replicas,
+        ..new.clone()
+    };
+    &counts_of_old == old
+}
 
 /// The field manager of every Sluice write.
 pub const FIELD_MANAGER: &str = "sluice";
@@ -533,4 +585,57 @@ pub async fn write_status(
 
 fn write_error(action: String, source: kube::Error) -> Error {
     Error::Write { action, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(available: i32, step: i32) -> Rollout {
+        let mut rollout = Rollout::new("web", sluice_api::RolloutSpec::default());
+        rollout.metadata.namespace = Some("shop".into());
+        rollout.status = Some(RolloutStatus {
+            replicas: Some(5),
+            available_replicas: Some(available),
+            current_step_index: Some(step),
+            ..RolloutStatus::default()
+        });
+        rollout
+    }
+
+    #[test]
+    fn a_count_only_change_waits_at_most_a_while_and_any_other_change_never_waits() {
+        let lagging = LaggingCounts::default();
+        let t0 = Instant::now();
+        let old = at(3, 1);
+        let counts = at(4, 1).status.unwrap_or_default();
+        assert_eq!(lagging.wait(&old, &counts, t0), Some(COUNTS_AT_MOST));
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(
+            lagging.wait(&old, &counts, later),
+            Some(COUNTS_AT_MOST - Duration::from_secs(2)),
+            "the wait is counted from the first one"
+        );
+        assert_eq!(
+            lagging.wait(&old, &counts, t0 + COUNTS_AT_MOST),
+            None,
+            "then it is due"
+        );
+        let step = at(4, 2).status.unwrap_or_default();
+        assert_eq!(
+            lagging.wait(&old, &step, t0),
+            None,
+            "a step is written at once"
+        );
+        assert_eq!(
+            lagging.wait(&old, &old.status.clone().unwrap_or_default(), t0),
+            None
+        );
+        lagging.written("shop", "web");
+        assert_eq!(
+            lagging.wait(&old, &counts, later),
+            Some(COUNTS_AT_MOST),
+            "a new wait"
+        );
+    }
 }

@@ -1,11 +1,12 @@
 //! The Rollout controller: reconcile = observe -> plan -> apply -> status.
 //!
-//! Watched: Rollouts (wrapped in `DeserializeGuard`, so one malformed object never stops the
-//! watch), the ReplicaSets that carry a pod-template-hash label, and Services (a Service
-//! change wakes the rollouts that name it). The caches keep trimmed objects: no
-//! managedFields, no last-applied annotation.
+//! Watched: Rollouts (read through a `DeserializeGuard`, so one malformed object never stops
+//! the watch), the ReplicaSets that carry a pod-template-hash label, and Services (a Service
+//! change wakes the rollouts that name it). The caches keep projections of them ([`cache`]):
+//! what the controller reads, not the typed objects.
 
 pub mod apply;
+pub mod cache;
 pub mod observe;
 pub mod routers;
 
@@ -13,17 +14,14 @@ use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use jiff::Timestamp;
-use k8s_openapi::api::{
-    apps::v1::{Deployment, ReplicaSet},
-    core::v1::Service,
-};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::{DeserializeGuard, PartialObjectMeta},
     runtime::{
         Controller, PredicateConfig, WatchStreamExt,
         controller::Action as Requeue,
-        events::{EventType as KubeEventType, Recorder},
+        events::EventType as KubeEventType,
         predicates,
         reflector::{self, ObjectRef},
         watcher,
@@ -38,9 +36,13 @@ use sluice_api::{
 };
 use sluice_plan::EventType;
 
-use self::observe::{Caches, OwnWrites, observe, service_names};
+use self::{
+    cache::{CachedRollout, CachedService, CachedSet, SetCache},
+    observe::{Caches, OwnWrites, observe},
+};
 use crate::{
     error::Error,
+    events::Recorder,
     metrics::{self, Metrics},
     notify::Notifier,
     runtime::{self, Key, Note, Retry, Scope, trim},
@@ -60,6 +62,8 @@ struct Context {
     recorder: Recorder,
     /// Status writes the Rollout cache may not show yet.
     own_writes: Arc<OwnWrites>,
+    /// Count-only status changes waiting for the next write.
+    lagging: Arc<apply::LaggingCounts>,
     /// When to try a failed reconcile again, per rollout.
     retry: Arc<Retry>,
     /// The router objects Sluice put back after another writer changed them.
@@ -78,28 +82,32 @@ pub async fn run(
     notifier: Notifier,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let rollouts: Api<DeserializeGuard<Rollout>> = config.api(&client);
-    let (sets, services) = (config.api(&client), config.api(&client));
+    let rollouts: Api<CachedRollout> = config.api(&client);
+    let (sets, services) = (
+        config.api::<CachedSet>(&client),
+        config.api::<CachedService>(&client),
+    );
     // Readiness comes from the streams' first InitDone, not Store::wait_until_ready: a store's
     // readiness wakes only the last task that polled it (a oneshot inside kube-runtime), and the
     // Controller's runner already waits on the Rollout store.
     let (filled, caches_filled) = Filled::new(health);
-    let (set_store, set_writer) = reflector::store::<ReplicaSet>();
+    let set_cache = SetCache::default();
     let set_events = watcher(
         sets,
         watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
     )
     .default_backoff()
     .inspect_err(|e| warn!(error = %e, "watching ReplicaSets failed; retrying"))
-    .modify(trim_replica_set)
-    .reflect(set_writer)
+    .inspect_ok({
+        let cache = set_cache.clone();
+        move |event| cache.apply(event)
+    })
     .inspect_ok(filled.on_init_done(Filled::REPLICA_SETS, "ReplicaSets"))
     .touched_objects();
-    let (service_store, service_writer) = reflector::store::<Service>();
+    let (service_store, service_writer) = reflector::store::<CachedService>();
     let service_events = watcher(services, watcher::Config::default())
         .default_backoff()
         .inspect_err(|e| warn!(error = %e, "watching Services failed; retrying"))
-        .modify(trim)
         .reflect(service_writer)
         .inspect_ok(filled.on_init_done(Filled::SERVICES, "Services"))
         .touched_objects();
@@ -174,14 +182,18 @@ pub async fn run(
 
     // Rollouts through a reflector of our own, so a deletion (which never reaches `reconcile`)
     // drops the rollout's metric series.
-    let (rollout_store, rollout_writer) = reflector::store::<DeserializeGuard<Rollout>>();
+    let (rollout_store, rollout_writer) = reflector::store::<CachedRollout>();
     let own_writes = Arc::new(OwnWrites::default());
+    let lagging = Arc::new(apply::LaggingCounts::default());
     let retry = Arc::new(Retry::default());
     let drift = Arc::new(routers::Drift::default());
     let mut known = Known::default();
+    let recorder = runtime::recorder(client.clone());
     let forget = Forget {
+        recorder: recorder.clone(),
         metrics: metrics.clone(),
         own_writes: own_writes.clone(),
+        lagging: lagging.clone(),
         retry: retry.clone(),
         drift: drift.clone(),
     };
@@ -193,7 +205,6 @@ pub async fn run(
     )
     .default_backoff()
     .inspect_err(|e| warn!(error = %e, "watching Rollouts failed; retrying"))
-    .modify(trim)
     .reflect(rollout_writer)
     .inspect_ok(filled.on_init_done(Filled::ROLLOUTS, "Rollouts"))
     .inspect_ok(move |event| forget.gone(&mut known, event))
@@ -202,11 +213,11 @@ pub async fn run(
         .with_config(config.controller_config());
 
     let context = Arc::new(Context {
-        recorder: runtime::recorder(client.clone()),
+        recorder,
         client,
         caches_filled,
         caches: Caches {
-            replica_sets: set_store,
+            replica_sets: set_cache,
             services: service_store,
             analysis_runs: run_store,
             templates: template_store,
@@ -214,6 +225,7 @@ pub async fn run(
         },
         metrics,
         own_writes,
+        lagging,
         retry,
         drift,
         notifier,
@@ -225,7 +237,7 @@ pub async fn run(
         .owns_stream(experiment_events)
         .watches_stream(service_events, {
             let store = rollout_store.clone();
-            move |service: Service| rollouts_naming(&store, &service)
+            move |service: CachedService| rollouts_naming(&store, &service)
         })
         .watches_stream(template_events, {
             let store = rollout_store.clone();
@@ -370,8 +382,10 @@ impl Known {
 
 /// What the controller keeps per rollout outside the caches, dropped when a rollout is gone.
 struct Forget {
+    recorder: Recorder,
     metrics: Arc<Metrics>,
     own_writes: Arc<OwnWrites>,
+    lagging: Arc<apply::LaggingCounts>,
     retry: Arc<Retry>,
     drift: Arc<routers::Drift>,
 }
@@ -387,7 +401,9 @@ impl Forget {
                 "rollout gone; dropping its metric series"
             );
             self.metrics.forget_rollout(&namespace, &name);
+            self.recorder.forget("Rollout", &namespace, &name);
             self.own_writes.forget(&namespace, &name);
+            self.lagging.written(&namespace, &name);
             self.drift.forget(&namespace, &name);
             self.retry.succeeded(&(namespace, name));
         }
@@ -404,88 +420,62 @@ fn trim_analysis_run(run: &mut AnalysisRun) {
     }
 }
 
-/// A ReplicaSet as `plan` reads it: its labels, annotations, replicas and status. The pod
-/// template (most of its size) is dropped: versions are told apart by their hash label, and
-/// new sets are built from the Rollout's own template.
-fn trim_replica_set(rs: &mut ReplicaSet) {
-    trim(rs);
-    if let Some(spec) = rs.spec.as_mut() {
-        spec.template = None;
-    }
-}
-
 /// The rollouts in the Service's namespace whose strategy names it.
 fn rollouts_naming(
-    store: &reflector::Store<DeserializeGuard<Rollout>>,
-    service: &Service,
-) -> Vec<ObjectRef<DeserializeGuard<Rollout>>> {
+    store: &reflector::Store<CachedRollout>,
+    service: &CachedService,
+) -> Vec<ObjectRef<CachedRollout>> {
     let (namespace, name) = (service.namespace(), service.name_any());
     store
         .state()
         .iter()
-        .filter_map(|guard| guard.0.as_ref().ok())
-        .filter(|r| r.namespace() == namespace && service_names(r).contains(&name))
-        .map(|r| ObjectRef::new(&r.name_any()).within(namespace.as_deref().unwrap_or_default()))
+        .filter(|r| r.namespace() == namespace && r.names_service(&name))
+        .map(|r| ObjectRef::from_obj(&**r))
         .collect()
 }
 
 /// The rollouts whose `workloadRef` names the Deployment.
 fn rollouts_over(
-    store: &reflector::Store<DeserializeGuard<Rollout>>,
+    store: &reflector::Store<CachedRollout>,
     deployment: &PartialObjectMeta<Deployment>,
-) -> Vec<ObjectRef<DeserializeGuard<Rollout>>> {
+) -> Vec<ObjectRef<CachedRollout>> {
     let (namespace, name) = (deployment.namespace(), deployment.name_any());
     store
         .state()
         .iter()
-        .filter_map(|guard| guard.0.as_ref().ok())
-        .filter(|r| {
-            r.namespace() == namespace && r.spec.workload_deployment() == Some(name.as_str())
-        })
-        .map(|r| ObjectRef::new(&r.name_any()).within(namespace.as_deref().unwrap_or_default()))
+        .filter(|r| r.namespace() == namespace && r.over_deployment(&name))
+        .map(|r| ObjectRef::from_obj(&**r))
         .collect()
 }
 
 /// The rollouts whose strategy names the template `name` (a ClusterAnalysisTemplate when
 /// `cluster`, else an AnalysisTemplate in `namespace`).
 fn rollouts_using(
-    store: &reflector::Store<DeserializeGuard<Rollout>>,
+    store: &reflector::Store<CachedRollout>,
     namespace: Option<&str>,
     name: &str,
     cluster: bool,
-) -> Vec<ObjectRef<DeserializeGuard<Rollout>>> {
+) -> Vec<ObjectRef<CachedRollout>> {
     store
         .state()
         .iter()
-        .filter_map(|guard| guard.0.as_ref().ok())
         .filter(|r| cluster || r.namespace().as_deref() == namespace)
-        .filter(|r| {
-            r.spec.analyses().iter().any(|(_, analysis)| {
-                analysis
-                    .templates
-                    .iter()
-                    .any(|t| t.template_name == name && t.cluster_scope.unwrap_or(false) == cluster)
-            })
-        })
-        .map(|r| ObjectRef::new(&r.name_any()).within(&r.namespace().unwrap_or_default()))
+        .filter(|r| r.uses_template(name, cluster))
+        .map(|r| ObjectRef::from_obj(&**r))
         .collect()
 }
 
 /// [`reconcile`], with the API requests it made recorded in `sluice_reconcile_kube_requests`.
 async fn metered_reconcile(
-    guard: Arc<DeserializeGuard<Rollout>>,
+    cached: Arc<CachedRollout>,
     ctx: Arc<Context>,
 ) -> Result<Requeue, Error> {
     let metrics = ctx.metrics.clone();
     let retry = ctx.retry.clone();
-    let key = guard
-        .0
-        .as_ref()
-        .map(|r| (r.namespace().unwrap_or_default(), r.name_any()))
-        .ok();
-    let (result, requests) = crate::client::counting_requests(reconcile(guard, ctx)).await;
+    let key = (cached.namespace().unwrap_or_default(), cached.name_any());
+    let (result, requests) = crate::client::counting_requests(reconcile(cached, ctx)).await;
     metrics.reconcile_requests("rollout", requests);
-    if let (Ok(_), Some(key)) = (&result, key) {
+    if result.is_ok() {
         retry.succeeded(&key);
     }
     result
@@ -540,21 +530,19 @@ async fn report_unreadable(client: &Client, invalid: &kube::core::error_boundary
     }
 }
 
-async fn reconcile(
-    guard: Arc<DeserializeGuard<Rollout>>,
-    ctx: Arc<Context>,
-) -> Result<Requeue, Error> {
-    let rollout = match &guard.0 {
+async fn reconcile(cached: Arc<CachedRollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let rollout = match cached.read() {
         Ok(rollout) => rollout,
         Err(invalid) => {
             let (namespace, name) = runtime::key_of(&invalid.metadata);
             ctx.metrics
                 .rollout_event(&namespace, &name, "Warning", reason::INVALID_SPEC);
-            runtime::report_unreadable::<Rollout>(&ctx.recorder, invalid, ACTION).await;
-            report_unreadable(&ctx.client, invalid).await;
+            runtime::report_unreadable::<Rollout>(&ctx.recorder, &invalid, ACTION).await;
+            report_unreadable(&ctx.client, &invalid).await;
             return Ok(Requeue::await_change());
         }
     };
+    let rollout = &rollout;
     let (namespace, name) = (rollout.namespace().unwrap_or_default(), rollout.name_any());
     let _timer = ctx.metrics.reconcile_timer(&namespace, &name);
     if ctx
@@ -623,9 +611,22 @@ async fn reconcile(
     for action in &plan.actions {
         info!(namespace, rollout = name, %action, "applying");
     }
+    // A status change that only moves the pod counts, in a reconcile that changed nothing else,
+    // waits for the next change that matters (or a few seconds).
+    let quiet = plan.actions.is_empty() && plan.events.is_empty();
+    let counts_wait = quiet
+        .then(|| {
+            ctx.lagging
+                .wait(rollout, &plan.status, std::time::Instant::now())
+        })
+        .flatten();
     let applied = match apply::apply_actions(&ctx.client, rollout, &plan).await {
         Ok(()) => match route(&ctx, rollout, routed.as_ref(), &plan).await {
-            Ok(()) => apply::write_status(&ctx.client, rollout, &plan.status).await,
+            Ok(()) if counts_wait.is_some() => Ok(false),
+            Ok(()) => {
+                ctx.lagging.written(&namespace, &name);
+                apply::write_status(&ctx.client, rollout, &plan.status).await
+            }
             Err(error) => Err(error),
         },
         Err(error) => Err(error),
@@ -655,9 +656,9 @@ async fn reconcile(
             message = event.message,
             "event"
         );
-        let about = written.as_ref().unwrap_or(rollout);
-        publish(&ctx, about, event.type_, event.reason, &event.message).await;
     }
+    let about = written.as_ref().unwrap_or(rollout);
+    let events_due = record(&ctx, about, &plan.events).await;
     ctx.metrics.set_rollout(
         &namespace,
         &name,
@@ -669,19 +670,55 @@ async fn reconcile(
         &name,
         metrics::replicas_of(&rollout.spec, &plan.status),
     );
-    Ok(plan
-        .requeue_after
-        .map_or_else(Requeue::await_change, Requeue::requeue))
+    // Changes waiting for their step's Event are sent by then at the latest.
+    let requeue = [plan.requeue_after, events_due, counts_wait]
+        .into_iter()
+        .flatten()
+        .min();
+    Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+/// Records a plan's events, the changes leading up to a step gathered into the step's one Event
+/// ([`crate::events`]); counts each in `rollout_events_total` and queues each for notifications,
+/// as [`publish`] does. Answers when the gathered changes are due, if any wait.
+async fn record(
+    ctx: &Context,
+    rollout: &Rollout,
+    events: &[sluice_plan::Event],
+) -> Option<std::time::Duration> {
+    let (namespace, name) = (rollout.namespace().unwrap_or_default(), rollout.name_any());
+    let notes: Vec<Note<'_>> = events
+        .iter()
+        .map(|event| {
+            let (type_, type_name) = kube_type(event.type_);
+            ctx.metrics
+                .rollout_event(&namespace, &name, type_name, event.reason);
+            ctx.notifier.notify(rollout, type_name, event.reason);
+            Note {
+                type_,
+                reason: event.reason,
+                message: &event.message,
+                action: ACTION,
+            }
+        })
+        .collect();
+    ctx.recorder
+        .record(&rollout.object_ref(&()), &notes, true)
+        .await
+}
+
+fn kube_type(type_: EventType) -> (KubeEventType, &'static str) {
+    match type_ {
+        EventType::Normal => (KubeEventType::Normal, "Normal"),
+        EventType::Warning => (KubeEventType::Warning, "Warning"),
+    }
 }
 
 /// Records an event on the rollout, counts it in `rollout_events_total`, and queues it for
 /// notifications (Argo sends on the events it records; every caller records only after the
 /// writes that make the event true succeeded).
 async fn publish(ctx: &Context, rollout: &Rollout, type_: EventType, reason: &str, message: &str) {
-    let (type_, type_name) = match type_ {
-        EventType::Normal => (KubeEventType::Normal, "Normal"),
-        EventType::Warning => (KubeEventType::Warning, "Warning"),
-    };
+    let (type_, type_name) = kube_type(type_);
     ctx.metrics.rollout_event(
         &rollout.namespace().unwrap_or_default(),
         &rollout.name_any(),
@@ -775,16 +812,8 @@ async fn report_failure(ctx: &Context, rollout: &Rollout, error: &Error, now: Ti
 /// watch event that normally wakes it never come (it always does; this is a fallback).
 const BEHIND_RETRY: Duration = Duration::from_secs(1);
 
-fn error_policy(
-    guard: Arc<DeserializeGuard<Rollout>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Requeue {
-    let (namespace, name) = guard
-        .0
-        .as_ref()
-        .map(|r| (r.namespace().unwrap_or_default(), r.name_any()))
-        .unwrap_or_default();
+fn error_policy(cached: Arc<CachedRollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let (namespace, name) = (cached.namespace().unwrap_or_default(), cached.name_any());
     ctx.metrics
         .reconcile_error(&namespace, &name, error.reason());
     // A failure that may last waits longer each time in a row (reset by a success); one that
@@ -838,12 +867,14 @@ mod tests {
         rollout
     }
 
-    #[test]
-    fn a_rollout_missing_from_a_relist_loses_its_metric_series_as_a_deleted_one_does() {
+    #[tokio::test]
+    async fn a_rollout_missing_from_a_relist_loses_its_metric_series_as_a_deleted_one_does() {
         let metrics = Arc::new(Metrics::new());
         let forget = Forget {
+            recorder: crate::events::tests::recorder(),
             metrics: metrics.clone(),
             own_writes: Arc::default(),
+            lagging: Arc::default(),
             retry: Arc::default(),
             drift: Arc::default(),
         };
@@ -887,25 +918,25 @@ mod tests {
             "template": { "metadata": { "labels": { "app": "app" } }, "spec": { "containers": [{ "name": "app", "image": "app:1" }] } },
             "strategy": { "canary": { "steps": [{ "setWeight": 50 }] } },
         });
-        let unreadable = json!({ "replicas": "three" });
-        for (spec, readable) in [(valid, true), (unreadable, false)] {
-            let mut guard = guarded(spec);
-            assert_eq!(guard.0.is_ok(), readable);
-            trim(&mut guard);
-            let meta = guard.meta();
-            assert_eq!(meta.managed_fields, None);
-            let annotations = meta.annotations.clone().unwrap_or_default();
-            assert_eq!(
-                annotations.keys().collect::<Vec<_>>(),
-                ["notes"],
-                "only kubectl's copy goes"
-            );
-        }
-        let mut valid = guarded(json!({ "template": { "spec": { "containers": [] } } }));
-        trim(&mut valid);
+        let cached = CachedRollout::of(guarded(valid));
+        assert_eq!(cached.meta().managed_fields, None);
+        let read = cached.read().expect("a valid Rollout reads back");
+        assert_eq!(read.metadata.managed_fields, None);
+        let annotations = read.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["notes"],
+            "only kubectl's copy goes"
+        );
         assert!(
-            valid.0.is_ok_and(|r| r.spec.template.is_some()),
+            read.spec.template.is_some_and(|t| t.spec.is_some()),
             "the pod template stays: new ReplicaSets are built from it"
         );
+
+        let cached = CachedRollout::of(guarded(json!({ "replicas": "three" })));
+        let invalid = cached.read().expect_err("unreadable");
+        assert_eq!(invalid.metadata.managed_fields, None);
+        assert_eq!(invalid.metadata.annotations, None);
+        assert_eq!(invalid.metadata.name.as_deref(), Some("app"));
     }
 }

@@ -3,13 +3,13 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet},
-    core::v1::{Pod, Service},
+    core::v1::Pod,
 };
 use kube::{
     ResourceExt,
@@ -17,12 +17,13 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
+use super::cache::{CachedService, SetCache};
 use sluice_analysis::args::MAX_TEMPLATES;
 use sluice_api::{
     AnalysisRun, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
     ClusterAnalysisTemplate, Experiment, Rollout, SpecProblem,
     model::selector_string,
-    vocab::{MANAGED_BY_ROLLOUTS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL},
+    vocab::{POD_TEMPLATE_HASH_LABEL, ROLLOUT_TYPE_LABEL},
 };
 use sluice_plan::{
     Observed, ServiceView,
@@ -35,10 +36,10 @@ use sluice_plan::{
 /// The caches a reconcile reads.
 #[derive(Clone)]
 pub struct Caches {
-    /// ReplicaSets carrying a pod-template-hash label (the ones rollouts own).
-    pub replica_sets: Store<ReplicaSet>,
-    /// Services in the watched namespaces.
-    pub services: Store<Service>,
+    /// ReplicaSets carrying a pod-template-hash label (the ones rollouts own), by owner.
+    pub replica_sets: SetCache,
+    /// Services in the watched namespaces, as their selector and manager.
+    pub services: Store<CachedService>,
     /// AnalysisRuns carrying a `rollout-type` label (the ones rollouts start), trimmed to what
     /// the plan reads.
     pub analysis_runs: Store<DeserializeGuard<AnalysisRun>>,
@@ -133,20 +134,10 @@ pub fn service_names(rollout: &Rollout) -> Vec<String> {
 pub fn observe(rollout: &Rollout, caches: &Caches) -> Observed {
     let namespace = rollout.namespace().unwrap_or_default();
     let uid = rollout.uid();
-    let owned = |rs: &Arc<ReplicaSet>| {
-        rs.namespace().as_deref() == Some(namespace.as_str())
-            && rs
-                .owner_references()
-                .iter()
-                .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
-    };
-    let replica_sets = caches
-        .replica_sets
-        .state()
-        .into_iter()
-        .filter(owned)
-        .map(|rs| (*rs).clone())
-        .collect();
+    let replica_sets = uid
+        .as_deref()
+        .map(|uid| caches.replica_sets.owned_by(&namespace, uid))
+        .unwrap_or_default();
     let services = service_names(rollout)
         .into_iter()
         .map(|name| {
@@ -154,15 +145,8 @@ pub fn observe(rollout: &Rollout, caches: &Caches) -> Observed {
                 .services
                 .get(&ObjectRef::new(&name).within(&namespace))
                 .map(|svc| ServiceView {
-                    selector: svc
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.selector.clone())
-                        .unwrap_or_default(),
-                    managed_by: svc
-                        .annotations()
-                        .get(MANAGED_BY_ROLLOUTS_ANNOTATION)
-                        .cloned(),
+                    selector: svc.selector.clone().unwrap_or_default(),
+                    managed_by: svc.managed_by.as_deref().map(str::to_owned),
                 });
             (name, found)
         })

@@ -83,7 +83,18 @@ async fn a_new_rollout_gets_one_full_replica_set_and_is_healthy_for_argo_cd() {
             Some(&"app".to_string())
         );
     }
-    t.wait_event("NewReplicaSetCreated").await;
+    // One event for the first deploy, naming the set it created.
+    let created = format!("Created ReplicaSet app-{hash} (revision 1) with 3 replicas");
+    let event = t
+        .wait_event_where("the first deploy's event", |e| {
+            e.message.as_deref().is_some_and(|m| m.contains(&created))
+        })
+        .await;
+    assert_eq!(
+        event.reason.as_deref(),
+        Some("RolloutCompleted"),
+        "{event:?}"
+    );
     let metrics = t.controller.get("/metrics").await.expect("a scrape");
     assert!(
         metrics.contains(&format!(

@@ -140,27 +140,31 @@ impl Setup {
     /// Waits until an event with `reason` is recorded for the rollout (a reconcile records its
     /// events after its status write, so a status may show before its event).
     pub async fn wait_event(&self, reason: &str) {
+        self.wait_event_where(&format!("a {reason} event"), |e| {
+            e.reason.as_deref() == Some(reason)
+        })
+        .await;
+    }
+
+    /// Waits for an event on the Rollout that `matches`; answers it.
+    pub async fn wait_event_where(&self, what: &str, matches: impl Fn(&Event) -> bool) -> Event {
         let events = self.ns.api::<Event>();
         let params = ListParams::default().fields("involvedObject.kind=Rollout");
         sluice_testkit::wait(
             async {
                 loop {
                     let listed = events.list(&params).await.expect("listing events");
-                    if listed
-                        .items
-                        .iter()
-                        .any(|e| e.reason.as_deref() == Some(reason))
-                    {
-                        return Ok::<_, ()>(());
+                    if let Some(found) = listed.items.into_iter().find(|e| matches(e)) {
+                        return Ok::<_, ()>(found);
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             },
             // A routed canary's router is read again every 15 s when nothing else wakes it.
             30,
-            &format!("a {reason} event"),
+            what,
         )
-        .await;
+        .await
     }
 }
 
