@@ -95,8 +95,15 @@ impl Contender {
         }
     }
 
-    /// Starts the controller, watching every namespace, with its defaults.
+    /// Starts the controller, watching every namespace, with its defaults but for the client's
+    /// rate limit: both get [`QPS`] and [`BURST`] (Argo's defaults are 40 and 80), so a figure
+    /// bound by requests compares the requests, not the limits.
     pub fn start(self, binary: &Path, log: &Path) -> Result<Running> {
+        self.start_with(binary, log, QPS, BURST)
+    }
+
+    /// Starts the controller as [`Contender::start`] does, with another client rate limit.
+    pub fn start_with(self, binary: &Path, log: &Path, qps: u32, burst: u32) -> Result<Running> {
         let kubeconfig = paths::kubeconfig();
         // `warn` keeps logging out of the figures; `BENCH_LOG_LEVEL=info` (or `debug`) is for
         // finding out why a contender did what it did, in `target/bench/<contender>.log`.
@@ -107,7 +114,9 @@ impl Contender {
                 cmd.arg("--kubeconfig")
                     .arg(&kubeconfig)
                     .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()?))
-                    .args(["--log-format", "json", "--log-level", &level]);
+                    .args(["--log-format", "json", "--log-level", &level])
+                    .arg(format!("--qps={qps}"))
+                    .arg(format!("--burst={burst}"));
             }
             Contender::Argo => {
                 cmd.arg("--kubeconfig")
@@ -115,6 +124,8 @@ impl Contender {
                     .arg(format!("--metricsPort={}", free_port()?))
                     .arg(format!("--healthzPort={}", free_port()?))
                     .args(["--leader-elect=false", "--loglevel", &level])
+                    .arg(format!("--qps={qps}"))
+                    .arg(format!("--burst={burst}"))
                     // Traefik v3 serves its CRDs under traefik.io only; Argo Rollouts v1.9.1
                     // defaults to v2's traefik.containo.us (the `traffic` scenario needs this).
                     .args([
@@ -127,6 +138,11 @@ impl Contender {
         Ok(running)
     }
 }
+
+/// The client rate limit both contenders get: Sluice's default.
+pub const QPS: u32 = 50;
+/// The burst above [`QPS`] both contenders get: Sluice's default.
+pub const BURST: u32 = 100;
 
 /// A running contender: its process, sampled for RSS and CPU.
 pub type Running = Process;

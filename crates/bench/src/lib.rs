@@ -153,8 +153,12 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             })
             .collect::<Result<_>>()?,
     };
-    // Room for the largest scenario's pods (one per Rollout, and a surge pod each in a storm).
-    let largest = args.size.unwrap_or(if args.quick { 10 } else { 10_000 });
+    // Room for the largest scenario's pods (one per Rollout, and a surge pod each in a storm);
+    // the idle point of 100,000 Rollouts runs without pods.
+    let largest = args
+        .size
+        .unwrap_or(if args.quick { 10 } else { 10_000 })
+        .min(10_000);
     let pods_per_node = 500;
     let nodes = u32::try_from((2 * largest + 200).div_ceil(pods_per_node)).unwrap_or(u32::MAX);
     cluster::up(&cluster::UpOptions {

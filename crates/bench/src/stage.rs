@@ -86,13 +86,24 @@ pub(crate) async fn populate(
     steps: Value,
     controller: &mut Running,
 ) -> Result<()> {
+    populate_with(rollouts, n, 1, steps, controller).await
+}
+
+/// Creates Rollouts `r-0`…`r-{n-1}` of `replicas` pods each and waits until all are Healthy.
+pub(crate) async fn populate_with(
+    rollouts: &Api<Rollout>,
+    n: usize,
+    replicas: i32,
+    steps: Value,
+    controller: &mut Running,
+) -> Result<()> {
     for_each(n, |i| {
         let (rollouts, steps) = (rollouts.clone(), steps.clone());
         async move {
             rollouts
                 .create(
                     &PostParams::default(),
-                    &rollout(&format!("r-{i}"), 1, steps, "v0"),
+                    &rollout(&format!("r-{i}"), replicas, steps, "v0"),
                 )
                 .await
                 .map(drop)
