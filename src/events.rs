@@ -81,7 +81,8 @@ type ObjectKey = (String, String, String);
 
 #[derive(Default)]
 struct PerObject {
-    /// Changes waiting for their step, oldest first, and when the first came.
+    /// Changes waiting for their step (and, within a reconcile, the steps), oldest first, and
+    /// when the first came.
     gathered: Vec<Gathered>,
     since: Option<Instant>,
     /// The last Event written about the object.
@@ -92,6 +93,8 @@ struct Gathered {
     message: String,
     reason: String,
     action: String,
+    /// A step (or anything that is not a change leading up to one): it ends the gathering.
+    step: bool,
 }
 
 struct Written {
@@ -179,36 +182,46 @@ impl Recorder {
         let object = state.objects.entry(key).or_default();
         let mut writes = Vec::new();
         for note in notes {
-            let waits = gather
-                && matches!(note.type_, EventType::Normal)
-                && GATHERED.contains(&note.reason);
-            if waits {
-                object.since.get_or_insert(now);
-                object.gathered.push(Gathered {
-                    message: note.message.to_string(),
-                    reason: note.reason.to_string(),
-                    action: note.action.to_string(),
-                });
-                continue;
-            }
             if matches!(note.type_, EventType::Warning) {
                 // A Warning stands alone; what waited goes out first, in its own Event.
-                if let Some(write) = self.flush(object, reference, now) {
-                    writes.push(write);
-                }
+                writes.extend(self.flush(object, reference, now));
                 let note_text = cut(note.message, NOTE_LIMIT);
                 writes.push(self.one(object, reference, note, note_text, now));
                 continue;
             }
-            let mut text = note.message.to_string();
-            let before: Vec<String> = object.gathered.drain(..).map(|g| g.message).collect();
-            object.since = None;
+            object.since.get_or_insert(now);
+            object.gathered.push(Gathered {
+                message: note.message.to_string(),
+                reason: note.reason.to_string(),
+                action: note.action.to_string(),
+                step: !gather || !GATHERED.contains(&note.reason),
+            });
+        }
+        // The last step of this reconcile goes out with everything before it; the changes after
+        // it (the next step's) wait.
+        if let Some(last) = object.gathered.iter().rposition(|g| g.step) {
+            let rest = object.gathered.split_off(last + 1);
+            let mut before = std::mem::replace(&mut object.gathered, rest);
+            let step = before.pop().expect("the step is there");
+            let mut text = step.message.clone();
             if !before.is_empty() {
                 text.push_str("; before it: ");
-                text.push_str(&before.join("; "));
+                let messages: Vec<&str> = before.iter().map(|g| g.message.as_str()).collect();
+                text.push_str(&messages.join("; "));
             }
+            let note = Note {
+                type_: EventType::Normal,
+                reason: &step.reason,
+                message: &text,
+                action: &step.action,
+            };
             let note_text = cut(&text, NOTE_LIMIT);
-            writes.push(self.one(object, reference, note, note_text, now));
+            writes.push(self.one(object, reference, &note, note_text, now));
+            if object.gathered.is_empty() {
+                object.since = None;
+            } else {
+                object.since = Some(now);
+            }
         }
         let due = object
             .since
@@ -472,6 +485,39 @@ pub(crate) mod tests {
                  Scaled down ReplicaSet web-1 from 5 to 4"
                     .to_string()
             )]
+        );
+    }
+
+    #[tokio::test]
+    async fn steps_done_in_one_reconcile_share_one_event_and_the_next_step_s_changes_wait() {
+        let r = recorder();
+        let t0 = Instant::now();
+        let notes = [
+            note(
+                reason::SCALING_REPLICA_SET,
+                "Scaled down ReplicaSet web-1 from 5 to 4",
+            ),
+            note(reason::ROLLOUT_STEP_COMPLETED, "Rollout step 1/5 completed"),
+            note(reason::ROLLOUT_STEP_COMPLETED, "Rollout step 2/5 completed"),
+            note(
+                reason::SCALING_REPLICA_SET,
+                "Scaled up ReplicaSet web-2 from 1 to 3",
+            ),
+        ];
+        let (writes, due) = r.plan(&rollout(), &notes, true, t0);
+        assert_eq!(
+            created(&writes),
+            [(
+                "RolloutStepCompleted".to_string(),
+                "Rollout step 2/5 completed; before it: Scaled down ReplicaSet web-1 from 5 to 4; \
+                 Rollout step 1/5 completed"
+                    .to_string()
+            )]
+        );
+        assert_eq!(
+            due,
+            Some(GATHER_AT_MOST),
+            "step 3's scaling waits for step 3"
         );
     }
 

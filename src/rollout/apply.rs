@@ -70,10 +70,14 @@ impl LaggingCounts {
     }
 }
 
-/// Whether two statuses differ only in their pod counts (`replicas`, `updatedReplicas`,
-/// `readyReplicas`, `availableReplicas`, `HPAReplicas`).
+/// Whether two statuses differ only in what follows the pod counts as pods come up: the counts
+/// (`replicas`, `updatedReplicas`, `readyReplicas`, `availableReplicas`, `HPAReplicas`), the
+/// phase's message while the phase stays (`more replicas need to be updated`, `updated replicas
+/// are still becoming available`, …), and the update time of a condition that says the same
+/// (`Progressing` is touched whenever a pod moves). A step, a phase, a condition's status,
+/// reason or message, a pause, an abort: anything else is a change that matters.
 pub fn only_counts_differ(old: &RolloutStatus, new: &RolloutStatus) -> bool {
-    let counts_of_old = RolloutStatus {
+    let mut minor = RolloutStatus {
         replicas: old.replicas,
         updated_replicas: old.updated_replicas,
         ready_replicas: old.ready_replicas,
@@ -81,7 +85,20 @@ pub fn only_counts_differ(old: &RolloutStatus, new: &RolloutStatus) -> bool {
         hpa_replicas: old.hpa_replicas,
         ..new.clone()
     };
-    &counts_of_old == old
+    if minor.phase == old.phase && old.phase == Some(sluice_api::RolloutPhase::Progressing) {
+        minor.message.clone_from(&old.message);
+    }
+    for condition in &mut minor.conditions {
+        if let Some(was) = old.conditions.iter().find(|c| {
+            c.type_ == condition.type_
+                && c.status == condition.status
+                && c.reason == condition.reason
+                && c.message == condition.message
+        }) {
+            condition.last_update_time = was.last_update_time.clone();
+        }
+    }
+    &minor == old
 }
 
 /// The field manager of every Sluice write.
@@ -603,6 +620,68 @@ mod tests {
         rollout
     }
 
+    fn condition(status: &str, message: &str, at: &str) -> sluice_api::RolloutCondition {
+        serde_json::from_value(serde_json::json!({
+            "type": "Progressing", "status": status, "reason": "ReplicaSetUpdated",
+            "message": message, "lastUpdateTime": at, "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }))
+        .expect("a condition")
+    }
+
+    #[test]
+    fn the_messages_and_update_times_that_follow_the_counts_are_minor_and_nothing_else_is() {
+        let old = RolloutStatus {
+            phase: Some(sluice_api::RolloutPhase::Progressing),
+            message: Some("more replicas need to be updated".into()),
+            conditions: vec![condition(
+                "True",
+                "ReplicaSet web-2 is progressing",
+                "2026-01-01T00:00:01Z",
+            )],
+            ..RolloutStatus::default()
+        };
+        let new = RolloutStatus {
+            available_replicas: Some(2),
+            message: Some("updated replicas are still becoming available".into()),
+            conditions: vec![condition(
+                "True",
+                "ReplicaSet web-2 is progressing",
+                "2026-01-01T00:00:09Z",
+            )],
+            ..old.clone()
+        };
+        assert!(only_counts_differ(&old, &new));
+        let reworded = RolloutStatus {
+            conditions: vec![condition(
+                "True",
+                "ReplicaSet web-3 is progressing",
+                "2026-01-01T00:00:09Z",
+            )],
+            ..new.clone()
+        };
+        assert!(
+            !only_counts_differ(&old, &reworded),
+            "a condition saying something new"
+        );
+        let flipped = RolloutStatus {
+            conditions: vec![condition(
+                "False",
+                "ReplicaSet web-2 is progressing",
+                "2026-01-01T00:00:09Z",
+            )],
+            ..new.clone()
+        };
+        assert!(!only_counts_differ(&old, &flipped), "a condition's status");
+        let paused = RolloutStatus {
+            phase: Some(sluice_api::RolloutPhase::Paused),
+            ..new
+        };
+        assert!(
+            !only_counts_differ(&old, &paused),
+            "a phase, its message with it"
+        );
+    }
+
     #[test]
     fn a_count_only_change_waits_at_most_a_while_and_any_other_change_never_waits() {
         let lagging = LaggingCounts::default();
@@ -627,6 +706,9 @@ mod tests {
             None,
             "a step is written at once"
         );
+        let mut phase = counts.clone();
+        phase.phase = Some(sluice_api::RolloutPhase::Healthy);
+        assert_eq!(lagging.wait(&old, &phase, t0), None, "so is a phase");
         assert_eq!(
             lagging.wait(&old, &old.status.clone().unwrap_or_default(), t0),
             None
