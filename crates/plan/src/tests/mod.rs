@@ -5,6 +5,7 @@
 //! This module holds the simulator and the oracle; the tests live in its children.
 
 mod analysis;
+mod argo_seen;
 mod bluegreen;
 mod canary;
 mod experiment;
