@@ -213,7 +213,8 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
                 }
             }
         }
-        if results.len() == contenders.len() {
+        // The figures of the contenders that finished are kept even when another failed.
+        if !results.is_empty() {
             report(scenario, &results)?;
         }
     }

@@ -115,9 +115,11 @@ async fn idle(run: &Run<'_>) -> Result<Vec<Figure>> {
         ));
         contender::stop(controller);
         if n >= HUGE {
-            // The last point: the cluster's garbage collector takes its time over 100,000
-            // ReplicaSets, and nothing runs after it.
-            ns.delete().await;
+            // The garbage collector takes its time over 100,000 Rollouts and ReplicaSets; the
+            // next contender must not start beside them (Argo Rollouts, started while they were
+            // going, spent its idle run reconciling them and never settled its own).
+            ns.delete_and_wait_at_most(Duration::from_secs(3_600))
+                .await?;
         } else {
             ns.delete_and_wait().await?;
         }

@@ -326,7 +326,12 @@ impl TempNamespace {
 
     /// Deletes the namespace and waits until it is gone, so the next measurement starts clean.
     pub(crate) async fn delete_and_wait(self) -> Result<()> {
-        let limit = Duration::from_secs(900);
-        namespace::delete_and_wait(&self.client, &self.name, limit, Duration::from_secs(1)).await
+        self.delete_and_wait_at_most(Duration::from_secs(900)).await
+    }
+
+    /// As [`Self::delete_and_wait`], for a namespace whose objects take the cluster's garbage
+    /// collector longer than usual (100,000 Rollouts and their ReplicaSets).
+    pub(crate) async fn delete_and_wait_at_most(self, limit: Duration) -> Result<()> {
+        namespace::delete_and_wait(&self.client, &self.name, limit, Duration::from_secs(5)).await
     }
 }
