@@ -13,6 +13,21 @@ fn condition(sim: &Sim, type_: RolloutConditionType) -> Option<ConditionStatus> 
         .map(|c| c.status)
 }
 
+/// Replaces the strategy (a new generation) and creates the Services it names.
+fn change_strategy(sim: &mut Sim, strategy: serde_json::Value, services: [&str; 2]) {
+    for name in services {
+        sim.services.insert(
+            name.into(),
+            Some(ServiceView {
+                selector: BTreeMap::from([("app".into(), "web".into())]),
+                managed_by: None,
+            }),
+        );
+    }
+    sim.rollout.spec.strategy = Some(serde_json::from_value(strategy).expect("a strategy"));
+    sim.rollout.metadata.generation = Some(sim.rollout.metadata.generation.unwrap_or(1) + 1);
+}
+
 fn set_replicas(sim: &mut Sim, replicas: i32) {
     sim.rollout.spec.replicas = Some(replicas);
     sim.rollout.metadata.generation = Some(sim.rollout.metadata.generation.unwrap_or(1) + 1);
@@ -136,19 +151,11 @@ fn blue_green_to_canary_keeps_the_pods_and_the_next_update_walks_the_steps() {
     let stable = sim.status().stable_rs.expect("a stable set");
 
     // The strategy alone changes: the running pods are the stable set, nothing rolls again.
-    for name in ["web-canary", "web-stable"] {
-        sim.services.insert(
-            name.into(),
-            Some(ServiceView {
-                selector: BTreeMap::from([("app".into(), "web".into())]),
-                managed_by: None,
-            }),
-        );
-    }
-    sim.rollout.spec.strategy =
-        serde_json::from_value(serde_json::json!({ "canary": standard_steps() }))
-            .expect("a canary strategy");
-    sim.rollout.metadata.generation = Some(sim.rollout.metadata.generation.unwrap_or(1) + 1);
+    change_strategy(
+        &mut sim,
+        serde_json::json!({ "canary": standard_steps() }),
+        ["web-canary", "web-stable"],
+    );
     sim.run(20);
     let status = sim.status();
     assert_eq!(sim.pods(), [("web:1".to_string(), 4)]);
@@ -178,23 +185,16 @@ fn blue_green_to_canary_keeps_the_pods_and_the_next_update_walks_the_steps() {
 fn canary_to_blue_green_keeps_the_pods_and_the_next_update_previews_first() {
     let mut sim = deployed(standard_steps(), 4);
     let stable = sim.status().stable_rs.expect("a stable set");
-    for name in ["web-active", "web-preview"] {
-        sim.services.insert(
-            name.into(),
-            Some(ServiceView {
-                selector: BTreeMap::from([("app".into(), "web".into())]),
-                managed_by: None,
-            }),
-        );
-    }
-    sim.rollout.spec.strategy = serde_json::from_value(serde_json::json!({
-        "blueGreen": {
-            "activeService": "web-active", "previewService": "web-preview",
-            "autoPromotionEnabled": false
-        }
-    }))
-    .expect("a blue/green strategy");
-    sim.rollout.metadata.generation = Some(sim.rollout.metadata.generation.unwrap_or(1) + 1);
+    change_strategy(
+        &mut sim,
+        serde_json::json!({
+            "blueGreen": {
+                "activeService": "web-active", "previewService": "web-preview",
+                "autoPromotionEnabled": false
+            }
+        }),
+        ["web-active", "web-preview"],
+    );
     sim.run(20);
     assert_eq!(sim.pods(), [("web:1".to_string(), 4)]);
     assert_eq!(sim.status().stable_rs.as_deref(), Some(stable.as_str()));
