@@ -126,7 +126,8 @@ fn scaling_a_paused_canary_keeps_its_step_and_its_weight() {
         "the counts the status reports are the pods the sets hold"
     );
 
-    // And down: the scaled-down pods are gone before the status says so.
+    // And down, the extra pods lingering a round as a real ReplicaSet's do: the same step and
+    // ratio, and the status counts what is left.
     set_replicas(&mut sim, 5);
     sim.slow_scale_down = true;
     sim.run(20);
