@@ -246,24 +246,49 @@ fn run_one(binary: &Binary, env: &[(&str, String)], logs: &Path) -> Outcome {
     }
 }
 
-/// One line per binary as it ends; the whole log of one that failed.
+/// One line per binary as it ends, then its tests as `cargo test` lists them (so whoever reads
+/// the output, person or CI, sees each test and each `test result:` line as cargo prints them);
+/// the whole log of one that failed.
 fn report(outcome: &Outcome) {
+    use std::io::Write as _;
     let verdict = if outcome.passed { "ok" } else { "FAILED" };
-    println!(
+    let log = fs::read_to_string(&outcome.log).unwrap_or_default();
+    // One block per binary: the lanes end at any time and must not interleave their lines.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "{verdict:6} {:<48} {:>6.1} s  {}",
         outcome.label,
         outcome.elapsed.as_secs_f64(),
         outcome.summary
     );
-    if !outcome.passed {
-        println!(
-            "---- {} ({}) ----\n{}\n---- end of {} ----",
+    if outcome.passed {
+        for line in libtest_lines(&log) {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out);
+    } else {
+        let _ = writeln!(
+            out,
+            "---- {} ({}) ----\n{log}\n---- end of {} ----",
             outcome.label,
             outcome.log.display(),
-            fs::read_to_string(&outcome.log).unwrap_or_default(),
             outcome.label
         );
     }
+}
+
+/// The lines libtest writes for a binary (`running N tests`, one `test … ok` a test, the
+/// `test result:` line), without what the tests themselves logged between them.
+fn libtest_lines(log: &str) -> impl Iterator<Item = &str> {
+    log.lines().filter(|line| {
+        line.starts_with("running ")
+            || line.starts_with("test result:")
+            || (line.starts_with("test ")
+                && [" ... ok", " ... ignored", " ... FAILED"]
+                    .iter()
+                    .any(|end| line.ends_with(end)))
+    })
 }
 
 #[cfg(test)]
@@ -302,6 +327,23 @@ mod tests {
             "executable": null
         });
         assert!(binary_of(&library).is_none());
+    }
+
+    #[test]
+    fn a_binary_is_listed_by_its_tests_not_by_what_they_logged() {
+        let log = "\nrunning 2 tests\n2026-12-04T17:00:00Z INFO sluice: reconciled\n\
+                   test canary::pauses ... ok\ntest results are in\n\
+                   test canary::aborts ... ok\n\n\
+                   test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n";
+        assert_eq!(
+            libtest_lines(log).collect::<Vec<_>>(),
+            [
+                "running 2 tests",
+                "test canary::pauses ... ok",
+                "test canary::aborts ... ok",
+                "test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out",
+            ]
+        );
     }
 
     #[test]

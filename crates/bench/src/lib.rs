@@ -215,7 +215,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         }
         // The figures of the contenders that finished are kept even when another failed.
         if !results.is_empty() {
-            report(scenario, &results)?;
+            report(scenario, &results, args.size.is_some())?;
         }
     }
     let picture = picture::write()?;
@@ -256,8 +256,10 @@ fn check_sane(scenario: &str, contender: Contender, figures: &[Figure]) -> Resul
     Ok(())
 }
 
-/// Prints the table and writes `target/bench/<scenario>.json`.
-fn report(scenario: &str, results: &[(Contender, Vec<Figure>)]) -> Result<()> {
+/// Prints the table and writes `target/bench/<scenario>.json`; a run at one size (`--size`)
+/// keeps the figures of the other sizes already there, so that a scenario too long for one
+/// sitting (`idle` at full size) is measured a size at a time into one file.
+fn report(scenario: &str, results: &[(Contender, Vec<Figure>)], one_size: bool) -> Result<()> {
     let median_of = |who: Contender, name: &str| {
         results
             .iter()
@@ -332,6 +334,11 @@ fn report(scenario: &str, results: &[(Contender, Vec<Figure>)]) -> Result<()> {
     let dir = paths::repo_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{scenario}.json"));
+    if one_size && let Ok(text) = std::fs::read_to_string(&path) {
+        let before: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("reading the figures in {}", path.display()))?;
+        json_figures = merged(&before["figures"], json_figures);
+    }
     std::fs::write(
         &path,
         serde_json::to_string_pretty(&json!({ "scenario": scenario, "figures": json_figures }))?,
@@ -340,9 +347,43 @@ fn report(scenario: &str, results: &[(Contender, Vec<Figure>)]) -> Result<()> {
     Ok(())
 }
 
+/// The figures of `before` that `now` does not measure again (same figure, same contender),
+/// then `now`'s.
+fn merged(before: &serde_json::Value, now: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    let key = |f: &serde_json::Value| (f["figure"].clone(), f["contender"].clone());
+    let mut figures: Vec<serde_json::Value> = before
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|old| !now.iter().any(|new| key(new) == key(old)))
+        .cloned()
+        .collect();
+    figures.extend(now);
+    figures
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_at_one_size_replaces_its_own_figures_and_keeps_the_others() {
+        let figure = |name: &str, who: &str, median: f64| json!({ "figure": name, "contender": who, "median": median });
+        let before = json!([
+            figure("RSS with 1000 Rollouts", "sluice", 37.0),
+            figure("RSS with 10000 Rollouts", "sluice", 205.0),
+            figure("RSS with 10000 Rollouts", "argo", 1142.0),
+        ]);
+        let now = vec![figure("RSS with 10000 Rollouts", "sluice", 190.0)];
+        assert_eq!(
+            merged(&before, now),
+            [
+                figure("RSS with 1000 Rollouts", "sluice", 37.0),
+                figure("RSS with 10000 Rollouts", "argo", 1142.0),
+                figure("RSS with 10000 Rollouts", "sluice", 190.0),
+            ]
+        );
+    }
 
     fn figures(stuck: f64) -> Vec<Figure> {
         vec![
