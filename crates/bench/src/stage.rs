@@ -309,7 +309,10 @@ pub(crate) struct TempNamespace {
 }
 
 impl TempNamespace {
+    /// A fresh namespace `<prefix>-…`, created once no namespace of an earlier measurement is
+    /// still being deleted.
     pub(crate) async fn create(client: &Client, prefix: &str) -> Result<Self> {
+        wait_for_leftovers(client, LEFTOVERS_AT_MOST).await?;
         let name = namespace::unique_name(prefix);
         namespace::create(client, &name, json!({})).await?;
         Ok(Self {
@@ -326,12 +329,49 @@ impl TempNamespace {
 
     /// Deletes the namespace and waits until it is gone, so the next measurement starts clean.
     pub(crate) async fn delete_and_wait(self) -> Result<()> {
-        self.delete_and_wait_at_most(Duration::from_secs(900)).await
-    }
-
-    /// As [`Self::delete_and_wait`], for a namespace whose objects take the cluster's garbage
-    /// collector longer than usual (100,000 Rollouts and their ReplicaSets).
-    pub(crate) async fn delete_and_wait_at_most(self, limit: Duration) -> Result<()> {
+        let limit = Duration::from_secs(900);
         namespace::delete_and_wait(&self.client, &self.name, limit, Duration::from_secs(5)).await
+    }
+}
+
+/// How long a measurement waits for the namespaces of earlier ones to be gone: the garbage
+/// collector takes its time over 100,000 Rollouts and their ReplicaSets.
+const LEFTOVERS_AT_MOST: Duration = Duration::from_secs(3_600);
+
+/// Waits until no `bench-…` namespace is being deleted, so that a measurement never starts
+/// beside the garbage collector's work on an earlier one (Argo Rollouts, started beside
+/// 100,000 Rollouts being deleted, reconciled them instead of its own and failed its idle run).
+async fn wait_for_leftovers(client: &Client, limit: Duration) -> Result<()> {
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        let leftovers: Vec<String> = namespaces
+            .list(&ListParams::default())
+            .await
+            .context("listing namespaces")?
+            .items
+            .into_iter()
+            .filter(|ns| ns.metadata.deletion_timestamp.is_some())
+            .filter_map(|ns| ns.metadata.name)
+            .filter(|name| name.starts_with("bench-"))
+            .collect();
+        if leftovers.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!(
+                "namespaces of earlier measurements still being deleted after {limit:?}: {}",
+                leftovers.join(", ")
+            );
+        }
+        if !said {
+            eprintln!(
+                "==> waiting for {} to be deleted before the next measurement",
+                leftovers.join(", ")
+            );
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
