@@ -61,7 +61,8 @@ pub fn write() -> Result<PathBuf> {
          <span style=color:#ff7f0e>&#9679; Argo Rollouts</span></p>",
     );
     let mut charts: Vec<(String, String, String)> = Vec::new();
-    charts.extend(rss_chart(&rows));
+    charts.extend(against_rollouts(&rows, &RSS));
+    charts.extend(against_rollouts(&rows, &CPU));
     for row in rows
         .iter()
         .filter(|r| r.values.len() > 1 && r.contender == "sluice")
@@ -129,17 +130,44 @@ fn svg_open(width: f64, height: f64, title: &str) -> String {
     )
 }
 
-/// RSS (MiB) against the number of Rollouts, one line per contender, from `RSS with N Rollouts`:
-/// (file name, title, SVG), or nothing without `idle` figures.
-fn rss_chart(rows: &[Row]) -> Option<(String, String, String)> {
+/// One idle figure drawn against the number of Rollouts.
+struct Against {
+    /// The figure's name before the count (`RSS with `, `CPU over 300s idle, `).
+    before: &'static str,
+    unit: &'static str,
+    title: &'static str,
+    file: &'static str,
+}
+
+/// The idle RSS against the Rollouts.
+const RSS: Against = Against {
+    before: "RSS with ",
+    unit: "MiB",
+    title: "Resident memory against Rollouts (idle)",
+    file: "rss-against-rollouts",
+};
+
+/// The CPU of the idle window against the Rollouts.
+const CPU: Against = Against {
+    before: "CPU over ",
+    unit: "s",
+    title: "CPU seconds over the idle window against Rollouts",
+    file: "cpu-against-rollouts",
+};
+
+/// The count `N` in a figure named `<before>… N Rollouts` (the window of a CPU figure, `300s
+/// idle, `, sits between the two).
+fn rollouts_in(figure: &str, before: &str) -> Option<f64> {
+    let rest = figure.strip_prefix(before)?.strip_suffix(" Rollouts")?;
+    rest.rsplit([' ', ',']).next()?.parse().ok()
+}
+
+/// One of the idle figures against the number of Rollouts, a line per contender: (file name,
+/// title, SVG), or nothing without `idle` figures.
+fn against_rollouts(rows: &[Row], what: &Against) -> Option<(String, String, String)> {
     let mut points: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.scenario == "idle") {
-        let Some(n) = row
-            .figure
-            .strip_prefix("RSS with ")
-            .and_then(|s| s.strip_suffix(" Rollouts"))
-            .and_then(|n| n.parse::<f64>().ok())
-        else {
+        let Some(n) = rollouts_in(&row.figure, what.before) else {
             continue;
         };
         points
@@ -151,17 +179,17 @@ fn rss_chart(rows: &[Row]) -> Option<(String, String, String)> {
         return None;
     }
     let max_n = points.values().flatten().map(|p| p.0).fold(1.0, f64::max);
-    let max_y = points.values().flatten().map(|p| p.1).fold(1.0, f64::max);
+    let max_y = points.values().flatten().map(|p| p.1).fold(0.1, f64::max);
     let (h, left, bottom) = (300.0, 60.0, 30.0);
     let x = |n: f64| left + (n / max_n) * (WIDTH - left - 20.0);
     let y = |v: f64| h - bottom - (v / max_y) * (h - bottom - 30.0);
-    let title = "Resident memory against Rollouts (idle)";
+    let (unit, title) = (what.unit, what.title);
     let mut svg = svg_open(WIDTH, h, title);
     let _ = write!(
         svg,
         "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>\
          <line x1=\"{left}\" y1=\"30\" x2=\"{left}\" y2=\"{}\" stroke=\"#000\"/>\
-         <text x=\"5\" y=\"34\">{max_y:.0} MiB</text><text x=\"{left}\" y=\"{}\">0</text>\
+         <text x=\"5\" y=\"34\">{max_y:.1} {unit}</text><text x=\"{left}\" y=\"{}\">0</text>\
          <text x=\"{}\" y=\"{}\">{max_n:.0} Rollouts</text>",
         h - bottom,
         WIDTH - 20.0,
@@ -186,8 +214,8 @@ fn rss_chart(rows: &[Row]) -> Option<(String, String, String)> {
         for (n, v) in &pts {
             let _ = write!(
                 svg,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{contender}: {v:.1} MiB at {n}</title></circle>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{v:.0}</text>",
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{contender}: {v:.2} {unit} at {n}</title></circle>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{v:.1}</text>",
                 x(*n),
                 y(*v),
                 colour(contender),
@@ -198,7 +226,7 @@ fn rss_chart(rows: &[Row]) -> Option<(String, String, String)> {
         }
     }
     svg.push_str("</svg>");
-    Some(("rss-against-rollouts".into(), title.into(), svg))
+    Some((what.file.into(), title.into(), svg))
 }
 
 /// Every trial of one figure as a dot, one row per contender, the median as a bar: (file name,
@@ -345,4 +373,26 @@ fn table(rows: &[Row], html: &mut String) {
         );
     }
     html.push_str("</table>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rollout_count_is_read_from_the_rss_and_the_cpu_figures_alone() {
+        assert_eq!(
+            rollouts_in("RSS with 100000 Rollouts", RSS.before),
+            Some(100_000.0)
+        );
+        assert_eq!(
+            rollouts_in("CPU over 300s idle, 1000 Rollouts", CPU.before),
+            Some(1_000.0)
+        );
+        assert_eq!(
+            rollouts_in("API requests/min idle, 1000 Rollouts", CPU.before),
+            None
+        );
+        assert_eq!(rollouts_in("RSS with 1000 Rollouts", CPU.before), None);
+    }
 }
