@@ -13,8 +13,11 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
 COPY src src
+COPY crates crates
 COPY xtask xtask
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl --bin sluice --bin kubectl-sluice
+# kubectl-sluice is a package of its own (crates/plugin), not a binary of the root package.
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
+    -p sluice -p kubectl-sluice --bin sluice --bin kubectl-sluice
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/target/x86_64-unknown-linux-musl/release/sluice /usr/local/bin/sluice
