@@ -212,10 +212,12 @@ fn against_rollouts(rows: &[Row], what: &Against) -> Option<(String, String, Str
             path.join(" ")
         );
         for (n, v) in &pts {
+            // Hundredths for what is under one (the CPU of an idle Sluice), tenths above.
+            let digits = if *v < 1.0 { 2 } else { 1 };
             let _ = write!(
                 svg,
                 "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{contender}: {v:.2} {unit} at {n}</title></circle>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{v:.1}</text>",
+                 <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\">{v:.digits$}</text>",
                 x(*n),
                 y(*v),
                 colour(contender),
