@@ -61,6 +61,12 @@ const GATHERED: [&str; 5] = [
     reason::ROLLOUT_UPDATED,
 ];
 
+/// Whether an event of this reason is a change leading up to a step (it waits for the step's
+/// Event), not a step of its own.
+pub fn leads_up_to_a_step(reason: &str) -> bool {
+    GATHERED.contains(&reason)
+}
+
 /// Records Events for every controller of the process.
 #[derive(Clone)]
 pub struct Recorder {
@@ -194,7 +200,7 @@ impl Recorder {
                 message: note.message.to_string(),
                 reason: note.reason.to_string(),
                 action: note.action.to_string(),
-                step: !gather || !GATHERED.contains(&note.reason),
+                step: !gather || !leads_up_to_a_step(note.reason),
             });
         }
         // The last step of this reconcile goes out with everything before it; the changes after

@@ -52,7 +52,11 @@ impl LaggingCounts {
     /// [`COUNTS_AT_MOST`] ago. `None` means write now.
     pub fn wait(&self, rollout: &Rollout, new: &RolloutStatus, now: Instant) -> Option<Duration> {
         let old = rollout.status.as_ref()?;
-        if old == new || !only_counts_differ(old, new) {
+        let weights_follow_pods = rollout
+            .spec
+            .canary()
+            .is_some_and(|canary| canary.traffic_routing.is_none());
+        if old == new || !only_counts_differ(old, new, weights_follow_pods) {
             return None;
         }
         let key = (rollout.namespace().unwrap_or_default(), rollout.name_any());
@@ -73,10 +77,17 @@ impl LaggingCounts {
 /// Whether two statuses differ only in what follows the pod counts as pods come up: the counts
 /// (`replicas`, `updatedReplicas`, `readyReplicas`, `availableReplicas`, `HPAReplicas`), the
 /// phase's message while the phase stays (`more replicas need to be updated`, `updated replicas
-/// are still becoming available`, …), and the update time of a condition that says the same
-/// (`Progressing` is touched whenever a pod moves). A step, a phase, a condition's status,
-/// reason or message, a pause, an abort: anything else is a change that matters.
-pub fn only_counts_differ(old: &RolloutStatus, new: &RolloutStatus) -> bool {
+/// are still becoming available`, …), the update time of a condition that says the same
+/// (`Progressing` is touched whenever a pod moves), `Progressing` going from "new ReplicaSet
+/// created" to "ReplicaSet updated" with the same message, and, when `weights_follow_pods` (a
+/// canary without a router, whose weights are the canary's share of the available pods), the
+/// two weights in `status.canary.weights`. A step, a phase, a condition's status or message,
+/// a pause, an abort, a router's weight: anything else is a change that matters.
+pub fn only_counts_differ(
+    old: &RolloutStatus,
+    new: &RolloutStatus,
+    weights_follow_pods: bool,
+) -> bool {
     let mut minor = RolloutStatus {
         replicas: old.replicas,
         updated_replicas: old.updated_replicas,
@@ -89,16 +100,39 @@ pub fn only_counts_differ(old: &RolloutStatus, new: &RolloutStatus) -> bool {
         minor.message.clone_from(&old.message);
     }
     for condition in &mut minor.conditions {
-        if let Some(was) = old.conditions.iter().find(|c| {
-            c.type_ == condition.type_
-                && c.status == condition.status
-                && c.reason == condition.reason
-                && c.message == condition.message
-        }) {
+        if let Some(was) = old
+            .conditions
+            .iter()
+            .find(|was| says_the_same(was, condition))
+        {
             condition.last_update_time = was.last_update_time.clone();
+            condition.reason.clone_from(&was.reason);
+        }
+    }
+    if weights_follow_pods {
+        let was = old.canary.as_ref().and_then(|c| c.weights.as_ref());
+        let now = minor.canary.as_mut().and_then(|c| c.weights.as_mut());
+        if let (Some(was), Some(now)) = (was, now) {
+            now.canary.weight = was.canary.weight;
+            now.stable.weight = was.stable.weight;
         }
     }
     &minor == old
+}
+
+/// Whether a condition says what `was` said: same type, status and message, and the same reason
+/// or, for `Progressing`, the step from "new ReplicaSet created" to "ReplicaSet updated" (the
+/// reconcile after the one that created the set says the latter, with nothing new to tell).
+fn says_the_same(was: &sluice_api::RolloutCondition, now: &sluice_api::RolloutCondition) -> bool {
+    use sluice_api::vocab::reason::{NEW_REPLICA_SET_CREATED, REPLICA_SET_UPDATED};
+    let progressing = [NEW_REPLICA_SET_CREATED, REPLICA_SET_UPDATED];
+    was.type_ == now.type_
+        && was.status == now.status
+        && was.message == now.message
+        && (was.reason == now.reason
+            || (was.type_ == sluice_api::RolloutConditionType::Progressing
+                && progressing.contains(&was.reason.as_str())
+                && progressing.contains(&now.reason.as_str())))
 }
 
 /// The field manager of every Sluice write.
@@ -650,7 +684,7 @@ mod tests {
             )],
             ..old.clone()
         };
-        assert!(only_counts_differ(&old, &new));
+        assert!(only_counts_differ(&old, &new, true));
         let reworded = RolloutStatus {
             conditions: vec![condition(
                 "True",
@@ -660,7 +694,7 @@ mod tests {
             ..new.clone()
         };
         assert!(
-            !only_counts_differ(&old, &reworded),
+            !only_counts_differ(&old, &reworded, true),
             "a condition saying something new"
         );
         let flipped = RolloutStatus {
@@ -671,13 +705,43 @@ mod tests {
             )],
             ..new.clone()
         };
-        assert!(!only_counts_differ(&old, &flipped), "a condition's status");
+        assert!(
+            !only_counts_differ(&old, &flipped, true),
+            "a condition's status"
+        );
+        let mut created = old.clone();
+        created.conditions[0].reason = "NewReplicaSetCreated".into();
+        assert!(
+            only_counts_differ(&created, &new, true),
+            "the reconcile after the set's creation says it is updated, nothing new"
+        );
+        let weighed = |canary: i32| {
+            serde_json::from_value::<sluice_api::CanaryStatus>(serde_json::json!({
+                "weights": {
+                    "canary": { "weight": canary, "podTemplateHash": "web-2" },
+                    "stable": { "weight": 100 - canary, "podTemplateHash": "web-1" },
+                }
+            }))
+            .expect("a canary status")
+        };
+        let share = |canary: i32| RolloutStatus {
+            canary: Some(weighed(canary)),
+            ..new.clone()
+        };
+        assert!(
+            only_counts_differ(&share(20), &share(40), true),
+            "without a router the weights are the pods' shares"
+        );
+        assert!(
+            !only_counts_differ(&share(20), &share(40), false),
+            "a router's weight is news"
+        );
         let paused = RolloutStatus {
             phase: Some(sluice_api::RolloutPhase::Paused),
             ..new
         };
         assert!(
-            !only_counts_differ(&old, &paused),
+            !only_counts_differ(&old, &paused, true),
             "a phase, its message with it"
         );
     }

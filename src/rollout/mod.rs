@@ -611,9 +611,13 @@ async fn reconcile(cached: Arc<CachedRollout>, ctx: Arc<Context>) -> Result<Requ
     for action in &plan.actions {
         info!(namespace, rollout = name, %action, "applying");
     }
-    // A status change that only moves the pod counts, in a reconcile that changed nothing else,
-    // waits for the next change that matters (or a few seconds).
-    let quiet = plan.actions.is_empty() && plan.events.is_empty();
+    // A status change that only moves the pod counts waits for the next change that matters (or
+    // a few seconds), also in a reconcile that scaled or created sets on the way to a step: those
+    // changes have no status of their own, and their Event waits for the step's as well.
+    let quiet = plan
+        .events
+        .iter()
+        .all(|event| crate::events::leads_up_to_a_step(event.reason));
     let counts_wait = quiet
         .then(|| {
             ctx.lagging

@@ -220,6 +220,10 @@ async fn storm(run: &Run<'_>) -> Result<Vec<Figure>> {
     let elapsed = started.elapsed().as_secs_f64();
     let after = controller.sample()?;
     let counts = audit::count_since(mark, run.contender.user_agent())?;
+    println!("  {}: requests in the storm:", run.contender);
+    for (key, count) in &counts {
+        println!("    {count:>6}  {key}");
+    }
     contender::stop(controller);
     ns.delete_and_wait().await?;
     #[allow(clippy::cast_precision_loss)]
