@@ -46,6 +46,13 @@ pub struct BenchArgs {
     /// How long `soak` keeps rolling (e.g. `30m`, `2h`, `45s`); 30 minutes by default.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
+    /// The client rate limit (requests a second) both contenders get; figures measured at
+    /// another limit than the default are named with it, beside the default's.
+    #[arg(long, default_value_t = contender::QPS)]
+    pub qps: u32,
+    /// The burst above `--qps` both contenders get.
+    #[arg(long, default_value_t = contender::BURST)]
+    pub burst: u32,
 }
 
 /// `45s`, `30m`, `2h`, or plain seconds.
@@ -122,6 +129,10 @@ pub struct Run<'a> {
     pub size: Option<usize>,
     /// How long `soak` runs (`--duration`).
     pub duration: Option<std::time::Duration>,
+    /// The client rate limit the contender gets (`--qps`, `--burst`).
+    pub qps: u32,
+    /// The burst above it.
+    pub burst: u32,
     /// A client for the cluster.
     pub client: kube::Client,
     /// Where this run's logs go.
@@ -195,14 +206,21 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
                 quick: args.quick,
                 size: args.size,
                 duration: args.duration,
+                qps: args.qps,
+                burst: args.burst,
                 client: client.clone(),
                 log_dir,
             };
             let figures = scenarios::run(scenario, &run)
                 .await
                 .with_context(|| format!("{scenario} with {contender}"))
-                .and_then(|figures| {
+                .and_then(|mut figures| {
                     check_sane(scenario, contender, &figures)?;
+                    if args.qps != contender::QPS {
+                        for figure in &mut figures {
+                            figure.name = format!("{}, at {} QPS", figure.name, args.qps);
+                        }
+                    }
                     Ok(figures)
                 });
             match figures {
@@ -215,7 +233,11 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         }
         // The figures of the contenders that finished are kept even when another failed.
         if !results.is_empty() {
-            report(scenario, &results, args.size.is_some())?;
+            report(
+                scenario,
+                &results,
+                args.size.is_some() || args.qps != contender::QPS,
+            )?;
         }
     }
     let picture = picture::write()?;
@@ -256,10 +278,10 @@ fn check_sane(scenario: &str, contender: Contender, figures: &[Figure]) -> Resul
     Ok(())
 }
 
-/// Prints the table and writes `target/bench/<scenario>.json`; a run at one size (`--size`)
-/// keeps the figures of the other sizes already there, so that a scenario too long for one
+/// Prints the table and writes `target/bench/<scenario>.json`; a run at one size (`--size`) or
+/// at another client limit (`--qps`) keeps the figures already there, so that a scenario too long for one
 /// sitting (`idle` at full size) is measured a size at a time into one file.
-fn report(scenario: &str, results: &[(Contender, Vec<Figure>)], one_size: bool) -> Result<()> {
+fn report(scenario: &str, results: &[(Contender, Vec<Figure>)], keep_others: bool) -> Result<()> {
     let median_of = |who: Contender, name: &str| {
         results
             .iter()
@@ -334,7 +356,7 @@ fn report(scenario: &str, results: &[(Contender, Vec<Figure>)], one_size: bool) 
     let dir = paths::repo_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{scenario}.json"));
-    if one_size && let Ok(text) = std::fs::read_to_string(&path) {
+    if keep_others && let Ok(text) = std::fs::read_to_string(&path) {
         let before: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("reading the figures in {}", path.display()))?;
         json_figures = merged(&before["figures"], json_figures);

@@ -24,7 +24,7 @@ use sluice_testkit::{
 use crate::{Run, audit, contender::Running};
 
 /// A fresh namespace `bench-<what>-<contender>-…`, its Rollouts, and the contender started
-/// (every namespace watched), logging to `<log>.log`.
+/// (every namespace watched, at the run's client limit), logging to `<log>.log`.
 pub(crate) async fn stage(
     run: &Run<'_>,
     what: &str,
@@ -32,9 +32,12 @@ pub(crate) async fn stage(
 ) -> Result<(TempNamespace, Api<Rollout>, Running)> {
     let ns = TempNamespace::create(&run.client, &format!("bench-{what}-{}", run.contender)).await?;
     let rollouts: Api<Rollout> = Api::namespaced(run.client.clone(), &ns.name);
-    let controller = run
-        .contender
-        .start(run.binary, &run.log_dir.join(format!("{log}.log")))?;
+    let controller = run.contender.start_with(
+        run.binary,
+        &run.log_dir.join(format!("{log}.log")),
+        run.qps,
+        run.burst,
+    )?;
     Ok((ns, rollouts, controller))
 }
 
