@@ -85,13 +85,14 @@ impl Notifier {
     /// `namespace`.
     pub fn new(
         client: Client,
+        recorder: Recorder,
         namespace: String,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<(Self, Worker)> {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
         let sender = Sender::new().map_err(anyhow::Error::msg)?;
         let worker = Worker {
-            recorder: runtime::recorder(client.clone()),
+            recorder,
             client,
             namespace,
             jobs,

@@ -98,11 +98,6 @@ pub fn trim<K: Resource>(object: &mut K) {
     }
 }
 
-/// The event recorder of a controller: events name Sluice (and the pod, when it runs in one).
-pub fn recorder(client: Client) -> Recorder {
-    Recorder::new(client)
-}
-
 /// One event to record on an object.
 #[derive(Clone, Copy, Debug)]
 pub struct Note<'a> {

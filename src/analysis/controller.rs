@@ -60,6 +60,7 @@ type Guarded = DeserializeGuard<AnalysisRun>;
 /// [`SHUTDOWN_GRACE`] to finish and are dropped after it, their results unwritten.
 pub async fn run(
     client: Client,
+    recorder: Recorder,
     config: Config,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -70,7 +71,7 @@ pub async fn run(
     let providers = Providers::new(Some(client.clone()), &config.limits, evaluator)
         .map_err(|e| anyhow::anyhow!("building the metric providers: {e}"))?;
     let context = Arc::new(Context {
-        recorder: runtime::recorder(client.clone()),
+        recorder,
         client,
         providers,
         metrics,

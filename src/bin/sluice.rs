@@ -14,6 +14,7 @@ use clap::Parser;
 use sluice::{
     analysis,
     client::{self, ClientOptions},
+    events::Recorder,
     experiment,
     leader::{LeaderElection, Leadership},
     metrics::Metrics,
@@ -84,6 +85,15 @@ struct Args {
     /// Kubernetes API requests allowed at once above --qps.
     #[arg(long, value_name = "N", default_value_t = 100)]
     burst: u32,
+
+    /// Events recorded per second, a budget of their own as the kubelet's: an Event never holds
+    /// back a write that moves a rollout, nor takes its share of --qps (0: unlimited).
+    #[arg(long, value_name = "QPS", default_value_t = 50.0)]
+    event_qps: f64,
+
+    /// Events allowed at once above --event-qps.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    event_burst: u32,
 
     /// Reconcile only while holding a Lease, so that several replicas can run for availability.
     #[arg(long)]
@@ -180,6 +190,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         metrics: Some(metrics.clone()),
     })
     .await?;
+    // One recorder for every controller (one aggregation of Events per object), on a client of
+    // its own whose limit is the Events' budget.
+    let recorder = Recorder::new(
+        client::client(&ClientOptions {
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.context.clone(),
+            qps: args.event_qps,
+            burst: args.event_burst,
+            metrics: Some(metrics.clone()),
+        })
+        .await
+        .context("creating the Kubernetes client for Events")?,
+    );
     let server = Server::bind(args.metrics_addr).await?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -262,6 +285,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "experiment controller",
         tokio::spawn(experiment::run(
             client.clone(),
+            recorder.clone(),
             scope.clone(),
             metrics.clone(),
             until_stopped(),
@@ -279,6 +303,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "analysis controller",
         tokio::spawn(analysis::controller::run(
             client.clone(),
+            recorder.clone(),
             analysis_config,
             metrics.clone(),
             until_stopped(),
@@ -289,6 +314,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // empty, within its own grace.
     let (notifier, worker) = Notifier::new(
         client.clone(),
+        recorder.clone(),
         analysis::providers::default_namespace(),
         metrics.clone(),
     )?;
@@ -297,6 +323,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "rollout controller",
         tokio::spawn(rollout::run(
             client,
+            recorder,
             config,
             metrics,
             health.clone(),

@@ -66,6 +66,7 @@ type Guarded = DeserializeGuard<Experiment>;
 /// Runs the Experiment controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
+    recorder: Recorder,
     scope: Scope,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -76,7 +77,7 @@ pub async fn run(
         Api<PartialObjectMeta<AnalysisRun>>,
     ) = (scope.api(&client), scope.api(&client));
     let context = Arc::new(Context {
-        recorder: runtime::recorder(client.clone()),
+        recorder,
         client,
         metrics,
         retry: Retry::default(),

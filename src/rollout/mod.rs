@@ -76,6 +76,7 @@ struct Context {
 /// [`SHUTDOWN_GRACE`] to finish.
 pub async fn run(
     client: Client,
+    recorder: Recorder,
     config: Config,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -188,7 +189,6 @@ pub async fn run(
     let retry = Arc::new(Retry::default());
     let drift = Arc::new(routers::Drift::default());
     let mut known = Known::default();
-    let recorder = runtime::recorder(client.clone());
     let forget = Forget {
         recorder: recorder.clone(),
         metrics: metrics.clone(),

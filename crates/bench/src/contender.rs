@@ -96,8 +96,9 @@ impl Contender {
     }
 
     /// Starts the controller, watching every namespace, with its defaults but for the client's
-    /// rate limit: both get [`QPS`] and [`BURST`] (Argo's defaults are 40 and 80), so a figure
-    /// bound by requests compares the requests, not the limits.
+    /// rate limit: both get [`QPS`] and [`BURST`] (Argo's defaults are 40 and 80) for each of
+    /// their budgets (each clientset of Argo's; Sluice's work and its Events), so a figure bound
+    /// by requests compares the requests, not the limits.
     pub fn start(self, binary: &Path, log: &Path) -> Result<Running> {
         self.start_with(binary, log, QPS, BURST)
     }
@@ -116,7 +117,10 @@ impl Contender {
                     .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()?))
                     .args(["--log-format", "json", "--log-level", &level])
                     .arg(format!("--qps={qps}"))
-                    .arg(format!("--burst={burst}"));
+                    .arg(format!("--burst={burst}"))
+                    // Events have a budget of their own, as each of Argo's clientsets has.
+                    .arg(format!("--event-qps={qps}"))
+                    .arg(format!("--event-burst={burst}"));
             }
             Contender::Argo => {
                 cmd.arg("--kubeconfig")
