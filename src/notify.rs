@@ -19,8 +19,10 @@
 //!   within [`SHUTDOWN_GRACE`].
 //! - **Configuration.** The ConfigMap `argo-rollouts-notification-configmap` and the Secret
 //!   `argo-rollouts-notification-secret` in the controller's namespace (`POD_NAMESPACE`, else
-//!   `argo-rollouts`), read again when older than [`CONFIG_TTL`], so a change applies without a
-//!   restart and needs only `get` on those two objects. A malformed entry is logged as a
+//!   `argo-rollouts`), read again after a change: a metadata watch of those two objects by name
+//!   tells (no request while nothing changes; `get`, `list` and `watch` on just those two names),
+//!   and while that watch is down the configuration is read again when older than [`CONFIG_TTL`],
+//!   so a change applies without a restart either way. A malformed entry is logged as a
 //!   warning once per version of the ConfigMap and left out; a problem with a trigger a Rollout
 //!   fires (a template that does not render, an unknown service) is also a Warning event
 //!   (`NotificationFailed`) on that Rollout.
@@ -28,13 +30,21 @@
 use std::{
     collections::BTreeMap,
     future::Future,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use crate::events::Recorder;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{Api, Client, Resource};
+use kube::{
+    Api, Client, Resource,
+    core::PartialObjectMeta,
+    runtime::{WatchStreamExt, watcher},
+};
 use tokio::{
     sync::{Semaphore, mpsc},
     task::JoinSet,
@@ -57,7 +67,8 @@ pub const MAX_IN_FLIGHT: usize = 16;
 pub const ATTEMPTS: u32 = 5;
 /// The wait before the first retry; doubled each time.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
-/// How long the configuration read from the cluster is used before it is read again.
+/// How long the configuration read from the cluster is used before it is read again while the
+/// watch that tells of its changes is down.
 pub const CONFIG_TTL: Duration = Duration::from_secs(3);
 /// How long the worker keeps delivering once a stop is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(12);
@@ -99,6 +110,7 @@ impl Notifier {
             sender,
             metrics: metrics.clone(),
             config: Mutex::new(None),
+            freshness: Arc::default(),
         };
         Ok((Self { queue, metrics }, worker))
     }
@@ -139,6 +151,58 @@ impl Notifier {
     }
 }
 
+/// What the watch of the configuration's objects tells the readers of it.
+#[derive(Default)]
+struct Freshness {
+    /// The watch is up: no change is missed while it is.
+    watching: AtomicBool,
+    /// The ConfigMap or the Secret changed (or the watch started again) since the last read.
+    changed: AtomicBool,
+}
+
+impl Freshness {
+    /// Whether a configuration read `age` ago is still the one in the cluster: while the watch
+    /// is up, until it tells of a change; while it is down, for [`CONFIG_TTL`].
+    fn current(&self, age: Duration) -> bool {
+        if self.watching.load(Ordering::Acquire) {
+            !self.changed.load(Ordering::Acquire)
+        } else {
+            age < CONFIG_TTL
+        }
+    }
+}
+
+/// Tells `freshness` of every change to the configuration's ConfigMap and Secret in `namespace`
+/// (metadata only, each watched by name), and whether the watch is up; runs until dropped.
+async fn watch_config(client: Client, namespace: String, freshness: Arc<Freshness>) {
+    let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let maps: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, &namespace);
+    let map_changes = watcher(maps, by_name(CONFIG_MAP))
+        .default_backoff()
+        .map_ok(drop);
+    let secret_changes = watcher(secrets, by_name(SECRET))
+        .default_backoff()
+        .map_ok(drop);
+    let mut changes = std::pin::pin!(futures::stream::select(map_changes, secret_changes));
+    while let Some(change) = changes.next().await {
+        match change {
+            Ok(()) => {
+                freshness.changed.store(true, Ordering::Release);
+                freshness.watching.store(true, Ordering::Release);
+            }
+            Err(e) => {
+                freshness.watching.store(false, Ordering::Release);
+                warn!(
+                    namespace,
+                    error = %e,
+                    "watching the notification configuration failed; reading it every few seconds meanwhile"
+                );
+            }
+        }
+    }
+}
+
 /// The configuration last read, and when.
 struct Cached {
     read: Instant,
@@ -156,6 +220,7 @@ pub struct Worker {
     sender: Sender,
     metrics: Arc<Metrics>,
     config: Mutex<Option<Cached>>,
+    freshness: Arc<Freshness>,
 }
 
 impl Worker {
@@ -170,7 +235,14 @@ impl Worker {
             sender,
             metrics,
             config,
+            freshness,
         } = self;
+        // Aborted when the worker returns.
+        let _watch = AbortOnDrop(tokio::spawn(watch_config(
+            client.clone(),
+            namespace.clone(),
+            freshness.clone(),
+        )));
         let shared = Arc::new(Shared {
             client,
             recorder,
@@ -178,6 +250,7 @@ impl Worker {
             sender,
             metrics,
             config,
+            freshness,
         });
         let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let mut in_flight = JoinSet::new();
@@ -224,6 +297,15 @@ impl Worker {
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What every delivery shares.
 struct Shared {
     client: Client,
@@ -232,6 +314,7 @@ struct Shared {
     sender: Sender,
     metrics: Arc<Metrics>,
     config: Mutex<Option<Cached>>,
+    freshness: Arc<Freshness>,
 }
 
 impl Shared {
@@ -279,15 +362,20 @@ impl Shared {
         while running.join_next().await.is_some() {}
     }
 
-    /// The configuration, read again when older than [`CONFIG_TTL`]; the last one read when the
-    /// cluster cannot be read.
+    /// The configuration, read again after a change (or when older than [`CONFIG_TTL`] while the
+    /// watch is down); the last one read when the cluster cannot be read.
     async fn config(&self) -> Arc<Config> {
         {
             let cached = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(cached) = cached.as_ref().filter(|c| c.read.elapsed() < CONFIG_TTL) {
+            if let Some(cached) = cached
+                .as_ref()
+                .filter(|c| self.freshness.current(c.read.elapsed()))
+            {
                 return cached.config.clone();
             }
         }
+        // A change seen from here on is read by the next delivery.
+        self.freshness.changed.store(false, Ordering::Release);
         let read = read_config(&self.client, &self.namespace).await;
         let mut cached = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         match read {
@@ -443,5 +531,34 @@ async fn deliver(
                 wait *= 2;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_is_read_again_after_a_change_or_every_few_seconds_without_a_watch() {
+        let freshness = Freshness::default();
+        let (young, old) = (Duration::from_secs(1), CONFIG_TTL + Duration::from_secs(1));
+        assert!(
+            freshness.current(young),
+            "no watch yet: a young read is used"
+        );
+        assert!(
+            !freshness.current(old),
+            "no watch yet: an old read is read again"
+        );
+        freshness.watching.store(true, Ordering::Release);
+        assert!(freshness.current(old), "a watch that told of no change");
+        freshness.changed.store(true, Ordering::Release);
+        assert!(!freshness.current(young), "a change is read at once");
+        freshness.changed.store(false, Ordering::Release);
+        freshness.watching.store(false, Ordering::Release);
+        assert!(
+            !freshness.current(old),
+            "the watch failed: read every few seconds again"
+        );
     }
 }

@@ -150,22 +150,7 @@ async fn service_account_kubeconfig(ns: &TestNamespace, account: &str) -> PathBu
         .status
         .expect("a token")
         .token;
-    let admin: serde_json::Value = serde_norway::from_str(
-        &std::fs::read_to_string(sluice_testkit::kubeconfig()).expect("the admin kubeconfig"),
-    )
-    .expect("a kubeconfig");
-    let cluster = &admin["clusters"][0]["cluster"];
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{ "name": "local", "cluster": cluster }],
-        "users": [{ "name": account, "user": { "token": token } }],
-        "contexts": [{ "name": "sa", "context": { "cluster": "local", "user": account } }],
-        "current-context": "sa",
-    });
-    let path = repo_root().join(format!("target/test-logs/{}-{account}.kubeconfig", ns.name));
-    std::fs::write(&path, serde_norway::to_string(&config).expect("yaml")).expect("writing");
-    path
+    sluice_testkit::kubeconfig_with_token(&token, &format!("{}-{account}", ns.name))
 }
 
 /// The rules of the rendered `kind` (ClusterRole or Role) named `name`: `group/resource` (the
@@ -288,10 +273,16 @@ fn the_chart_grants_exactly_the_verbs_the_controller_uses() {
     assert_eq!(
         rules(&cluster, "Role", "sluice-notifications"),
         BTreeMap::from([
-            ("/configmaps".to_string(), vec!["get".to_string()]),
-            ("/secrets".to_string(), vec!["get".to_string()]),
+            (
+                "/configmaps".to_string(),
+                ["get", "list", "watch"].map(String::from).to_vec()
+            ),
+            (
+                "/secrets".to_string(),
+                ["get", "list", "watch"].map(String::from).to_vec()
+            ),
         ]),
-        "the notification ConfigMap and Secret are read with GET, by name"
+        "the notification ConfigMap and Secret are read and watched, by name"
     );
     let namespaced = template("sluice", "sluice", &["controller.namespaced=true"]);
     assert_eq!(rules(&namespaced, "Role", "sluice"), expected(&[]));
@@ -489,6 +480,34 @@ async fn an_installed_chart_grants_enough_for_a_canary_and_nothing_more() {
             .map(drop),
         "listing Secrets",
     );
+    // The notification configuration is watched by name; nothing else in the release's
+    // namespace is listed.
+    let by_name = |name: &str| ListParams::default().fields(&format!("metadata.name={name}"));
+    for (what, listed) in [
+        (
+            "the notification ConfigMap",
+            Api::<ConfigMap>::namespaced(as_controller.clone(), &system.name)
+                .list(&by_name("argo-rollouts-notification-configmap"))
+                .await
+                .map(drop),
+        ),
+        (
+            "the notification Secret",
+            Api::<Secret>::namespaced(as_controller.clone(), &system.name)
+                .list(&by_name("argo-rollouts-notification-secret"))
+                .await
+                .map(drop),
+        ),
+    ] {
+        assert!(listed.is_ok(), "listing {what} by name: {listed:?}");
+    }
+    forbidden(
+        Api::<Secret>::namespaced(as_controller.clone(), &system.name)
+            .list(&ListParams::default())
+            .await
+            .map(drop),
+        "listing every Secret of the release's namespace",
+    );
     forbidden(
         Api::<Deployment>::namespaced(as_controller.clone(), &system.name)
             .delete(&release.name, &Default::default())
@@ -542,6 +561,7 @@ async fn the_binary_understands_every_flag_the_chart_passes() {
     );
     // The chart's args exactly, as the pod would run them (POD_NAMESPACE from the downward API).
     let log = repo_root().join(format!("target/test-logs/{}.log", ns.name));
+    std::fs::create_dir_all(log.parent().expect("a directory")).expect("target/test-logs");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--kubeconfig")
         .arg(sluice_testkit::kubeconfig())

@@ -375,7 +375,22 @@ async fn argo_notification_configuration_delivers_each_event_once_through_every_
         }
     }
 
-    // An aborted update: Teams hears of it.
+    // An aborted update: Teams hears of it, with the title the configuration says now (a change
+    // applies without a restart).
+    let retitled = r##"
+message: Rollout {{.rollout.metadata.name}} has been aborted.
+teams:
+  title: Stopped {{.rollout.metadata.name}}
+  themeColor: "#E01E5A"
+"##;
+    ns.api::<ConfigMap>()
+        .patch(
+            "argo-rollouts-notification-configmap",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": { "template.aborted": retitled } })),
+        )
+        .await
+        .expect("changing the abort's template");
     rollouts
         .patch(
             "app",
@@ -407,7 +422,7 @@ async fn argo_notification_configuration_delivers_each_event_once_through_every_
     assert_eq!(teams.len(), 1, "{teams:#?}");
     let card: Value = serde_json::from_str(&teams[0].body).expect("JSON");
     assert_eq!(card["@type"], "MessageCard");
-    assert_eq!(card["title"], "Aborted app");
+    assert_eq!(card["title"], "Stopped app", "the template as changed");
     assert_eq!(card["text"], "Rollout app has been aborted.");
 
     // The plugin sends a template through the same configuration.
